@@ -1,0 +1,42 @@
+# Vantage — `make demo` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup proto proto-check demo demo-eval test test-fast lint bench clean chaos
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+proto: setup  ## regenerate gen/ from protos/
+	$(BIN)/python scripts/gen_protos.py
+
+demo: setup  ## start the stack on loopback, research examples/companies.csv, stop the stack
+	$(BIN)/vantage demo examples/companies.csv
+
+demo-eval: setup  ## start the stack on loopback, evaluate Together AI on examples/questions.txt (160 question runs), print the report
+	$(BIN)/vantage demo-eval examples/questions.txt
+
+test: setup  ## the whole suite (PostgreSQL tests skip when no server answers, unless VANTAGE_REQUIRE_POSTGRES=1)
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -x -m "not postgres and not e2e"
+
+chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-like latencies); prints its figures
+	VANTAGE_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -m chaos tests/chaos
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup  ## performance figures vs. their bounds, < 10 min on 2 cores; last stdout line = JSON (docs/benchmarks.md)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache vantage.db vantage.db-*

@@ -1,0 +1,586 @@
+"""Open-set discovery of the organisations an answer names, variant merging, and ranking (pure).
+
+Where names are looked for (:func:`candidates`):
+
+* the lead of each list item and heading (``1. **CoreWeave** – …``, ``- Lambda: …``, ``### 2. Together AI``);
+* the first column of each table (header row skipped), and the header cells of a comparison table whose columns
+  are brands (``| Feature | CoreWeave | Lambda |``);
+* in prose: enumerations ("options include CoreWeave, Lambda and Together AI"), names introduced by a cue phrase
+  ("Another good choice is Groq", "Teams also consider Baseten", "Replicate stands out for …"), names with a
+  brand suffix whose other words are not everyday English ("Luma AI"), bold spans, and link texts that name the
+  link's own site ("[CoreWeave blog](https://coreweave.com/blog)" → CoreWeave);
+* the caller's ``known_competitors``, anywhere (they are brands by declaration).
+
+Not names: citation chips (``([together.ai](…))``), link reference definitions, URLs, code, enumerations inside
+parentheses ("Cohere (Command, Embed and Rerank)" lists products, not peers).
+
+Each candidate is classified (:func:`classify`): **generic** (section and feature words such as "Pricing",
+"Pros", "Key Features", "Option 1", "Best for", GPU model codes, questions — never a name), **strong** (shaped
+like a brand: CamelCase "CoreWeave", a domain "Vast.ai", an acronym "AWS", a legal/brand suffix "Together AI";
+or corroborated: a known competitor, the stem of a cited domain, a link to its own domain, a cue phrase, or a
+capitalised mention in the middle of a prose sentence), **medium** (contains a word that is not common English:
+"Nebius") or **weak** (only common words: "Lambda", "Runway"). Strong candidates are accepted; medium and weak
+ones are accepted when their *sibling group* (the items of one list level, the headings of one level, the rows of
+one table, the names of one enumeration) looks like a list of brands — fewer than half generic labels and at least
+half strong or medium — so that ``- **Pricing**`` under a provider never becomes a competitor while
+``2. **Lambda**`` in a list of GPU clouds does. Prose bold spans, links and cue-less names get no vote: they must
+be strong, and so must the objects of "for" ("inference for Llama, DeepSeek and Qwen" names models).
+
+Accepted names, the known competitors and the org are merged by identity keys
+(:func:`~services.extraction.names.merge_keys`), mentions are counted over the whole answer by
+:func:`~services.extraction.names.find_mentions`, and every organisation named is ranked by its first mention
+(1 = named first), the org included — the same ordering as the org's own rank. This follows Peec AI's
+"Position": "we detect your brand's position based on how many … other brand names appear before yours. This
+includes all brands mentioned in the response, not just the competitors you've set up"
+(https://help.peec.ai/en/articles/11913980-what-does-position-mean-exactly-how-do-you-calculate-it).
+Mention counts feed share of voice (org mentions / all brand mentions, as Peec AI and Profound define it).
+
+Display name of a merged organisation: the caller's spelling when it is a known competitor, else the spelling
+used most often, the shortest on a tie ("Lambda" / "Lambda Labs" / "Lambda Cloud" → "Lambda").
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from services.extraction.names import (
+    Brand,
+    clean_name,
+    find_mentions,
+    is_common_word,
+    merge_keys,
+    name_forms,
+    tokens,
+)
+from services.extraction.text import (
+    Doc,
+    is_citation_chip,
+    is_sentence_start,
+    lead_span,
+    plain,
+    words_of,
+)
+from services.extraction.urls import domain_stem, looks_like_domain, registrable_domain
+
+#: Lower-case words and phrases that are never an organisation's name in an answer: section titles, feature
+#: labels, tech vocabulary that assistants bold or list (extended by ``settings.extraction_generic_terms``).
+GENERIC_TERMS: frozenset[str] = frozenset(
+    """
+    pricing price prices cost costs overview summary conclusion conclusions note notes pros cons option options
+    key features feature best for summary verdict recommendation recommendations considerations consideration
+    comparison comparisons alternatives alternative introduction intro background context details highlights
+    benefits drawbacks advantages disadvantages limitations strengths weaknesses tradeoffs trade-offs risks
+    requirements criteria factors factor tips tip example examples caveats caveat disclaimer sources source
+    references reference answer short quick bottom line final thoughts takeaways takeaway next steps step
+    steps use cases case performance scalability reliability availability support security compliance
+    integration integrations ecosystem hardware networking storage latency throughput speed uptime regions
+    region locations location billing contracts contract commitment free tier credits discounts onboarding
+    documentation docs community developer experience enterprise enterprises startups startup reputation
+    funding team founded headquarters customers market position differentiator differentiators specialization
+    focus offerings offering products product services service models model data centers center capacity
+    sustainability energy ideal good great better top most popular leading notable honorable mentions other
+    others emerging established players hyperscalers specialized providers provider clouds cloud marketplaces
+    marketplace category type rating score scores ratings gpu gpus gpu-cloud cpu cpus compute inference training
+    fine-tuning finetuning serving deployment hosting platform platforms solution solutions tool tools vendor
+    vendors company companies api apis sdk llm llms ai ml machine learning deep generative conversational
+    responsible agentic edge applied open open-source source ethical explainable multimodal sovereign hybrid
+    private public custom managed serverless on-demand spot reserved dedicated bare metal bare-metal kubernetes
+    slurm pytorch tensorflow jax cuda rocm infiniband nvlink docker linux python jupyter terraform vllm triton
+    tensorrt onnx ray lora qlora yes no maybe n/a tbd important warning caution tl;dr tldr faq faqs q&a question questions
+    why how what when where which who whom whose should could would can will do does did is are was were be
+    the a an and or of in on at to with by from as vs versus your you our we my their its this that these those
+    free paid cheap cheapest expensive fast fastest easy easiest simple flexible flexibility cost-effective
+    budget high low mid large small medium scale scaling multi-gpu multi-node cluster clusters instance
+    instances pod pods node nodes vm vms container containers region-specific general purpose
+    """.split()
+)
+FUNCTION_WORDS: frozenset[str] = frozenset(
+    "the a an and or of in on at to with by from as for vs versus via per into over under than & + / - de la".split()
+)
+#: Upper-case words that are vocabulary, not organisations.
+GENERIC_ACRONYMS: frozenset[str] = frozenset(
+    """gpu gpus cpu cpus api apis sla slas llm llms ai ml tpu tpus faq faqs sdk usd eur gbp roi tco hpc nlp ocr rag
+    etl saas paas iaas vram ram ssd nvme k8s vm vms os ui ux io eu us uk usa apac emea tldr na tbd etc q&a ceo cto
+    cfo vpc iam sso soc hipaa gdpr iso p2p b2b b2c pue kw mw gw tb gb pb hr mo yr fp8 fp16 bf16 int8 fp32 sxm pcie
+    nvl hbm dgx hgx cli gui ide pdf csv json yaml http https url urls seo geo aeo kpi kpis mvp poc pov rfp sku
+    note tip new hot""".split()
+)
+#: Trailing words that mark a brand ("Together AI", "Lambda Labs", "Modal Inc").
+ORG_SUFFIX_WORDS: frozenset[str] = frozenset(
+    "ai labs lab inc llc ltd corp corporation gmbh technologies".split()
+)
+#: Leading words of a phrase that is a label, a question or an instruction, not a name.
+LEADING_GENERIC: frozenset[str] = frozenset(
+    """best top most why how what when where which who should could would can will do does is are choose
+    consider use using get check compare comparing look avoid start make pick select go try ideal great good
+    great better cheapest fastest option step tier phase level plan stage part method approach scenario
+    if for with without key other more less""".split()
+)
+_GENERIC_PATTERN = re.compile(
+    r"^(?:(?:option|step|tier|phase|tip|level|plan|stage|part|method|approach|scenario|example|case|week|day|"
+    r"month|year|q|round|region|zone)\s*#?\s*\d+[a-z]?|[\d$€£%.,/+x×~≈<>=\s-]+|#?\d+.*)$",
+    re.IGNORECASE,
+)
+#: GPU/instance codes and sizes: H100, A100, MI300X, L40S, 8x, 80GB, v5e.
+_CODE_RE = re.compile(r"^(?:[a-z]{0,4}\d+[a-z0-9]*|\d+[a-z]{0,3}|v\d+[a-z]?)$", re.IGNORECASE)
+#: Abstract nouns that are feature labels even when rare ("Scalability", "Observability").
+_ABSTRACT_RE = re.compile(r"(?:ability|ibility|ness|ment|tion|sion)$")
+
+GENERIC, WEAK, MEDIUM, STRONG = "generic", "weak", "medium", "strong"
+
+
+@dataclass(frozen=True)
+class Competitor:
+    """An organisation named in the answer other than the org: display name, rank among all brands (1 = named
+    first, the org included), number of mentions."""
+
+    name: str
+    rank: int
+    mention_count: int
+
+
+@dataclass
+class Candidate:
+    """A name-like span found in a structural position. ``span`` in ``doc.text``; ``group`` its sibling group
+    (``""`` for prose bold/links, which get no vote); ``url`` for a link text."""
+
+    text: str
+    span: tuple[int, int]
+    source: str  # "lead" | "column" | "bold" | "link"
+    group: str
+    url: str = ""
+    cls: str = GENERIC
+    cued: bool = False
+
+
+def _is_code(word: str) -> bool:
+    return bool(_CODE_RE.match(word))
+
+
+@lru_cache(maxsize=65_536)
+def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
+    """GENERIC, WEAK, MEDIUM or STRONG for a cleaned candidate name (see the module docstring)."""
+    name = re.sub(r"['’]s$", "", name)  # "AI's" is not CamelCase
+    words = tokens(name)
+    if not words or len(words) > 5 or len(name) > 50:
+        return GENERIC
+    low = [w.lower() for w in words]
+    domain_like = looks_like_domain(name)
+    if not domain_like and not words[0][:1].isupper() and not words[0][:1].isdigit():
+        return GENERIC  # names are capitalised in assistant prose; "great for startups" is not a name
+    if " ".join(low) in generic or _GENERIC_PATTERN.match(name) or low[0] in LEADING_GENERIC:
+        return GENERIC
+    if all(w in generic or w in FUNCTION_WORDS or w in GENERIC_ACRONYMS or _is_code(w) for w in low):
+        return GENERIC
+    if domain_like:
+        return STRONG
+    for w, lw in zip(words, low, strict=True):
+        if lw in GENERIC_ACRONYMS or lw in FUNCTION_WORDS:
+            continue
+        if any(c.isupper() for c in w[1:]) and not w.isupper() and any(c.islower() for c in w[1:]):
+            return STRONG  # CoreWeave, OpenAI, RunPod
+        if w.isupper() and w.isalpha() and 2 <= len(w) <= 6:
+            return STRONG  # AWS, IBM, NVIDIA
+    others = [lw for lw in low[:-1] if lw not in generic and lw not in FUNCTION_WORDS]
+    if len(words) >= 2 and low[-1] in ORG_SUFFIX_WORDS and others:
+        return STRONG  # Together AI, Lambda Labs
+    rare = [
+        lw
+        for lw in low
+        if lw not in generic
+        and lw not in FUNCTION_WORDS
+        and not _is_code(lw)
+        and not is_common_word(lw, threshold)
+    ]
+    if rare and not all(_ABSTRACT_RE.search(lw) for lw in rare):
+        return MEDIUM
+    return WEAK
+
+
+def _clean_candidate(raw: str) -> list[str]:
+    """A candidate's name(s): Markdown, parentheticals and outer punctuation removed; ``A vs B`` → both."""
+    text = re.sub(r"\s*\([^()]*\)", "", plain(raw))
+    text = text.split("(", 1)[0]  # an unclosed parenthesis: keep what precedes it
+    parts = re.split(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", text, flags=re.IGNORECASE)
+    return [p for p in (clean_name(x) for x in parts) if p]
+
+
+#: First header cell of a comparison table whose columns are brands: "| Feature | CoreWeave | Lambda |".
+COLUMN_TABLE_HEADS: frozenset[str] = frozenset(
+    """feature features criteria criterion aspect aspects metric metrics attribute attributes dimension
+    dimensions factor factors spec specs specification specifications capability capabilities category
+    comparison compare characteristic characteristics property properties parameter item""".split()
+)
+#: "… include CoreWeave, Lambda and Together AI": capitalised names separated by commas, "and", "or".
+# At most five words, and each word cannot be split two ways: keeps every match attempt bounded (linear scans).
+_NAME = r"[A-Z](?:[\w&'’.+-]{0,40}[\w+])?(?:[ \t]+(?:[A-Z](?:[\w&'’.+-]{0,40}[\w+])?)){0,4}"
+_ENUM_RE = re.compile(
+    rf"(?<![\w.-])(?P<list>{_NAME}(?:,[ \t]+{_NAME}){{1,}},?[ \t]+(?:and|or|&)[ \t]+{_NAME}"
+    rf"|{_NAME}(?:,[ \t]+{_NAME}){{2,}}"
+    rf"|{_NAME}[ \t]+(?:and|or|&)[ \t]+{_NAME})(?![\w-])"
+)
+_ENUM_SPLIT_RE = re.compile(r",?[ \t]+(?:and|or|&)[ \t]+|,[ \t]+")
+#: Imperatives that start a sentence before a name ("Use CoreWeave or Lambda", "Fine-tune Llama or Qwen").
+_LEADING_VERBS: frozenset[str] = frozenset(
+    """use try consider choose pick fine-tune deploy run compare check start pair combine host train serve build
+    integrate evaluate contact ask visit see read test benchmark shortlist""".split()
+)
+#: "Luma AI", "Acme Labs", "Acme Inc." in prose — unless an ordinary noun follows ("European AI cloud").
+_SUFFIXED_RE = re.compile(
+    r"(?<![\w.-])(?:[A-Z][\w&'’.-]*[ \t]+){0,2}[A-Z][\w&'’.-]*[ \t]+(?:AI|Labs|Inc\.?|Technologies)(?![\w])"
+    r"(?![ \t]+(?:cloud|platform|company|startup|model|models|lab|chips?|infrastructure|workloads?|tools?|"
+    r"applications?|apps?|assistants?|agents?|systems?|research|search|training|inference|compute|capabilit\w+|"
+    r"services?|solutions?|products?|features?|market|space|industry|adoption|stack|teams?|strategy)\b)"
+)
+_LEAD_IN = r"[\[*_\s]*"
+#: Phrases that introduce an organisation in prose: "Another good choice is X", "Teams also consider X",
+#: "X stands out for …", "X is a strong option". A name found this way needs no vote.
+_CUE_BEFORE_RE = re.compile(
+    r"(?:\b(?:choice|option|alternative|pick|contender|bet|provider|vendor|platform)s?[ \t]+"
+    r"(?:is|are|would be|remains|include|includes|including)|\b(?:consider|considering|recommend|try|trying|"
+    r"evaluate|evaluating|check out|look at|go with|choose|choosing|such as|like|including|includes|include)"
+    rf")[ \t]+{_LEAD_IN}(?P<name>{_NAME})"
+)
+_CUE_AFTER_RE = re.compile(
+    rf"(?:^|(?<=[\s(*_\[]))(?P<name>{_NAME})[*_\]]*[ \t]+(?:stands out|offers|provides|leads|excels|"
+    r"specializes|specialises|focuses on|is known for|is best known for|is popular|is favou?red|delivers|rents|"
+    r"operates|is (?:a|an|the|another)[ \t]+(?:[\w-]+[ \t]+){0,3}?(?:option|choice|pick|alternative|contender|"
+    r"provider|platform|vendor|company|startup|cloud|service|leader|player))\b"
+)
+
+
+def _within(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """The span of the sorted, non-overlapping ``spans`` that contains ``[start, end)``, if any."""
+    i = bisect.bisect_right(spans, (start, 1 << 62)) - 1
+    if i >= 0 and spans[i][0] <= start and end <= spans[i][1]:
+        return spans[i]
+    return None
+
+
+def _in_parentheses(text: str, pos: int) -> bool:
+    return text.count("(", 0, pos) > text.count(")", 0, pos)
+
+
+def _prose_candidates(
+    doc: Doc, leads: list[tuple[int, int]], threshold: float, generic: frozenset[str]
+) -> list[Candidate]:
+    """Names in prose: enumerations (voted as a group), names after/before a cue phrase, and suffixed names
+    ("Luma AI") whose first words are not everyday English."""
+    out: list[Candidate] = []
+
+    def add(text: str, span: tuple[int, int], source: str, group: str, cued: bool = False) -> None:
+        if _within(leads, span[0], span[0] + 1):
+            return
+        for name in _clean_candidate(text):
+            out.append(Candidate(name, span, source, group, cued=cued))
+
+    for unit in doc.units:
+        if unit.kind not in ("sentence", "item"):
+            continue
+        segment = doc.masked[unit.body : unit.end]
+        base = unit.body
+        for m in _ENUM_RE.finditer(segment):
+            if _in_parentheses(segment, m.start()):
+                continue  # "Cohere (Command, Embed and Rerank …)": products of the name before, not peers
+            # "inference for Llama, DeepSeek and Qwen": the objects of "for" are often products; no vote there.
+            after_for = re.search(r"\bfor[ \t]+$", segment[max(0, m.start() - 8) : m.start()]) is not None
+            group = f"enum{unit.index}.{m.start()}" if not after_for else ""
+            pos = m.start("list")
+            for part in _ENUM_SPLIT_RE.split(m.group("list")):
+                at = segment.find(part, pos)
+                pos = at + len(part)
+                words = part.split()
+                if len(words) > 1 and words[0].lower() in _LEADING_VERBS:
+                    cut = len(words[0]) + (len(part) - len(part.lstrip()))
+                    part, at = part[cut:].lstrip(), at + cut + (len(part[cut:]) - len(part[cut:].lstrip()))
+                if (
+                    len(part.split()) == 1
+                    and is_common_word(part, threshold)
+                    and is_sentence_start(doc, base + at)
+                ):
+                    continue  # "Full and LoRA fine-tuning": a capital at a sentence start says nothing
+                add(part, (base + at, base + at + len(part)), "enum", group)
+        for rx in (_CUE_BEFORE_RE, _CUE_AFTER_RE):
+            for m in rx.finditer(segment):
+                if not _in_parentheses(segment, m.start("name")):
+                    add(m.group("name"), (base + m.start("name"), base + m.end("name")), "cue", "", cued=True)
+        for m in _SUFFIXED_RE.finditer(segment):
+            if any(
+                not is_common_word(w, threshold) and w.lower() not in generic for w in m.group(0).split()[:-1]
+            ):
+                add(m.group(0), (base + m.start(), base + m.end()), "suffixed", "")
+    return out
+
+
+def _link_name(text: str, url: str) -> str:
+    """The name a link's text gives for its own site: the longest leading words of the text whose identity
+    keys match the URL's domain stem ("[CoreWeave blog](https://coreweave.com/blog)" → "CoreWeave"), or ""."""
+    stem = domain_stem(url)
+    if not stem:
+        return ""
+    words = re.sub(r"['’]s\b", "", plain(text)).split()
+    for n in range(min(4, len(words)), 0, -1):
+        name = clean_name(" ".join(words[:n]))
+        if name and stem_match(stem, merge_keys(name)):
+            return name
+    return ""
+
+
+def candidates(doc: Doc, threshold: float = 3.0, generic: frozenset[str] = GENERIC_TERMS) -> list[Candidate]:
+    """Every name-like span in a structural position or a prose enumeration, in document order."""
+    out: list[Candidate] = []
+    leads: list[tuple[int, int]] = []
+    for unit in doc.units:
+        if unit.kind in ("item", "heading") or (unit.kind == "row" and not unit.header):
+            span = lead_span(doc, unit)
+            if span:
+                leads.append(span)
+                source = "column" if unit.kind == "row" else "lead"
+                for name in _clean_candidate(doc.text[span[0] : span[1]]):
+                    out.append(Candidate(name, span, source, unit.group))
+        elif unit.kind == "row" and unit.header and len(unit.cells) >= 3:
+            first = clean_name(doc.text[unit.cells[0][0] : unit.cells[0][1]]).lower()
+            if not first or first in COLUMN_TABLE_HEADS:
+                for s, e in unit.cells[1:]:
+                    leads.append((s, e))
+                    for name in _clean_candidate(doc.text[s:e]):
+                        out.append(Candidate(name, (s, e), "column", unit.group + ".cols"))
+    leads.sort()
+    for s, e in doc.bold:
+        if _within(leads, s, e):
+            continue
+        unit = doc.unit_at(s)
+        if unit is not None and unit.kind == "row":
+            continue  # table cells other than the first column are values, not names
+        for name in _clean_candidate(doc.text[s:e]):
+            out.append(Candidate(name, (s, e), "bold", ""))
+    by_span: dict[tuple[int, int], list[Candidate]] = {}
+    for c in out:
+        by_span.setdefault(c.span, []).append(c)
+    for link in doc.links:
+        lead = _within(leads, *link.text_span)
+        if lead:
+            for c in by_span.get(lead, ()):
+                c.url = link.url  # a lead that is a link: its URL corroborates it
+            continue
+        if is_citation_chip(link):
+            continue
+        name = _link_name(link.text, link.url)
+        if name:
+            out.append(Candidate(name, link.text_span, "link", "", url=link.url))
+    out.extend(_prose_candidates(doc, leads, threshold, generic))
+    out.sort(key=lambda c: c.span)
+    return out
+
+
+_STEM_PREFIX_RE = re.compile(r"^(?:get|try|use|join|go|hey|with|the|my)(?=[a-z]{3})")
+_STEM_SUFFIX_RE = re.compile(r"(?<=[a-z]{3})(?:hq|app|ai|labs|lab|ml|inc|io|cloud|official|corp|tech|group|hub)$")
+
+
+@lru_cache(maxsize=65_536)
+def _stem_forms(stem: str) -> tuple[str, str]:
+    """(lower-case stem without hyphens, the same without a usual prefix/suffix) for :func:`stem_match`."""
+    stem = stem.lower().replace("-", "")
+    return stem, _STEM_SUFFIX_RE.sub("", _STEM_PREFIX_RE.sub("", stem))
+
+
+def stem_match(stem: str, keys: Iterable[str]) -> int:
+    """How well a domain stem (``lambdalabs``) matches an organisation's identity keys (0 = not at all).
+
+    Exact key > key with a usual prefix/suffix (``getjasper``, ``runwayml``, ``modal-labs``) > a long key the stem
+    starts with (``lambda`` ⊂ ``lambdalabs``, keys of five letters or more only, to keep ``meta`` from matching
+    ``metacritic``).
+    """
+    stem, bare = _stem_forms(stem)
+    if len(stem) < 2:
+        return 0
+    best = 0
+    for k in keys:
+        if stem == k:
+            best = max(best, 1000 + len(k))
+        elif bare == k:
+            best = max(best, 500 + len(k))
+        elif len(k) >= 5 and stem.startswith(k):
+            best = max(best, len(k))
+    return best
+
+
+def _prose_capitalised_at(doc: Doc, name: str) -> list[int]:
+    """Offsets where ``name`` appears capitalised in the middle of a prose sentence (not in a lead or a
+    Title-Case line)."""
+    out = []
+    for start, _end in doc.find_phrase(words_of(name), case_sensitive=True):
+        unit = doc.unit_at(start)
+        if unit is None or unit.kind not in ("sentence", "item"):
+            continue
+        lead = lead_span(doc, unit) if unit.kind == "item" else None
+        if lead and lead[0] <= start < lead[1]:
+            continue
+        if doc.is_title_case(unit) or is_sentence_start(doc, start):
+            continue
+        out.append(start)
+    return out
+
+
+def accept(
+    doc: Doc,
+    cands: Sequence[Candidate],
+    known_keys: set[str],
+    cited_stems: set[str],
+    threshold: float,
+    generic: frozenset[str],
+) -> list[Candidate]:
+    """The candidates taken for organisation names (see the module docstring for the rule)."""
+    cache: dict[str, list[int]] = {}
+
+    def capitalised(name: str) -> list[int]:
+        if name not in cache:
+            cache[name] = _prose_capitalised_at(doc, name)
+        return cache[name]
+
+    for c in cands:
+        c.cls = classify(c.text, threshold, generic)
+        if c.cls in (WEAK, MEDIUM):
+            keys = merge_keys(c.text)
+            if (
+                c.cued
+                or keys & known_keys
+                or any(stem_match(s, keys) for s in cited_stems)
+                or (c.url and stem_match(domain_stem(c.url), keys))
+                or any(not (c.span[0] <= p < c.span[1]) for p in capitalised(c.text))
+            ):
+                c.cls = STRONG
+    groups: dict[str, list[Candidate]] = {}
+    for c in cands:
+        groups.setdefault(c.group, []).append(c)
+    out: list[Candidate] = []
+    for group, members in groups.items():
+        labels = [c for c in members if c.cls == GENERIC]
+        names = [c for c in members if c.cls != GENERIC]
+        brandish = [c for c in names if c.cls in (STRONG, MEDIUM)]
+        listy = (
+            bool(group)
+            and len(names) >= 2
+            and len(labels) * 2 < len(members)
+            and len(brandish) * 2 >= len(names)
+            # "Google Search and Workspace": a two-name phrase in prose needs one brand-shaped name.
+            and (not group.startswith("enum") or len(members) >= 3 or any(c.cls == STRONG for c in names))
+        )
+        out.extend(c for c in names if c.cls == STRONG or listy)
+    out.sort(key=lambda c: c.span)
+    return out
+
+
+def _display(brand: Brand, known_names: dict[str, str]) -> str:
+    """Display name: the caller's spelling for a known competitor; else the spelling used most often, the
+    shortest on a tie ("Lambda" over "Lambda Labs"), preferring a capitalised, non-domain spelling."""
+    for k in brand.keys:
+        if k in known_names:
+            return known_names[k]
+    surfaces = brand.surfaces or sorted(brand.forms)
+    non_domain = [s for s in surfaces if not looks_like_domain(s)] or surfaces
+    by_fold = Counter(s.casefold() for s in non_domain)
+    first_seen = {}
+    for i, s in enumerate(non_domain):
+        first_seen.setdefault(s.casefold(), i)
+    fold = min(by_fold, key=lambda f: (-by_fold[f], len(f), first_seen[f]))
+    spellings = Counter(s for s in non_domain if s.casefold() == fold)
+    return min(spellings, key=lambda s: (not s[:1].isupper(), s.isupper(), -spellings[s], s))
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # The lower index (the org is 0) stays the root, so the org's group is always the org's.
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def discover(
+    doc: Doc,
+    org: Brand,
+    known_competitors: Sequence[str],
+    cited_urls: Iterable[str],
+    threshold: float,
+    generic: frozenset[str],
+) -> tuple[Brand, list[Brand]]:
+    """The org (mentions filled) and every other organisation named, merged, with mentions, in rank order."""
+    known = [clean_name(k) for k in known_competitors if clean_name(k)]
+    known_names: dict[str, str] = {}
+    known_keys: set[str] = set()
+    for k in known:
+        for key in merge_keys(k):
+            known_names.setdefault(key, k)
+            known_keys.add(key)
+    cited_stems = {domain_stem(u) for u in cited_urls} - {""}
+    accepted = accept(doc, candidates(doc, threshold, generic), known_keys, cited_stems, threshold, generic)
+
+    raw: list[Brand] = [org]
+    for k in known:
+        raw.append(Brand(display=k, forms=name_forms(k), keys=set(merge_keys(k)), known=True))
+    for c in accepted:
+        forms = name_forms(c.text)
+        raw.append(Brand(display=c.text, forms=forms, keys=set(merge_keys(c.text))))
+    uf = _UnionFind(len(raw))
+    owner: dict[str, int] = {}
+    for i, b in enumerate(raw):
+        for key in b.keys:
+            if key in owner:
+                uf.union(owner[key], i)
+            else:
+                owner[key] = i
+    merged: dict[int, Brand] = {}
+    for i, b in enumerate(raw):
+        root = uf.find(i)
+        if root not in merged:
+            merged[root] = Brand(display=b.display, is_org=(root == 0))
+        m = merged[root]
+        m.forms |= b.forms
+        m.keys |= b.keys
+        m.known = m.known or b.known
+    brands = list(merged.values())
+    org_brand = merged[0]
+    org_brand.display = org.display
+    find_mentions(doc, brands, threshold, generic)
+    others = [b for b in brands if not b.is_org and b.mentions]
+    for b in others:
+        b.display = _display(b, known_names)
+    others.sort(key=lambda b: b.first_offset)
+    return org_brand, others
+
+
+def known_brands(known_competitors: Sequence[str]) -> list[Brand]:
+    """Brands for the caller's known competitors (for citations from a competitor the answer does not name)."""
+    out = []
+    for k in known_competitors:
+        name = clean_name(k)
+        if name:
+            out.append(Brand(display=name, forms=name_forms(name), keys=set(merge_keys(name)), known=True))
+    return out
+
+
+def rank_all(org: Brand, others: Sequence[Brand]) -> tuple[int, list[Competitor]]:
+    """The org's rank (0 when not named) and the competitors with their ranks, ranked together by first mention."""
+    everyone = sorted([b for b in [org, *others] if b.mentions], key=lambda b: (b.first_offset, not b.is_org))
+    ranks = {id(b): i + 1 for i, b in enumerate(everyone)}
+    comps = [Competitor(name=b.display, rank=ranks[id(b)], mention_count=len(b.mentions)) for b in others]
+    return ranks.get(id(org), 0), comps
+
+
+def brand_domains(brand: Brand) -> set[str]:
+    """Registrable domains spelled out among a brand's forms (``Vast.ai`` → ``vast.ai``)."""
+    return {registrable_domain(f) for f in brand.forms if looks_like_domain(f)} - {""}

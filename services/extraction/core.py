@@ -1,0 +1,132 @@
+"""One answer in, org evaluation + competitors + citations out (pure; the servicer's only dependency).
+
+:func:`check` validates a request (every problem at once, as ``BadRequest`` field violations);
+:func:`analyze` parses the Markdown once and runs discovery, mention matching, citations and the org evaluation
+over the same parse, so ``Extract`` and the three partial RPCs always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from services.extraction import citations as cit
+from services.extraction.competitors import GENERIC_TERMS, Competitor, discover, known_brands, rank_all
+from services.extraction.names import Brand, clean_name, merge_keys, org_forms, zipf
+from services.extraction.org_eval import OrgEval, evaluate
+from services.extraction.text import parse
+from services.extraction.urls import looks_like_domain, registrable_domain
+from shared.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Knobs of the deterministic extractor (from :class:`shared.config.Settings`).
+
+    ``common_word_zipf``: Zipf frequency at or above which a word is "common" (names made of such words need
+    brand context); ``generic_terms``: lower-case words/phrases never taken for names (built-in list plus
+    settings); ``max_answer_chars``: longest answer accepted.
+    """
+
+    common_word_zipf: float = 3.0
+    generic_terms: frozenset[str] = GENERIC_TERMS
+    max_answer_chars: int = 200_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExtractionConfig:
+        return cls(
+            common_word_zipf=settings.extraction_common_word_zipf,
+            generic_terms=GENERIC_TERMS
+            | {" ".join(t.lower().split()) for t in settings.extraction_generic_terms},
+            max_answer_chars=settings.extraction_max_answer_chars,
+        )
+
+
+@dataclass(frozen=True)
+class Org:
+    """The organisation being evaluated: ``name`` (required), ``domain`` (host or URL; may be empty),
+    ``variations`` (other spellings)."""
+
+    name: str
+    domain: str = ""
+    variations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Analysis:
+    org_eval: OrgEval
+    competitors: list[Competitor] = field(default_factory=list)
+    citations: list[cit.Citation] = field(default_factory=list)
+
+
+def check(answer: str, org: Org, cfg: ExtractionConfig) -> None:
+    """Raise :class:`InvalidArgument` naming every invalid field of an extraction request."""
+    problems: list[tuple[str, str]] = []
+    if not clean_name(org.name):
+        problems.append(("org.name", "org.name is required (the organisation being evaluated)"))
+    if org.domain.strip() and "." not in registrable_domain(org.domain):
+        problems.append(
+            ("org.domain", f"org.domain {org.domain[:100]!r} is not a domain name such as together.ai")
+        )
+    if len(answer) > cfg.max_answer_chars:
+        problems.append(
+            (
+                "answer_markdown",
+                f"answer_markdown has {len(answer)} characters; the limit is {cfg.max_answer_chars}",
+            )
+        )
+    if problems:
+        raise InvalidArgument("; ".join(d for _, d in problems), violations=problems)
+
+
+def org_brand(org: Org, cfg: ExtractionConfig) -> tuple[Brand, set[str]]:
+    """The org as a :class:`Brand` (spellings and keys) and its registrable domains (for ``owned``)."""
+    name = clean_name(org.name)
+    forms = org_forms(name, org.domain, org.variations, cfg.generic_terms)
+    keys: set[str] = set()
+    for f in forms:
+        keys |= merge_keys(f)
+    domains = {registrable_domain(org.domain)} if org.domain.strip() else set()
+    domains |= {registrable_domain(v) for v in (name, *org.variations) if looks_like_domain(v)}
+    return Brand(display=name, forms=forms, keys=keys, is_org=True), {d for d in domains if "." in d}
+
+
+def analyze(
+    answer: str,
+    org: Org,
+    known_competitors: Sequence[str] = (),
+    provider_citations: Sequence[tuple[str, str]] = (),
+    cfg: ExtractionConfig | None = None,
+) -> Analysis:
+    """Extract everything from one answer. ``provider_citations`` are (url, title) pairs."""
+    cfg = cfg or ExtractionConfig()
+    check(answer, org, cfg)
+    doc = parse(answer)
+    brand, org_domains = org_brand(org, cfg)
+    raw = cit.raw_citations(doc, provider_citations)
+    found_org, others = discover(
+        doc, brand, known_competitors, [u for u, _, _ in raw], cfg.common_word_zipf, cfg.generic_terms
+    )
+    # Citations may belong to competitors the answer does not name but the caller listed.
+    named_keys = set().union(*(b.keys for b in others)) if others else set()
+    extra = [
+        b
+        for b in known_brands(known_competitors)
+        if not (b.keys & named_keys) and not (b.keys & found_org.keys)
+    ]
+    citations = cit.extract(doc, provider_citations, org_domains, found_org, [*others, *extra])
+    rank, competitors = rank_all(found_org, others)
+    owned = sum(1 for c in citations if c.owned)
+    return Analysis(
+        org_eval=evaluate(doc, found_org, rank, owned), competitors=competitors, citations=citations
+    )
+
+
+def warm_up() -> None:
+    """Load the word-frequency list and the suffix list now rather than on the first request."""
+    zipf("warm")
+    registrable_domain("docs.example.co.uk")

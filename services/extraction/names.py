@@ -1,0 +1,344 @@
+"""Organisation names: spelling variants, identity keys, "is this a common word", and mention matching (pure).
+
+**Variants** (:func:`name_forms`): the name as given; without trailing legal/brand suffixes (``Together AI`` →
+``Together``, ``Lambda, Inc.`` → ``Lambda``); CamelCase split and joined (``HuggingFace`` ↔ ``Hugging Face``).
+:func:`org_forms` adds the org's variations, its registrable domain (``together.ai``) and the domain's stem
+(``together``) when it is at least 3 letters and not a generic word.
+
+**Identity keys** (:func:`merge_keys`): lower-case alphanumerics of the name, with and without trailing suffixes
+(``ai``, ``labs``, ``cloud``, ``inc`` …, also glued in CamelCase: ``RunwayML`` → ``runway``), with the TLD of a
+domain-like name removed (``Vast.ai`` → ``vast``), and the initials of names of three or more words
+(``Amazon Web Services`` → ``aws``). Two names are the same organisation when their key sets intersect, which is
+how ``Lambda`` / ``Lambda Labs`` / ``Lambda Cloud`` / ``lambdalabs.com`` end up as one.
+
+**Common words.** A name whose words are all common English words (Zipf frequency ≥ ``common_word_zipf``,
+default 3.0 = at least once per million words, from the ``wordfreq`` package's offline English list) is
+*ambiguous*: "Runway", "Together", "Lambda", "Modal", "Replicate". For those, :func:`find_mentions` applies this
+rule (the "cash runway" rule):
+
+1. a lower-case occurrence never counts ("cash runway", "work together"), nor one that is the tail of a longer
+   proper name ("AWS Lambda functions", where the word before is capitalised mid-sentence);
+2. a capitalised occurrence counts when it is a *strong* mention: in brand context — the whole text of a bold
+   span, link text, list-item lead, heading lead or table cell — or followed by an org-ish word (``AI``, ``Labs``,
+   ``Inc`` …), or not at the start of a sentence and not in a Title-Case line, or at a sentence start followed by
+   a company predicate ("is a … company/startup/platform/provider/option", "stands out", "offers", "provides");
+3. a capitalised occurrence at a sentence start or in a Title-Case line ("Runway is short for most startups",
+   "## Putting It All Together") is *weak*: it counts only when the same organisation has at least one strong
+   mention in the answer.
+
+Multi-word names whose words are all common ("Google Cloud") need one capital letter in the occurrence; every
+other name (distinctive: "CoreWeave", "Anthropic", "together.ai") matches case-insensitively anywhere. All
+matching is on word boundaries, on :attr:`Doc.masked` (so URLs and code never count), and longest-first across
+*all* organisations at once, so one span of text is one mention of one organisation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from services.extraction.text import Doc, is_sentence_start, lead_span, plain, words_of
+from services.extraction.urls import domain_stem, looks_like_domain, registrable_domain
+
+#: Trailing words dropped to get a variant of a name (``Together AI`` → ``Together``). Brief-mandated
+#: Inc/Inc./Ltd/LLC/Labs/AI/Corp plus their usual relatives.
+LEGAL_SUFFIXES: frozenset[str] = frozenset(
+    "inc incorporated ltd limited llc llp corp corporation co gmbh plc sa ag bv nv pte pty srl sas oy ab kk "
+    "labs lab ai ml technologies".split()
+)
+#: Suffixes dropped for identity keys only: "Lambda Cloud" is Lambda, but "Cloud" is not dropped from an org's
+#: name when matching text ("Google Cloud" must not match every "Google").
+KEY_SUFFIXES: frozenset[str] = LEGAL_SUFFIXES | frozenset(
+    "cloud hq io com net org app group holdings".split()
+)
+#: Words that follow a name and mark it as an organisation ("Runway ML", "Lambda Labs", "Modal Inc").
+ORG_NEXT_RE = re.compile(
+    r"[ \t]+(?:AI|ML|Labs?|Inc\.?|LLC|Ltd\.?|Corp\.?|Cloud|Studios?|Research|Technologies|GmbH)(?![\w])"
+)
+#: "X is a … company", "X stands out for …": a sentence-initial common-word name followed by this is a strong
+#: mention ("Replicate stands out for its model catalogue", but not "Runway is short for most startups").
+ORG_PREDICATE_RE = re.compile(
+    r"(?:'s)?[ \t*_\]]*[ \t]+(?:(?:is|was|has been|remains)[ \t]+(?:a|an|the|another|one of the)[ \t]+[^.!?\n]{0,80}?\b"
+    r"(?:company|companies|startup|start-up|platform|provider|lab|labs|vendor|firm|service|tool|app|option|choice|"
+    r"pick|alternative|contender|marketplace|developer|maker|leader|player|pioneer|cloud|neocloud|hyperscaler|"
+    r"unicorn)\b|(?:stands out|offers|provides|excels|specializes|specialises|focuses on|is known for|"
+    r"is best known for|is favou?red|delivers|rents|operates|raised|announced|launched|released)\b)",
+    re.IGNORECASE,
+)
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_TOKEN_RE = re.compile(r"[^\W_]+(?:[.'’&-][^\W_]+)*")
+_WORD_RE = re.compile(r"[^\W\d_]+")
+_INITIALS_SKIP = frozenset("of and the for & de la".split())
+
+
+@lru_cache(maxsize=131_072)
+def zipf(word: str) -> float:
+    """Zipf frequency of a lower-case English word (0 when unknown); wordfreq's small offline list."""
+    from wordfreq import zipf_frequency
+
+    return float(zipf_frequency(word, "en", wordlist="small"))
+
+
+def is_common_word(word: str, threshold: float) -> bool:
+    """True for an everyday English word (``runway``, ``together``); False for ``coreweave``, ``anthropic``."""
+    parts = word.lower().split("-")  # "purpose-built", "fine-tune": common when every part is
+    return all(bool(_WORD_RE.fullmatch(p)) and zipf(p) >= threshold for p in parts)
+
+
+def camel_split(token: str) -> list[str]:
+    """``RunwayML`` → ``["Runway", "ML"]``; ``CoreWeave`` → ``["Core", "Weave"]``; ``iPhone`` stays whole."""
+    if not token[:1].isupper():
+        return [token]
+    return [p for p in _CAMEL_RE.split(token) if p]
+
+
+def tokens(name: str) -> list[str]:
+    """Word tokens of a name (``"Character.ai"`` stays one token; punctuation between words is dropped)."""
+    return _TOKEN_RE.findall(name)
+
+
+def clean_name(name: str) -> str:
+    """A name as written, without Markdown, quotes, outer punctuation or a trailing ``, Inc.``."""
+    text = plain(name).strip(" \t\"'“”‘’`*_-–—:;,.!?()[]{}")
+    return re.sub(r"\s+", " ", text)
+
+
+def strip_suffixes(words: list[str], suffixes: frozenset[str]) -> list[str]:
+    """Drop trailing suffix words while at least one word remains."""
+    out = list(words)
+    while len(out) > 1 and out[-1].lower().rstrip(".") in suffixes:
+        out.pop()
+    return out
+
+
+@lru_cache(maxsize=65_536)
+def merge_keys(name: str) -> frozenset[str]:
+    """Identity keys of a name (see the module docstring)."""
+    name = clean_name(name)
+    if not name:
+        return frozenset()
+    keys: set[str] = set()
+    compact = re.sub(r"[^0-9a-z]+", "", name.lower())
+    if len(compact) >= 2:
+        keys.add(compact)
+    if looks_like_domain(name):
+        stem = domain_stem(name)
+        if len(stem) >= 2:
+            keys.add(stem)
+    words = tokens(name)
+    if words and words[0].lower() == "the" and len(words) > 1:
+        words = words[1:]
+    for variant in (words, [p for w in words for p in camel_split(w)]):
+        stripped = strip_suffixes(variant, KEY_SUFFIXES)
+        key = "".join(re.sub(r"[^0-9a-z]+", "", w.lower()) for w in stripped)
+        if len(key) >= 3:
+            keys.add(key)
+    significant = [w for w in words if w.lower() not in _INITIALS_SKIP]
+    if len(significant) >= 3:
+        initials = "".join(w[0] for w in significant).lower()
+        if initials.isalpha():
+            keys.add(initials)
+    return frozenset(keys)
+
+
+def name_forms(name: str) -> set[str]:
+    """Spellings of one name to look for in text (see the module docstring)."""
+    return set(_name_forms(name))
+
+
+@lru_cache(maxsize=65_536)
+def _name_forms(name: str) -> frozenset[str]:
+    name = clean_name(name)
+    if not name:
+        return frozenset()
+    forms = {name}
+    words = name.split(" ")
+    # "Lambda, Inc." → "Lambda"; "Together AI" → "Together".
+    bare = [w.rstrip(",") for w in words]
+    stripped = strip_suffixes(bare, LEGAL_SUFFIXES)
+    if stripped != bare:
+        short = " ".join(stripped).strip(" ,")
+        if len(short) >= 2:
+            forms.add(short)
+    if len(words) > 1 and all(w[:1].isupper() for w in words):
+        forms.add("".join(words))  # Hugging Face → HuggingFace
+    if len(words) == 1 and not looks_like_domain(name):
+        parts = camel_split(name)
+        if len(parts) > 1 and all(len(p) > 1 for p in parts):
+            forms.add(" ".join(parts))  # HuggingFace → Hugging Face; RunwayML → Runway ML
+    return frozenset(forms)
+
+
+def org_forms(name: str, domain: str, variations: Iterable[str], generic: frozenset[str]) -> set[str]:
+    """Every spelling of the evaluated org: its name, variations, derived variants, domain and domain stem."""
+    forms: set[str] = set()
+    for n in [name, *variations]:
+        if looks_like_domain(n) and "://" in n:
+            n = registrable_domain(n)
+        forms |= name_forms(n)
+    if domain.strip():
+        reg = registrable_domain(domain)
+        if reg and "." in reg:
+            forms.add(reg)
+            stem = domain_stem(reg)
+            if len(stem) >= 3 and stem not in generic:
+                forms.add(stem)
+    return {f for f in forms if f.strip()}
+
+
+@dataclass
+class Brand:
+    """One organisation named (or expected) in an answer.
+
+    ``forms``: spellings matched in the text; ``keys``: identity keys; ``known``: listed by the caller;
+    ``is_org``: the evaluated org; ``display``: chosen display name. Filled by :func:`find_mentions`:
+    ``mentions`` (accepted match spans, in order).
+    """
+
+    display: str
+    forms: set[str] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
+    known: bool = False
+    is_org: bool = False
+    mentions: list[tuple[int, int]] = field(default_factory=list)
+    surfaces: list[str] = field(default_factory=list)
+
+    @property
+    def first_offset(self) -> int:
+        return self.mentions[0][0] if self.mentions else -1
+
+
+def _form_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+@lru_cache(maxsize=65_536)
+def ambiguity(form: str, threshold: float, generic: frozenset[str]) -> str:
+    """``"distinct"``, ``"common_multi"`` (all words common, ≥ 2 words) or ``"common"`` (one common word)."""
+    words = tokens(form)
+    if not words:
+        return "distinct"
+    for w in words:
+        if any(c.isdigit() for c in w) or "." in w or (any(c.isupper() for c in w[1:]) and not w.isupper()):
+            return "distinct"
+        lw = w.lower()
+        if not (is_common_word(lw, threshold) or lw in generic):
+            return "distinct"
+    return "common" if len(words) == 1 else "common_multi"
+
+
+def _context_keys(text: str) -> frozenset[str]:
+    return merge_keys(text)
+
+
+def _strong(doc: Doc, start: int, end: int, keys: set[str]) -> bool:
+    """Is the capitalised occurrence ``[start, end)`` of a common-word name a strong mention? (rule 2)"""
+    unit = doc.unit_at(start)
+    masked = doc.masked
+
+    def names_brand(s: int, e: int) -> bool:
+        return bool(_context_keys(doc.text[s:e]) & keys) and s <= start and end <= e
+
+    span = doc.in_bold(start, end)
+    if span and names_brand(*span):
+        return True
+    link = doc.in_link_text(start, end)
+    if link and names_brand(*link.text_span):
+        return True
+    if unit is not None:
+        if unit.kind == "row":
+            for s, e in unit.cells:
+                if s <= start and end <= e and names_brand(s, e):
+                    return True
+        if unit.kind in ("item", "heading"):
+            lead = lead_span(doc, unit)
+            if lead and names_brand(*lead):
+                return True
+        if unit.kind == "heading":
+            return False  # a capital in a heading says little (Title Case)
+    if ORG_NEXT_RE.match(masked, end):
+        return True
+    if unit is not None and doc.is_title_case(unit):
+        return False
+    if is_sentence_start(doc, start):
+        return bool(ORG_PREDICATE_RE.match(masked, end))
+    return True
+
+
+_PREV_WORD_RE = re.compile(r"([^\W_][\w&'’-]*(?:\.[^\W_]+)*)[ \t]+$")
+
+
+def _inside_compound(doc: Doc, start: int) -> bool:
+    """Is the word at ``start`` the tail of a longer proper name ("AWS Lambda", "Google Gemini")? True when the
+    word right before it (same line, one space) is capitalised and is not itself at a sentence start."""
+    m = _PREV_WORD_RE.search(doc.masked, max(0, start - 40), start)
+    if not m:
+        return False
+    prev = m.group(1)
+    if not (prev[0].isupper() or prev[0].isdigit()) or prev.lower() in _NOT_NAME_WORDS:
+        return False
+    return not is_sentence_start(doc, m.start(1))
+
+
+#: Capitalised words that often precede a name without being part of it.
+_NOT_NAME_WORDS = frozenset(
+    "the a an and or of in on at to with by from as for vs via use try choose i".split()
+)
+
+
+def find_mentions(doc: Doc, brands: Sequence[Brand], threshold: float, generic: frozenset[str]) -> None:
+    """Fill ``brand.mentions`` / ``brand.surfaces`` for every brand, longest spelling first across all brands."""
+    owner: dict[str, tuple[int, str]] = {}
+    for i, b in enumerate(brands):
+        b.mentions, b.surfaces = [], []
+        for f in b.forms:
+            k = _form_key(f)
+            if k and k not in owner:
+                owner[k] = (i, ambiguity(f, threshold, generic))
+    if not owner:
+        return
+    # Every occurrence of every spelling (token-indexed, so thousands of names stay fast), then longest first
+    # with no overlaps, so one span of text is one mention of one organisation.
+    found: list[tuple[int, int, str]] = []
+    for k in owner:
+        words = words_of(k)
+        if " ".join(words) != k:
+            # Spellings the tokenizer cannot represent ("C++"): a plain case-insensitive search.
+            rx = re.compile(rf"(?<![\w@/#]){re.escape(k)}(?![\w])", re.IGNORECASE)
+            found.extend((m.start(), m.end(), k) for m in rx.finditer(doc.masked))
+        else:
+            found.extend((s, e, k) for s, e in doc.find_phrase(words))
+    found.sort(key=lambda f: (f[0], -(f[1] - f[0])))
+    weak: dict[int, list[tuple[int, int]]] = {}
+    strong_seen: set[int] = set()
+    accepted: dict[int, list[tuple[int, int]]] = {}
+    taken_until = -1
+    for start, end, key in found:
+        if start < taken_until:
+            continue
+        taken_until = end
+        span = (start, end)
+        i, kind = owner[key]
+        surface = doc.text[start:end]
+        if kind == "distinct":
+            accepted.setdefault(i, []).append(span)
+            strong_seen.add(i)
+            continue
+        if not any(c.isupper() for c in surface):
+            continue  # rule 1: "cash runway"
+        if _inside_compound(doc, start):
+            continue  # rule 1b: "AWS Lambda functions" names AWS's product, not Lambda
+        if kind == "common_multi" or _strong(doc, start, end, brands[i].keys):
+            accepted.setdefault(i, []).append(span)
+            strong_seen.add(i)
+        else:
+            weak.setdefault(i, []).append(span)
+    for i, spans in weak.items():
+        if i in strong_seen:  # rule 3: established elsewhere in the answer
+            accepted[i].extend(spans)
+    for i, spans in accepted.items():
+        spans.sort()
+        brands[i].mentions = spans
+        brands[i].surfaces = [" ".join(doc.text[s:e].split()) for s, e in spans]

@@ -1,0 +1,699 @@
+"""Bright Data "search by prompt" scrapers (ChatGPT and Perplexity) over the Datasets API v3 (providers.md §2).
+
+One job = one *snapshot* of ≤ 20 prompts of the same model and location:
+
+1. ``POST {base}/datasets/v3/trigger?dataset_id=…&include_errors=true`` with a bare JSON array of inputs
+   ``{url, prompt, country, index}`` (+ ``web_search: true`` for ChatGPT) → ``{"snapshot_id": "s_…"}`` (§2.2, §2.3).
+   A 429 ("too many running jobs for this dataset", §2.5) is retried with back-off (at least its Retry-After) and
+   shrinks the adaptive in-flight cap (AIMD, :mod:`shared.resilience`). After a 5xx, a timeout, a broken connection
+   or an unreadable answer — a trigger that failed half-way may still have created a paid snapshot — the dataset's
+   snapshot list says what happened (:meth:`BrightDataProvider._verified_trigger`): nothing created → trigger
+   again; one snapshot of unknown origin → adopt it (its records must carry our prompts); more → give up, saying
+   why. Consecutive trigger failures open the dataset's circuit breaker: triggers then fail fast with
+   ``UNAVAILABLE`` + RetryInfo.
+2. ``GET /datasets/v3/progress/{id}`` with growing intervals (``settings.brightdata_poll_seconds`` × 1.5ⁿ, ≤ 30 s)
+   until ``ready`` or ``failed``; every other status (``starting``, ``running``, ``collecting``, ``digesting``, …)
+   means "pending" (§2.4). When progress itself fails transiently (429, 5xx, timeouts, garbage), the download
+   endpoint is polled instead: its 202 / records / 400 say the same thing.
+3. ``GET /datasets/v3/snapshot/{id}?format=json``; a 202 "not ready yet" is retried even after ``ready`` (§2.4).
+4. Records are mapped back to inputs by ``index`` (we send 1-based positions), else by the echoed prompt, else by
+   position when the count matches. Inputs without a record fail with "batch returned X records, expected Y".
+   Error records (``error`` + ``error_code``, §2.5) become failed items, never answers.
+
+Each record costs ``settings.brightdata_record_usd`` ($1.50 / 1K records, §2.8; error records are not billed).
+``answer_text_markdown`` is kept as ``markdown``; ``citations`` and ``links_attached`` become citations;
+``web_search_query`` becomes ``search_queries``.
+
+At most ``settings.brightdata_max_in_flight`` snapshots per dataset are in flight from this process (Bright Data
+allows 100 concurrent batch requests, §2.7): a slot is taken before the trigger and given back when the snapshot
+has been collected (or cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+
+from services.inference import pricing
+from services.inference.providers import (
+    Capabilities,
+    Citation,
+    CompletionRequest,
+    CompletionResult,
+    ItemFailure,
+    Outcome,
+    error_from,
+    failure_from,
+    log_call,
+)
+from services.inference.providers.errors import map_status
+from shared.config import Settings
+from shared.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    RetryableError,
+    Unavailable,
+    VantageError,
+)
+from shared.grpc_client import Deadline, with_retries
+from shared.resilience import CIRCUIT_OPEN, ProviderGuard, Signal, classify
+
+log = structlog.get_logger("vantage.inference.brightdata")
+
+CHATGPT_DATASET_ID = "gd_m7aof0k82r803d5bjm"
+PERPLEXITY_DATASET_ID = "gd_m7dhdot1vw9a7gc1n"
+#: Longest prompt the scrapers accept (characters, §2.3).
+MAX_PROMPT_CHARS = 4096
+#: Longest wait between two progress polls (s).
+MAX_POLL_INTERVAL = 30.0
+#: HTTP timeout of one trigger / progress / download / cancel request (s).
+REQUEST_TIMEOUT = 60.0
+KEY_ENV = "BRIGHTDATA_API_TOKEN"
+#: Seconds of clock difference tolerated between us and Bright Data when listing snapshots created "since" (s).
+CLOCK_SKEW = 30.0
+#: Seconds to let a trigger that timed out (or lost its connection) finish before checking what it created (s).
+TRIGGER_SETTLE = 2.0
+
+
+class Dataset:
+    """What differs between the two scrapers: dataset id, the page URL of an input, allowed input fields."""
+
+    def __init__(self, provider: str, dataset_id: str, url: str, label: str, *, web_search_field: bool) -> None:
+        self.provider = provider
+        self.dataset_id = dataset_id
+        self.url = url
+        self.label = label
+        self.web_search_field = web_search_field
+
+
+CHATGPT = Dataset("brightdata_chatgpt", CHATGPT_DATASET_ID, "https://chatgpt.com/", "Bright Data ChatGPT",
+                  web_search_field=True)
+# The Perplexity dataset rejects web_search / additional_prompt (§2.3): Perplexity always searches.
+PERPLEXITY = Dataset("brightdata_perplexity", PERPLEXITY_DATASET_ID, "https://www.perplexity.ai",
+                     "Bright Data Perplexity", web_search_field=False)
+
+
+def new_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one HTTP client both datasets share: ``{base}/datasets/v3/`` with the Bearer token (no token → no
+    header; calls then fail with ``FailedPrecondition`` before any request)."""
+    key = settings.api_key("brightdata")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(
+        base_url=settings.base_url("brightdata") + "/datasets/v3/",
+        headers=headers,
+        timeout=httpx.Timeout(min(REQUEST_TIMEOUT, settings.provider_timeout_seconds), connect=10.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+def prompt_of(req: CompletionRequest) -> str:
+    """The prompt typed into the assistant: the single user message, else every message's text joined."""
+    users = [m.content for m in req.messages if m.role == "user"]
+    if len(users) == 1 and len(req.messages) == 1:
+        return users[0]
+    return "\n\n".join(m.content for m in req.messages if m.content)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def citations_of(rec: dict[str, Any]) -> list[Citation]:
+    """``citations[] {url, title}`` then ``links_attached[] {url, text}``, de-duplicated by URL, in order."""
+    seen: set[str] = set()
+    out: list[Citation] = []
+    for c in _as_list(rec.get("citations")) + _as_list(rec.get("links_attached")):
+        if isinstance(c, str):
+            url, title = c, ""
+        elif isinstance(c, dict):
+            url, title = str(c.get("url") or ""), str(c.get("title") or c.get("text") or "")
+        else:
+            continue
+        if url and url not in seen:
+            seen.add(url)
+            out.append(Citation(url, title))
+    return out
+
+
+def _echo(rec: dict[str, Any]) -> dict[str, Any]:
+    """The input a record echoes back (``input``), or {}."""
+    echo = rec.get("input")
+    return echo if isinstance(echo, dict) else {}
+
+
+def match_records(records: Sequence[Any], prompts: Sequence[str]) -> list[dict[str, Any] | None]:
+    """One record (or None) per input position.
+
+    By ``index`` (1-based, as we send it; also read from the echoed ``input``), else by the echoed prompt, else —
+    only when the counts agree, so that nothing can shift — by order among the unmatched ones.
+    """
+    n = len(prompts)
+    slots: list[dict[str, Any] | None] = [None] * n
+    rest: list[dict[str, Any]] = []
+    for rec in records:
+        if not isinstance(rec, dict):
+            continue
+        echo = _echo(rec)
+        idx = rec.get("index")
+        if idx is None:  # ChatGPT records may carry "index": null (§2.6); the echoed input still has ours
+            idx = echo.get("index")
+        if isinstance(idx, int) and not isinstance(idx, bool) and 1 <= idx <= n and slots[idx - 1] is None:
+            slots[idx - 1] = rec
+        else:
+            rest.append(rec)
+    unplaced: list[dict[str, Any]] = []
+    for rec in rest:
+        prompt = _echo(rec).get("prompt", rec.get("prompt"))
+        pos = next((i for i, p in enumerate(prompts) if slots[i] is None and p == prompt), None)
+        if pos is None:
+            unplaced.append(rec)
+        else:
+            slots[pos] = rec
+    if unplaced and len(records) == n:
+        empty = [i for i, s in enumerate(slots) if s is None]
+        for i, rec in zip(empty, unplaced, strict=False):
+            slots[i] = rec
+    return slots
+
+
+class BrightDataProvider:
+    """:class:`~services.inference.providers.BatchProvider` for one dataset.
+
+    ``http`` is the process-wide client (:func:`new_http_client`); ``in_flight`` the per-dataset cap of snapshots
+    in flight (``settings.brightdata_max_in_flight``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        dataset: Dataset,
+        http: httpx.AsyncClient,
+        in_flight: anyio.CapacityLimiter,
+        *,
+        has_key: bool,
+    ) -> None:
+        self._settings = settings
+        self.dataset = dataset
+        self.name = dataset.provider
+        self.capabilities = Capabilities(
+            supports_batching=True,
+            max_batch_size=max(1, min(20, settings.brightdata_max_batch)),
+            supports_web_search=True,
+            supports_locations=True,
+        )
+        self._http = http
+        self.in_flight = in_flight
+        # Adaptive in-flight cap (AIMD on trigger 429s "too many running jobs", never above the configured cap) and
+        # a circuit breaker on triggers; retries stay 429-only (see submit_batch).
+        self.guard = ProviderGuard.from_settings(
+            settings, self.name, concurrency=int(in_flight.total_tokens), label=dataset.label, capacity=in_flight
+        )
+        self._has_key = has_key
+        self._triggered: dict[str, None] = {}  # snapshot ids this process triggered, oldest first
+        self._adopted: dict[str, None] = {}  # snapshots adopted after an unreadable trigger answer (verified later)
+        self._triggering = 0  # triggers of this process awaiting their answer
+        self._no_triggers = asyncio.Event()
+        self._no_triggers.set()
+        # snapshot id → the token it holds in ``in_flight`` (taken at trigger, given back at collect/cancel).
+        self._tickets: dict[str, object] = {}
+
+    @property
+    def available(self) -> bool:
+        return self._has_key
+
+    async def aclose(self) -> None:
+        """The HTTP client is shared and closed by ``build``."""
+
+    # --- HTTP ---------------------------------------------------------------------------------------------------
+
+    def _require_key(self) -> None:
+        if not self._has_key:
+            raise FailedPrecondition(f"{KEY_ENV} is not set", provider=self.name, reason="NO_API_KEY")
+
+    async def _send(self, method: str, path: str, *, deadline: Deadline | None = None, **kw: Any) -> httpx.Response:
+        timeout = min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds)  # one request (a hung one is cut)
+        if deadline is not None:
+            timeout = min(timeout, deadline.remaining())
+        try:
+            return await self._http.request(method, path, timeout=timeout, **kw)
+        except httpx.TimeoutException:
+            raise Unavailable(f"{self.dataset.label} did not answer in time", provider=self.name,
+                              reason="PROVIDER_TIMEOUT") from None
+        except httpx.TransportError as e:
+            raise Unavailable(f"cannot reach {self.dataset.label}: {type(e).__name__}", provider=self.name,
+                              reason="PROVIDER_CONNECTION") from None
+
+    def _error(self, resp: httpx.Response, what: str) -> VantageError:
+        """Our error for a non-2xx answer; 404 means the snapshot (or dataset) does not exist."""
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = resp.text
+        if isinstance(body, dict):
+            if body.get("validation_errors"):
+                message = "; ".join(str(v) for v in _as_list(body["validation_errors"]))
+            else:
+                message = str(body.get("error") or body.get("message") or body)
+        else:
+            message = str(body)
+        message = message.strip()[:500]
+        if resp.status_code == 404:
+            return NotFound(f"{self.dataset.label} {what}: {message or 'not found'}", provider=self.name,
+                            reason="NOT_FOUND", metadata={"status": "404"})
+        err = map_status(resp.status_code, message, provider=self.name, label=self.dataset.label, key_env=KEY_ENV,
+                         headers=resp.headers)
+        if isinstance(err, InvalidArgument) and err.reason == "PROVIDER_BAD_REQUEST":
+            err.violations = [("messages", err.message)]
+        return err
+
+    # --- the batch lifecycle ------------------------------------------------------------------------------------
+
+    def _input(self, req: CompletionRequest, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"url": self.dataset.url, "prompt": prompt_of(req), "index": index}
+        if req.location:
+            item["country"] = req.location
+        if self.dataset.web_search_field:
+            # A permission, not an order (§2.3): ChatGPT decides whether to search. Always granted so that
+            # scraped answers look like what a signed-in user sees (the API's own default is true too).
+            item["web_search"] = True
+        return item
+
+    def check(self, req: CompletionRequest) -> None:
+        """Refuse what a scraper cannot do: a JSON schema, a prompt over 4,096 characters."""
+        if req.json_schema is not None:
+            raise InvalidArgument(f"{self.dataset.label} answers free text only; drop json_schema",
+                                  field="json_schema", provider=self.name, reason="UNSUPPORTED")
+        if len(prompt_of(req)) > MAX_PROMPT_CHARS:
+            raise InvalidArgument(f"the prompt is longer than {MAX_PROMPT_CHARS} characters", field="messages",
+                                  provider=self.name, reason="CONTEXT_TOO_LONG")
+
+    async def submit_batch(self, reqs: Sequence[CompletionRequest], *, deadline: Deadline | None = None) -> str:
+        """Trigger one snapshot for ``reqs`` (≤ max batch size, one model and location); its snapshot id.
+
+        Waits for a free in-flight slot of this dataset first. Raises ``InvalidArgument`` (bad inputs),
+        ``ResourceExhausted`` (still 429 after the retries), ``Unavailable``, ``FailedPrecondition``.
+        """
+        self._require_key()
+        if not reqs or len(reqs) > self.capabilities.max_batch_size:
+            raise InvalidArgument(f"a batch holds 1..{self.capabilities.max_batch_size} prompts, not {len(reqs)}",
+                                  field="items", provider=self.name)
+        for r in reqs:
+            self.check(r)
+        deadline = deadline or Deadline(self._settings.provider_timeout_seconds)
+        inputs = [self._input(r, i) for i, r in enumerate(reqs, 1)]
+        ticket = object()
+        try:
+            with anyio.fail_after(deadline.remaining()):
+                await self.in_flight.acquire_on_behalf_of(ticket)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the deadline passed while waiting for one of {self.in_flight.total_tokens:g} in-flight "
+                f"{self.dataset.label} snapshots to finish", provider=self.name) from None
+        try:
+            snapshot_id = await with_retries(
+                lambda: self._verified_trigger(inputs, deadline),
+                attempts=max(1, self._settings.retry_attempts),
+                initial=self._settings.retry_initial_seconds,
+                maximum=self._settings.retry_max_seconds,
+                total_seconds=deadline.remaining(),
+                retryable=lambda e: isinstance(e, ResourceExhausted),
+            )
+        except BaseException:
+            self.in_flight.release_on_behalf_of(ticket)
+            raise
+        self._tickets[snapshot_id] = ticket
+        return snapshot_id
+
+    async def _verified_trigger(self, inputs: list[dict[str, Any]], deadline: Deadline) -> str:
+        """Trigger once, and after a failure (5xx, timeout, broken connection, an unreadable answer) find out from
+        Bright Data what that trigger did before anything else is paid for — Bright Data has no idempotency key.
+
+        The check lists the dataset's snapshots (``GET /datasets/v3/snapshots?dataset_id=…``) created since the
+        failed trigger began (minus :data:`CLOCK_SKEW`), ignoring those this process triggered itself (after waiting
+        for its other triggers in flight to be answered):
+
+        - none: the trigger created nothing — trigger again (up to ``settings.provider_max_attempts`` triggers, full
+          jitter back-off);
+        - exactly one: most likely ours (e.g. a 200 whose body was garbled) — adopt it instead of paying again; its
+          records are checked against our prompts when collected (:meth:`_outcomes`), so another client's snapshot is
+          never taken for ours;
+        - several, or the list cannot be read: ambiguous — not repeated, the error says why.
+
+        After a timeout or a broken connection the check waits :data:`TRIGGER_SETTLE` seconds first, so that a slow
+        trigger still being processed has time to show up. 429s ("too many running jobs": nothing was created)
+        propagate to the caller's 429 retries.
+        """
+        attempts = max(1, self._settings.provider_max_attempts)
+        n = 0
+        while True:
+            n += 1
+            began = time.time()
+            try:
+                return await self._guarded_trigger(inputs, deadline)
+            except Unavailable as e:
+                if e.reason == CIRCUIT_OPEN:
+                    raise
+                settle = TRIGGER_SETTLE if e.reason in ("PROVIDER_TIMEOUT", "PROVIDER_CONNECTION") else 0.0
+                if settle >= deadline.remaining(0.0):
+                    raise
+                await asyncio.sleep(settle)
+                unknown = await self._snapshots_since(began - CLOCK_SKEW)
+                if unknown is not None and len(unknown) == 1:
+                    sid = unknown[0]
+                    self._adopted[sid] = None
+                    self._remember(sid)
+                    log.warning("brightdata_trigger_adopted", provider=self.name, snapshot_id=sid, reason=e.reason,
+                                error=e.message)
+                    return sid
+                if unknown is None or unknown:
+                    why = ("the snapshot list could not be read" if unknown is None else
+                           f"{len(unknown)} snapshots of unknown origin appeared meanwhile ({', '.join(unknown[:3])})")
+                    raise Unavailable(f"{e.message}; the trigger was not repeated: {why}", provider=self.name,
+                                      reason=e.reason, retry_after=e.retry_after, metadata=e.metadata) from None
+                wait = self.guard.retry.backoff(n, e.retry_after)
+                if n >= attempts or wait >= deadline.remaining(0.0):
+                    raise
+                log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason,
+                         verified="no snapshot created", wait_s=round(wait, 3))
+                await asyncio.sleep(wait)
+
+    def _remember(self, snapshot_id: str) -> None:
+        """Note a snapshot as ours (bounded memory, oldest forgotten first)."""
+        self._triggered[snapshot_id] = None
+        while len(self._triggered) > 10_000:
+            self._triggered.pop(next(iter(self._triggered)))
+        while len(self._adopted) > 1_000:
+            self._adopted.pop(next(iter(self._adopted)))
+
+    async def _snapshots_since(self, since: float) -> list[str] | None:
+        """Ids of this dataset's snapshots created at or after ``since`` (Unix s) that this process did not trigger;
+        None when the list cannot be read. Waits (≤ 5 s) for this process's other triggers in flight first, so that
+        their snapshots are known."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_triggers.wait(), 5.0)
+        try:
+            resp = await self._send("GET", "snapshots", params={"dataset_id": self.dataset.dataset_id},
+                                    deadline=Deadline(min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds)))
+            if resp.status_code != 200:
+                return None
+            body = resp.json()
+        except (RetryableError, ValueError):
+            return None
+        if not isinstance(body, list):
+            return None
+        out = []
+        for snap in body:
+            if not isinstance(snap, dict):
+                continue
+            sid = str(snap.get("id") or snap.get("snapshot_id") or "")
+            created = _unix(snap.get("created"))
+            if sid and sid not in self._triggered and (created is None or created >= since):
+                out.append(sid)
+        return out
+
+    async def _guarded_trigger(self, inputs: list[dict[str, Any]], deadline: Deadline) -> str:
+        """One trigger under the circuit breaker (a dead Bright Data fails fast with ``UNAVAILABLE`` +
+        ``RetryInfo``), its outcome fed to the adaptive in-flight cap (a 429 shrinks it by AIMD)."""
+        probe = self.guard.breaker.check()
+        sig = Signal.IGNORE
+        self._triggering += 1
+        self._no_triggers.clear()
+        try:
+            snapshot_id = await self._trigger(inputs, deadline)
+            self._remember(snapshot_id)  # for the idempotency check of a failed trigger
+            sig = Signal.SUCCESS
+            return snapshot_id
+        except BaseException as e:
+            sig = Signal.IGNORE if isinstance(e, asyncio.CancelledError) else classify(e)
+            raise
+        finally:
+            self._triggering -= 1
+            if not self._triggering:
+                self._no_triggers.set()
+            self.guard.breaker.record(sig, probe=probe)
+            self.guard.limiter.on_sample(int(self.in_flight.borrowed_tokens), sig)
+
+    async def _trigger(self, inputs: list[dict[str, Any]], deadline: Deadline) -> str:
+        started = time.perf_counter()
+        resp = await self._send(
+            "POST",
+            "trigger",
+            params={"dataset_id": self.dataset.dataset_id, "include_errors": "true"},
+            json=inputs,
+            deadline=deadline,
+        )
+        if resp.status_code != 200:
+            err = self._error(resp, "trigger")
+            log_call(self.name, self.name, started, error=err, inputs=len(inputs))
+            raise err
+        try:
+            snapshot_id = str(resp.json()["snapshot_id"])
+        except (ValueError, KeyError, TypeError):
+            raise Unavailable(f"{self.dataset.label} trigger answered without a snapshot_id", provider=self.name,
+                              reason="malformed_response") from None
+        log.info("brightdata_triggered", provider=self.name, snapshot_id=snapshot_id, inputs=len(inputs),
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+        return snapshot_id
+
+    async def collect_batch(
+        self,
+        job_id: str,
+        count: int,
+        *,
+        prompts: Sequence[str] | None = None,
+        model: str = "",
+        deadline: Deadline | None = None,
+    ) -> list[Outcome]:
+        """Wait for snapshot ``job_id`` of ``count`` inputs and return one outcome per input, in order.
+
+        Never raises for provider trouble: a failed or missing snapshot, error records, missing records, a rejected
+        token and running out of time all become :class:`ItemFailure` values. ``prompts`` (optional) helps match
+        records that lack an ``index``. A snapshot that is not ready after ``settings.brightdata_timeout_seconds``
+        is cancelled; one that outlives the caller's ``deadline`` is left running, so it can be resumed.
+        """
+        ticket = self._tickets.pop(job_id, None)
+        if ticket is None:  # a resumed snapshot: it is in flight at Bright Data, so it takes a slot while polled
+            ticket = object()
+            await self.in_flight.acquire_on_behalf_of(ticket)
+        started = time.perf_counter()
+        try:
+            outcomes = await self._collect(job_id, count, list(prompts or [""] * count), model or self.name, deadline)
+        finally:
+            self.in_flight.release_on_behalf_of(ticket)
+        ok = [o for o in outcomes if isinstance(o, CompletionResult)]
+        log.info(
+            "provider_call",
+            provider=self.name,
+            model=model or self.name,
+            snapshot_id=job_id,
+            records=len(ok),
+            failed=len(outcomes) - len(ok),
+            cost_usd=sum(o.cost_usd for o in ok),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+            outcome="ok" if ok else "failed",
+        )
+        return outcomes
+
+    async def _collect(
+        self, job_id: str, count: int, prompts: list[str], model: str, deadline: Deadline | None
+    ) -> list[Outcome]:
+        give_up = Deadline(self._settings.brightdata_timeout_seconds)
+
+        def fail_all(err: VantageError) -> list[Outcome]:
+            return [failure_from(err, provider=self.name)] * count
+
+        try:
+            self._require_key()
+            status = await self._wait_ready(job_id, give_up, deadline)
+            if status is not None:
+                return fail_all(status)
+            records = await self._download(job_id, give_up, deadline)
+        except _GaveUp:
+            await self._cancel_quietly(job_id)
+            return fail_all(DeadlineExceeded(
+                f"snapshot {job_id} was not ready after {self._settings.brightdata_timeout_seconds:g} s; cancelled",
+                provider=self.name, metadata={"provider_error_code": "timeout"}))
+        except VantageError as e:
+            return fail_all(e)
+        return self._outcomes(job_id, records, count, prompts, model)
+
+    def _next_interval(self, interval: float) -> float:
+        return min(max(interval * 1.5, self._settings.brightdata_poll_seconds), MAX_POLL_INTERVAL)
+
+    async def _pause(self, seconds: float, give_up: Deadline, deadline: Deadline | None) -> None:
+        """Sleep between polls, but never past either deadline."""
+        limit = min(give_up.remaining(0.0), deadline.remaining(0.0) if deadline else float("inf"))
+        if deadline is not None and deadline.expired:
+            raise DeadlineExceeded("the deadline passed while waiting for the snapshot", provider=self.name)
+        if give_up.expired:
+            raise _GaveUp
+        await asyncio.sleep(max(0.0, min(seconds, limit)))
+
+    async def _wait_ready(self, job_id: str, give_up: Deadline, deadline: Deadline | None) -> VantageError | None:
+        """Poll progress until ``ready`` (None) or ``failed`` (the error to record on every item)."""
+        interval = self._settings.brightdata_poll_seconds
+        while True:
+            try:
+                resp = await self._send("GET", f"progress/{job_id}", deadline=deadline)
+                if resp.status_code != 200:
+                    raise self._error(resp, f"snapshot {job_id}")
+                body = resp.json()
+            except (RetryableError, ValueError) as e:
+                # Progress is down or garbled: the download endpoint can tell "not ready" (202) from ready
+                # (records) and failed (400) on its own, so wait there instead.
+                log.info("brightdata_progress_unavailable", provider=self.name, snapshot_id=job_id,
+                         error=getattr(e, "message", type(e).__name__))
+                return None
+            status = str(body.get("status", "")).lower() if isinstance(body, dict) else ""
+            if status == "ready":
+                return None
+            if status == "failed":
+                message = str(body.get("error_message") or "failed")
+                if "cancel" in message.lower():
+                    return Cancelled(f"snapshot {job_id} was cancelled: {message}", provider=self.name,
+                                     metadata={"provider_error_code": "cancelled"})
+                return Unavailable(f"snapshot {job_id} failed: {message}", provider=self.name,
+                                   metadata={"provider_error_code": "snapshot_failed"})
+            await self._pause(interval, give_up, deadline)  # unknown statuses are pending (§2.4)
+            interval = self._next_interval(interval)
+
+    async def _download(self, job_id: str, give_up: Deadline, deadline: Deadline | None) -> list[Any]:
+        """The snapshot's records; a 202 "not ready yet", a transient error or a garbled body is downloaded again
+        (§2.4; records are billed once per snapshot, not per download)."""
+        interval = self._settings.brightdata_poll_seconds
+        while True:
+            try:
+                resp = await self._send("GET", f"snapshot/{job_id}", params={"format": "json"}, deadline=deadline)
+            except RetryableError:
+                resp = None
+            if resp is not None and resp.status_code == 200:
+                try:
+                    body = resp.json()
+                except ValueError:  # a garbled delivery: download again (records are billed once, not per download)
+                    log.info("brightdata_download_malformed", provider=self.name, snapshot_id=job_id)
+                    body = None
+                if body is not None:
+                    if isinstance(body, dict):  # some deliveries wrap the records
+                        body = body.get("data") or body.get("records") or []
+                    return body if isinstance(body, list) else []
+            if resp is not None and resp.status_code not in (200, 202):
+                err = self._error(resp, f"snapshot {job_id}")
+                if not isinstance(err, RetryableError):
+                    raise err
+            await self._pause(interval, give_up, deadline)
+            interval = self._next_interval(interval)
+
+    def _outcomes(self, job_id: str, records: list[Any], count: int, prompts: list[str], model: str) -> list[Outcome]:
+        slots = match_records(records, prompts)
+        if job_id in self._adopted and any(prompts) and not _all_ours(slots, prompts):
+            log.warning("brightdata_adopted_not_ours", provider=self.name, snapshot_id=job_id)
+            return [ItemFailure("UNAVAILABLE", f"snapshot {job_id}, adopted after an unreadable trigger answer, holds "
+                                "other prompts than ours: the trigger's outcome is unknown", "unknown_snapshot",
+                                self.name)] * count
+        missing = f"batch returned {len(records)} records, expected {count}"
+        out: list[Outcome] = []
+        for rec in slots:
+            if rec is None:
+                out.append(ItemFailure("UNAVAILABLE", f"{missing} (snapshot {job_id})", "missing_record", self.name))
+            elif rec.get("error") or rec.get("error_code"):
+                out.append(ItemFailure("UNAVAILABLE", str(rec.get("error") or rec.get("error_code")),
+                                       str(rec.get("error_code") or ""), self.name))
+            elif not (rec.get("answer_text") or rec.get("answer_text_markdown")):
+                out.append(ItemFailure("UNAVAILABLE", f"empty answer in snapshot {job_id}", "empty_answer", self.name))
+            else:
+                out.append(self._result(job_id, rec, model))
+        return out
+
+    def _result(self, job_id: str, rec: dict[str, Any], model: str) -> CompletionResult:
+        markdown = str(rec.get("answer_text_markdown") or "")
+        return CompletionResult(
+            text=str(rec.get("answer_text") or markdown),
+            markdown=markdown,
+            provider=self.name,
+            model=str(rec.get("model") or model),
+            citations=citations_of(rec),
+            search_queries=[str(q) for q in _as_list(rec.get("web_search_query")) if q],
+            cost_usd=pricing.record_cost_usd(self._settings, 1),
+            finish_reason="stop",
+            snapshot_id=job_id,
+        )
+
+    async def complete_batch(
+        self, reqs: Sequence[CompletionRequest], *, deadline: Deadline | None = None
+    ) -> list[Outcome]:
+        """Trigger one snapshot for ``reqs`` and wait for its outcomes."""
+        snapshot_id = await self.submit_batch(reqs, deadline=deadline)
+        return await self.collect_batch(
+            snapshot_id, len(reqs), prompts=[prompt_of(r) for r in reqs], model=reqs[0].model, deadline=deadline
+        )
+
+    async def complete(self, req: CompletionRequest, *, deadline: Deadline | None = None) -> CompletionResult:
+        """One prompt as a snapshot of one (``Complete`` on a scraper model); a failed item raises its error."""
+        deadline = deadline or Deadline(self._settings.brightdata_timeout_seconds)
+        (outcome,) = await self.complete_batch([req], deadline=deadline)
+        if isinstance(outcome, ItemFailure):
+            raise error_from(outcome)
+        return outcome
+
+    def release_batch(self, job_id: str) -> None:
+        """Give back the in-flight slot of a snapshot that will not be collected here (the stream that submitted
+        it ended first). A no-op once :meth:`collect_batch` has run."""
+        ticket = self._tickets.pop(job_id, None)
+        if ticket is not None:
+            self.in_flight.release_on_behalf_of(ticket)
+
+    async def cancel_batch(self, job_id: str) -> bool:
+        """``POST /datasets/v3/snapshot/{id}/cancel`` (§2.2); True when Bright Data accepted it."""
+        self._require_key()
+        resp = await self._send("POST", f"snapshot/{job_id}/cancel")
+        if resp.status_code != 200:
+            raise self._error(resp, f"snapshot {job_id}")
+        log.info("brightdata_cancelled", provider=self.name, snapshot_id=job_id)
+        return True
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await self.cancel_batch(job_id)
+        except VantageError as e:
+            log.warning("brightdata_cancel_failed", provider=self.name, snapshot_id=job_id, error=e.message)
+
+
+def _all_ours(slots: Sequence[dict[str, Any] | None], prompts: Sequence[str]) -> bool:
+    """True when every record that carries a prompt (its own or its echoed input's) carries ours, at its place."""
+    for rec, prompt in zip(slots, prompts, strict=False):
+        if rec is None:
+            continue
+        theirs = _echo(rec).get("prompt", rec.get("prompt"))
+        if theirs is not None and prompt and theirs != prompt:
+            return False
+    return True
+
+
+def _unix(value: Any) -> float | None:
+    """Unix seconds of a snapshot's ``created`` (ISO 8601, or a number), None when absent or unparsable."""
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class _GaveUp(Exception):
+    """``settings.brightdata_timeout_seconds`` passed while waiting for a snapshot."""

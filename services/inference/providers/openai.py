@@ -1,0 +1,272 @@
+"""OpenAI (and any OpenAI-compatible endpoint: vLLM, Ollama, hosted gateways) through the official async SDK.
+
+One ``AsyncOpenAI`` client per process, built in :func:`services.inference.server.build` with
+``base_url=settings.base_url("openai")`` (so ``VANTAGE_OPENAI_BASE_URL`` points it anywhere), ``max_retries=0``
+(retries belong to :func:`~services.inference.providers.errors.budgeted_call`, which sees every 429/5xx with its
+retry-after and honours the RPC deadline) and ``timeout=settings.provider_timeout_seconds`` per attempt.
+
+- Without web search — Chat Completions (providers.md §3.2): ``POST {base}/chat/completions``; a JSON Schema
+  becomes ``response_format={"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`` and the
+  answer's ``message.content`` is parsed as JSON. This is the path any OpenAI-compatible server supports.
+- With ``web_search`` — the Responses API (providers.md §3.1): ``POST {base}/responses`` with the ``web_search``
+  tool and ``user_location {type: "approximate", country}``; ``url_citation`` annotations become citations,
+  ``web_search_call`` actions become ``search_queries``, and each search is billed at
+  ``settings.web_search_call_usd`` on top of the tokens ($10 / 1K calls, §3.5).
+
+Errors (SDK exception classes, providers.md §3.3) → :mod:`shared.errors`, see :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from services.inference import pricing
+from services.inference.providers import (
+    Capabilities,
+    Citation,
+    CompletionRequest,
+    CompletionResult,
+)
+from services.inference.providers.errors import (
+    SdkProvider,
+    budgeted_call,
+    map_sdk_error,
+    request_tokens,
+)
+from shared.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    Unavailable,
+    VantageError,
+)
+from shared.grpc_client import Deadline
+
+
+def map_openai_error(exc: openai.APIError, *, provider: str = "openai", key_env: str = "OPENAI_API_KEY") -> VantageError:
+    """Translate an OpenAI-SDK exception (also Perplexity's, which speaks through this SDK): see
+    :mod:`services.inference.providers.errors` for the table."""
+    label = "OpenAI" if provider == "openai" else provider.capitalize()
+    return map_sdk_error(exc, provider=provider, label=label, key_env=key_env)
+
+
+def response_format(req: CompletionRequest) -> dict[str, Any] | None:
+    """OpenAI structured-output ``response_format`` for ``req`` (providers.md §3.2), None for free text."""
+    if req.json_schema is None:
+        return None
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": req.schema_name or "result", "schema": req.json_schema, "strict": True},
+    }
+
+
+def parse_json_answer(content: str, finish_reason: str, provider: str) -> str:
+    """The answer to a schema request, parsed and re-serialised compactly.
+
+    Raises ``InvalidArgument(field="max_output_tokens", reason="OUTPUT_TRUNCATED")`` when the output was cut at
+    the token limit (retrying the same request would fail the same way), else ``Unavailable(reason=
+    "malformed_response")`` (a fresh sample may well be valid JSON).
+    """
+    try:
+        value = json.loads(content)
+    except ValueError:
+        if finish_reason in ("length", "max_tokens", "max_output_tokens"):
+            raise InvalidArgument(
+                "the structured answer was cut at max_output_tokens and is not valid JSON; raise max_output_tokens",
+                field="max_output_tokens",
+                reason="OUTPUT_TRUNCATED",
+                provider=provider,
+            ) from None
+        raise Unavailable(
+            "the model's answer to a json_schema request is not valid JSON", provider=provider,
+            reason="malformed_response",
+        ) from None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def web_search_tool(location: str) -> dict[str, Any]:
+    """The Responses API ``web_search`` tool, located in ``location`` (ISO-2) when given (§3.1)."""
+    tool: dict[str, Any] = {"type": "web_search"}
+    if location:
+        tool["user_location"] = {"type": "approximate", "country": location}
+    return tool
+
+
+def dedupe(citations: list[Citation]) -> list[Citation]:
+    """Citations in order, each URL once (the first title wins)."""
+    seen: set[str] = set()
+    out = []
+    for c in citations:
+        if c.url and c.url not in seen:
+            seen.add(c.url)
+            out.append(c)
+    return out
+
+
+class OpenAIProvider(SdkProvider):
+    """:class:`~services.inference.providers.Provider` over Chat Completions and, for web search, Responses.
+
+    ``client`` is None when no key is configured (every call then fails with ``FailedPrecondition``);
+    ``guard`` (:class:`~shared.resilience.ProviderGuard`) holds the process-wide adaptive budget of concurrent calls
+    (≤ ``settings.openai_concurrency``; ``limiter`` is its live capacity limiter), the rate limits, the circuit
+    breaker and the retry policy.
+    """
+
+    name = "openai"
+    label = "OpenAI"
+    key_env = "OPENAI_API_KEY"
+    capabilities = Capabilities(supports_web_search=True, supports_locations=True)
+    sdk_client = AsyncOpenAI
+    sdk_module = openai
+
+    def _require_client(self) -> AsyncOpenAI:
+        if self._client is None:
+            raise FailedPrecondition(
+                f"{self.key_env} is not set (any non-empty value works for an OpenAI-compatible endpoint that "
+                "does not check keys)",
+                provider=self.name,
+                reason="NO_API_KEY",
+            )
+        return self._client
+
+    async def complete(self, req: CompletionRequest, *, deadline: Deadline | None = None) -> CompletionResult:
+        """One completion; ``deadline`` covers the waits for the budget and rate limits, every attempt and the
+        back-off between them (None = ``settings.rpc_timeout_seconds``); one attempt lasts at most
+        ``settings.provider_timeout_seconds``."""
+        client = self._require_client()
+        deadline = deadline or Deadline(self._settings.rpc_timeout_seconds)
+        max_tokens = req.max_output_tokens or self._settings.max_output_tokens
+        if req.web_search:
+            return await self._responses(client, req, deadline, max_tokens)
+        kwargs: dict[str, Any] = {
+            "model": req.model,
+            "messages": [{"role": m.role, "content": m.content} for m in req.messages],
+            "max_completion_tokens": max_tokens,
+        }
+        if (rf := response_format(req)) is not None:
+            kwargs["response_format"] = rf
+        if req.extra_headers:
+            kwargs["extra_headers"] = req.extra_headers
+        return await budgeted_call(
+            provider=self.name,
+            label=self.label,
+            key_env=self.key_env,
+            model=req.model,
+            guard=self.guard,
+            tokens=request_tokens((m.content for m in req.messages), max_tokens),
+            deadline=deadline,
+            max_timeout=self._settings.provider_timeout_seconds,
+            call=lambda t: client.chat.completions.create(**kwargs, timeout=t),
+            to_result=lambda resp: self._chat_result(req, resp),
+        )
+
+    def _chat_result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
+        if not getattr(resp, "choices", None):
+            raise Unavailable(f"{self.label} answered without choices", provider=self.name, reason="malformed_response")
+        choice = resp.choices[0]
+        message = choice.message
+        finish = choice.finish_reason or ""
+        content = message.content or ""
+        refusal = getattr(message, "refusal", None)
+        if refusal and not content:
+            raise FailedPrecondition(f"the model refused: {refusal[:300]}", provider=self.name, reason="MODEL_REFUSAL")
+        json_text = parse_json_answer(content, finish, self.name) if req.json_schema is not None else ""
+        usage = resp.usage
+        in_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
+        out_tok = int(getattr(usage, "completion_tokens", 0) or 0)
+        return CompletionResult(
+            text=content,
+            json_text=json_text,
+            provider=self.name,
+            model=resp.model or req.model,
+            input_tokens=in_tok,
+            output_tokens=out_tok,
+            cost_usd=pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok),
+            finish_reason=finish,
+        )
+
+    # --- Responses API + web_search (providers.md §3.1) ---------------------------------------------------------
+
+    async def _responses(
+        self, client: AsyncOpenAI, req: CompletionRequest, deadline: Deadline, max_tokens: int
+    ) -> CompletionResult:
+        system = "\n\n".join(m.content for m in req.messages if m.role == "system")
+        kwargs: dict[str, Any] = {
+            "model": req.model,
+            "input": [{"role": m.role, "content": m.content} for m in req.messages if m.role != "system"],
+            "tools": [web_search_tool(req.location)],
+            "max_output_tokens": max_tokens,
+        }
+        if system:
+            kwargs["instructions"] = system
+        if req.json_schema is not None:
+            kwargs["text"] = {"format": {"type": "json_schema", "name": req.schema_name or "result",
+                                         "schema": req.json_schema, "strict": True}}
+        if req.extra_headers:
+            kwargs["extra_headers"] = req.extra_headers
+        return await budgeted_call(
+            provider=self.name,
+            label=self.label,
+            key_env=self.key_env,
+            model=req.model,
+            guard=self.guard,
+            tokens=request_tokens((m.content for m in req.messages), max_tokens),
+            deadline=deadline,
+            max_timeout=self._settings.provider_timeout_seconds,
+            call=lambda t: client.responses.create(**kwargs, timeout=t),
+            to_result=lambda resp: self._responses_result(req, resp),
+        )
+
+    def _responses_result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
+        texts: list[str] = []
+        citations: list[Citation] = []
+        queries: list[str] = []
+        searches = 0
+        for item in resp.output or []:
+            kind = getattr(item, "type", "")
+            if kind == "web_search_call":
+                action = getattr(item, "action", None)
+                if action is None or getattr(action, "type", "search") == "search":
+                    searches += 1
+                    found = list(getattr(action, "queries", None) or []) or [getattr(action, "query", None)]
+                    queries += [q for q in found if q and q not in queries]
+            elif kind == "message":
+                for part in getattr(item, "content", None) or []:
+                    if getattr(part, "type", "") != "output_text":
+                        continue
+                    texts.append(part.text or "")
+                    for a in getattr(part, "annotations", None) or []:
+                        if getattr(a, "type", "") == "url_citation":
+                            citations.append(Citation(a.url, getattr(a, "title", "") or ""))
+        # Newer responses report the billed count; older ones only the calls in the output.
+        reported = getattr(getattr(getattr(resp, "tool_usage", None), "web_search", None), "num_requests", None)
+        if isinstance(reported, int):
+            searches = reported
+        text = "".join(texts)
+        status = getattr(resp, "status", "") or ""
+        finish = "stop" if status == "completed" else (
+            getattr(getattr(resp, "incomplete_details", None), "reason", None) or status
+        )
+        json_text = parse_json_answer(text, finish, self.name) if req.json_schema is not None else ""
+        usage = resp.usage
+        in_tok = int(getattr(usage, "input_tokens", 0) or 0)
+        out_tok = int(getattr(usage, "output_tokens", 0) or 0)
+        cost = pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok) + pricing.web_search_cost_usd(
+            self._settings, searches
+        )
+        return CompletionResult(
+            text=text,
+            json_text=json_text,
+            provider=self.name,
+            model=resp.model or req.model,
+            citations=dedupe(citations),
+            input_tokens=in_tok,
+            output_tokens=out_tok,
+            cost_usd=cost,
+            finish_reason=finish,
+            search_queries=queries,
+            web_search_calls=searches,
+        )

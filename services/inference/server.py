@@ -1,0 +1,340 @@
+"""gRPC face of the inference service (``vantage.inference.v1.InferenceService``): a thin servicer over
+:class:`services.inference.core.Inference`, and :func:`build`, which creates the long-lived provider clients and
+budgets once per process.
+
+Handlers only translate protobuf ↔ domain types; validation, routing and provider calls live in the core and the
+provider modules. Errors are :mod:`shared.errors` classes, mapped to statuses by the server interceptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import grpc
+
+from services.inference.cache import ResponseCache, is_cached
+from services.inference.core import Inference, build_request
+from services.inference.packing import Packer, build_spec, parse_items
+from services.inference.providers import (
+    BatchProvider,
+    CompletionRequest,
+    CompletionResult,
+    ItemFailure,
+    Outcome,
+    Provider,
+    failure_from,
+)
+from services.inference.providers.anthropic import AnthropicProvider
+from services.inference.providers.brightdata import CHATGPT, PERPLEXITY, BrightDataProvider, new_http_client
+from services.inference.providers.openai import OpenAIProvider
+from services.inference.providers.perplexity import PerplexityProvider
+from services.inference.router import Router
+from services.inference.streaming import (
+    BatchSubmitted,
+    Item,
+    ItemResult,
+    Resume,
+    StreamEngine,
+    StreamEvent,
+    StreamInput,
+    drive,
+    totals,
+)
+from shared.config import Settings
+from shared.errors import InvalidArgument, VantageError
+from shared.grpc_client import MAX_FORWARDED_DEADLINE, Deadline, forward_timeout
+from shared.grpc_server import Mount
+from shared.logging import register_secret
+from vantage.common.v1 import common_pb2
+from vantage.inference.v1 import inference_pb2 as pb
+from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
+
+SERVICE_NAME = "vantage.inference.v1.InferenceService"
+
+#: Incoming metadata key whose value is forwarded to the sandbox as ``X-Sandbox-Fault`` (tests force provider
+#: faults through the service this way). Honoured only when ``settings.sandbox_url`` is set.
+SANDBOX_FAULT_KEY = "x-sandbox-fault"
+
+
+def result_to_proto(r: CompletionResult) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        text=r.text,
+        json=r.json_text,
+        citations=[common_pb2.Citation(url=c.url, title=c.title) for c in r.citations],
+        usage=common_pb2.Usage(input_tokens=r.input_tokens, output_tokens=r.output_tokens),
+        cost_usd=r.cost_usd,
+        provider=r.provider,
+        model=r.model,
+        finish_reason=r.finish_reason,
+        search_queries=r.search_queries,
+        markdown=r.markdown,
+        snapshot_id=r.snapshot_id,
+        web_search_calls=r.web_search_calls,
+        cached=is_cached(r),
+    )
+
+
+class InferenceServicer(pb_grpc.InferenceServiceServicer):
+    """Thin servicer: validate → core → response."""
+
+    def __init__(self, settings: Settings, core: Inference, engine: StreamEngine) -> None:
+        self._settings = settings
+        self._core = core
+        self._engine = engine
+        self._packer = Packer(core)
+
+    def _extra_headers(self, context: grpc.aio.ServicerContext) -> dict[str, str]:
+        if not self._settings.sandbox_url:
+            return {}
+        for key, value in context.invocation_metadata() or ():
+            if key == SANDBOX_FAULT_KEY and isinstance(value, str) and value:
+                return {"X-Sandbox-Fault": value}
+        return {}
+
+    async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
+        route = self._core.route(request.model)
+        caps = route.provider.capabilities
+        return pb.RouteResponse(
+            provider=route.provider.id,
+            supports_batching=caps.supports_batching,
+            max_batch_size=caps.max_batch_size,
+            supports_web_search=caps.supports_web_search,
+            supports_locations=caps.supports_locations,
+            rule=route.rule.label,
+            provider_name=route.provider.name,
+        )
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        rules = [
+            pb.RoutingRule(match=r.match, pattern=r.pattern, provider=r.provider, description=r.description)
+            for r in self._core.router.rules
+        ]
+        providers = [
+            pb.ProviderInfo(
+                provider=s.spec.id,
+                provider_name=s.spec.name,
+                supports_batching=s.spec.capabilities.supports_batching,
+                max_batch_size=s.spec.capabilities.max_batch_size,
+                supports_web_search=s.spec.capabilities.supports_web_search,
+                supports_locations=s.spec.capabilities.supports_locations,
+                available=s.available,
+                **guard_fields(self._core.providers.get(s.spec.id)),
+            )
+            for s in self._core.provider_statuses()
+        ]
+        return pb.ListModelsResponse(rules=rules, providers=providers)
+
+    async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
+        req = request_from_proto(request, self._extra_headers(context))
+        # The caller's deadline when it set one; otherwise each provider's own limit applies (a Bright Data
+        # snapshot may take many minutes, an API call at most provider_timeout_seconds).
+        result = await self._core.complete(req, deadline=self._caller_deadline(context))
+        return result_to_proto(result)
+
+    def _caller_deadline(self, context: grpc.aio.ServicerContext) -> Deadline | None:
+        """The caller's deadline (minus a margin), or None when it set none: long streams then run until the
+        providers' own limits (``provider_timeout_seconds``, ``brightdata_timeout_seconds``)."""
+        remaining = context.time_remaining()
+        if remaining is None or remaining > MAX_FORWARDED_DEADLINE:
+            return None
+        return Deadline(forward_timeout(context, remaining))
+
+    def _stream_input(self, msg: pb.CompleteStreamRequest, extra_headers: dict[str, str]) -> StreamInput:
+        if msg.HasField("resume"):
+            r = msg.resume
+            return Resume(r.snapshot_id, r.model, r.location.strip().upper(), tuple(r.member_ids))
+        return self._item(msg.item.id, msg.item.request, extra_headers)
+
+    def _item(self, item_id: str, request: pb.CompleteRequest, extra_headers: dict[str, str]) -> Item:
+        try:
+            return Item(item_id, request_from_proto(request, extra_headers))
+        except VantageError as e:
+            return Item(item_id, failure=failure_from(e))
+
+    async def CompleteStream(
+        self, request_iterator: AsyncIterator[pb.CompleteStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.CompleteStreamResponse]:
+        headers = self._extra_headers(context)
+        deadline = self._caller_deadline(context)
+
+        async def inputs() -> AsyncIterator[StreamInput]:
+            async for msg in request_iterator:
+                yield self._stream_input(msg, headers)
+
+        async for event in drive(lambda emit: self._engine.run(inputs(), emit, deadline=deadline)):
+            yield event_to_proto(event)
+
+    async def CompleteBatch(
+        self, request: pb.CompleteBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteBatchResponse:
+        if request.instruction:
+            return await self._complete_packed(request, context)
+        if not request.items:
+            raise InvalidArgument("at least one item is required", field="items")
+        headers = self._extra_headers(context)
+        items: list[Item] = []
+        for i, it in enumerate(request.items):
+            if not it.HasField("request"):
+                items.append(Item(it.id, failure=failure_from(InvalidArgument(
+                    f"items[{i}].request is required in explicit-batch mode", field=f"items[{i}].request"))))
+                continue
+            req = pb.CompleteRequest()
+            req.CopyFrom(it.request)
+            req.model = req.model or request.model  # the batch's model and location are the items' defaults
+            req.location = req.location or request.location
+            req.no_cache = req.no_cache or request.no_cache
+            items.append(self._item(it.id, req, headers))
+
+        async def inputs() -> AsyncIterator[StreamInput]:
+            for item in items:
+                yield item
+
+        outcomes: dict[str, Outcome] = {}
+
+        async def collect(event: StreamEvent) -> None:
+            if isinstance(event, ItemResult):
+                outcomes[event.id] = event.outcome
+
+        stats = await self._engine.run(inputs(), collect, deadline=self._caller_deadline(context))
+        results = [outcomes[it.id] for it in items if it.id in outcomes]
+        in_tok, out_tok, cost = totals(results)
+        hits = sum(1 for r in results if is_cached(r))
+        return pb.CompleteBatchResponse(
+            results=[outcome_to_proto(it.id, outcomes[it.id]) for it in items if it.id in outcomes],
+            llm_calls=stats.calls - hits,  # a single call answered from the cache reached no provider
+            cache_hits=hits,
+            cost_usd=cost,
+            usage=common_pb2.Usage(input_tokens=in_tok, output_tokens=out_tok),
+        )
+
+    async def _complete_packed(
+        self, request: pb.CompleteBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteBatchResponse:
+        """Packing mode: ``instruction`` + ``item_json_schema`` applied to each item's ``input_json``, ≤
+        ``max_items_per_call`` items per LLM call (:mod:`services.inference.packing`). Results in request order."""
+        spec = build_spec(
+            self._settings,
+            model=request.model,
+            instruction=request.instruction,
+            item_json_schema=request.item_json_schema,
+            location=request.location,
+            max_items_per_call=request.max_items_per_call,
+            no_cache=request.no_cache,
+            extra_headers=self._extra_headers(context),
+        )
+        items, failures = parse_items([(it.id, it.input_json) for it in request.items])
+        report = await self._packer.run(spec, items, deadline=self._caller_deadline(context))
+        outcomes = {**failures, **report.outcomes}
+        return pb.CompleteBatchResponse(
+            results=[outcome_to_proto(it.id, outcomes[it.id]) for it in request.items],
+            llm_calls=report.llm_calls,
+            cache_hits=report.cache_hits,
+            cost_usd=report.cost_usd,
+            usage=common_pb2.Usage(input_tokens=report.input_tokens, output_tokens=report.output_tokens),
+        )
+
+    async def CancelBatch(self, request: pb.CancelBatchRequest, context: grpc.aio.ServicerContext) -> pb.CancelBatchResponse:
+        if not request.snapshot_id.strip():
+            raise InvalidArgument("snapshot_id is required", field="snapshot_id")
+        provider_id = request.provider or "brightdata_chatgpt"  # one cancel endpoint serves every dataset
+        provider = self._core.providers.get(provider_id)
+        if not isinstance(provider, BatchProvider):
+            raise InvalidArgument(f"provider {provider_id!r} has no batches to cancel", field="provider")
+        return pb.CancelBatchResponse(cancelled=await provider.cancel_batch(request.snapshot_id.strip()))
+
+
+def guard_fields(provider: object) -> dict[str, object]:
+    """ProviderInfo's live resilience fields (current/max concurrency limit, in flight, circuit state) of a built
+    provider's :class:`~shared.resilience.ProviderGuard`; {} when it has none."""
+    guard = getattr(provider, "guard", None)
+    if guard is None:
+        return {}
+    st = guard.status()
+    return {"current_limit": st["current_limit"], "max_limit": st["max_limit"], "in_flight": st["in_flight"],
+            "circuit_state": st["circuit_state"]}
+
+
+def request_from_proto(request: pb.CompleteRequest, extra_headers: dict[str, str]) -> CompletionRequest:
+    """A validated domain request (``InvalidArgument`` with field violations otherwise)."""
+    return build_request(
+        model=request.model,
+        messages=[(m.role, m.content) for m in request.messages],
+        json_schema=request.json_schema,
+        schema_name=request.schema_name,
+        location=request.location,
+        web_search=request.web_search,
+        max_output_tokens=request.max_output_tokens,
+        idempotency_key=request.idempotency_key,
+        extra_headers=extra_headers,
+        no_cache=request.no_cache,
+    )
+
+
+def outcome_to_proto(item_id: str, outcome: Outcome) -> pb.ItemResult:
+    if isinstance(outcome, ItemFailure):
+        return pb.ItemResult(
+            id=item_id,
+            error=common_pb2.ItemError(
+                code=outcome.code,
+                message=outcome.message,
+                provider_error_code=outcome.provider_error_code,
+                provider=outcome.provider,
+            ),
+        )
+    return pb.ItemResult(id=item_id, response=result_to_proto(outcome))
+
+
+def event_to_proto(event: StreamEvent) -> pb.CompleteStreamResponse:
+    if isinstance(event, BatchSubmitted):
+        return pb.CompleteStreamResponse(
+            batch_submitted=pb.BatchSubmitted(
+                snapshot_id=event.snapshot_id,
+                provider=event.provider,
+                model=event.model,
+                location=event.location,
+                member_ids=list(event.member_ids),
+            )
+        )
+    return pb.CompleteStreamResponse(result=outcome_to_proto(event.id, event.outcome))
+
+
+@contextlib.asynccontextmanager
+async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
+    """Create the routing table and the providers — one SDK/HTTP client and one concurrency budget each, made
+    once per process — yield the servicer mount, close the clients on exit. Raises ``ValueError`` at start-up
+    for bad ``routing_rules``."""
+    router = Router.from_settings(settings)
+    for name in ("openai", "anthropic", "perplexity", "brightdata"):
+        register_secret(settings.api_key(name))  # type: ignore[arg-type]
+    bd_http = new_http_client(settings)
+    bd_key = settings.api_key("brightdata") is not None
+    providers: dict[str, Provider] = {
+        "openai": OpenAIProvider.from_settings(settings),
+        "anthropic": AnthropicProvider.from_settings(settings),
+        "perplexity": PerplexityProvider.from_settings(settings),
+        # One in-flight cap per dataset (Bright Data limits concurrent batch jobs per dataset).
+        "brightdata_chatgpt": BrightDataProvider(
+            settings, CHATGPT, bd_http, anyio.CapacityLimiter(max(1, settings.brightdata_max_in_flight)),
+            has_key=bd_key,
+        ),
+        "brightdata_perplexity": BrightDataProvider(
+            settings, PERPLEXITY, bd_http, anyio.CapacityLimiter(max(1, settings.brightdata_max_in_flight)),
+            has_key=bd_key,
+        ),
+    }
+    # The response cache lives in the database (table response_cache); None when disabled or unusable (logged).
+    cache = await ResponseCache.open(settings)
+    core = Inference(settings, router, providers, cache=cache)
+    engine = StreamEngine(core, linger=settings.batch_linger_seconds, max_pending=settings.stream_max_pending_items)
+    try:
+        yield [Mount(InferenceServicer(settings, core, engine), pb_grpc.add_InferenceServiceServicer_to_server,
+                     SERVICE_NAME)]
+    finally:
+        await core.aclose()
+        await bd_http.aclose()
+        if cache is not None:
+            await cache.aclose()

@@ -1,0 +1,162 @@
+"""The AI-visibility commands of the ``vantage`` CLI: ``evaluate``, ``report`` and ``demo-eval`` (registered on the
+typer app by :func:`register`).
+
+``vantage evaluate`` is an orchestrator in its own process, like ``vantage research``: it stores the run (org,
+questions, the question × model × location matrix), executes it against the services at ``settings.addr(...)``,
+shows progress, and prints the visibility report (:mod:`services.orchestrator.visibility_report`). Interrupt it at
+any time (Ctrl-C cancels the run and its in-flight snapshots; a killed process leaves them running) and continue
+with ``vantage resume RUN_ID``: answers already stored are not asked again, stored snapshots are re-polled.
+
+Exit codes as for the other run commands: 0 ok, 1 some question runs failed, 2 usage or input error, 3 services or
+database unreachable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_MODELS = "chatgpt,perplexity,gpt-4.1,claude-sonnet-4"
+
+
+async def evaluate(
+    settings: object, *, org: str, domain: str, questions_path: Path, models: str, locations: str,
+    competitors: str, variations: str, name: str | None, no_cache: bool, output: str, quiet: bool,
+    detach: bool = False,
+) -> int:
+    """Create the ORG_EVAL run, execute it here, print the report (``detach``: queue it for ``vantage worker``
+    processes and print its id instead). Returns the exit code."""
+    from services.orchestrator.commands import _execute_and_report, detach_run, session
+    from services.orchestrator.evaluation import check_models, create_eval_run, read_questions, split_list
+    from services.orchestrator.report import make_console
+
+    started = time.monotonic()
+    questions = read_questions(questions_path)  # missing / empty file → InputError (exit 2) before anything else
+    async with session(settings) as s:  # type: ignore[arg-type]
+        await s.orch.clients.check()
+        await check_models(s.orch, split_list(models), field="models")  # an unknown model: exit 2, no run
+        run, matrix = await create_eval_run(
+            s.orch, org_name=org, org_domain=domain, questions=questions, models=split_list(models),
+            locations=split_list(locations), known_competitors=split_list(competitors),
+            name_variations=split_list(variations), name=name or "", no_cache=no_cache,
+            input_path=str(questions_path),
+        )
+        if not quiet:
+            note = make_console(stderr=True)
+            opts = run.options
+            locs = ",".join(loc or "-" for loc in opts["locations"])
+            note.print(
+                f"run {run.id}: {opts['org_name']} · {matrix.questions} questions × {len(opts['models'])} models "
+                f"({','.join(opts['models'])}) × {len(opts['locations'])} locations ({locs}) = {matrix.items} "
+                "question runs", markup=False, highlight=False, soft_wrap=True,
+            )
+            for msg in matrix.skipped_questions:
+                note.print(f"  skipped {msg}", markup=False, highlight=False, soft_wrap=True, style="dim")
+        if detach:
+            return await detach_run(s, run.id, quiet=quiet)
+        return await _execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+
+
+async def report(settings: object, run_id: str, *, output: str) -> int:
+    """Print a run's report (the AI-visibility report of an ORG_EVAL run; the results table of a research run)."""
+    from services.orchestrator.commands import _report, resolve_run, session
+
+    async with session(settings) as s:  # type: ignore[arg-type]
+        rid = await resolve_run(s.store, run_id)
+        return await _report(s, rid, output=output, started=None)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate``, ``report`` and ``demo-eval`` to the ``vantage`` typer app."""
+
+    @app.command("evaluate")
+    def evaluate_command(
+        org: Annotated[str, typer.Option("--org", help="The organisation to evaluate, e.g. \"Together AI\".")],
+        questions: Annotated[Path, typer.Option("--questions", help="Questions file: one buyer-style question per "
+                                                "line (# starts a comment).")],
+        domain: Annotated[str, typer.Option("--domain", help="Its web domain, e.g. together.ai (owned citations, "
+                                            "name variations).")] = "",
+        models: Annotated[str, typer.Option("--models", help="Comma-separated models: chatgpt and perplexity are "
+                                            "scraped through Bright Data; gpt-*, claude-*, sonar* through their "
+                                            "APIs with web search.")] = DEFAULT_MODELS,
+        locations: Annotated[str, typer.Option("--locations", help="Comma-separated ISO country codes, e.g. "
+                                               "US,GB.")] = "US",
+        competitors: Annotated[str, typer.Option("--competitors", help="Comma-separated known competitors (found "
+                                                 "anywhere in an answer, and their citations flagged).")] = "",
+        variations: Annotated[str, typer.Option("--variations", help="Comma-separated extra spellings of the "
+                                                "org's name.")] = "",
+        name: Annotated[str | None, typer.Option(help="Label of the run.")] = None,
+        no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask the API models again even for questions "
+                                               "answered before (calls are paid).")] = False,
+        output: Annotated[str, typer.Option("--output", "-o", help="table | json | csv")] = "table",
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+        detach: Annotated[bool, typer.Option("--detach", help="Queue the run for `vantage worker` processes, print "
+                                             "its id and exit.")] = False,
+    ) -> None:
+        """Ask every question × model × location, read each answer for the org, its competitors and its citations,
+        and print the visibility report (visibility rate, average rank, share of voice, sentiment, top competitors,
+        top cited domains, owned-citation share, snapshots, failures, cost).
+
+        Example: vantage evaluate --org "Together AI" --domain together.ai --questions examples/questions.txt
+        --models chatgpt,perplexity,gpt-4.1,claude-sonnet-4 --locations US,GB
+        """
+        from services.orchestrator.cli import _check_output, _setup_cli, fail
+        from services.orchestrator.commands import run_command
+        from shared.config import get_settings
+
+        out = _check_output(output)
+        if not org.strip():
+            raise fail("give the org's name: --org \"Together AI\"")
+        _setup_cli()
+        path = questions.expanduser()
+        if path.exists():
+            path = path.resolve()
+        raise typer.Exit(run_command(lambda: evaluate(
+            get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
+            competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out, quiet=quiet,
+            detach=detach,
+        )))
+
+    @app.command("report")
+    def report_command(
+        run_id: Annotated[str, typer.Argument(help="Run id (or its first characters).")],
+        output: Annotated[str, typer.Option("--output", "-o", help="table | json | csv")] = "table",
+    ) -> None:
+        """Print a run's report: for an evaluation, per model × location and overall — visibility rate, average
+        rank when named, share of voice, sentiment, top competitors, top cited domains, owned-citation share — the
+        summary line, the snapshots triggered and the failures by reason; for a research run, its results table.
+
+        Example: vantage report 3f2a9c1e
+        """
+        from services.orchestrator.cli import _check_output, _setup_cli
+        from services.orchestrator.commands import run_command
+        from shared.config import get_settings
+
+        out = _check_output(output)
+        _setup_cli()
+        raise typer.Exit(run_command(lambda: report(get_settings(), run_id, output=out)))
+
+    @app.command("demo-eval")
+    def demo_eval_command(
+        questions: Annotated[Path, typer.Argument(help="Questions file.")] = Path("examples/questions.txt"),
+    ) -> None:
+        """Start the whole stack against the sandbox, evaluate Together AI on the questions with chatgpt,
+        perplexity, gpt-4.1 and claude-sonnet-4 in US and GB (20 questions = 160 question runs), print the report,
+        stop the stack.
+
+        Example: vantage demo-eval
+        """
+        from services.orchestrator.cli import EXIT_UNAVAILABLE, fail
+        from services.orchestrator.stack import run_demo_eval
+        from shared.config import get_settings
+
+        if not questions.is_file():
+            raise fail(f"{questions}: no such file")
+        try:
+            code = run_demo_eval(get_settings(), questions)
+        except (RuntimeError, OSError) as e:
+            raise fail(str(e).splitlines()[0], EXIT_UNAVAILABLE) from None
+        raise typer.Exit(code)

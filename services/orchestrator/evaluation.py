@@ -1,0 +1,925 @@
+"""AI visibility (ORG_EVAL runs): ask every question × model × location of an org's market to AI assistants, read
+each answer for the org, its competitors and its citations, and persist everything as it lands.
+
+Flow of one run (streamed; no barrier between asking and reading):
+
+1. **Set-up, once per run** — each model is routed (``InferenceService/Route``: an unknown model fails the run
+   before anything is paid); the org's name variations are computed once per org and stored on ``orgs``: the
+   deterministic ones (:func:`deterministic_variations`: case, legal suffixes Inc/Ltd/Labs/AI, the domain and its
+   stem) plus the ones an LLM suggests through ``CompleteBatch`` packing (cached by the inference service), and are
+   reused by every later run of the same org.
+2. **Question runs** — each (question, model, location) is a ``run_items`` row claimed like a research item
+   (leases, attempts as fencing tokens, events) and fed into ONE long-lived bidirectional
+   ``InferenceService/CompleteStream`` per run (:class:`StreamSession`). The inference service packs the batch
+   providers' questions (ChatGPT and Perplexity through Bright Data) per (model, location) into snapshots of ≤ 20
+   and runs the API models (OpenAI Responses + web search, Anthropic + web search, Perplexity Sonar) concurrently.
+   Each ``BatchSubmitted`` is persisted at once (``provider_batches``, members in submission order, a pending ledger
+   row per member) — before the snapshot's answers exist.
+3. **Each answer** → ``question_runs`` (or, for an error record or an API error, the error and its code: a failed
+   question run, never an answer) → ``ExtractionService/Extract`` (org name, domain and variations, the known
+   competitors, the provider's citations) → ``org_evals`` / ``org_competitors`` / ``org_citations`` → item done.
+   Cost per answer goes into the ledger: Bright Data records × ``brightdata_record_usd`` ($0.0015), API tokens ×
+   price + web-search calls × price — the ``cost_usd`` the inference service computed for that call.
+4. **End of the run** — the competitor names found across all answers are merged ("Lambda" / "Lambda Labs" /
+   "Lambda Cloud" → one) through the packing helper :func:`services.orchestrator.enrich.merge_competitor_variants`
+   and stored as ``org_competitors.canonical`` for the report (:mod:`services.orchestrator.visibility_report`).
+
+**Resume** (``vantage resume`` / ``ResumeRun`` after a crash or a cancel): a question run whose answer exists goes
+straight to extraction (or is done); one whose snapshot is stored with status ``submitted`` is re-attached with
+``ResumeBatch{snapshot_id, model, location, member_ids}`` — polled and downloaded, never triggered again; the rest
+are asked. **CancelRun** cancels the run's in-flight snapshots (``CancelBatch``); their members are asked again on
+resume.
+
+This module knows gRPC stubs and the store; the run lifecycle (claims, heartbeats, cancel) is
+:class:`services.orchestrator.runs.Orchestrator`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+import structlog
+
+from services.orchestrator import enrich
+from services.orchestrator.inputs import InputError, normalise_domain
+from services.orchestrator.pipeline import Budget, Inflight
+from services.orchestrator.research import Budgets, Clients, ItemFailed, SetupError, describe
+from services.orchestrator.store import ClaimedItem, RunRow, Store
+from services.orchestrator.store.eval_repo import (
+    Answer,
+    BatchRow,
+    Bill,
+    EvalStore,
+    Evaluation,
+    MatrixReport,
+    QuestionRunState,
+)
+from shared.config import Settings
+from shared.errors import InvalidArgument, VantageError, from_rpc_error
+from shared.grpc_client import call_metadata, with_retries
+from vantage.common.v1 import common_pb2
+from vantage.extraction.v1 import extraction_pb2
+from vantage.inference.v1 import inference_pb2 as ipb
+from vantage.inference.v1 import inference_pb2_grpc as ipb_grpc
+
+if TYPE_CHECKING:
+    from services.orchestrator.runs import Orchestrator, _Active
+    from vantage.orchestrator.v1 import orchestrator_pb2
+
+T = TypeVar("T")
+log = structlog.get_logger("vantage.evaluation")
+
+#: Items of an ORG_EVAL run admitted at once (when ``settings.max_items_in_flight`` is 0): most of them only wait for
+#: a snapshot, so the bound is 20 full snapshots rather than the research budgets' sum.
+EVAL_MIN_IN_FLIGHT = 400
+#: Question-run states read at once ahead of the claims (one query per claim batch rather than one per item) …
+READ_AHEAD = 200
+#: … and how long (s) such a read stays good to use (another process may have changed a state since).
+READ_AHEAD_TTL = 5.0
+#: Output tokens an API assistant may use for one answer (list answers with explanations run long).
+ANSWER_MAX_OUTPUT_TOKENS = 2048
+#: Trailing words stripped to get the base of an org name, and added back as suffixed variations.
+LEGAL_SUFFIXES = ("inc", "inc.", "incorporated", "ltd", "ltd.", "limited", "llc", "labs", "lab", "ai", "corp",
+                  "corp.", "corporation", "co", "co.", "gmbh", "plc")
+ADDED_SUFFIXES = ("Inc", "Inc.", "Ltd", "Labs", "AI")
+#: Two-letter ISO 3166-1 country code.
+_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+
+
+# --- options and input ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """An ORG_EVAL run's options as stored in ``runs.options`` (JSON): the org, the matrix, the switches."""
+
+    org_id: str
+    org_name: str
+    org_domain: str
+    models: tuple[str, ...]
+    locations: tuple[str, ...]
+    known_competitors: tuple[str, ...] = ()
+    name_variations: tuple[str, ...] = ()  # given by the caller, on top of the org's stored ones
+    no_cache: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "org_id": self.org_id, "org_name": self.org_name, "org_domain": self.org_domain,
+            "models": list(self.models), "locations": list(self.locations),
+            "known_competitors": list(self.known_competitors), "name_variations": list(self.name_variations),
+            "no_cache": self.no_cache, "model": ",".join(self.models),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalOptions:
+        return cls(
+            org_id=str(d.get("org_id") or ""), org_name=str(d.get("org_name") or ""),
+            org_domain=str(d.get("org_domain") or ""), models=tuple(d.get("models") or ()),
+            locations=tuple(d.get("locations") or ()), known_competitors=tuple(d.get("known_competitors") or ()),
+            name_variations=tuple(d.get("name_variations") or ()), no_cache=bool(d.get("no_cache")),
+        )
+
+
+def read_questions(path: str | Path) -> list[str]:
+    """Questions from a text file: one per line; blank lines and lines starting with ``#`` are ignored. Raises
+    :class:`InputError` for a missing or unreadable file, or one without any question."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file", field="input_path")
+    if not p.is_file():
+        raise InputError(f"{p}: not a file", field="input_path")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{p}: not UTF-8 text", field="input_path") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot open: {e.strerror}", field="input_path") from None
+    out = [q for q in parse_questions(text)]
+    if not out:
+        raise InputError(f"{p}: no questions (one per line; # starts a comment)", field="input_path")
+    return out
+
+
+def parse_questions(text: str) -> list[str]:
+    """Non-blank, non-comment lines of ``text``, whitespace collapsed."""
+    out = []
+    for line in text.splitlines():
+        q = " ".join(line.split())
+        if q and not q.startswith("#"):
+            out.append(q)
+    return out
+
+
+def split_list(value: str | Sequence[str] | None) -> list[str]:
+    """``"chatgpt, perplexity"`` or ``["chatgpt", "perplexity"]`` → ``["chatgpt", "perplexity"]`` (blanks and
+    case-insensitive repeats dropped, first spelling kept)."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
+    seen: set[str] = set()
+    out = []
+    for p in parts:
+        p = " ".join(p.split())
+        if p and p.casefold() not in seen:
+            seen.add(p.casefold())
+            out.append(p)
+    return out
+
+
+def validate_matrix(org_name: str, org_domain: str, models: Sequence[str], locations: Sequence[str]
+                    ) -> tuple[str, str, list[str], list[str]]:
+    """(name, domain, models, locations) cleaned; ``InvalidArgument`` with field violations otherwise. No
+    location means one run per question and model without a location ("")."""
+    violations: list[tuple[str, str]] = []
+    name = " ".join(org_name.split())
+    if not name:
+        violations.append(("org_name", "the org's name is required (e.g. --org \"Together AI\")"))
+    domain = normalise_domain(org_domain)
+    if domain and "." not in domain:
+        violations.append(("org_domain", f"{org_domain!r} is not a domain name such as together.ai"))
+    models = split_list(models)
+    if not models:
+        violations.append(("models", "at least one model is required (e.g. chatgpt,perplexity,gpt-4.1)"))
+    locs = [loc.upper() for loc in split_list(locations)]
+    bad = [loc for loc in locs if not _COUNTRY_RE.match(loc)]
+    if bad:
+        violations.append(("locations", f"locations are ISO 3166-1 alpha-2 country codes such as US, GB; not "
+                                        f"{', '.join(bad)}"))
+    if violations:
+        raise InvalidArgument("; ".join(d for _, d in violations), violations=violations)
+    return name, domain, models, locs or [""]
+
+
+def deterministic_variations(name: str, domain: str = "") -> list[str]:
+    """Ways a text may write ``name`` without asking anyone: the name, its lower-case and squashed forms
+    (``together ai``, ``TogetherAI``), its base without legal suffixes (``Together``) and the base with each of
+    Inc / Inc. / Ltd / Labs / AI, the domain (``together.ai``) and its stem (``together``, when ≥ 3 letters). Each
+    once (exact spelling), the name first."""
+    name = " ".join(name.split())
+    words = name.split()
+    base_words = list(words)
+    while len(base_words) > 1 and base_words[-1].lower().rstrip(",") in LEGAL_SUFFIXES:
+        base_words.pop()
+    base = " ".join(base_words).rstrip(",")
+    out = [name, name.lower(), "".join(words)]
+    if base:
+        out.append(base)
+        out += [f"{base} {s}" for s in ADDED_SUFFIXES]
+    dom = normalise_domain(domain)
+    if dom and "." in dom:
+        out.append(dom)
+        stem = dom.split(".")[0]
+        if len(stem) >= 3 and stem.isalnum():
+            out.append(stem)
+    seen: set[str] = set()
+    uniq = []
+    for v in out:
+        if v and v not in seen:
+            seen.add(v)
+            uniq.append(v)
+    return uniq
+
+
+def merge_variations(*lists: Iterable[str]) -> list[str]:
+    """Concatenate, keeping the first occurrence of each exact spelling."""
+    seen: set[str] = set()
+    out = []
+    for lst in lists:
+        for v in lst:
+            v = " ".join(str(v).split())
+            if v and v not in seen:
+                seen.add(v)
+                out.append(v)
+    return out
+
+
+# --- creating a run ---------------------------------------------------------------------------------------------
+
+
+async def create_eval_run(
+    orch: Orchestrator,
+    *,
+    org_name: str,
+    org_domain: str,
+    questions: Iterable[str],
+    models: Sequence[str],
+    locations: Sequence[str],
+    known_competitors: Sequence[str] = (),
+    name_variations: Sequence[str] = (),
+    name: str = "",
+    no_cache: bool = False,
+    input_path: str | None = None,
+) -> tuple[RunRow, MatrixReport]:
+    """Store a new ORG_EVAL run: the org (created with its deterministic variations, or found and reused), the
+    questions, and one item + question run per (question, model, location). Raises :class:`InvalidArgument` for
+    a bad org/matrix or no question at all (the run is then marked failed when it was created)."""
+    org_name, org_domain, models_l, locs = validate_matrix(org_name, org_domain, models, locations)
+    ev = EvalStore(orch.store)
+    org = await ev.get_or_create_org(org_name, org_domain, deterministic_variations(org_name, org_domain))
+    opts = EvalOptions(
+        org_id=org.id, org_name=org_name, org_domain=org_domain, models=tuple(models_l), locations=tuple(locs),
+        known_competitors=tuple(split_list(list(known_competitors))),
+        name_variations=tuple(split_list(list(name_variations))), no_cache=no_cache,
+    )
+    run = await orch.store.create_run(
+        kind="org_eval", name=name or f"{org_name} visibility", options=opts.to_dict(), input_path=input_path
+    )
+    report = await ev.add_matrix(run.id, questions, models_l, locs)
+    if report.items == 0:
+        msg = "no questions in the input"
+        await orch.store.set_run_status(run.id, "failed", finished=True, error=msg, event=("RUN_FINISHED", msg))
+        raise InvalidArgument(msg, field="questions")
+    return run, report
+
+
+async def check_models(orch: Orchestrator, models: Sequence[str], *, field: str, rpc_timeout: float = 5.0) -> None:
+    """``InvalidArgument`` (naming ``field``) for the first model the inference service does not route; an
+    unreachable inference service is left for the run to report."""
+    for model in split_list(list(models)):
+        try:
+            await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=rpc_timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(e.details() or f"unknown model {model!r}", field=field) from None
+
+
+async def start_request(
+    orch: Orchestrator, request: orchestrator_pb2.StartRunRequest, *, rpc_timeout: float = 5.0
+) -> RunRow:
+    """``StartRun`` with kind ORG_EVAL: inline ``org_eval`` (org, questions, models, locations…), or ``input_path``
+    (a questions file readable by the orchestrator) with the org and matrix in ``org_eval_options``. A model the
+    inference service does not route is refused now (INVALID_ARGUMENT naming it) rather than failing the run later;
+    an unreachable inference service is left for the run to report."""
+    which = request.WhichOneof("input")
+    if which == "org_eval":
+        spec = request.org_eval
+        prefix = "org_eval"
+        questions = [q for q in spec.questions if q.strip()]
+        if not questions:
+            raise InvalidArgument("org_eval.questions is empty", field="org_eval.questions")
+        input_path = None
+    elif which == "input_path":
+        spec = request.org_eval_options
+        prefix = "org_eval_options"
+        if not request.input_path.strip():
+            raise InvalidArgument("input_path is empty", field="input_path")
+        questions = read_questions(request.input_path)
+        input_path = request.input_path
+    elif which is None:
+        raise InvalidArgument("give the questions: org_eval (inline) or input_path (a questions file)",
+                              field="input")
+    else:
+        raise InvalidArgument(f"{which} input needs kind RESEARCH; ORG_EVAL takes org_eval or input_path",
+                              field=which)
+    try:
+        validate_matrix(spec.org_name, spec.org_domain, list(spec.models), list(spec.locations))
+    except InvalidArgument as e:
+        raise InvalidArgument(e.message, violations=[(f"{prefix}.{f}", d) for f, d in e.violations]) from None
+    await check_models(orch, list(spec.models), field=f"{prefix}.models", rpc_timeout=rpc_timeout)
+    run, _ = await create_eval_run(
+        orch, org_name=spec.org_name, org_domain=spec.org_domain, questions=questions, models=list(spec.models),
+        locations=list(spec.locations), known_competitors=list(spec.known_competitors),
+        name_variations=list(spec.name_variations), name=request.name.strip(), no_cache=request.no_cache,
+        input_path=input_path,
+    )
+    return run
+
+
+# --- the stream -------------------------------------------------------------------------------------------------
+
+
+class StreamBroken(Exception):
+    """The run's CompleteStream ended or failed; answers still awaited on it will not come."""
+
+
+OnBatch = Callable[[ipb.BatchSubmitted], Awaitable[None]]
+
+
+class StreamSession:
+    """The run's one long-lived ``InferenceService/CompleteStream``.
+
+    Item tasks call :meth:`ask` (a new question) or :meth:`resume` (a member of a snapshot submitted earlier) and
+    await their own :class:`ItemResult`; one reader task persists each ``BatchSubmitted`` (``on_batch``, shielded
+    from cancellation so that a snapshot id is never half-recorded) before it reads on, and hands each result to its
+    waiter. When the stream breaks, every waiter gets :class:`StreamBroken` and the next call opens a new stream
+    (a resumed snapshot is then re-attached on it). Requests go through an unbounded queue into the stream: the
+    number of open items is bounded by the run's admission, not here.
+    """
+
+    def __init__(self, stub: ipb_grpc.InferenceServiceStub, *, run_id: str, on_batch: OnBatch) -> None:
+        self._stub = stub
+        self._run_id = run_id
+        self._on_batch = on_batch
+        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[ipb.CompleteStreamRequest | None] | None = None
+        self._call: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
+        self._open = False
+        self._waiters: dict[str, asyncio.Future[ipb.ItemResult]] = {}
+        self._snapshot_of: dict[str, str] = {}  # item id → snapshot it went out in (this stream)
+        self._resumed: set[str] = set()  # snapshots re-attached on this stream
+        self._expected: set[str] = set()  # members of those snapshots
+        self._early: dict[str, ipb.ItemResult] = {}  # their results that arrived before their item asked
+        self.batches_submitted = 0
+        self.streams_opened = 0
+
+    async def _ensure_open(self) -> asyncio.Queue[ipb.CompleteStreamRequest | None]:
+        async with self._lock:
+            if self._open and self._queue is not None:
+                return self._queue
+            queue: asyncio.Queue[ipb.CompleteStreamRequest | None] = asyncio.Queue()
+
+            async def requests() -> AsyncIterator[ipb.CompleteStreamRequest]:
+                while (msg := await queue.get()) is not None:
+                    yield msg
+
+            # No deadline: the stream lives as long as the run (the inference service then applies each provider's
+            # own limits, e.g. brightdata_timeout_seconds per snapshot).
+            call = self._stub.CompleteStream(requests(), metadata=call_metadata(run_id=self._run_id))
+            self._queue, self._call, self._open = queue, call, True
+            self._resumed, self._expected, self._early = set(), set(), {}
+            self.streams_opened += 1
+            self._reader = asyncio.create_task(self._read(call), name=f"eval-stream-{self._run_id}")
+            return queue
+
+    async def _read(self, call: Any) -> None:
+        error: BaseException | None = None
+        try:
+            async for resp in call:
+                kind = resp.WhichOneof("kind")
+                if kind == "batch_submitted":
+                    b = resp.batch_submitted
+                    for mid in b.member_ids:
+                        self._snapshot_of[mid] = b.snapshot_id
+                    self._writing = asyncio.ensure_future(self._on_batch(b))
+                    await asyncio.shield(self._writing)
+                    self.batches_submitted += 1
+                elif kind == "result":
+                    self._deliver(resp.result)
+            error = StreamBroken("inference: the stream ended before every answer came back")
+        except asyncio.CancelledError:
+            error = StreamBroken("inference: the stream was closed")
+            raise
+        except grpc.aio.AioRpcError as e:
+            error = StreamBroken(describe("inference", from_rpc_error(e)))
+        except Exception as e:  # persisting a BatchSubmitted failed (database): fatal for the run
+            error = e
+        finally:
+            if self._call is call:
+                self._open = False
+            waiters, self._waiters = self._waiters, {}
+            for fut in waiters.values():
+                if not fut.done():
+                    fut.set_exception(error or StreamBroken("inference: stream closed"))
+
+    def _deliver(self, r: ipb.ItemResult) -> None:
+        fut = self._waiters.pop(r.id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(r)
+        elif r.id in self._expected:
+            self._early[r.id] = r  # a member of a re-attached snapshot whose item is not claimed yet
+        self._expected.discard(r.id)
+
+    def pop_snapshot_of(self, item_id: str) -> str:
+        """The snapshot ``item_id`` went out in on this stream ("" when none was announced); forgotten after."""
+        return self._snapshot_of.pop(item_id, "")
+
+    async def _wait(self, item_id: str, fut: asyncio.Future[ipb.ItemResult]) -> ipb.ItemResult:
+        try:
+            return await fut
+        finally:
+            if self._waiters.get(item_id) is fut:
+                del self._waiters[item_id]
+
+    async def ask(self, item_id: str, request: ipb.CompleteRequest) -> ipb.ItemResult:
+        """Send a new question; its result (answer or error)."""
+        queue = await self._ensure_open()
+        fut: asyncio.Future[ipb.ItemResult] = asyncio.get_running_loop().create_future()
+        self._waiters[item_id] = fut
+        queue.put_nowait(ipb.CompleteStreamRequest(item=ipb.StreamItem(id=item_id, request=request)))
+        return await self._wait(item_id, fut)
+
+    async def resume(self, item_id: str, batch: BatchRow) -> ipb.ItemResult:
+        """The result of ``item_id`` from snapshot ``batch`` submitted before: the snapshot is re-attached
+        (``ResumeBatch``, polled and downloaded, never triggered) once per stream, whichever member asks first."""
+        queue = await self._ensure_open()
+        if item_id in self._early:
+            return self._early.pop(item_id)
+        fut: asyncio.Future[ipb.ItemResult] = asyncio.get_running_loop().create_future()
+        self._waiters[item_id] = fut
+        self._snapshot_of[item_id] = batch.snapshot_id
+        if batch.snapshot_id not in self._resumed:
+            self._resumed.add(batch.snapshot_id)
+            self._expected.update(batch.member_ids)
+            queue.put_nowait(ipb.CompleteStreamRequest(resume=ipb.ResumeBatch(
+                snapshot_id=batch.snapshot_id, model=batch.model, location=batch.location,
+                member_ids=list(batch.member_ids),
+            )))
+        return await self._wait(item_id, fut)
+
+    async def aclose(self) -> None:
+        """Half-close and cancel the stream, stop the reader; a BatchSubmitted being recorded is finished first."""
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+        if self._call is not None:
+            self._call.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self._writing is not None and not self._writing.done():
+            with contextlib.suppress(BaseException):
+                await self._writing
+        self._open = False
+
+
+# --- the per-run evaluator --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    provider: str  # e.g. brightdata_chatgpt, openai
+    batching: bool  # answers come from provider batches (snapshots)
+
+
+@dataclass
+class EvalSetup:
+    routes: dict[str, ModelRoute]
+    org_name: str
+    org_domain: str
+    variations: list[str] = field(default_factory=list)
+
+
+class Evaluator:
+    """Processes the claimed question runs of one ORG_EVAL run (the ``process(item)`` of
+    :meth:`services.orchestrator.runs.Orchestrator._stream`)."""
+
+    def __init__(
+        self, *, store: Store, clients: Clients, budgets: Budgets, settings: Settings, run_id: str,
+        options: EvalOptions, setup: EvalSetup, inflight: Inflight,
+    ) -> None:
+        self.store = store
+        self.ev = EvalStore(store)
+        self.clients = clients
+        self.budgets = budgets
+        self.settings = settings
+        self.run_id = run_id
+        self.opts = options
+        self.setup = setup
+        self.inflight = inflight
+        self.session = StreamSession(clients.inference, run_id=run_id, on_batch=self._on_batch)
+        self.max_in_flight = settings.max_items_in_flight or max(budgets.total, EVAL_MIN_IN_FLIGHT)
+        self._ahead: dict[str, tuple[float, QuestionRunState]] = {}
+        self._ahead_lock = asyncio.Lock()
+
+    # --- batches ------------------------------------------------------------------------------------------------
+
+    def _bd_key(self, item_id: str, provider: str, snapshot_id: str) -> str:
+        """Ledger key of a scraped record: one per (item, snapshot) whatever the attempt, since a resumed snapshot
+        is the same paid record."""
+        return f"{self.run_id}:{item_id}:{provider}:{snapshot_id}"
+
+    async def _on_batch(self, b: ipb.BatchSubmitted) -> None:
+        members = list(b.member_ids)
+        await self.ev.record_batch(
+            self.run_id, b.snapshot_id, b.provider, b.model, b.location, members,
+            [self._bd_key(i, b.provider, b.snapshot_id) for i in members],
+        )
+        log.info("batch_recorded", run_id=self.run_id, snapshot_id=b.snapshot_id, provider=b.provider,
+                 model=b.model, location=b.location, members=len(members))
+
+    # --- one question run ---------------------------------------------------------------------------------------
+
+    async def process(self, item: ClaimedItem) -> tuple[bool, str]:
+        """Ask (or re-attach, or reuse the stored answer), persist the answer, extract, persist, done. Returns
+        (done?, one-line summary or failure reason)."""
+        st = await self._load(item)
+        if st is None:
+            with self.inflight.critical():
+                await self.store.fail_item(item, "internal: the item has no question run")
+            return False, "internal: the item has no question run"
+        try:
+            if not st.answered:
+                outcome = await self._ask(item, st)
+                if isinstance(outcome, str):  # failure recorded
+                    return False, outcome
+                st = outcome
+            ev = await self._extract(item, st)
+        except ItemFailed as f:
+            with self.inflight.critical():
+                await self.store.fail_item(item, f.reason)
+            return False, f.reason
+        message = summary(ev)
+        with self.inflight.critical():
+            ok = await self.ev.complete(item, ev, message)
+        if not ok:
+            return False, "stale attempt: the item was claimed again elsewhere; result discarded"
+        return True, message
+
+    async def _load(self, item: ClaimedItem) -> QuestionRunState | None:
+        """The item's state, from a read-ahead of the next :data:`READ_AHEAD` unfinished items when that is fresh
+        (≤ :data:`READ_AHEAD_TTL` s old): the items of one claim batch then cost one query, and reach the stream
+        together — so that a (model, location) group fills its snapshot instead of being split by the linger."""
+        hit = self._ahead.pop(item.id, None)
+        if hit is not None and time.monotonic() - hit[0] <= READ_AHEAD_TTL:
+            return hit[1]
+        async with self._ahead_lock:
+            hit = self._ahead.pop(item.id, None)
+            if hit is not None and time.monotonic() - hit[0] <= READ_AHEAD_TTL:
+                return hit[1]
+            states = await self.ev.load_ahead(self.run_id, item.seq, READ_AHEAD)
+            now = time.monotonic()
+            mine = None
+            for st in states:
+                if st.item_id == item.id:
+                    mine = st
+                else:
+                    self._ahead[st.item_id] = (now, st)
+            while len(self._ahead) > 2 * READ_AHEAD:  # oldest first: never more than two pages in memory
+                self._ahead.pop(next(iter(self._ahead)))
+        return mine or await self.ev.load(item.id)
+
+    def _request(self, st: QuestionRunState, key: str) -> ipb.CompleteRequest:
+        return ipb.CompleteRequest(
+            model=st.model,
+            messages=[ipb.Message(role="user", content=st.question)],
+            location=st.location,
+            web_search=True,
+            max_output_tokens=ANSWER_MAX_OUTPUT_TOKENS,
+            no_cache=self.opts.no_cache,
+            idempotency_key=key,
+        )
+
+    async def _ask(self, item: ClaimedItem, st: QuestionRunState) -> QuestionRunState | str:
+        """The question run's answer, persisted; or the failure reason (recorded on the item and the question run).
+        When the stream breaks (the inference service restarted), it is re-opened with back-off for up to
+        ``rpc_timeout_seconds`` and the question re-attached (its snapshot was recorded) or asked again."""
+        route = self.setup.routes.get(st.model.lower()) or ModelRoute("", False)
+        s = self.settings
+        sends = tries = 0
+        give_up = time.monotonic() + s.rpc_timeout_seconds
+        while True:
+            api_key = ""
+            tries += 1
+            try:
+                if st.resumable:
+                    batch = BatchRow(st.snapshot_id or "", route.provider, st.model, st.location, "submitted",
+                                     st.batch_members)
+                    result = await self.session.resume(item.id, batch)
+                else:
+                    sends += 1
+                    if not route.batching:
+                        api_key = f"{self.run_id}:{item.id}:{route.provider or 'llm'}:{item.attempt}"
+                        api_key += f":{sends}" if sends > 1 else ""
+                        with self.inflight.critical():
+                            await self.store.ledger_begin(
+                                run_id=self.run_id, item_id=item.id, provider=route.provider or "llm", kind="llm",
+                                key=api_key, unit_type="tokens", attempt=item.attempt,
+                            )
+                    result = await self.session.ask(item.id, self._request(st, api_key))
+                break
+            except StreamBroken as e:
+                # The outcome of a call in flight is unknown: its pending ledger row (if any) stays.
+                # An inference restart takes seconds: keep re-opening (with back-off) for up to rpc_timeout_seconds.
+                pause = min(s.retry_max_seconds, s.retry_initial_seconds * 2 ** min(tries, 16))
+                if time.monotonic() + pause > give_up:
+                    raise ItemFailed(f"{e} (after {tries} attempts)", grpc.StatusCode.UNAVAILABLE) from None
+                await asyncio.sleep(pause)
+                reloaded = await self.ev.load(item.id)  # a BatchSubmitted may have been recorded meanwhile
+                st = reloaded or st
+                if st.answered:
+                    return st
+        snapshot = self.session.pop_snapshot_of(item.id) or ((st.snapshot_id or "") if st.resumable else "")
+        if result.WhichOneof("outcome") == "error":
+            err = result.error
+            code = err.provider_error_code or err.code or "UNKNOWN"
+            provider = err.provider or route.provider
+            reason = f"{provider or 'inference'}: {code}: {err.message}"
+            discard = api_key or (self._bd_key(item.id, provider, snapshot) if snapshot else None)
+            with self.inflight.critical():
+                ok = await self.ev.record_failure(
+                    item, reason=reason, error=err.message, error_code=code, provider=provider, snapshot_id=snapshot,
+                    discard_key=discard,
+                )
+            return reason if ok else "stale attempt: the item was claimed again elsewhere; result discarded"
+        r = result.response
+        answer = Answer(
+            provider=r.provider or route.provider, markdown=r.markdown or r.text, text=r.text,
+            citations=[{"url": c.url, "title": c.title} for c in r.citations],
+            search_queries=list(r.search_queries), snapshot_id=r.snapshot_id or snapshot, cost_usd=r.cost_usd,
+            input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens,
+            web_search_calls=r.web_search_calls, cached=r.cached,
+        )
+        bill: Bill | None = None
+        if answer.snapshot_id and not api_key:
+            bill = Bill(key=self._bd_key(item.id, answer.provider, answer.snapshot_id), provider=answer.provider,
+                        kind="scrape", unit_type="records", units=1, usd=r.cost_usd)
+        elif api_key and (r.cost_usd > 0 or (not r.cached and r.usage.input_tokens + r.usage.output_tokens > 0)):
+            bill = Bill(key=api_key, provider=answer.provider, kind="llm", unit_type="tokens",
+                        units=r.usage.input_tokens + r.usage.output_tokens, usd=r.cost_usd,
+                        input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens)
+        with self.inflight.critical():
+            if bill is None and api_key:
+                await self.store.ledger_discard(api_key)  # answered from the cache: nothing was billed
+            ok = await self.ev.record_answer(item, answer, bill)
+        if not ok:
+            return "stale attempt: the item was claimed again elsewhere; result discarded"
+        return QuestionRunState(
+            item_id=st.item_id, question_id=st.question_id, question=st.question, question_seq=st.question_seq,
+            model=st.model, location=st.location, status="answered", provider=answer.provider,
+            answer_markdown=answer.markdown, answer_text=answer.text, citations=answer.citations,
+            snapshot_id=answer.snapshot_id or None, batch_status=st.batch_status, batch_members=st.batch_members,
+            has_evaluation=st.has_evaluation,
+        )
+
+    async def _extract(self, item: ClaimedItem, st: QuestionRunState) -> Evaluation:
+        req = extraction_pb2.ExtractRequest(
+            answer_markdown=st.answer_markdown or st.answer_text or "",
+            org=extraction_pb2.Org(name=self.setup.org_name, domain=self.setup.org_domain,
+                                   name_variations=self.setup.variations),
+            known_competitors=list(self.opts.known_competitors),
+            provider_citations=[common_pb2.Citation(url=c.get("url", ""), title=c.get("title", ""))
+                                for c in st.citations if c.get("url")],
+        )
+        md = call_metadata(run_id=self.run_id, item_id=item.id)
+        resp = await _call(self.settings, "extraction", self.budgets.extraction,
+                           lambda t: self.clients.extraction.Extract(req, timeout=t, metadata=md))
+        return evaluation_from_proto(resp)
+
+
+def evaluation_from_proto(resp: extraction_pb2.ExtractResponse) -> Evaluation:
+    oe = resp.org_eval
+    return Evaluation(
+        mentioned=oe.mentioned, mention_count=oe.mention_count, rank=oe.rank, first_offset=oe.first_offset,
+        sentiment=extraction_pb2.OrgEval.Sentiment.Name(oe.sentiment).replace("SENTIMENT_", ""),
+        evidence=oe.evidence, owned_citation_count=oe.owned_citation_count,
+        competitors=[(c.name, c.rank, c.mention_count) for c in resp.competitors if c.name.strip()],
+        citations=[
+            (c.position, c.url, c.domain, c.title,
+             extraction_pb2.ExtractedCitation.Source.Name(c.source).replace("SOURCE_", ""), c.owned, c.competitor,
+             c.competitor_name)
+            for c in resp.citations if c.url
+        ],
+    )
+
+
+def summary(ev: Evaluation) -> str:
+    """One line per evaluated answer: ``"named #2 (POSITIVE) · 5 competitors · 4 citations"``."""
+    head = f"named #{ev.rank} ({ev.sentiment})" if ev.mentioned else "not named"
+    return f"{head} · {len(ev.competitors)} competitors · {len(ev.citations)} citations"
+
+
+async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]]) -> T:
+    """One RPC under ``budget`` with retries; every failure becomes :class:`ItemFailed` naming the stage."""
+    tries = 0
+
+    async def attempt() -> T:
+        nonlocal tries
+        tries += 1
+        async with budget.slot():
+            return await rpc(settings.rpc_timeout_seconds)
+
+    try:
+        return await with_retries(attempt, attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
+                                  maximum=settings.retry_max_seconds)
+    except VantageError as e:
+        raise ItemFailed(describe(stage, e, tries), e.code) from None
+    except grpc.aio.AioRpcError as e:
+        err = from_rpc_error(e)
+        raise ItemFailed(describe(stage, err, tries), err.code) from None
+    except Exception as e:  # a bug or a malformed answer: the item fails, the run goes on
+        raise ItemFailed(describe(stage, e, tries)) from None
+
+
+# --- set-up, execution, end, cancel -----------------------------------------------------------------------------
+
+
+async def fetch_eval_setup(orch: Orchestrator, run: RunRow, opts: EvalOptions) -> EvalSetup:
+    """Route every model (an unknown one is INVALID_ARGUMENT → :class:`SetupError`), and the org's name variations:
+    stored ones, plus — once per org — the LLM's suggestions (stored on the org for later runs)."""
+    s = orch.settings
+    md = call_metadata(run_id=run.id)
+    routes: dict[str, ModelRoute] = {}
+    for model in opts.models:
+        async def route(model: str = model) -> ipb.RouteResponse:
+            return await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=s.rpc_timeout_seconds,
+                                                      metadata=md)
+        try:
+            rt = await with_retries(route, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
+                                    maximum=s.retry_max_seconds)
+        except VantageError as e:
+            raise SetupError(describe("inference", e), e) from None
+        routes[model.lower()] = ModelRoute(rt.provider, rt.supports_batching)
+    ev = EvalStore(orch.store)
+    org = await ev.get_org(opts.org_id) if opts.org_id else None
+    if org is None:  # a run created by another version, or the org row is gone: make it again
+        org = await ev.get_or_create_org(opts.org_name, opts.org_domain,
+                                         deterministic_variations(opts.org_name, opts.org_domain))
+    variations = merge_variations(org.name_variations, deterministic_variations(org.name, org.domain))
+    if org.variations_model is None:
+        suggested = await _suggest_variations(orch, run.id, org.id, org.name, opts.no_cache)
+        if suggested is not None:
+            variations = merge_variations(variations, suggested)
+            await ev.set_org_variations(org.id, variations, s.research_model)
+    variations = merge_variations(variations, opts.name_variations)
+    return EvalSetup(routes=routes, org_name=org.name, org_domain=org.domain, variations=variations)
+
+
+async def _suggest_variations(orch: Orchestrator, run_id: str, org_id: str, name: str, no_cache: bool
+                              ) -> list[str] | None:
+    """The LLM's name variations for ``name`` (one packed CompleteBatch item, cached by the inference service); its
+    cost goes to the run's ledger. None when the call failed (logged; the deterministic variations stand)."""
+    s = orch.settings
+    key = f"{run_id}:org:{org_id}:variations"
+    await orch.store.ledger_begin(run_id=run_id, item_id=None, provider="llm", kind="llm", key=key,
+                                  unit_type="tokens")
+    try:
+        results, totals = await enrich.pack_complete(
+            orch.clients.inference, instruction=enrich.NAME_VARIATIONS_INSTRUCTION,
+            item_schema=enrich.NAME_VARIATIONS_SCHEMA, items=[("0", {"name": name})], model=s.research_model,
+            no_cache=no_cache, rpc_timeout=s.rpc_timeout_seconds, settings=s,
+        )
+    except VantageError as e:
+        await orch.store.ledger_discard(key)
+        log.warning("name_variations_failed", run_id=run_id, org=name, error=e.message)
+        return None
+    await _bill_run_call(orch.store, key, totals)
+    if not results or results[0].fields is None:
+        log.warning("name_variations_failed", run_id=run_id, org=name, error=results[0].error if results else "")
+        return None
+    found = results[0].fields.get("variations") or []
+    return [v for v in found if isinstance(v, str)]
+
+
+async def _bill_run_call(store: Store, key: str, totals: enrich.EnrichTotals) -> None:
+    if totals.cost_usd > 0 or totals.computed:
+        await store.ledger_complete(key, units=totals.input_tokens + totals.output_tokens, usd=totals.cost_usd,
+                                    input_tokens=totals.input_tokens, output_tokens=totals.output_tokens)
+    else:
+        await store.ledger_discard(key)
+
+
+async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool = False) -> int:
+    """Give every competitor name of the run that has none a canonical name ("Lambda Labs" → "Lambda") through
+    :func:`services.orchestrator.enrich.merge_competitor_variants` (packed, cached); the call's cost goes to the
+    run's ledger. Returns how many names were merged; 0 (logged) when the inference service failed — the report
+    then merges deterministically."""
+    ev = EvalStore(orch.store)
+    names = await ev.competitor_names(run_id, unmerged_only=True)
+    if not names:
+        return 0
+    s = orch.settings
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    key = f"{run_id}:competitors:{digest}"
+    await orch.store.ledger_begin(run_id=run_id, item_id=None, provider="llm", kind="llm", key=key,
+                                  unit_type="tokens")
+    unique = enrich._unique(names)
+    try:
+        results, totals = await enrich.pack_complete(
+            orch.clients.inference, instruction=enrich.MERGE_INSTRUCTION, item_schema=enrich.MERGE_SCHEMA,
+            items=[(str(i), {"name": n}) for i, n in enumerate(unique)], model=s.research_model, no_cache=no_cache,
+            rpc_timeout=s.rpc_timeout_seconds, settings=s,
+        )
+    except VantageError as e:
+        await orch.store.ledger_discard(key)
+        log.warning("competitor_merge_failed", run_id=run_id, error=e.message)
+        return 0
+    await _bill_run_call(orch.store, key, totals)
+    canon_of: dict[str, str] = {}
+    for r in results:
+        name = unique[int(r.id)]
+        canon = (r.fields or {}).get("canonical")
+        canon_of[name.casefold()] = " ".join(canon.split()) if isinstance(canon, str) and canon.strip() else name
+    spelled = {n.casefold(): n for n in reversed(unique)}
+    mapping = {}
+    for n in names:
+        c = canon_of.get(n.casefold(), n)
+        mapping[n] = spelled.get(c.casefold(), c)
+    await ev.set_canonical_names(run_id, mapping)
+    return len(mapping)
+
+
+async def run_evaluation(orch: Orchestrator, run: RunRow, active: _Active, listener: Any) -> None:
+    """Execute an ORG_EVAL run inside :meth:`Orchestrator.execute` (which owns begin/finish/release): set-up, then
+    every claimable question run through one stream, then the competitor merge when nothing is left to do. Raises
+    :class:`SetupError` (the run is marked failed) when the set-up RPCs fail."""
+    opts = EvalOptions.from_dict(run.options)
+    if active.inflight.stopping:
+        return
+    try:
+        setup = await fetch_eval_setup(orch, run, opts)
+    except SetupError as e:
+        await orch.store.set_run_status(
+            run.id, "failed", only_from=("running",), finished=True, error=e.message,
+            event=("RUN_FINISHED", f"failed: {e.message}"),
+        )
+        raise
+    evaluator = Evaluator(
+        store=orch.store, clients=orch.clients, budgets=orch.budgets, settings=orch.settings, run_id=run.id,
+        options=opts, setup=setup, inflight=active.inflight,
+    )
+    try:
+        await orch._stream(run.id, evaluator, active, listener, max_in_flight=evaluator.max_in_flight)  # type: ignore[arg-type]
+    finally:
+        await evaluator.session.aclose()
+    if not active.inflight.stopping and not (await orch.store.run_totals(run.id)).unfinished:
+        await merge_competitors(orch, run.id, no_cache=opts.no_cache)
+
+
+async def cancel_batches(orch: Orchestrator, run_id: str) -> int:
+    """CancelRun of an ORG_EVAL run: cancel its snapshots still in flight (``CancelBatch``), mark them
+    ``cancelled`` and drop their members' pending ledger rows (a cancelled snapshot is not billed). Their members
+    are asked again on resume. Returns how many were cancelled; a snapshot the provider would not cancel (already
+    finished) stays ``submitted`` and is re-attached on resume."""
+    ev = EvalStore(orch.store)
+    n = 0
+    s = orch.settings
+    for b in await ev.batches(run_id, ("submitted",)):
+        try:
+            async def cancel(b: BatchRow = b) -> ipb.CancelBatchResponse:
+                return await orch.clients.inference.CancelBatch(
+                    ipb.CancelBatchRequest(snapshot_id=b.snapshot_id, provider=b.provider),
+                    timeout=min(s.rpc_timeout_seconds, 30.0), metadata=call_metadata(run_id=run_id),
+                )
+            resp = await with_retries(cancel, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
+                                      maximum=s.retry_max_seconds)
+        except VantageError as e:
+            log.warning("cancel_batch_failed", run_id=run_id, snapshot_id=b.snapshot_id, error=e.message)
+            continue
+        if resp.cancelled and await ev.set_batch_status(b.snapshot_id, "cancelled"):
+            n += 1
+            await ev.discard_pending_ledger(run_id, [f"{run_id}:{i}:{b.provider}:{b.snapshot_id}"
+                                                     for i in b.member_ids])
+    return n
+
+
+__all__ = [
+    "EvalOptions",
+    "EvalSetup",
+    "Evaluator",
+    "StreamBroken",
+    "StreamSession",
+    "cancel_batches",
+    "check_models",
+    "create_eval_run",
+    "deterministic_variations",
+    "fetch_eval_setup",
+    "merge_competitors",
+    "merge_variations",
+    "parse_questions",
+    "read_questions",
+    "run_evaluation",
+    "split_list",
+    "start_request",
+    "validate_matrix",
+]

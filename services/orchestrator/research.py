@@ -1,0 +1,507 @@
+"""Territory research of one company: search → inference → extraction, with retries, the context-too-long
+fallback, and a cost-ledger row for every billed call.
+
+Per item (all RPCs with a timeout and the run/item ids in metadata):
+
+1. ``SearchService/SearchCompany(company, domain)`` → kept results + ``llm_context`` (+ credits, USD).
+2. ``InferenceService/Complete(model, [system, user], json_schema)`` → the classification as JSON (+ tokens, USD).
+   Before the call the context is trimmed to fit the model's window (``settings.llm_max_input_tokens``, prompt tokens
+   estimated at 4 characters each). ``INVALID_ARGUMENT`` with reason ``CONTEXT_TOO_LONG`` (a provider 400 "context
+   length" / "too large" / "request not supported") → search again with the context halved (the search cache makes
+   that free), mark the item truncated, and try again — at most twice (:data:`MAX_CONTEXT_HALVINGS`).
+3. ``ExtractionService/ParseClassification(json, kept URLs)`` → tier/score/category/rationale/evidence. An invalid
+   classification (``INVALID_ARGUMENT``) earns one more LLM call (cache bypassed), then the item fails.
+
+Retryable failures (UNAVAILABLE, RESOURCE_EXHAUSTED) are retried by ``with_retries`` (``settings.retry_attempts``
+attempts, exponential back-off with full jitter); each attempt holds the service's budget only while it runs. Any
+other failure ends the item with a reason such as ``"inference: RESOURCE_EXHAUSTED after 3 attempts: …"``; the
+run goes on. Database errors are not caught here: they stop the run (it stays resumable).
+
+This module knows gRPC stubs but nothing of runs or the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.orchestrator.pipeline import Budget, Inflight
+from services.orchestrator.store import ClaimedItem, ClassificationRecord, SearchRecord, Store
+from shared.config import Settings
+from shared.errors import InvalidArgument, Unavailable, VantageError, from_rpc_error
+from shared.grpc_client import Channels, call_metadata, with_retries
+from shared.resilience import CHARS_PER_TOKEN, estimate_tokens
+from vantage.common.v1 import common_pb2
+from vantage.extraction.v1 import extraction_pb2, extraction_pb2_grpc
+from vantage.inference.v1 import inference_pb2, inference_pb2_grpc
+from vantage.search.v1 import search_pb2, search_pb2_grpc
+
+T = TypeVar("T")
+
+CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
+#: Ledger provider of search calls (the search service bills Tavily credits).
+SEARCH_PROVIDER = "tavily"
+#: Codes after which a paid call's outcome is unknown (it may have been billed): its pending ledger row is kept.
+_UNKNOWN_OUTCOME = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+#: Smallest context worth sending after halving (characters).
+MIN_CONTEXT_CHARS = 2_000
+#: Times the context is halved after a provider's "too long" 400 before the item fails.
+MAX_CONTEXT_HALVINGS = 2
+
+
+class ItemFailed(Exception):
+    """An item cannot be researched; ``reason`` is the one line stored on the item and shown to the user, ``code``
+    the gRPC status behind it (None for a local error)."""
+
+    def __init__(self, reason: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class SetupError(Exception):
+    """A run cannot start: the per-run RPCs (classification schema, model route) failed. ``cause`` is the error,
+    e.g. :class:`~shared.errors.Unavailable` when a service is down."""
+
+    def __init__(self, message: str, cause: VantageError) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class ResearchOptions:
+    """Options of a research run (the proto's ResearchOptions, defaults resolved from settings)."""
+
+    model: str
+    search_depth: str = ""
+    min_score: float | None = None
+    context_char_budget: int = 0  # characters; 0 = the search service's default (settings.context_char_budget)
+    no_cache: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], settings: Settings) -> ResearchOptions:
+        return cls(
+            model=d.get("model") or settings.research_model,
+            search_depth=d.get("search_depth") or "",
+            min_score=d.get("min_score"),
+            context_char_budget=int(d.get("context_char_budget") or 0),
+            no_cache=bool(d.get("no_cache")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "search_depth": self.search_depth, "min_score": self.min_score,
+            "context_char_budget": self.context_char_budget, "no_cache": self.no_cache,
+        }
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run fetches once before its items: the classification contract and the model's provider."""
+
+    json_schema: str
+    system_prompt: str
+    provider: str  # e.g. "openai": the ledger's provider of LLM calls
+
+
+@dataclass
+class Budgets:
+    """One long-lived budget per downstream service (settings.*_concurrency)."""
+
+    search: Budget
+    inference: Budget
+    extraction: Budget
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Budgets:
+        return cls(
+            Budget("search", settings.search_concurrency),
+            Budget("inference", settings.inference_concurrency),
+            Budget("extraction", settings.extraction_concurrency),
+        )
+
+    @property
+    def total(self) -> int:
+        return self.search.capacity + self.inference.capacity + self.extraction.capacity
+
+
+class Clients:
+    """Stubs of the three downstream services over shared channels (one channel per target per process)."""
+
+    def __init__(self, channels: Channels, settings: Settings) -> None:
+        self.settings = settings
+        self.channels = channels
+        self.search = search_pb2_grpc.SearchServiceStub(channels.for_service("search"))
+        self.inference = inference_pb2_grpc.InferenceServiceStub(channels.for_service("inference"))
+        self.extraction = extraction_pb2_grpc.ExtractionServiceStub(channels.for_service("extraction"))
+
+    async def check(self, rpc_timeout: float = 5.0) -> None:
+        """Health-check search, inference and extraction at once; raise :class:`Unavailable` naming the first one
+        that is not SERVING (e.g. ``"search service not reachable at 127.0.0.1:50051 (UNAVAILABLE)"``)."""
+
+        async def one(name: str) -> str | None:
+            addr = self.settings.addr(name)
+            stub = health_pb2_grpc.HealthStub(self.channels.for_service(name))
+            try:
+                r = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=rpc_timeout)
+            except grpc.aio.AioRpcError as e:
+                what = "timed out" if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED else e.code().name
+                return f"{name} service not reachable at {addr} ({what})"
+            if r.status != health_pb2.HealthCheckResponse.SERVING:
+                return f"{name} service at {addr} is not serving"
+            return None
+
+        problems = [p for p in await asyncio.gather(one("search"), one("inference"), one("extraction")) if p]
+        if problems:
+            raise Unavailable("; ".join(problems))
+
+
+def describe(stage: str, err: BaseException, attempts: int = 1) -> str:
+    """One line for a failed stage: ``"inference: RESOURCE_EXHAUSTED after 3 attempts: rate limited
+    [PROVIDER_RATE_LIMITED]"`` (the ErrorInfo reason, when there is one, in brackets at the end)."""
+    if isinstance(err, VantageError):
+        code = err.code.name
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        reason = f" [{err.reason}]" if err.reason and err.reason != code else ""
+        return f"{stage}: {code}{tries}: {err.message}{reason}"
+    return f"{stage}: internal error: {type(err).__name__}: {err}"
+
+
+async def fetch_setup(clients: Clients, opts: ResearchOptions, *, run_id: str, rpc_timeout: float) -> RunSetup:
+    """Once per run: the classification schema + system prompt, and the provider that serves ``opts.model``.
+    Raises :class:`SetupError` (an unknown model is INVALID_ARGUMENT from Route; a service down is UNAVAILABLE)."""
+    md = call_metadata(run_id=run_id)
+    s = clients.settings
+
+    async def schema() -> extraction_pb2.GetClassificationSchemaResponse:
+        return await clients.extraction.GetClassificationSchema(
+            extraction_pb2.GetClassificationSchemaRequest(), timeout=rpc_timeout, metadata=md
+        )
+
+    async def route() -> inference_pb2.RouteResponse:
+        return await clients.inference.Route(inference_pb2.RouteRequest(model=opts.model), timeout=rpc_timeout, metadata=md)
+
+    def retried(fn: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        return with_retries(fn, attempts=s.retry_attempts, initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
+
+    try:
+        sch = await retried(schema)
+    except VantageError as e:
+        raise SetupError(describe("extraction", e), e) from None
+    try:
+        rt = await retried(route)
+    except VantageError as e:
+        raise SetupError(describe("inference", e), e) from None
+    return RunSetup(json_schema=sch.json_schema, system_prompt=sch.system_prompt, provider=rt.provider)
+
+
+def user_prompt(company: str, domain: str, context: str) -> str:
+    """The user message of the classification call. ``Company:`` comes first, on its own line: models (and the
+    sandbox's analyst) read the subject from there."""
+    return (
+        f"Company: {company}\n"
+        f"Domain: {domain or 'unknown'}\n\n"
+        "Classify this company's GPU compute demand from the search results below. Answer with JSON that matches "
+        "the schema; evidence_urls must be URLs of these results.\n\n"
+        f"Search results:\n{context or '(no results)'}\n"
+    )
+
+
+@dataclass
+class _Attempt:
+    """Bookkeeping of one item attempt: billed-call counters (for idempotency keys) and sums."""
+
+    search_calls: int = 0
+    llm_calls: int = 0
+    credits: int = 0
+    search_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_usd: float = 0.0
+    truncated: bool = False
+    model: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class Researcher:
+    """Researches claimed items of one run and persists the outcome (done or failed, fenced by the attempt)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clients: Clients,
+        budgets: Budgets,
+        settings: Settings,
+        run_id: str,
+        options: ResearchOptions,
+        setup: RunSetup,
+        inflight: Inflight,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.budgets = budgets
+        self.settings = settings
+        self.run_id = run_id
+        self.opts = options
+        self.setup = setup
+        self.inflight = inflight
+
+    # --- one item -----------------------------------------------------------------------------------------------
+
+    async def process(self, item: ClaimedItem) -> tuple[bool, str]:
+        """Research ``item`` and persist the outcome. Returns (done?, one-line summary or failure reason). A stale
+        attempt's write-back is rejected by the store and reported as not done."""
+        att = _Attempt()
+        try:
+            search, cls = await self._research(item, att)
+        except (ItemFailed, VantageError) as f:
+            # A VantageError here is an inference INVALID_ARGUMENT that no fallback covered (e.g. on the re-ask).
+            reason = f.reason if isinstance(f, ItemFailed) else describe("inference", f)
+            with self.inflight.critical():
+                await self.store.fail_item(item, reason, truncated=att.truncated)
+            return False, reason
+        with self.inflight.critical():
+            ok = await self.store.complete_item(item, search, cls, truncated=att.truncated)
+        if not ok:
+            return False, "stale attempt: the item was claimed again elsewhere; result discarded"
+        return True, f"{cls.tier} {cls.score} {cls.category}"
+
+    def _window_chars(self, item: ClaimedItem) -> int:
+        """Characters of search context that fit the model's window: ``settings.llm_max_input_tokens`` minus the
+        estimated tokens (≈ 4 characters each, :func:`shared.resilience.estimate_tokens`) of the system prompt and
+        of the user prompt around the context, back in characters."""
+        fixed = estimate_tokens(self.setup.system_prompt) + estimate_tokens(user_prompt(item.company, item.domain, ""))
+        return max(MIN_CONTEXT_CHARS, (self.settings.llm_max_input_tokens - fixed) * CHARS_PER_TOKEN)
+
+    async def _research(self, item: ClaimedItem, att: _Attempt) -> tuple[SearchRecord, ClassificationRecord]:
+        wanted = self.opts.context_char_budget or self.settings.context_char_budget
+        # Trim before the call: the context never exceeds what the model's window holds by the estimate.
+        budget = min(wanted, self._window_chars(item))
+        sr = await self._search(item, att, budget)
+        if budget < wanted and sr.context_truncated:
+            att.truncated = True  # the window, not the configured budget, cut the context
+        context = sr.llm_context[:budget]
+        urls = [r.url for r in sr.results]
+        halvings = 0
+        while True:
+            try:
+                comp = await self._complete(item, att, context)
+                break
+            except InvalidArgument as e:
+                if e.reason != CONTEXT_TOO_LONG:
+                    raise ItemFailed(describe("inference", e)) from None
+                if halvings >= MAX_CONTEXT_HALVINGS:
+                    raise ItemFailed(
+                        describe("inference", e) + f" (even with the context halved {halvings} times, to "
+                        f"{len(context):,} characters)"
+                    ) from None
+                # Halve what was actually sent (the context may be well under its budget), not just the budget.
+                halvings += 1
+                budget = max(MIN_CONTEXT_CHARS, min(budget, len(context) or budget) // 2)
+                att.truncated = True
+                sr = await self._search(item, att, budget)  # the search cache makes this free
+                context = sr.llm_context[:budget]
+                urls = [r.url for r in sr.results]
+        try:
+            parsed = await self._parse(item, comp.json, urls)
+        except InvalidArgument as e:
+            # One more LLM answer, bypassing the response cache (it would hand back the same invalid answer).
+            att.notes.append(f"invalid classification: {e.message}")
+            comp = await self._complete(item, att, context, no_cache=True)
+            try:
+                parsed = await self._parse(item, comp.json, urls)
+            except InvalidArgument as e2:
+                raise ItemFailed(describe("extraction", e2) + " (twice)") from None
+        if parsed.tier == common_pb2.TIER_UNSPECIFIED:
+            raise ItemFailed("extraction: the classification has no tier")
+        search = SearchRecord(
+            returned_count=sr.returned_count,
+            kept_count=len(sr.results),
+            filtered_out_count=sr.filtered_out_count,
+            credits=att.credits,
+            cost_usd=att.search_usd,
+            urls=urls,
+            cached=sr.cached,
+        )
+        cls = ClassificationRecord(
+            tier=common_pb2.Tier.Name(parsed.tier),
+            score=parsed.score,
+            category=parsed.category,
+            rationale=parsed.rationale,
+            evidence_urls=list(parsed.evidence_urls),
+            model=att.model or self.opts.model,
+            input_tokens=att.input_tokens,
+            output_tokens=att.output_tokens,
+            cost_usd=att.llm_usd,
+        )
+        return search, cls
+
+    # --- stages -------------------------------------------------------------------------------------------------
+
+    async def _search(self, item: ClaimedItem, att: _Attempt, budget: int) -> search_pb2.SearchResponse:
+        req = search_pb2.SearchCompanyRequest(
+            company=item.company,
+            domain=item.domain,
+            search_depth=self.opts.search_depth,
+            context_char_budget=budget,
+            no_cache=self.opts.no_cache,
+        )
+        if self.opts.min_score is not None:
+            req.min_score = self.opts.min_score
+        att.search_calls += 1
+        key = self._key(item, SEARCH_PROVIDER, att.search_calls)
+        async with self._ledger(item, key, SEARCH_PROVIDER, "search", "credits") as led:
+            resp = await self._call("search", self.budgets.search, lambda t: self.clients.search.SearchCompany(
+                req, timeout=t, metadata=self._md(item)))
+            if resp.credits > 0 or resp.cost_usd > 0:  # 0-credit cached answers are not billed
+                led.bill(units=resp.credits, usd=resp.cost_usd)
+        att.credits += resp.credits
+        att.search_usd += resp.cost_usd
+        return resp
+
+    async def _complete(
+        self, item: ClaimedItem, att: _Attempt, context: str, *, no_cache: bool = False
+    ) -> inference_pb2.CompleteResponse:
+        att.llm_calls += 1
+        provider = self.setup.provider or "llm"
+        key = self._key(item, provider, att.llm_calls)
+        req = inference_pb2.CompleteRequest(
+            model=self.opts.model,
+            messages=[
+                inference_pb2.Message(role="system", content=self.setup.system_prompt),
+                inference_pb2.Message(role="user", content=user_prompt(item.company, item.domain, context)),
+            ],
+            json_schema=self.setup.json_schema,
+            schema_name="classification",
+            no_cache=no_cache or self.opts.no_cache,
+            idempotency_key=key,
+        )
+        async with self._ledger(item, key, provider, "llm", "tokens") as led:
+            resp = await self._call("inference", self.budgets.inference, lambda t: self.clients.inference.Complete(
+                req, timeout=t, metadata=self._md(item)))
+            tin, tout = resp.usage.input_tokens, resp.usage.output_tokens
+            if resp.cost_usd > 0 or (not resp.cached and tin + tout > 0):
+                led.bill(units=tin + tout, usd=resp.cost_usd, input_tokens=tin, output_tokens=tout,
+                         provider=resp.provider or provider)
+        att.input_tokens += resp.usage.input_tokens
+        att.output_tokens += resp.usage.output_tokens
+        att.llm_usd += resp.cost_usd
+        att.model = resp.model or att.model
+        return resp
+
+    async def _parse(
+        self, item: ClaimedItem, json_text: str, urls: list[str]
+    ) -> extraction_pb2.ParseClassificationResponse:
+        req = extraction_pb2.ParseClassificationRequest(
+            classification_json=json_text, search_result_urls=urls, company=item.company
+        )
+        return await self._call("extraction", self.budgets.extraction, lambda t: self.clients.extraction.ParseClassification(
+            req, timeout=t, metadata=self._md(item)), passthrough_invalid=True)
+
+    # --- plumbing -----------------------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        stage: str,
+        budget: Budget,
+        rpc: Callable[[float], Awaitable[T]],
+        *,
+        passthrough_invalid: bool = False,
+    ) -> T:
+        """One RPC under ``budget`` with retries. INVALID_ARGUMENT is re-raised as such for the caller's fallbacks
+        (inference always; extraction when ``passthrough_invalid``); every other failure becomes ItemFailed."""
+        s = self.settings
+        tries = 0
+
+        async def attempt() -> T:
+            nonlocal tries
+            tries += 1
+            async with budget.slot():
+                return await rpc(s.rpc_timeout_seconds)
+
+        try:
+            return await with_retries(
+                attempt, attempts=s.retry_attempts, initial=s.retry_initial_seconds, maximum=s.retry_max_seconds
+            )
+        except InvalidArgument as e:
+            if stage == "inference" or passthrough_invalid:
+                raise
+            raise ItemFailed(describe(stage, e, tries), e.code) from None
+        except VantageError as e:
+            raise ItemFailed(describe(stage, e, tries), e.code) from None
+        except grpc.aio.AioRpcError as e:  # raised outside with_retries' translation (e.g. by the channel)
+            err = from_rpc_error(e)
+            raise ItemFailed(describe(stage, err, tries), err.code) from None
+        except Exception as e:  # a bug or a malformed answer: the item fails, the run goes on
+            raise ItemFailed(describe(stage, e, tries)) from None
+
+    def _key(self, item: ClaimedItem, provider: str, call: int) -> str:
+        """Idempotency key of a paid call: ``run:item:provider:attempt`` (``:n`` added for the n-th call of the same
+        provider within one attempt)."""
+        base = f"{self.run_id}:{item.id}:{provider}:{item.attempt}"
+        return base if call == 1 else f"{base}:{call}"
+
+    def _md(self, item: ClaimedItem) -> tuple[tuple[str, str], ...]:
+        return call_metadata(run_id=self.run_id, item_id=item.id)
+
+    @contextlib.asynccontextmanager
+    async def _ledger(
+        self, item: ClaimedItem, key: str, provider: str, kind: str, unit_type: str
+    ) -> AsyncIterator[_Bill]:
+        """A pending ledger row before the call; completed with its cost when billed, dropped when the call was
+        free or failed for sure, kept pending when the outcome is unknown (deadline, cancellation)."""
+        with self.inflight.critical():
+            await self.store.ledger_begin(
+                run_id=self.run_id, item_id=item.id, provider=provider, kind=kind, key=key, unit_type=unit_type,
+                attempt=item.attempt,
+            )
+        bill = _Bill()
+        try:
+            yield bill
+        except BaseException as e:
+            unknown = isinstance(e, asyncio.CancelledError) or (
+                isinstance(e, ItemFailed) and e.code in _UNKNOWN_OUTCOME
+            )
+            if not unknown:
+                with self.inflight.critical():
+                    await self.store.ledger_discard(key)
+            raise
+        with self.inflight.critical():
+            if bill.billed:
+                await self.store.ledger_complete(key, **bill.values)
+            else:
+                await self.store.ledger_discard(key)
+
+
+class _Bill:
+    """What a call cost, set inside a :meth:`Researcher._ledger` block."""
+
+    def __init__(self) -> None:
+        self.billed = False
+        self.values: dict[str, Any] = {}
+
+    def bill(self, **values: Any) -> None:
+        self.billed = True
+        self.values = values
+
+
+__all__ = [
+    "Budgets",
+    "Clients",
+    "ItemFailed",
+    "ResearchOptions",
+    "Researcher",
+    "RunSetup",
+    "SetupError",
+    "describe",
+    "fetch_setup",
+    "user_prompt",
+]

@@ -1,0 +1,597 @@
+"""The AI-visibility report of an ORG_EVAL run (``vantage report RUN_ID``, the end of ``vantage evaluate``, and the
+``report`` part of ``vantage export`` for ORG_EVAL runs), computed from the database by aggregate queries (bounded
+memory whatever the number of question runs).
+
+Figures, per model × location and overall:
+
+- **visibility rate** = answers naming the org / evaluated answers (0..1) — Profound's "visibility score" and Peec
+  AI's "visibility": the share of AI answers in which the brand appears.
+- **average rank when named** = mean of the org's position among all organisations named in an answer, in order of
+  first appearance (1 = named first), over the answers naming it — Peec AI's "position" metric.
+- **share of voice** = the org's mentions / all brand mentions (the org's + every competitor's) in the answers —
+  Profound's definition ("your brand's mentions as a share of all brand mentions in the category").
+- **sentiment** counts over the answers naming the org (POSITIVE / NEUTRAL / NEGATIVE / MIXED).
+- **top competitors** — names merged across answers: first by the canonical names the run stored at its end
+  (``org_competitors.canonical``, from the LLM packing helper), then deterministically by identity keys
+  (:func:`name_keys`: "Lambda" / "Lambda Labs" / "Lambda Cloud" / "lambdalabs.com" → one), ranked by the answers
+  naming them.
+- **top cited domains** (registrable domains of the answers' citations) and the **owned-citation share** = citations
+  of the org's own domain / all citations.
+
+Plus the summary line ``N processed, N evaluations, N citations, N competitors, $X total cost`` (processed = question
+runs finished, done or failed; competitors = distinct after merging; cost = Σ of the run's ledger, USD), the Bright
+Data snapshots triggered (and the most questions in one), and the failures grouped by reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from services.orchestrator.report import run_record, usd
+from services.orchestrator.store import RunRow, RunTotals, Store
+from services.orchestrator.store.eval_repo import EvalStore
+
+#: Competitors / domains listed per table.
+TOP_N = 10
+#: … and in the per-group table's columns.
+TOP_IN_GROUP = 3
+SENTIMENTS = ("POSITIVE", "NEUTRAL", "NEGATIVE", "MIXED")
+#: Trailing words that do not tell two organisations apart (identity keys only).
+KEY_SUFFIXES = frozenset(
+    "inc incorporated ltd limited llc llp corp corporation co gmbh plc sa ag labs lab ai ml technologies cloud hq io "
+    "com net org app group holdings platform platforms".split()
+)
+_TLD_RE = re.compile(r"\.(?:com|ai|io|co|net|org|dev|app|cloud|tech)$")
+_INITIALS_SKIP = frozenset("of and the for & de la".split())
+EXPORT_FIELDS = (
+    "seq", "question_seq", "question", "model", "location", "status", "answer_status", "provider", "snapshot_id",
+    "mentioned", "rank", "mention_count", "sentiment", "evidence", "owned_citation_count", "competitors", "citations",
+    "input_tokens", "output_tokens", "web_search_calls", "cost_usd", "cached", "attempts", "error_code", "error",
+)
+
+
+# --- competitor merging -----------------------------------------------------------------------------------------
+
+
+def name_keys(name: str) -> frozenset[str]:
+    """Identity keys of an organisation name: lower-case alphanumerics with and without trailing generic words
+    (``Lambda Labs`` → ``lambdalabs``, ``lambda``), a domain's TLD removed (``lambdalabs.com`` → ``lambdalabs``),
+    and the initials of names of three words or more (``Amazon Web Services`` → ``aws``). Two names with a key in
+    common are one organisation."""
+    n = _TLD_RE.sub("", name.strip().lower())
+    words = re.findall(r"[a-z0-9]+", n)
+    if not words:
+        return frozenset()
+    keys = {"".join(words)}
+    base = list(words)
+    while len(base) > 1 and base[-1] in KEY_SUFFIXES:
+        base.pop()
+        keys.add("".join(base))
+    significant = [w for w in words if w not in _INITIALS_SKIP]
+    if len(significant) >= 3:
+        keys.add("".join(w[0] for w in significant))
+    return frozenset(k for k in keys if len(k) >= 2)
+
+
+def merge_names(counts: dict[str, int]) -> dict[str, str]:
+    """``{name: answers naming it}`` → ``{name: display name of its merged group}``: names sharing an identity key
+    (:func:`name_keys`) are one group, shown under its most frequent spelling (then the shortest, then
+    alphabetical)."""
+    parent: dict[str, str] = {n: n for n in counts}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    owner: dict[str, str] = {}
+    for name in counts:
+        for k in name_keys(name):
+            if k in owner:
+                a, b = find(owner[k]), find(name)
+                if a != b:
+                    parent[b] = a
+            else:
+                owner[k] = name
+    groups: dict[str, list[str]] = {}
+    for name in counts:
+        groups.setdefault(find(name), []).append(name)
+    out: dict[str, str] = {}
+    for members in groups.values():
+        best = min(members, key=lambda n: (-counts[n], len(n), n))
+        for n in members:
+            out[n] = best
+    return out
+
+
+# --- figures ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CompetitorStat:
+    name: str
+    answers: int = 0  # answers naming it
+    mentions: int = 0
+    rank_sum: int = 0
+    variants: set[str] = field(default_factory=set)
+
+    @property
+    def average_rank(self) -> float | None:
+        return self.rank_sum / self.answers if self.answers else None
+
+
+@dataclass
+class DomainStat:
+    domain: str
+    citations: int = 0
+    owned: int = 0
+
+
+@dataclass
+class GroupStats:
+    """Figures of one (model, location) group, or of the whole run (model = location = "all")."""
+
+    model: str
+    location: str
+    question_runs: int = 0
+    finished: int = 0  # done or failed
+    answered: int = 0  # an answer is stored
+    failed: int = 0  # items failed (provider or pipeline)
+    answers: int = 0  # evaluated answers
+    mentioned: int = 0
+    rank_sum: int = 0
+    ranked: int = 0
+    org_mentions: int = 0
+    competitor_mentions: int = 0
+    citations: int = 0
+    owned_citations: int = 0
+    cost_usd: float = 0.0
+    sentiments: Counter[str] = field(default_factory=Counter)
+    competitors: dict[str, CompetitorStat] = field(default_factory=dict)
+    domains: dict[str, DomainStat] = field(default_factory=dict)
+
+    @property
+    def visibility_rate(self) -> float | None:
+        """Answers naming the org / evaluated answers (None without answers)."""
+        return self.mentioned / self.answers if self.answers else None
+
+    @property
+    def average_rank(self) -> float | None:
+        """Mean rank of the org over the answers naming it (1 = named first)."""
+        return self.rank_sum / self.ranked if self.ranked else None
+
+    @property
+    def share_of_voice(self) -> float | None:
+        """The org's mentions / all brand mentions (org + competitors)."""
+        total = self.org_mentions + self.competitor_mentions
+        return self.org_mentions / total if total else None
+
+    @property
+    def owned_citation_share(self) -> float | None:
+        return self.owned_citations / self.citations if self.citations else None
+
+    @property
+    def top_competitors(self) -> list[CompetitorStat]:
+        return sorted(self.competitors.values(), key=lambda c: (-c.answers, -c.mentions, c.name))[:TOP_N]
+
+    @property
+    def top_domains(self) -> list[DomainStat]:
+        return sorted(self.domains.values(), key=lambda d: (-d.citations, d.domain))[:TOP_N]
+
+    def add(self, other: GroupStats) -> None:
+        for f in ("question_runs", "finished", "answered", "failed", "answers", "mentioned", "rank_sum", "ranked",
+                  "org_mentions", "competitor_mentions", "citations", "owned_citations"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.cost_usd += other.cost_usd
+        self.sentiments.update(other.sentiments)
+        for c in other.competitors.values():
+            mine = self.competitors.setdefault(c.name, CompetitorStat(c.name))
+            mine.answers += c.answers
+            mine.mentions += c.mentions
+            mine.rank_sum += c.rank_sum
+            mine.variants |= c.variants
+        for d in other.domains.values():
+            dm = self.domains.setdefault(d.domain, DomainStat(d.domain))
+            dm.citations += d.citations
+            dm.owned += d.owned
+
+
+@dataclass(frozen=True)
+class FailureStat:
+    kind: str  # provider | pipeline
+    code: str
+    count: int
+    example: str
+
+
+@dataclass
+class Report:
+    run: RunRow
+    totals: RunTotals
+    org_name: str
+    org_domain: str
+    groups: list[GroupStats]
+    overall: GroupStats
+    snapshots: int
+    max_snapshot_size: int
+    snapshots_by_provider: dict[str, int]
+    failures: list[FailureStat]
+
+    @property
+    def processed(self) -> int:
+        return self.overall.finished
+
+    @property
+    def competitors(self) -> int:
+        """Distinct competitors after merging."""
+        return len(self.overall.competitors)
+
+    def summary_line(self) -> str:
+        """``N processed, N evaluations, N citations, N competitors, $X total cost``."""
+        return (f"{self.processed} processed, {self.overall.answers} evaluations, {self.overall.citations} citations, "
+                f"{self.competitors} competitors, {usd(self.totals.cost_usd)} total cost")
+
+    def snapshot_line(self) -> str:
+        if not self.snapshots:
+            return "Bright Data snapshots: none"
+        per = ", ".join(f"{p.removeprefix('brightdata_')} {n}" for p, n in sorted(self.snapshots_by_provider.items()))
+        return (f"Bright Data snapshots: {self.snapshots} triggered ({per}), at most {self.max_snapshot_size} "
+                "questions per snapshot")
+
+
+async def build_report(store: Store, run_id: str) -> Report:
+    """Every figure of the run's report, from aggregate queries."""
+    ev = EvalStore(store)
+    run = await store.get_run(run_id)
+    if run is None:
+        raise KeyError(run_id)
+    totals = await store.run_totals(run_id)
+    groups: dict[tuple[str, str], GroupStats] = {}
+
+    def g(model: str, loc: str) -> GroupStats:
+        return groups.setdefault((model, loc), GroupStats(model, loc))
+
+    for r in await ev.group_stats(run_id):
+        gs = g(r["model"], r["location"])
+        gs.question_runs = int(r["question_runs"] or 0)
+        gs.finished = int(r["finished"] or 0)
+        gs.answered = int(r["answered"] or 0)
+        gs.failed = int(r["items_failed"] or 0)
+        gs.answers = int(r["evaluated"] or 0)
+        gs.mentioned = int(r["mentioned"] or 0)
+        gs.rank_sum = int(r["rank_sum"] or 0)
+        gs.ranked = int(r["ranked"] or 0)
+        gs.org_mentions = int(r["org_mentions"] or 0)
+    for model, loc, cost in await ev.cost_by_group(run_id):
+        g(model, loc).cost_usd = cost
+    for model, loc, sentiment, n in await ev.sentiment_counts(run_id):
+        g(model, loc).sentiments[sentiment] += n
+    comp_rows = await ev.competitor_stats(run_id)
+    answers_by_name: Counter[str] = Counter()
+    for _m, _l, _found, canonical, answers, _mentions, _ranks in comp_rows:
+        answers_by_name[canonical] += answers
+    display = merge_names(dict(answers_by_name))
+    for model, loc, found, canonical, answers, mentions, rank_sum in comp_rows:
+        gs = g(model, loc)
+        gs.competitor_mentions += mentions
+        shown = display.get(canonical, canonical)
+        c = gs.competitors.setdefault(shown, CompetitorStat(shown))
+        c.answers += answers
+        c.mentions += mentions
+        c.rank_sum += rank_sum
+        c.variants.add(found)
+    for model, loc, domain, n, owned in await ev.citation_stats(run_id):
+        gs = g(model, loc)
+        gs.citations += n
+        gs.owned_citations += owned
+        d = gs.domains.setdefault(domain, DomainStat(domain))
+        d.citations += n
+        d.owned += owned
+    ordered = _order(groups, run.options)
+    overall = GroupStats("all", "all")
+    for gs in ordered:
+        overall.add(gs)
+    overall.cost_usd = totals.cost_usd  # run-level calls (name variations, competitor merge) included
+    batches = await ev.batches(run_id)
+    by_provider = Counter(b.provider for b in batches)
+    failures = [FailureStat(*f) for f in await ev.failure_stats(run_id)]
+    return Report(
+        run=run, totals=totals, org_name=str(run.options.get("org_name", "")),
+        org_domain=str(run.options.get("org_domain", "")), groups=ordered, overall=overall,
+        snapshots=len(batches), max_snapshot_size=max((len(b.member_ids) for b in batches), default=0),
+        snapshots_by_provider=dict(by_provider), failures=failures,
+    )
+
+
+def _order(groups: dict[tuple[str, str], GroupStats], options: dict[str, Any]) -> list[GroupStats]:
+    """Groups in the run's model and location order."""
+    models = [str(x) for x in options.get("models") or []]
+    locs = [str(x) for x in options.get("locations") or []]
+
+    def key(k: tuple[str, str]) -> tuple[int, int, str, str]:
+        mi = models.index(k[0]) if k[0] in models else len(models)
+        li = locs.index(k[1]) if k[1] in locs else len(locs)
+        return mi, li, k[0], k[1]
+
+    return [groups[k] for k in sorted(groups, key=key)]
+
+
+# --- output -----------------------------------------------------------------------------------------------------
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _rank(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def _sentiment(c: Counter[str]) -> str:
+    return " ".join(f"{s[:3].lower()} {c[s]}" for s in SENTIMENTS if c.get(s)) or "–"
+
+
+def groups_table(rep: Report) -> Table:
+    """Per model × location and overall: answers, named, visibility, average rank, share of voice, sentiment,
+    citations, owned share, failed, cost."""
+    t = Table(title=f"AI visibility of {rep.org_name}" + (f" ({rep.org_domain})" if rep.org_domain else ""),
+              header_style="bold")
+    for col, right in (("Model", False), ("Loc", False), ("Answers", True), ("Named", True), ("Visibility", True),
+                       ("Avg rank", True), ("Share of voice", True), ("Sentiment", False), ("Citations", True),
+                       ("Owned", True), ("Failed", True), ("Cost USD", True)):
+        t.add_column(col, justify="right" if right else "left", no_wrap=col in ("Model", "Sentiment"))
+    for gs in [*rep.groups, rep.overall]:
+        last = gs is rep.overall
+        t.add_row(
+            Text(gs.model, style="bold" if last else ""), gs.location or "-", str(gs.answers), str(gs.mentioned),
+            pct(gs.visibility_rate), _rank(gs.average_rank), pct(gs.share_of_voice), _sentiment(gs.sentiments),
+            str(gs.citations), pct(gs.owned_citation_share), Text(str(gs.failed), style="red" if gs.failed else ""),
+            usd(gs.cost_usd), end_section=not last and gs is rep.groups[-1],
+        )
+    return t
+
+
+def leaders_table(rep: Report) -> Table:
+    """Per model × location and overall: the competitors named most often and the domains cited most often."""
+    t = Table(title="Top competitors and cited domains", header_style="bold")
+    t.add_column("Model", no_wrap=True)
+    t.add_column("Loc")
+    t.add_column("Top competitors (answers naming them)", overflow="fold")
+    t.add_column("Top cited domains (citations)", overflow="fold")
+    for gs in [*rep.groups, rep.overall]:
+        t.add_row(
+            Text(gs.model, style="bold" if gs is rep.overall else ""), gs.location or "-",
+            ", ".join(f"{c.name} {c.answers}" for c in gs.top_competitors[:TOP_IN_GROUP]) or "–",
+            ", ".join(f"{d.domain} {d.citations}" for d in gs.top_domains[:TOP_IN_GROUP]) or "–",
+            end_section=gs is rep.groups[-1],
+        )
+    return t
+
+
+def competitors_table(rep: Report) -> Table:
+    t = Table(title="Top competitors (all answers)", header_style="bold")
+    for col in ("Competitor", "Answers", "Share of answers", "Mentions", "Avg rank", "Also written"):
+        t.add_column(col, justify="left" if col in ("Competitor", "Also written") else "right", overflow="fold")
+    n = rep.overall.answers
+    for c in rep.overall.top_competitors:
+        t.add_row(c.name, str(c.answers), pct(c.answers / n if n else None), str(c.mentions), _rank(c.average_rank),
+                  ", ".join(sorted(v for v in c.variants if v != c.name)))
+    return t
+
+
+def domains_table(rep: Report) -> Table:
+    t = Table(title="Top cited domains", header_style="bold")
+    for col in ("Domain", "Citations", "Share", "Owned"):
+        t.add_column(col, justify="left" if col == "Domain" else "right")
+    n = rep.overall.citations
+    for d in rep.overall.top_domains:
+        t.add_row(d.domain, str(d.citations), pct(d.citations / n if n else None), "yes" if d.owned else "")
+    return t
+
+
+def failures_table(rep: Report) -> Table:
+    t = Table(title="Failures by reason", header_style="bold")
+    for col in ("Kind", "Reason", "Count", "Example"):
+        t.add_column(col, justify="right" if col == "Count" else "left", overflow="fold")
+    for f in rep.failures:
+        t.add_row(f.kind, f.code, str(f.count), f.example[:160])
+    return t
+
+
+def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None) -> None:
+    """The report as tables and lines (``vantage report``, end of ``vantage evaluate``)."""
+    out.print(groups_table(rep))
+    if rep.overall.competitors or rep.overall.domains:
+        out.print(leaders_table(rep))
+    if rep.overall.competitors:
+        out.print(competitors_table(rep))
+    if rep.overall.domains:
+        out.print(domains_table(rep))
+    if rep.failures:
+        out.print(failures_table(rep))
+    line = rep.summary_line() + (f" · wall {wall_seconds:.1f}s" if wall_seconds is not None else "")
+    for text in (line, rep.snapshot_line()):
+        out.print(text, markup=False, highlight=False)
+    hints = [f"run {rep.run.id} ({rep.run.status})"]
+    if rep.totals.unfinished:
+        hints.append(f"resume: vantage resume {rep.run.id}")
+    if rep.totals.counts.get("failed"):
+        hints.append(f"retry the failed question runs: vantage retry-failed {rep.run.id}")
+    hints.append(f"export: vantage export {rep.run.id} --format csv --out visibility.csv")
+    for h in hints:
+        out.print(h, markup=False, highlight=False, style="dim")
+
+
+def _group_dict(gs: GroupStats) -> dict[str, Any]:
+    return {
+        "model": gs.model, "location": gs.location, "question_runs": gs.question_runs, "finished": gs.finished,
+        "answered": gs.answered, "failed": gs.failed, "answers": gs.answers, "mentioned": gs.mentioned,
+        "visibility_rate": gs.visibility_rate, "average_rank": gs.average_rank, "share_of_voice": gs.share_of_voice,
+        "org_mentions": gs.org_mentions, "competitor_mentions": gs.competitor_mentions,
+        "sentiment": {s: gs.sentiments.get(s, 0) for s in SENTIMENTS},
+        "citations": gs.citations, "owned_citations": gs.owned_citations,
+        "owned_citation_share": gs.owned_citation_share, "cost_usd": round(gs.cost_usd, 10),
+        "top_competitors": [
+            {"name": c.name, "answers": c.answers, "mentions": c.mentions, "average_rank": c.average_rank,
+             "variants": sorted(c.variants)} for c in gs.top_competitors
+        ],
+        "top_domains": [{"domain": d.domain, "citations": d.citations, "owned": d.owned} for d in gs.top_domains],
+    }
+
+
+def report_dict(rep: Report) -> dict[str, Any]:
+    """The report as JSON-able data (``vantage report --output json``, ``export`` of ORG_EVAL runs)."""
+    return {
+        "run_id": rep.run.id, "status": rep.run.status, "org": {"name": rep.org_name, "domain": rep.org_domain},
+        "summary": {
+            "processed": rep.processed, "evaluations": rep.overall.answers, "citations": rep.overall.citations,
+            "competitors": rep.competitors, "cost_usd": round(rep.totals.cost_usd, 10), "line": rep.summary_line(),
+        },
+        "snapshots": {"triggered": rep.snapshots, "max_questions_per_snapshot": rep.max_snapshot_size,
+                      "by_provider": rep.snapshots_by_provider},
+        "overall": _group_dict(rep.overall),
+        "groups": [_group_dict(gs) for gs in rep.groups],
+        "failures": [{"kind": f.kind, "reason": f.code, "count": f.count, "example": f.example}
+                     for f in rep.failures],
+    }
+
+
+def question_run_record(r: dict[str, Any]) -> dict[str, Any]:
+    """One question run as a flat dict (keys :data:`EXPORT_FIELDS`)."""
+    return {
+        "seq": r["seq"], "question_seq": r["question_seq"], "question": r["question"], "model": r["model"],
+        "location": r["location"], "status": r["item_status"], "answer_status": r["answer_status"],
+        "provider": r["provider"], "snapshot_id": r["snapshot_id"], "mentioned": r["mentioned"], "rank": r["rank"],
+        "mention_count": r["mention_count"], "sentiment": r["sentiment"], "evidence": r["evidence"],
+        "owned_citation_count": r["owned_citation_count"], "competitors": r["competitors"],
+        "citations": r["citations"], "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
+        "web_search_calls": r["web_search_calls"], "cost_usd": round(float(r["cost_usd"] or 0), 10),
+        "cached": bool(r["cached"]), "attempts": r["attempts"], "error_code": r["error_code"],
+        "error": r["error"] or r["last_error"],
+    }
+
+
+async def iter_question_runs(store: Store, run_id: str, page: int = 500) -> AsyncIterator[dict[str, Any]]:
+    """Question-run records of the run in item order, read ``page`` at a time."""
+    ev = EvalStore(store)
+    after = 0
+    while True:
+        rows = await ev.question_run_rows(run_id, after_seq=after, limit=page)
+        for r in rows:
+            yield question_run_record(r)
+        if len(rows) < page:
+            return
+        after = rows[-1]["seq"]
+
+
+async def write_eval_json(store: Store, rep: Report, out: IO[str]) -> int:
+    """``{"run": {...}, "report": {...}, "question_runs": [...]}``; question runs streamed. Returns how many."""
+    out.write('{"run": ' + json.dumps(run_record(rep.run, rep.totals)) + ',\n "report": '
+              + json.dumps(report_dict(rep)) + ',\n "question_runs": [')
+    n = 0
+    async for rec in iter_question_runs(store, rep.run.id):
+        out.write(("\n  " if n == 0 else ",\n  ") + json.dumps(rec))
+        n += 1
+    out.write("\n]}\n" if n else "]}\n")
+    return n
+
+
+async def write_eval_csv(store: Store, run_id: str, out: IO[str]) -> int:
+    """One row per question run (header :data:`EXPORT_FIELDS`; competitors joined with "; "). Returns rows."""
+    w = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
+    w.writeheader()
+    n = 0
+    async for rec in iter_question_runs(store, run_id):
+        rec["competitors"] = "; ".join(rec["competitors"])
+        w.writerow(rec)
+        n += 1
+    return n
+
+
+
+
+async def output_report(store: Store, run_id: str, *, output: str = "table", wall_seconds: float | None = None,
+                        out: IO[str] | None = None) -> Report:
+    """Print the run's report on stdout: ``table`` (tables + summary lines), ``json`` (:func:`report_dict`) or
+    ``csv`` (the question runs, :func:`write_eval_csv`)."""
+    import sys
+
+    from services.orchestrator.report import make_console
+
+    rep = await build_report(store, run_id)
+    stream = out or sys.stdout
+    if output == "json":
+        data = report_dict(rep)
+        if wall_seconds is not None:
+            data["summary"]["wall_seconds"] = round(wall_seconds, 3)
+        stream.write(json.dumps(data, indent=2) + "\n")
+    elif output == "csv":
+        await write_eval_csv(store, run_id, stream)
+    else:
+        console = make_console() if out is None else Console(file=out, width=200, no_color=True, highlight=False)
+        print_report(rep, console, wall_seconds=wall_seconds)
+    return rep
+
+
+async def export_eval(store: Store, run_id: str, fmt: str, out: IO[str]) -> int:
+    """``vantage export`` of an ORG_EVAL run: CSV of the question runs, or JSON with the run, the report and the
+    question runs. Returns the question runs written."""
+    if fmt == "csv":
+        return await write_eval_csv(store, run_id, out)
+    return await write_eval_json(store, await build_report(store, run_id), out)
+
+
+async def attach_question_runs(store: Store, run_id: str, after_seq: int, items: Any) -> None:
+    """Fill ``RunItem.question_run`` of a ListRunItems page (``items``, in item order after ``after_seq``) of an
+    ORG_EVAL run: the question, model, location, provider, snapshot, evaluation, competitors, citations, error
+    code and cost of each question run."""
+    from vantage.orchestrator.v1 import orchestrator_pb2 as opb
+
+    if not len(items):
+        return
+    rows = await EvalStore(store).question_run_rows(run_id, after_seq=after_seq, limit=len(items))
+    by_item = {r["item_id"]: r for r in rows}
+    for it in items:
+        r = by_item.get(it.item_id)
+        if r is None:
+            continue
+        it.question_run.CopyFrom(opb.QuestionRunResult(
+            question=r["question"], model=r["model"], location=r["location"] or "", provider=r["provider"] or "",
+            snapshot_id=r["snapshot_id"] or "", mentioned=bool(r["mentioned"]), rank=int(r["rank"] or 0),
+            mention_count=int(r["mention_count"] or 0), sentiment=r["sentiment"] or "",
+            competitors=list(r["competitors"]), citations=int(r["citations"]),
+            owned_citations=int(r["owned_citation_count"] or 0), error_code=r["error_code"] or "",
+            cost_usd=float(r["cost_usd"] or 0),
+        ))
+
+
+__all__ = [
+    "CompetitorStat",
+    "DomainStat",
+    "FailureStat",
+    "GroupStats",
+    "Report",
+    "attach_question_runs",
+    "build_report",
+    "export_eval",
+    "groups_table",
+    "leaders_table",
+    "merge_names",
+    "name_keys",
+    "output_report",
+    "print_report",
+    "report_dict",
+    "write_eval_csv",
+    "write_eval_json",
+]

@@ -1,0 +1,84 @@
+"""Per-app runtime state: knobs, counters, seeded RNGs, the corpus and Bright Data snapshots."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from .config import EndpointKnobs, Knobs, SandboxSettings
+from .corpus import Corpus, load_corpus
+from .stats import Stats
+
+
+class SandboxState:
+    """Everything a request handler needs; one instance per app (``app.state.sandbox``)."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.knobs: Knobs = settings.knobs()
+        self.stats = Stats()
+        self.corpus: Corpus = load_corpus()
+        self._rngs: dict[str, random.Random] = {}
+        # Imported here to avoid a cycle (brightdata imports state for type hints only).
+        from .brightdata import SnapshotStore
+
+        self.snapshots = SnapshotStore()
+
+    # -- knobs --------------------------------------------------------------------------------
+    def update_knobs(self, patch: dict[str, Any]) -> Knobs:
+        """Apply a JSON merge-patch; raises pydantic.ValidationError and keeps the old knobs."""
+        new = self.knobs.merged(patch)
+        if new.seed != self.knobs.seed:
+            self._rngs.clear()
+        self.knobs = new
+        return new
+
+    def reset(self) -> None:
+        """Zero counters, forget snapshots, and re-seed RNGs (knobs are kept)."""
+        self.stats.reset()
+        self._rngs.clear()
+        self.snapshots.clear()
+
+    # -- randomness ------------------------------------------------------------------------------
+    def rng(self, stream: str) -> random.Random:
+        """A deterministic RNG per stream (e.g. an endpoint name), seeded from ``knobs.seed``.
+
+        One stream per endpoint keeps each endpoint's fault sequence reproducible even when
+        requests to different endpoints interleave differently from run to run.
+        """
+        r = self._rngs.get(stream)
+        if r is None:
+            r = self._rngs[stream] = random.Random(f"{self.knobs.seed}:{stream}")
+        return r
+
+    def draw_latency(self, endpoint: str, k: EndpointKnobs) -> float:
+        """Seconds of added latency: fixed if ``latency_cv`` is 0, else lognormal(mean, CV)."""
+        if k.latency_s <= 0:
+            return 0.0
+        if k.latency_cv <= 0:
+            return k.latency_s
+        sigma2 = math.log(1.0 + k.latency_cv**2)
+        mu = math.log(k.latency_s) - sigma2 / 2.0
+        return self.rng(endpoint + ":latency").lognormvariate(mu, math.sqrt(sigma2))
+
+    def draw_fault(self, endpoint: str, k: EndpointKnobs) -> str | None:
+        """One uniform draw split across the configured fault rates (None = no fault)."""
+        kinds = (
+            ("429", k.rate_429),
+            ("500", k.rate_500),
+            ("503", k.rate_503),
+            ("hang", k.rate_hang),
+            ("reset", k.rate_reset),
+            ("malformed", k.rate_malformed),
+            ("truncated", k.rate_truncated),
+            ("oversize", k.rate_oversize),
+        )
+        if sum(rate for _, rate in kinds) <= 0:
+            return None
+        u = self.rng(endpoint + ":fault").random()
+        for kind, rate in kinds:
+            if u < rate:
+                return kind
+            u -= rate
+        return None

@@ -1,0 +1,172 @@
+"""gRPC servicer of ``vantage.search.v1.SearchService`` and its builder.
+
+Handlers are thin: validate (:mod:`services.search.core`) → run (:class:`services.search.engine.SearchEngine`) →
+build the response. The Tavily client, its concurrency limiter and the result cache are created once in
+:func:`build` and shared by every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+import grpc
+
+from services.search.core import Defaults, SearchSpec, TavilyPage, validate_company, validate_search
+from services.search.engine import SearchEngine, SearchOutcome
+from services.search.tavily import TavilyBackend
+from shared.config import Settings
+from shared.grpc_client import forward_timeout
+from shared.grpc_server import Mount
+from vantage.search.v1 import search_pb2, search_pb2_grpc
+
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+
+
+def defaults_from(settings: Settings) -> Defaults:
+    """Request defaults from settings (max_results 20, depth advanced, raw content on, min_score 0.4,
+    context budget 60,000 characters, 15,000 per source)."""
+    return Defaults(
+        max_results=settings.search_max_results,
+        search_depth=settings.search_depth,
+        include_raw_content=settings.search_include_raw_content,
+        min_score=settings.search_min_score,
+        context_char_budget=settings.context_char_budget,
+        context_source_char_cap=settings.context_source_char_cap,
+    )
+
+
+def to_response(out: SearchOutcome) -> search_pb2.SearchResponse:
+    return search_pb2.SearchResponse(
+        results=[
+            search_pb2.SearchResult(
+                title=h.title, url=h.url, content=h.content, raw_content=h.raw_content, score=h.score
+            )
+            for h in out.results
+        ],
+        returned_count=out.returned_count,
+        filtered_out_count=out.filtered_out_count,
+        credits=out.credits,
+        cost_usd=out.cost_usd,
+        cached=out.cached,
+        query=out.query,
+        llm_context=out.llm_context,
+        context_truncated=out.context_truncated,
+        request_id=out.request_id,
+        credits_saved=out.credits_saved,
+    )
+
+
+#: Built cache-hit answers kept (one per cached page × filter/context variant); each holds one page's text.
+HIT_RESPONSES = 32
+
+
+class HitResponses:
+    """The :class:`SearchResponse` of a cache hit, built once per cached page and per request variant
+    (``min_score``, context budget, source cap, official domain, query spelling). A hit answers from the
+    same page object until the page is replaced or expires, so an entry is used only while its page is the one
+    the cache returned (identity check); a small LRU bounds what it keeps alive."""
+
+    def __init__(self, size: int = HIT_RESPONSES) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[object, ...], tuple[TavilyPage, search_pb2.SearchResponse]] = OrderedDict()
+
+    @staticmethod
+    def key(spec: SearchSpec) -> tuple[object, ...]:
+        return (
+            spec.params.cache_key(),
+            spec.params.query,
+            spec.min_score,
+            spec.context_char_budget,
+            spec.context_source_char_cap,
+            spec.official_domain,
+        )
+
+    def get(self, key: tuple[object, ...], page: TavilyPage) -> search_pb2.SearchResponse | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not page:
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: tuple[object, ...], page: TavilyPage, response: search_pb2.SearchResponse) -> None:
+        self._entries[key] = (page, response)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    """``Search`` and ``SearchCompany`` over one :class:`SearchEngine`."""
+
+    def __init__(self, engine: SearchEngine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._defaults = defaults_from(settings)
+        self._hits = HitResponses()
+
+    async def _run(self, spec: SearchSpec, no_cache: bool, context: grpc.aio.ServicerContext) -> search_pb2.SearchResponse:
+        # The caller's remaining time (rpc_timeout_seconds without a deadline) covers every attempt and back-off;
+        # the backend caps each attempt at provider_timeout_seconds.
+        timeout = forward_timeout(context, self._settings.rpc_timeout_seconds)
+        page, cached = await self._engine.page(spec, timeout_s=timeout, no_cache=no_cache)
+        if not cached:
+            return to_response(self._engine.outcome(spec, page, cached))
+        # A hit's answer depends only on the page and the variant (credits 0, credits_saved = the page's): build
+        # it once and answer the same (never mutated) message to every later hit.
+        key = HitResponses.key(spec)
+        response = self._hits.get(key, page)
+        if response is None:
+            response = to_response(self._engine.outcome(spec, page, cached))
+            self._hits.put(key, page, response)
+        return response
+
+    async def Search(
+        self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SearchResponse:
+        spec = validate_search(
+            query=request.query,
+            max_results=request.max_results if request.HasField("max_results") else None,
+            search_depth=request.search_depth,
+            include_raw_content=request.include_raw_content if request.HasField("include_raw_content") else None,
+            min_score=request.min_score if request.HasField("min_score") else None,
+            include_domains=request.include_domains,
+            exclude_domains=request.exclude_domains,
+            context_char_budget=request.context_char_budget,
+            defaults=self._defaults,
+        )
+        return await self._run(spec, request.no_cache, context)
+
+    async def SearchCompany(
+        self, request: search_pb2.SearchCompanyRequest, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SearchResponse:
+        spec = validate_company(
+            company=request.company,
+            domain=request.domain,
+            template=self._settings.company_query_template,
+            search_depth=request.search_depth,
+            min_score=request.min_score if request.HasField("min_score") else None,
+            max_results=request.max_results if request.HasField("max_results") else None,
+            context_char_budget=request.context_char_budget,
+            defaults=self._defaults,
+        )
+        return await self._run(spec, request.no_cache, context)
+
+
+@contextlib.asynccontextmanager
+async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
+    """Create the Tavily backend (one client, one limiter) and the cache; yield the servicer; close the client."""
+    backend = TavilyBackend(settings)
+    try:
+        engine = SearchEngine(
+            backend,
+            usd_per_credit=settings.tavily_credit_usd,
+            cache_entries=settings.search_cache_entries,
+            cache_ttl_seconds=settings.search_cache_ttl_seconds,
+            cache_max_chars=settings.search_cache_max_chars,
+        )
+        servicer = SearchServicer(engine, settings)
+        yield [Mount(servicer, search_pb2_grpc.add_SearchServiceServicer_to_server, SERVICE_NAME)]
+    finally:
+        await backend.aclose()

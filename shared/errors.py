@@ -1,0 +1,205 @@
+"""Domain errors and their gRPC mapping.
+
+Cores raise these; one boundary (the server interceptor in :mod:`shared.grpc_server`) turns them into gRPC
+statuses with rich details (``google.rpc.BadRequest``, ``RetryInfo``, ``ErrorInfo``) via grpcio-status, so a caller
+never sees ``UNKNOWN``. Clients turn an ``AioRpcError`` back into the same classes with :func:`from_rpc_error`.
+
+    VantageError (INTERNAL)
+    ├── InvalidArgument (INVALID_ARGUMENT, BadRequest field violations)
+    ├── NotFound (NOT_FOUND)
+    ├── FailedPrecondition (FAILED_PRECONDITION)
+    ├── Unimplemented (UNIMPLEMENTED)
+    ├── Unauthenticated (UNAUTHENTICATED)
+    ├── DeadlineExceeded (DEADLINE_EXCEEDED)
+    ├── Cancelled (CANCELLED)
+    └── RetryableError — worth another attempt; may carry the provider's retry-after
+        ├── Unavailable (UNAVAILABLE)
+        └── ResourceExhausted (RESOURCE_EXHAUSTED, rate limits)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_DOMAIN = "vantage.dev"
+
+
+class VantageError(Exception):
+    """Base class. ``message`` is safe to show a user (never contains secrets)."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        provider: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.provider = provider
+        self.metadata = dict(metadata or {})
+
+    def details(self) -> list[object]:
+        """Rich detail messages to attach to the status."""
+        out: list[object] = []
+        if self.reason or self.provider:
+            md = dict(self.metadata)
+            if self.provider:
+                md["provider"] = self.provider
+            out.append(error_details_pb2.ErrorInfo(reason=self.reason or self.code.name, domain=ERROR_DOMAIN, metadata=md))
+        return out
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(VantageError):
+    """Bad input. ``field`` (or ``violations``) names what is wrong, as ``google.rpc.BadRequest``."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        violations: Iterable[tuple[str, str]] = (),
+        **kw: object,
+    ) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.violations = list(violations) or ([(field, message)] if field else [])
+
+    def details(self) -> list[object]:
+        out = super().details()
+        if self.violations:
+            out.insert(
+                0,
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations
+                    ]
+                ),
+            )
+        return out
+
+
+class NotFound(VantageError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(VantageError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unimplemented(VantageError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Unauthenticated(VantageError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class DeadlineExceeded(VantageError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(VantageError):
+    code = grpc.StatusCode.CANCELLED
+
+
+class RetryableError(VantageError):
+    """Worth another attempt. ``retry_after`` (seconds) is the provider's hint, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+    def details(self) -> list[object]:
+        out = super().details()
+        if self.retry_after is not None and self.retry_after >= 0:
+            secs = int(self.retry_after)
+            nanos = int((self.retry_after - secs) * 1e9)
+            out.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=secs, nanos=nanos)))
+        return out
+
+
+class Unavailable(RetryableError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(RetryableError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+_BY_CODE: dict[grpc.StatusCode, type[VantageError]] = {
+    c.code: c
+    for c in (
+        InvalidArgument,
+        NotFound,
+        FailedPrecondition,
+        Unimplemented,
+        Unauthenticated,
+        DeadlineExceeded,
+        Cancelled,
+        Unavailable,
+        ResourceExhausted,
+    )
+}
+
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+def to_status(err: VantageError) -> grpc.Status:
+    """The ``grpc.Status`` (code, message, packed details) for ``err``."""
+    details = []
+    for d in err.details():
+        a = any_pb2.Any()
+        a.Pack(d)  # type: ignore[arg-type]
+        details.append(a)
+    code_value = getattr(code_pb2, err.code.name)
+    return rpc_status.to_status(status_pb2.Status(code=code_value, message=err.message, details=details))
+
+
+def from_rpc_error(e: grpc.aio.AioRpcError | grpc.RpcError) -> VantageError:
+    """Turn a failed RPC back into a :class:`VantageError`, keeping field violations, retry-after and ErrorInfo."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    message = (e.details() if hasattr(e, "details") else str(e)) or code.name
+    cls = _BY_CODE.get(code, VantageError)
+    violations: list[tuple[str, str]] = []
+    retry_after: float | None = None
+    reason = provider = ""
+    try:
+        st = rpc_status.from_call(e)  # type: ignore[arg-type]
+    except Exception:  # a status without details, or a mismatch the library refuses
+        st = None
+    if st is not None:
+        for d in st.details:
+            if d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                br = error_details_pb2.BadRequest()
+                d.Unpack(br)
+                violations = [(v.field, v.description) for v in br.field_violations]
+            elif d.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                ri = error_details_pb2.RetryInfo()
+                d.Unpack(ri)
+                retry_after = ri.retry_delay.seconds + ri.retry_delay.nanos / 1e9
+            elif d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                ei = error_details_pb2.ErrorInfo()
+                d.Unpack(ei)
+                reason, provider = ei.reason, ei.metadata.get("provider", "")
+    if cls is InvalidArgument:
+        return InvalidArgument(message, violations=violations, reason=reason, provider=provider)
+    if issubclass(cls, RetryableError):
+        return cls(message, retry_after=retry_after, reason=reason, provider=provider)
+    err = cls(message, reason=reason, provider=provider)
+    if cls is VantageError:
+        err.code = code
+    return err

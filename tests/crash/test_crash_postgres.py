@@ -1,0 +1,109 @@
+"""Crash suite, part 3: PostgreSQL restarted under two running ``vantage worker`` processes.
+
+The workers run against a private PostgreSQL server (``pgcluster.PrivateCluster``: restarting the machine's shared
+server would break every other test using it). Mid-run the server is restarted twice — ``pg_ctl restart -m fast``
+(every session disconnected, open transactions rolled back) and ``-m immediate`` (a crash: recovery at start). The
+workers must survive (the store retries transient errors with back-off; the pool re-connects with
+``pool_pre_ping``) and finish the run: every item done once, nothing left running longer than a lease.
+
+Without server binaries (or as root without a ``postgres`` user) the test falls back to terminating the workers'
+connections on the shared server (``pg_terminate_backend``) and says so in its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pgcluster
+import psycopg
+import pytest
+from crash_kit import Db, Harness, log_tail, sync_url, wait_for
+
+pytestmark = [pytest.mark.crash, pytest.mark.postgres]
+
+N_ITEMS = 240
+
+
+def _count(path: Path, event: str) -> int:
+    return sum(1 for line in path.read_text(errors="replace").splitlines() if f'"{event}"' in line)
+
+
+@pytest.fixture
+def restartable_db(pg_url: str):  # type: ignore[no-untyped-def]
+    """(SQLAlchemy URL, restart(mode) → seconds, description). A private server when possible."""
+    reason = pgcluster.available()
+    if reason is None:
+        cluster = pgcluster.PrivateCluster()
+        try:
+            cluster.init()
+            cluster.start()
+            url = cluster.create_database(f"vantage_crash_{uuid.uuid4().hex[:8]}")
+            yield url.replace("postgresql://", "postgresql+psycopg://", 1), cluster.restart, "private server restarted"
+        finally:
+            cluster.stop()
+        return
+
+    def terminate(_mode: str) -> float:
+        t0 = time.monotonic()
+        db = sync_url(pg_url).rsplit("/", 1)[1]
+        with psycopg.connect(sync_url(pg_url).rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                         "AND pid <> pg_backend_pid()", (db,))
+        return time.monotonic() - t0
+
+    yield pg_url, terminate, f"pg_terminate_backend on the shared server ({reason})"
+
+
+def test_crash_postgres_restart_mid_run_workers_reconnect_and_finish(
+    crash_stack, restartable_db, tmp_path: Path
+) -> None:
+    db_url, restart, how = restartable_db
+    h = Harness(crash_stack, db_url, tmp_path)
+    db = Db(db_url)
+    h.sandbox_reset()
+    run_id = h.research_detached(N_ITEMS)
+    t0 = time.monotonic()
+    workers = [h.start_worker(), h.start_worker()]
+
+    def done() -> int:
+        for w in workers:
+            assert w.proc.poll() is None, f"worker {w.pid} died:\n{log_tail(w)}"
+        try:
+            return int(db.one("SELECT count(*) FROM run_items WHERE run_id = %s AND status = 'done'", run_id))  # type: ignore[call-overload]
+        except psycopg.OperationalError:
+            return 0  # the server is restarting
+
+    outages = []
+    for fraction, mode in ((0.3, "fast"), (0.6, "immediate")):
+        wait_for(lambda f=fraction: done() >= N_ITEMS * f, 120, f"{fraction:.0%} of the items")
+        before = done()
+        outages.append((mode, before, restart(mode)))
+
+    def completed() -> bool:
+        done()
+        try:
+            return db.one("SELECT status FROM runs WHERE id = %s", run_id) == "completed"
+        except psycopg.OperationalError:
+            return False
+
+    wait_for(completed, 180, "the run to complete", every=0.2)
+    wall = time.monotonic() - t0
+    codes = [h.terminate(w) for w in workers]
+    assert codes == [0, 0], [log_tail(w) for w in workers]
+
+    counts = dict(db.rows("SELECT status, count(*) FROM run_items WHERE run_id = %s GROUP BY status", run_id))
+    cls = db.rows("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
+                  "ON i.id = c.item_id WHERE i.run_id = %s", run_id)[0]
+    retries = [_count(w.log, "db_retry") for w in workers]
+    failed_beats = [_count(w.log, "heartbeat_failed") for w in workers]
+    calls = h.sandbox_calls()
+    print(f"\ncrash suite — PostgreSQL outage ({how}): {json.dumps(outages)} (mode, items done before, seconds "
+          f"away); the workers stayed up and finished {N_ITEMS} items in {wall:.1f} s; items {counts}; "
+          f"classifications {cls[0]} ({cls[1]} distinct); database retries per worker {retries}, skipped "
+          f"heartbeats {failed_beats}; sandbox calls search {calls.get('tavily.search')}, LLM "
+          f"{calls.get('openai.chat_completions')}")
+    assert counts == {"done": N_ITEMS}
+    assert cls == (N_ITEMS, N_ITEMS)

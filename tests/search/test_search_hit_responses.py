@@ -1,0 +1,24 @@
+"""The built cache-hit answer is reused only while the cache returns the same page object."""
+
+from services.search.core import Hit, SearchParams, SearchSpec, TavilyPage
+from services.search.server import HitResponses
+from vantage.search.v1 import search_pb2
+
+
+def _page() -> TavilyPage:
+    return TavilyPage("q", (Hit("t", "https://a.example.com/", "c", "raw", 0.9),), 2, "rid")
+
+
+def test_hit_response_reused_for_same_page_and_variant_only() -> None:
+    hits = HitResponses(size=2)
+    spec = SearchSpec(SearchParams("q", 20, "advanced", True), min_score=0.4, context_char_budget=100)
+    page, resp = _page(), search_pb2.SearchResponse(query="q")
+    key = HitResponses.key(spec)
+    hits.put(key, page, resp)
+    assert hits.get(key, page) is resp
+    assert hits.get(key, _page()) is None  # the page was replaced (refresh / expiry): rebuild
+    other = HitResponses.key(SearchSpec(spec.params, min_score=0.5, context_char_budget=100))
+    assert other != key and hits.get(other, page) is None
+    hits.put(other, page, resp)
+    hits.put(("third",), page, resp)
+    assert hits.get(key, page) is None  # LRU bound

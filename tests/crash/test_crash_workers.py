@@ -105,12 +105,6 @@ def test_crash_sigterm_releases_in_flight_items_and_exits_0(crash_stack, pg_url:
         _restore_latencies(h)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (issue #4 open): SIGSTOP can freeze worker 1 while its connection holds a lock worker 2 "
-    "needs, so the reclaim never happens (2 of 5 fresh-clone CI runs). Likely fix: "
-    "idle_in_transaction_session_timeout on worker connections.",
-)
 def test_crash_back_dated_lease_is_reclaimed_and_the_stale_holder_is_fenced(
     crash_stack, pg_url: str, tmp_path: Path
 ) -> None:
@@ -133,9 +127,15 @@ def test_crash_back_dated_lease_is_reclaimed_and_the_stale_holder_is_fenced(
                 "RETURNING id", [i for i, _ in held])
         w2 = h.start_worker("--run", run_id)
         # Worker 2 takes the back-dated items over: attempt 2, its lease.
-        wait_for(lambda: all(
-            a == 2 for (a,) in db.rows("SELECT attempts FROM run_items WHERE id = ANY(%s)", [i for i, _ in held])
-        ), 120, "worker 2 to reclaim the back-dated items")  # a new worker process starts slowly on a busy box
+        try:
+            wait_for(lambda: all(
+                a == 2 for (a,) in db.rows("SELECT attempts FROM run_items WHERE id = ANY(%s)", [i for i, _ in held])
+            ), 120, "worker 2 to reclaim the back-dated items")  # a new worker process starts slowly on a busy box
+        except AssertionError:
+            print("\nsessions:", db.rows("SELECT pid, state, wait_event_type, wait_event, pg_blocking_pids(pid), "
+                  "left(query, 200) FROM pg_stat_activity WHERE datname = current_database()"))
+            print("worker 2 log:", log_tail(w2, 3000))
+            raise
         os.kill(w1.pid, signal.SIGCONT)  # the stale holder wakes up, its calls answer, it tries to write back
         frozen = None
         wait_for(lambda: db.one("SELECT status FROM runs WHERE id = %s", run_id) == "completed", 90,

@@ -23,7 +23,7 @@ from services.orchestrator.store import (
     open_store,
     upgrade,
 )
-from services.orchestrator.store.db import display_url
+from services.orchestrator.store.db import PG_IDLE_IN_TRANSACTION_TIMEOUT_MS, display_url
 from services.orchestrator.store.models import metadata
 
 SEARCH = SearchRecord(20, 5, 15, 2, 0.016, ["https://a.example/1"], False)
@@ -90,6 +90,18 @@ async def test_concurrent_first_use_creates_the_schema_once(db_url: str) -> None
     stores = await asyncio.gather(*(open_store(db_url) for _ in range(3)))
     for st in stores:
         await st.close()
+
+
+async def test_postgres_sessions_cannot_hold_locks_while_frozen_in_a_transaction(pg_url: str) -> None:
+    # A worker frozen mid-transaction (SIGSTOP, VM pause) must not stall other workers' claims for ever: PostgreSQL
+    # ends such a session after PG_IDLE_IN_TRANSACTION_TIMEOUT_MS and releases its row locks.
+    engine = create_engine(pg_url)
+    try:
+        async with engine.connect() as conn:
+            got = (await conn.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar()
+        assert got == f"{PG_IDLE_IN_TRANSACTION_TIMEOUT_MS // 1000}s"
+    finally:
+        await engine.dispose()
 
 
 async def test_ingest_records_blank_and_duplicate_rows_as_skipped(store: Store) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,6 +33,11 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x56414E54  # "VANT"
 #: Milliseconds a SQLite connection waits for another writer's lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL ends a session that sits inside a transaction without sending anything for this long (milliseconds),
+#: releasing its row locks. Our transactions never wait on anything but the database, so only a frozen process (a
+#: SIGSTOP, a VM pause, a debugger) gets there; without it such a process would stall every claimer that touches a
+#: row it locked until it woke up. https://www.postgresql.org/docs/15/runtime-config-client.html
+PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 20_000
 #: Execution option marking a connection's transactions as writes (``BEGIN IMMEDIATE`` on SQLite).
 WRITE_TX = "vantage_write"
 #: ``Connection.info`` key counting the item completions written by the current transaction (see
@@ -90,7 +94,8 @@ def display_url(url: str) -> str:
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url``. SQLite: WAL (readers never block the writer), a busy timeout, foreign keys
     on, ``synchronous=NORMAL`` (durable at each WAL checkpoint; safe with WAL against application crashes).
-    PostgreSQL: psycopg 3 async with a pool sized for the pipeline's concurrent writers."""
+    PostgreSQL: psycopg 3 async with a pool sized for the pipeline's concurrent writers, and
+    :data:`PG_IDLE_IN_TRANSACTION_TIMEOUT_MS` so a frozen process cannot hold row locks for ever."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         db_path = make_url(url).database
@@ -119,13 +124,19 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
         install_crash_hook(engine)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_TIMEOUT_MS}"},
+    )
     install_crash_hook(engine)
     return engine
 
 
 @retry(
-    retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+    retry=retry_if_exception(lambda e: type(e).__name__ == "OperationalError" and "locked" in str(e)),
     wait=wait_random_exponential(multiplier=0.01, max=0.5),
     stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
     reraise=True,
@@ -135,7 +146,8 @@ def _enable_wal(cur: Any) -> None:
     SQLITE_BUSY at once, without its busy handler, when another connection is mid-transaction on a brand-new
     file (https://www.sqlite.org/wal.html#activating_and_configuring_wal_mode), so several processes opening
     the same new database retry here with jittered back-off."""
-    (mode,) = cur.execute("PRAGMA journal_mode").fetchone()
+    cur.execute("PRAGMA journal_mode")
+    (mode,) = cur.fetchone()
     if str(mode).lower() != "wal":
         cur.execute("PRAGMA journal_mode=WAL")
 

@@ -162,8 +162,9 @@ class ProgressView:
     """Item-by-item progress on stderr: a rich progress bar on a terminal, one plain line per item otherwise,
     nothing with ``--quiet``."""
 
-    def __init__(self, total: int, already: int, *, quiet: bool) -> None:
+    def __init__(self, total: int, already: int, *, quiet: bool, label: str = "researching") -> None:
         self.total = total
+        self.label = label
         self.count = already
         self.console = make_console(stderr=True)
         self.mode = "quiet" if quiet else ("bar" if sys.stdout.isatty() and self.console.is_terminal else "lines")
@@ -173,7 +174,7 @@ class ProgressView:
     def __enter__(self) -> ProgressView:
         if self.mode == "bar":
             self._bar = Progress(
-                TextColumn("[bold]researching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TextColumn("{task.description}"), console=self.console, transient=False,
             )
             self._bar.start()
@@ -444,8 +445,10 @@ async def _execute(s: Session, run_id: str, *, view: ProgressView | None = None)
 
 async def _execute_and_report(s: Session, run_id: str, *, output: str, quiet: bool, started: float) -> int:
     totals = await s.store.run_totals(run_id)
+    run = await s.store.get_run(run_id)
+    label = "evaluating" if run is not None and run.kind == "org_eval" else "researching"
     with ProgressView(totals.total - totals.counts["skipped"], totals.counts["done"] + totals.counts["failed"],
-                      quiet=quiet) as view:
+                      quiet=quiet, label=label) as view:
         stopped = await _execute(s, run_id, view=view)
     if stopped:
         # Interrupted by the user: the run is cancelled (not left "running"), resumable like any cancelled run.

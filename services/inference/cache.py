@@ -368,8 +368,9 @@ class CachedProvider:
 
 
 class CachedBatchProvider(CachedProvider):
-    """:class:`CachedProvider` for a batch provider (Bright Data): ``complete`` is cached; the batch methods (the
-    ``CompleteStream`` / explicit ``CompleteBatch`` path) are the wrapped provider's, uncached."""
+    """:class:`CachedProvider` for a batch provider (Bright Data): ``complete`` is cached; the batch methods are the
+    wrapped provider's — the ``CompleteStream`` / explicit ``CompleteBatch`` path caches their items one by one, under
+    the same :func:`request_key` (:mod:`services.inference.streaming`)."""
 
     async def submit_batch(self, reqs: Sequence[CompletionRequest], *, deadline: Deadline | None = None) -> str:
         return await self.inner.submit_batch(reqs, deadline=deadline)  # type: ignore[attr-defined, no-any-return]

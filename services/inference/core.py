@@ -107,7 +107,8 @@ class Inference:
 
     With a ``cache`` every provider's ``complete`` goes through it (:func:`services.inference.cache.wrap_providers`):
     ``Complete``, the single calls of ``CompleteStream`` / explicit ``CompleteBatch``, and a Bright Data
-    ``Complete``; Bright Data *batches* are not cached. The cache's lifetime is the caller's (``build``)."""
+    ``Complete``; the items of Bright Data *batches* are looked up and stored per item by the stream engine
+    (:mod:`services.inference.streaming`), under the same keys. The cache's lifetime is the caller's (``build``)."""
 
     def __init__(
         self,

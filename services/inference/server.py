@@ -205,7 +205,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         hits = sum(1 for r in results if is_cached(r))
         return pb.CompleteBatchResponse(
             results=[outcome_to_proto(it.id, outcomes[it.id]) for it in items if it.id in outcomes],
-            llm_calls=stats.calls - hits,  # a single call answered from the cache reached no provider
+            llm_calls=stats.calls,  # snapshots triggered + single calls that reached a provider (hits did not)
             cache_hits=hits,
             cost_usd=cost,
             usage=common_pb2.Usage(input_tokens=in_tok, output_tokens=out_tok),

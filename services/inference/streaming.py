@@ -8,6 +8,16 @@ batch completes. Items for other providers run concurrently, each under its prov
 they finish. A :class:`Resume` re-attaches to a snapshot submitted earlier: it is polled and downloaded, never
 triggered again.
 
+**Response cache** (:mod:`services.inference.cache`, when the service has one): a batch-provider item is looked up
+under the same key as a ``Complete`` of the same request (:func:`~services.inference.cache.request_key`: provider
+id such as ``brightdata_chatgpt``, model, messages, location, parameters) before it joins a batch — the lookups of
+items that arrive together are one ``SELECT`` — and a hit is answered at once ($0, ``cached``), never batched. Every
+successful answer of a collected snapshot is stored (error records, missing and empty answers never are); the keys
+of a snapshot submitted here are remembered in memory (the last :data:`REMEMBERED_SNAPSHOTS`) so that the answers of
+a snapshot re-attached by a :class:`Resume` are stored too. ``no_cache`` items skip the lookup; their fresh answers
+still refresh the entries. Single calls are cached by the provider wrapper (:class:`~services.inference.cache.
+CachedProvider`).
+
 Structure (ARCHITECTURE.md, "Go-style concurrency"): one ``asyncio.TaskGroup`` per stream owns every task (batch
 runs, linger timers, single calls); the number of items admitted but not yet answered is bounded
 (``max_pending``), so a fast producer waits instead of buffering without limit; results go out through a bounded
@@ -18,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from services.inference.cache import Entry, as_hit, is_cached, request_key, result_to_json
 from services.inference.core import Inference
 from services.inference.providers import (
     BatchProvider,
@@ -39,6 +51,10 @@ from shared.errors import InvalidArgument, VantageError
 from shared.grpc_client import Deadline
 
 log = structlog.get_logger("vantage.inference.stream")
+
+#: Snapshots submitted by this process whose cache keys are remembered (oldest forgotten first), so that a snapshot
+#: re-attached after its stream broke still has its answers stored. ≤ 20 keys of 64 characters each.
+REMEMBERED_SNAPSHOTS = 2000
 
 
 @dataclass(frozen=True)
@@ -82,10 +98,12 @@ Emit = Callable[[StreamEvent], Awaitable[None]]
 
 @dataclass
 class StreamStats:
-    """Provider calls made by one stream: snapshots triggered + single calls (resumes are not new calls)."""
+    """Provider calls made by one stream: snapshots triggered + single calls that reached their provider (resumes
+    are not new calls, cache hits reach no provider); ``cache_hits`` = items answered from the response cache."""
 
     calls: int = 0
     batches: int = 0
+    cache_hits: int = 0
 
 
 @dataclass
@@ -105,6 +123,32 @@ class StreamEngine:
         self.core = core
         self.linger = linger
         self.max_pending = max(1, max_pending)
+        # snapshot id → the cache key of each member (None = not to be stored), in submission order.
+        self._snapshot_keys: OrderedDict[str, list[str | None]] = OrderedDict()
+
+    def remember(self, snapshot_id: str, keys: list[str | None]) -> None:
+        """Remember the cache keys of a snapshot submitted here (bounded: :data:`REMEMBERED_SNAPSHOTS`)."""
+        if self.core.cache is None:
+            return
+        self._snapshot_keys[snapshot_id] = keys
+        self._snapshot_keys.move_to_end(snapshot_id)
+        while len(self._snapshot_keys) > REMEMBERED_SNAPSHOTS:
+            self._snapshot_keys.popitem(last=False)
+
+    async def store_answers(self, snapshot_id: str, provider: str, model: str, outcomes: list[Outcome]) -> None:
+        """Store the successful answers of collected snapshot ``snapshot_id`` under the keys remembered for it (a
+        snapshot this process did not submit, or whose count differs, is not stored); the keys are forgotten. Never
+        raises (the cache logs its own errors)."""
+        keys = self._snapshot_keys.pop(snapshot_id, None)
+        cache = self.core.cache
+        if cache is None or keys is None or len(keys) != len(outcomes):
+            return
+        entries = [
+            Entry(key, provider, model, result_to_json(o))
+            for key, o in zip(keys, outcomes, strict=True)
+            if key is not None and isinstance(o, CompletionResult) and not is_cached(o) and (o.markdown or o.text)
+        ]
+        await cache.put_many(entries)
 
     async def run(
         self, inputs: AsyncIterable[StreamInput], emit: Emit, *, deadline: Deadline | None = None
@@ -123,6 +167,10 @@ class _Run:
         self.pending: dict[tuple[str, str, str], _Pending] = {}
         self.stats = StreamStats()
         self.tg: asyncio.TaskGroup | None = None
+        self.cache = self.core.cache
+        self._lookups: list[tuple[BatchProvider, str, CompletionRequest, str]] = []  # waiting for the cache
+        self._looking = False  # a lookup task is draining self._lookups
+        self._input_done = False
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self.tg is not None
@@ -137,10 +185,15 @@ class _Run:
                     continue
                 await self.slots.acquire()  # backpressure: the reader waits while max_pending items are open
                 self._admit(inp)
-            # End of input: nothing more will join the partial batches.
-            for key in list(self.pending):
-                self._flush(key)
+            # End of input: nothing more will join the partial batches (once the cache lookups under way are done).
+            self._input_done = True
+            if not self._looking:
+                self._flush_all()
         return self.stats
+
+    def _flush_all(self) -> None:
+        for key in list(self.pending):
+            self._flush(key)
 
     async def _result(self, item_id: str, outcome: Outcome) -> None:
         try:
@@ -161,7 +214,10 @@ class _Run:
                 check = getattr(provider, "check", None)
                 if check is not None:
                     check(req)
-                self._add_to_batch(provider, item.id, req)
+                if self.cache is not None and not getattr(req, "no_cache", False):
+                    self._lookup(provider, item.id, req)
+                else:
+                    self._add_to_batch(provider, item.id, req)
                 return
         except VantageError as e:
             self.spawn(self._result(item.id, failure_from(e)))
@@ -169,7 +225,6 @@ class _Run:
         self.spawn(self._single(provider, item.id, req))
 
     async def _single(self, provider: Provider, item_id: str, req: CompletionRequest) -> None:
-        self.stats.calls += 1
         try:
             outcome: Outcome = await provider.complete(req, deadline=self.deadline)
         except VantageError as e:
@@ -177,7 +232,41 @@ class _Run:
         except Exception as e:  # a bug must fail its item, not the stream
             log.exception("stream_item_internal_error", provider=provider.name)
             outcome = ItemFailure("INTERNAL", f"internal error: {type(e).__name__}", provider=provider.name)
+        if is_cached(outcome):
+            self.stats.cache_hits += 1
+        else:
+            self.stats.calls += 1
         await self._result(item_id, outcome)
+
+    # --- the response cache, for batch items ---------------------------------------------------------------------
+
+    def _key(self, provider: BatchProvider, req: CompletionRequest) -> str:
+        return request_key(provider.name, req, self.core.settings)
+
+    def _lookup(self, provider: BatchProvider, item_id: str, req: CompletionRequest) -> None:
+        """Queue ``req`` for a cache lookup; items queued while one lookup runs share the next one."""
+        self._lookups.append((provider, item_id, req, self._key(provider, req)))
+        if not self._looking:
+            self._looking = True
+            self.spawn(self._drain_lookups())
+
+    async def _drain_lookups(self) -> None:
+        assert self.cache is not None
+        try:
+            while self._lookups:
+                chunk, self._lookups = self._lookups, []
+                hits = await self.cache.get_many(k for *_, k in chunk)  # a database error is all misses
+                for provider, item_id, req, key in chunk:
+                    hit = hits.get(key)
+                    if hit is not None:
+                        self.stats.cache_hits += 1
+                        self.spawn(self._result(item_id, as_hit(hit)))
+                    else:
+                        self._add_to_batch(provider, item_id, req)
+        finally:
+            self._looking = False
+        if self._input_done:
+            self._flush_all()
 
     # --- batches ------------------------------------------------------------------------------------------------
 
@@ -218,6 +307,7 @@ class _Run:
             return
         self.stats.calls += 1
         self.stats.batches += 1
+        self.engine.remember(snapshot_id, [self._key(provider, r) for r in reqs])
         try:
             # Announced before polling, so the caller can persist it and resume instead of paying again.
             await self._emit(BatchSubmitted(snapshot_id, provider.name, p.model, p.location, ids))
@@ -231,6 +321,7 @@ class _Run:
             # Cancelled before collecting (the stream ended): the snapshot runs on and can be resumed, but this
             # process stops counting it against the dataset's in-flight cap.
             provider.release_batch(snapshot_id)
+        await self.engine.store_answers(snapshot_id, provider.name, p.model, outcomes)
         for item_id, outcome in zip(ids, outcomes, strict=True):
             await self._result(item_id, outcome)
 
@@ -253,6 +344,7 @@ class _Run:
         outcomes = await provider.collect_batch(
             r.snapshot_id, len(r.member_ids), model=r.model, deadline=self.deadline
         )
+        await self.engine.store_answers(r.snapshot_id, provider.name, r.model, outcomes)
         for item_id, outcome in zip(r.member_ids, outcomes, strict=True):
             await self._emit(ItemResult(item_id, outcome))
 

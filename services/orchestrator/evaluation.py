@@ -15,6 +15,9 @@ Flow of one run (streamed; no barrier between asking and reading):
    and runs the API models (OpenAI Responses + web search, Anthropic + web search, Perplexity Sonar) concurrently.
    Each ``BatchSubmitted`` is persisted at once (``provider_batches``, members in submission order, a pending ledger
    row per member) — before the snapshot's answers exist.
+   A question asked before (same question, model and location; any run) is answered from the inference service's
+   response cache — Bright Data answers included — at $0, ``question_runs.cached`` set, no snapshot and no ledger
+   row; ``--no-cache`` (``no_cache``) asks again.
 3. **Each answer** → ``question_runs`` (or, for an error record or an API error, the error and its code: a failed
    question run, never an answer) → ``ExtractionService/Extract`` (org name, domain and variations, the known
    competitors, the provider's citations) → ``org_evals`` / ``org_competitors`` / ``org_citations`` → item done.
@@ -656,12 +659,14 @@ class Evaluator:
         answer = Answer(
             provider=r.provider or route.provider, markdown=r.markdown or r.text, text=r.text,
             citations=[{"url": c.url, "title": c.title} for c in r.citations],
-            search_queries=list(r.search_queries), snapshot_id=r.snapshot_id or snapshot, cost_usd=r.cost_usd,
+            search_queries=list(r.search_queries),
+            # A cached answer was scraped in an earlier run's snapshot: this run paid nothing and holds no snapshot.
+            snapshot_id=snapshot if r.cached else (r.snapshot_id or snapshot), cost_usd=r.cost_usd,
             input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens,
             web_search_calls=r.web_search_calls, cached=r.cached,
         )
         bill: Bill | None = None
-        if answer.snapshot_id and not api_key:
+        if answer.snapshot_id and not api_key and not r.cached:
             bill = Bill(key=self._bd_key(item.id, answer.provider, answer.snapshot_id), provider=answer.provider,
                         kind="scrape", unit_type="records", units=1, usd=r.cost_usd)
         elif api_key and (r.cost_usd > 0 or (not r.cached and r.usage.input_tokens + r.usage.output_tokens > 0)):

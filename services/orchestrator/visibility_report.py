@@ -20,7 +20,8 @@ Figures, per model × location and overall:
 
 Plus the summary line ``N processed, N evaluations, N citations, N competitors, $X total cost`` (processed = question
 runs finished, done or failed; competitors = distinct after merging; cost = Σ of the run's ledger, USD), the Bright
-Data snapshots triggered (and the most questions in one), and the failures grouped by reason.
+Data snapshots triggered (and the most questions in one), the answers served from the response cache ($0) against
+those newly asked, and the failures grouped by reason.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class GroupStats:
     question_runs: int = 0
     finished: int = 0  # done or failed
     answered: int = 0  # an answer is stored
+    cached: int = 0  # answers served from the inference service's response cache ($0, nothing asked)
     failed: int = 0  # items failed (provider or pipeline)
     answers: int = 0  # evaluated answers
     mentioned: int = 0
@@ -190,7 +192,7 @@ class GroupStats:
         return sorted(self.domains.values(), key=lambda d: (-d.citations, d.domain))[:TOP_N]
 
     def add(self, other: GroupStats) -> None:
-        for f in ("question_runs", "finished", "answered", "failed", "answers", "mentioned", "rank_sum", "ranked",
+        for f in ("question_runs", "finished", "answered", "cached", "failed", "answers", "mentioned", "rank_sum", "ranked",
                   "org_mentions", "competitor_mentions", "citations", "owned_citations"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.cost_usd += other.cost_usd
@@ -249,6 +251,13 @@ class Report:
         return (f"Bright Data snapshots: {self.snapshots} triggered ({per}), at most {self.max_snapshot_size} "
                 "questions per snapshot")
 
+    def cache_line(self) -> str:
+        """``Answers: N total, N cache hits ($0), N newly asked, N failed, X% success``."""
+        o = self.overall
+        rate = f"{100 * o.answered / o.question_runs:.0f}%" if o.question_runs else "n/a"
+        return (f"Answers: {o.question_runs} total, {o.cached} cache hits ($0), {o.answered - o.cached} newly asked, "
+                f"{o.failed} failed, {rate} success")
+
 
 async def build_report(store: Store, run_id: str) -> Report:
     """Every figure of the run's report, from aggregate queries."""
@@ -267,6 +276,7 @@ async def build_report(store: Store, run_id: str) -> Report:
         gs.question_runs = int(r["question_runs"] or 0)
         gs.finished = int(r["finished"] or 0)
         gs.answered = int(r["answered"] or 0)
+        gs.cached = int(r["cached"] or 0)
         gs.failed = int(r["items_failed"] or 0)
         gs.answers = int(r["evaluated"] or 0)
         gs.mentioned = int(r["mentioned"] or 0)
@@ -421,7 +431,7 @@ def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None
     if rep.failures:
         out.print(failures_table(rep))
     line = rep.summary_line() + (f" · wall {wall_seconds:.1f}s" if wall_seconds is not None else "")
-    for text in (line, rep.snapshot_line()):
+    for text in (line, rep.snapshot_line(), rep.cache_line()):
         out.print(text, markup=False, highlight=False)
     hints = [f"run {rep.run.id} ({rep.run.status})"]
     if rep.totals.unfinished:
@@ -436,7 +446,7 @@ def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None
 def _group_dict(gs: GroupStats) -> dict[str, Any]:
     return {
         "model": gs.model, "location": gs.location, "question_runs": gs.question_runs, "finished": gs.finished,
-        "answered": gs.answered, "failed": gs.failed, "answers": gs.answers, "mentioned": gs.mentioned,
+        "answered": gs.answered, "cached": gs.cached, "failed": gs.failed, "answers": gs.answers, "mentioned": gs.mentioned,
         "visibility_rate": gs.visibility_rate, "average_rank": gs.average_rank, "share_of_voice": gs.share_of_voice,
         "org_mentions": gs.org_mentions, "competitor_mentions": gs.competitor_mentions,
         "sentiment": {s: gs.sentiments.get(s, 0) for s in SENTIMENTS},
@@ -457,6 +467,7 @@ def report_dict(rep: Report) -> dict[str, Any]:
         "summary": {
             "processed": rep.processed, "evaluations": rep.overall.answers, "citations": rep.overall.citations,
             "competitors": rep.competitors, "cost_usd": round(rep.totals.cost_usd, 10), "line": rep.summary_line(),
+            "cache_hits": rep.overall.cached, "newly_asked": rep.overall.answered - rep.overall.cached,
         },
         "snapshots": {"triggered": rep.snapshots, "max_questions_per_snapshot": rep.max_snapshot_size,
                       "by_provider": rep.snapshots_by_provider},

@@ -551,7 +551,7 @@ class EvalStore:
     # --- report queries -----------------------------------------------------------------------------------------
 
     async def group_stats(self, run_id: str) -> list[dict[str, Any]]:
-        """Per (model, location): question runs, answered, failed (provider), evaluated, mentioned, Σ rank and
+        """Per (model, location): question runs, answered, answered from the response cache, failed (provider), evaluated, mentioned, Σ rank and
         count of ranked mentions, Σ org mentions."""
         qr, it, oe = m.question_runs.c, m.run_items.c, m.org_evals.c
         stmt = (
@@ -560,6 +560,7 @@ class EvalStore:
                 func.count().label("question_runs"),
                 func.sum(case((it.status.in_(("done", "failed", "skipped")), 1), else_=0)).label("finished"),
                 func.sum(case((qr.status == "answered", 1), else_=0)).label("answered"),
+                func.sum(case((and_(qr.status == "answered", qr.cached), 1), else_=0)).label("cached"),
                 func.sum(case((qr.status == "failed", 1), else_=0)).label("provider_failed"),
                 func.sum(case((it.status == "failed", 1), else_=0)).label("items_failed"),
                 func.count(oe.id).label("evaluated"),

@@ -219,10 +219,15 @@ COLUMN_TABLE_HEADS: frozenset[str] = frozenset(
 #: "… include CoreWeave, Lambda and Together AI": capitalised names separated by commas, "and", "or".
 # At most five words, and each word cannot be split two ways: keeps every match attempt bounded (linear scans).
 _NAME = r"[A-Z](?:[\w&'’.+-]{0,40}[\w+])?(?:[ \t]+(?:[A-Z](?:[\w&'’.+-]{0,40}[\w+])?)){0,4}"
+#: The rest of a name after its first capital (``_NAME`` = ``[A-Z]`` + this).
+_NAME_REST = _NAME[len("[A-Z]") :]
+# Each pattern below starts with a bare ``[A-Z]`` and checks what precedes it with a lookbehind *after* that
+# character (``(?<![\w.-].)`` = "(?<![\w.-])" one character earlier): the same matches, but ``re`` can then skip
+# every position that is not a capital letter without entering the pattern (a charset prefix), ~3x faster.
 _ENUM_RE = re.compile(
-    rf"(?<![\w.-])(?P<list>{_NAME}(?:,[ \t]+{_NAME}){{1,}},?[ \t]+(?:and|or|&)[ \t]+{_NAME}"
-    rf"|{_NAME}(?:,[ \t]+{_NAME}){{2,}}"
-    rf"|{_NAME}[ \t]+(?:and|or|&)[ \t]+{_NAME})(?![\w-])"
+    rf"(?P<list>[A-Z](?<![\w.-].)(?:{_NAME_REST}(?:,[ \t]+{_NAME}){{1,}},?[ \t]+(?:and|or|&)[ \t]+{_NAME}"
+    rf"|{_NAME_REST}(?:,[ \t]+{_NAME}){{2,}}"
+    rf"|{_NAME_REST}[ \t]+(?:and|or|&)[ \t]+{_NAME}))(?![\w-])"
 )
 _ENUM_SPLIT_RE = re.compile(r",?[ \t]+(?:and|or|&)[ \t]+|,[ \t]+")
 #: Imperatives that start a sentence before a name ("Use CoreWeave or Lambda", "Fine-tune Llama or Qwen").
@@ -232,7 +237,7 @@ _LEADING_VERBS: frozenset[str] = frozenset(
 )
 #: "Luma AI", "Acme Labs", "Acme Inc." in prose — unless an ordinary noun follows ("European AI cloud").
 _SUFFIXED_RE = re.compile(
-    r"(?<![\w.-])(?:[A-Z][\w&'’.-]*[ \t]+){0,2}[A-Z][\w&'’.-]*[ \t]+(?:AI|Labs|Inc\.?|Technologies)(?![\w])"
+    r"[A-Z](?<![\w.-].)[\w&'’.-]*[ \t]+(?:[A-Z][\w&'’.-]*[ \t]+){0,2}(?:AI|Labs|Inc\.?|Technologies)(?![\w])"
     r"(?![ \t]+(?:cloud|platform|company|startup|model|models|lab|chips?|infrastructure|workloads?|tools?|"
     r"applications?|apps?|assistants?|agents?|systems?|research|search|training|inference|compute|capabilit\w+|"
     r"services?|solutions?|products?|features?|market|space|industry|adoption|stack|teams?|strategy)\b)"
@@ -247,7 +252,8 @@ _CUE_BEFORE_RE = re.compile(
     rf")[ \t]+{_LEAD_IN}(?P<name>{_NAME})"
 )
 _CUE_AFTER_RE = re.compile(
-    rf"(?:^|(?<=[\s(*_\[]))(?P<name>{_NAME})[*_\]]*[ \t]+(?:stands out|offers|provides|leads|excels|"
+    # "(?<![^\s(*_\[].)": at the start of the text, or after an opener (a width-2 lookbehind fails at offset 1).
+    rf"(?P<name>[A-Z](?<![^\s(*_\[].){_NAME_REST})[*_\]]*[ \t]+(?:stands out|offers|provides|leads|excels|"
     r"specializes|specialises|focuses on|is known for|is best known for|is popular|is favou?red|delivers|rents|"
     r"operates|is (?:a|an|the|another)[ \t]+(?:[\w-]+[ \t]+){0,3}?(?:option|choice|pick|alternative|contender|"
     r"provider|platform|vendor|company|startup|cloud|service|leader|player))\b"

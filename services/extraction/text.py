@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from services.extraction.urls import looks_like_domain, registrable_domain, strip_trailing_punctuation
 
@@ -102,8 +103,7 @@ class Link:
 TOKEN_RE = re.compile(r"[^\W_]+(?:[.&'’+-][^\W_]+)*")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """A word of the masked answer: ``[start, end)`` and its text (a trailing possessive ``'s`` removed)."""
 
     start: int
@@ -179,15 +179,22 @@ class Doc:
     def tokens(self) -> list[Token]:
         """Word tokens of :attr:`masked` in order (built once)."""
         if self._tokens is None:
-            self._tokens = []
-            for m in TOKEN_RE.finditer(self.masked):
+            toks: list[Token] = []
+            by_word = self._by_word
+            new = tuple.__new__  # Token(...) goes through a Python-level __new__; this is the same tuple
+            for i, m in enumerate(TOKEN_RE.finditer(self.masked)):
+                word = m.group()
                 s, e = m.span()
-                word = m.group(0)
                 if word[-2:] in ("'s", "’s") and len(word) > 2:  # possessive: "CoreWeave's" is "CoreWeave"
                     word, e = word[:-2], e - 2
-                self._tokens.append(Token(s, e, word))
-            for i, t in enumerate(self._tokens):
-                self._by_word.setdefault(t.text.casefold(), []).append(i)
+                toks.append(new(Token, (s, e, word)))
+                key = word.casefold()
+                hit = by_word.get(key)
+                if hit is None:
+                    by_word[key] = [i]
+                else:
+                    hit.append(i)
+            self._tokens = toks
         return self._tokens
 
     def find_phrase(self, words: Sequence[str], *, case_sensitive: bool = False) -> Iterator[tuple[int, int]]:

@@ -111,7 +111,9 @@ class SearchSpec:
     """A validated request: what to fetch, how to filter it and how much LLM context to build.
 
     ``context_char_budget`` 0 = no context; ``context_source_char_cap`` characters one source may take;
-    ``official_domain`` (may be "") tags the company's own pages in the context.
+    ``official_domain`` (may be "") tags the company's own pages in the context; ``return_raw_content``: whether the
+    answer's results carry the page text (``raw_content``) — the page may be fetched with it (for the context)
+    without returning it.
     """
 
     params: SearchParams
@@ -119,6 +121,7 @@ class SearchSpec:
     context_char_budget: int = 0
     context_source_char_cap: int = 0
     official_domain: str = ""
+    return_raw_content: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ def validate_search(
         min_score=float(score),
         context_char_budget=context_char_budget,
         context_source_char_cap=source_cap_for(context_char_budget, defaults),
+        return_raw_content=raw,
     )
 
 
@@ -260,11 +264,16 @@ def validate_company(
     min_score: float | None,
     max_results: int | None,
     context_char_budget: int,
+    include_raw_content: bool | None = None,
     defaults: Defaults = Defaults(),
 ) -> SearchSpec:
     """Check a SearchCompany request: the query comes from ``template``; the context budget defaults to
     ``defaults.context_char_budget`` characters (a context is always built). ``domain`` is normalised and used only
-    to tag the company's own pages — results are never restricted to it."""
+    to tag the company's own pages — results are never restricted to it.
+
+    The page text is fetched as configured (``defaults.include_raw_content``; also when the caller asks for it) —
+    the context is built from it — but returned in the results only when ``include_raw_content`` is true (unset =
+    false): the context already carries that text, so by default the answer holds it once, not twice."""
     d = normalise_domain(domain) if domain.strip() else ""
     if domain.strip() and (not d or any(c.isspace() for c in d)):
         raise InvalidArgument(f"not a domain: {domain!r}", field="domain")
@@ -276,7 +285,7 @@ def validate_company(
         query=company_query(template, company, d),
         max_results=max_results,
         search_depth=search_depth,
-        include_raw_content=None,
+        include_raw_content=defaults.include_raw_content or bool(include_raw_content),
         min_score=min_score,
         context_char_budget=context_char_budget or defaults.context_char_budget,
         defaults=defaults,
@@ -288,6 +297,7 @@ def validate_company(
         context_char_budget=spec.context_char_budget,
         context_source_char_cap=spec.context_source_char_cap,
         official_domain=d,
+        return_raw_content=bool(include_raw_content),
     )
 
 

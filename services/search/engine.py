@@ -7,7 +7,7 @@ A cache hit (or a call coalesced onto an identical one in flight) costs nothing:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -90,7 +90,8 @@ class SearchEngine:
         return page, cached
 
     def outcome(self, spec: SearchSpec, page: TavilyPage, cached: bool) -> SearchOutcome:
-        """Filter, sort and bill ``page`` for ``spec`` and build its LLM context (pure given the page)."""
+        """Filter, sort and bill ``page`` for ``spec`` and build its LLM context (pure given the page). The results
+        carry ``raw_content`` only when ``spec.return_raw_content`` (the context is built from it either way)."""
         params = spec.params
         kept, dropped = filter_hits(page.hits, spec.min_score)
         context, truncated = "", False
@@ -102,9 +103,10 @@ class SearchEngine:
                 official_domain=spec.official_domain,
             )
         credits = 0 if cached else page.credits
+        results = kept if spec.return_raw_content else [replace(h, raw_content="") if h.raw_content else h for h in kept]
         return SearchOutcome(
             query=page.query or params.query,
-            results=kept,
+            results=results,
             returned_count=len(page.hits),
             filtered_out_count=dropped,
             credits=credits,

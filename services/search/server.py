@@ -25,7 +25,7 @@ SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 
 
 def defaults_from(settings: Settings) -> Defaults:
-    """Request defaults from settings (max_results 20, depth advanced, raw content on, min_score 0.4,
+    """Request defaults from settings (max_results 20, depth advanced, raw content fetched, min_score 0.4,
     context budget 60,000 characters, 15,000 per source)."""
     return Defaults(
         max_results=settings.search_max_results,
@@ -64,7 +64,7 @@ HIT_RESPONSES = 32
 
 class HitResponses:
     """The :class:`SearchResponse` of a cache hit, built once per cached page and per request variant
-    (``min_score``, context budget, source cap, official domain, query spelling). A hit answers from the
+    (``min_score``, context budget, source cap, official domain, query spelling, raw content returned or not). A hit answers from the
     same page object until the page is replaced or expires, so an entry is used only while its page is the one
     the cache returned (identity check); a small LRU bounds what it keeps alive."""
 
@@ -81,6 +81,7 @@ class HitResponses:
             spec.context_char_budget,
             spec.context_source_char_cap,
             spec.official_domain,
+            spec.return_raw_content,
         )
 
     def get(self, key: tuple[object, ...], page: TavilyPage) -> search_pb2.SearchResponse | None:
@@ -149,6 +150,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             min_score=request.min_score if request.HasField("min_score") else None,
             max_results=request.max_results if request.HasField("max_results") else None,
             context_char_budget=request.context_char_budget,
+            include_raw_content=request.include_raw_content if request.HasField("include_raw_content") else None,
             defaults=self._defaults,
         )
         return await self._run(spec, request.no_cache, context)

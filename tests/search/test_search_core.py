@@ -125,6 +125,31 @@ def test_company_query_and_spec() -> None:
     assert spec.params.query.startswith("Acme GPU compute")
 
 
+def test_company_fetches_page_text_but_returns_it_only_on_request() -> None:
+    base: dict[str, object] = dict(
+        company="Acme", domain="acme.ai", template=TEMPLATE, search_depth="", min_score=None, max_results=None,
+        context_char_budget=0,
+    )
+    lean = validate_company(**base)  # type: ignore[arg-type]
+    assert lean.params.include_raw_content  # fetched: the LLM context is built from it
+    assert not lean.return_raw_content  # …but not returned a second time
+    raw = validate_company(**base, include_raw_content=True)  # type: ignore[arg-type]
+    assert raw.return_raw_content
+    assert raw.params.cache_key() == lean.params.cache_key()  # one Tavily fetch serves both
+    assert not validate_company(**base, include_raw_content=False).return_raw_content  # type: ignore[arg-type]
+    # Raw fetching configured off: asking for the text fetches it (another cache entry); not asking does not.
+    off = Defaults(include_raw_content=False)
+    assert not validate_company(**base, defaults=off).params.include_raw_content  # type: ignore[arg-type]
+    asked = validate_company(**base, include_raw_content=True, defaults=off)  # type: ignore[arg-type]
+    assert asked.params.include_raw_content and asked.return_raw_content
+
+
+def test_search_returns_page_text_as_fetched() -> None:
+    assert search().return_raw_content and search().params.include_raw_content  # unset = true, as before
+    spec = search(include_raw_content=False)
+    assert not spec.return_raw_content and not spec.params.include_raw_content
+
+
 @pytest.mark.parametrize(
     ("kw", "field"),
     [

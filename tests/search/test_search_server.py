@@ -140,6 +140,38 @@ async def test_search_company_builds_context_and_second_call_is_cached(settings:
         assert await tavily_searches(sandbox_url) - before == 2
 
 
+async def test_search_company_lean_by_default_page_text_on_request(settings: Settings, sandbox_url: str) -> None:
+    company = f"Together AI {uuid.uuid4().hex[:6]}"
+    async with search_stub(settings) as stub:
+        before = await tavily_searches(sandbox_url)
+        lean = await stub.SearchCompany(search_pb2.SearchCompanyRequest(company=company, domain="together.ai"), timeout=30)
+        assert lean.results and all(x.content and x.url and x.score >= 0.4 for x in lean.results)
+        assert all(x.raw_content == "" for x in lean.results)  # the page text travels once, in llm_context
+        assert lean.llm_context
+
+        # Asking for the page text is served from the same cached fetch, with the same context.
+        full = await stub.SearchCompany(
+            search_pb2.SearchCompanyRequest(company=company, domain="together.ai", include_raw_content=True), timeout=30
+        )
+        assert full.cached and full.request_id == lean.request_id
+        assert [x.url for x in full.results] == [x.url for x in lean.results]
+        assert all(x.raw_content for x in full.results)
+        assert [x.content for x in full.results] == [x.content for x in lean.results]
+        assert full.llm_context == lean.llm_context
+        assert full.results[0].raw_content.strip()[:100] in full.llm_context
+        assert lean.ByteSize() < full.ByteSize() * 0.75
+
+        # A later default call (a hit answered from the built-answer cache) is still the lean one, and vice versa.
+        again = await stub.SearchCompany(search_pb2.SearchCompanyRequest(company=company, domain="together.ai"), timeout=30)
+        assert again.cached and all(x.raw_content == "" for x in again.results)
+        assert again.ByteSize() < full.ByteSize() * 0.75
+        full_again = await stub.SearchCompany(
+            search_pb2.SearchCompanyRequest(company=company, domain="together.ai", include_raw_content=True), timeout=30
+        )
+        assert all(x.raw_content for x in full_again.results)
+        assert await tavily_searches(sandbox_url) - before == 1
+
+
 async def test_concurrent_identical_calls_make_one_tavily_call(settings: Settings, sandbox_url: str) -> None:
     company = f"Mistral {uuid.uuid4().hex[:6]}"
     async with httpx.AsyncClient() as http:

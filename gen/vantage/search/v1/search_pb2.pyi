@@ -29,7 +29,7 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., max_results: _Optional[int] = ..., search_depth: _Optional[str] = ..., include_raw_content: _Optional[bool] = ..., min_score: _Optional[float] = ..., include_domains: _Optional[_Iterable[str]] = ..., exclude_domains: _Optional[_Iterable[str]] = ..., no_cache: _Optional[bool] = ..., context_char_budget: _Optional[int] = ...) -> None: ...
 
 class SearchCompanyRequest(_message.Message):
-    __slots__ = ("company", "domain", "search_depth", "min_score", "max_results", "context_char_budget", "no_cache")
+    __slots__ = ("company", "domain", "search_depth", "min_score", "max_results", "context_char_budget", "no_cache", "include_raw_content")
     COMPANY_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     SEARCH_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class SearchCompanyRequest(_message.Message):
     MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_CHAR_BUDGET_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RAW_CONTENT_FIELD_NUMBER: _ClassVar[int]
     company: str
     domain: str
     search_depth: str
@@ -44,7 +45,8 @@ class SearchCompanyRequest(_message.Message):
     max_results: int
     context_char_budget: int
     no_cache: bool
-    def __init__(self, company: _Optional[str] = ..., domain: _Optional[str] = ..., search_depth: _Optional[str] = ..., min_score: _Optional[float] = ..., max_results: _Optional[int] = ..., context_char_budget: _Optional[int] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+    include_raw_content: bool
+    def __init__(self, company: _Optional[str] = ..., domain: _Optional[str] = ..., search_depth: _Optional[str] = ..., min_score: _Optional[float] = ..., max_results: _Optional[int] = ..., context_char_budget: _Optional[int] = ..., no_cache: _Optional[bool] = ..., include_raw_content: _Optional[bool] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("title", "url", "content", "raw_content", "score")

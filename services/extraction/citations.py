@@ -86,11 +86,12 @@ def raw_citations(doc: Doc, provider: Sequence[tuple[str, str]]) -> list[tuple[s
     return out
 
 
-def _competitor_of(domain: str, competitors: Iterable[Brand]) -> str:
+def _competitor_of(domain: str, competitors: Iterable[tuple[Brand, set[str]]]) -> str:
+    """``competitors``: (brand, its :func:`brand_domains`) pairs."""
     stem = domain_stem(domain)
     best, name = 0, ""
-    for b in competitors:
-        score = 10_000 if domain in brand_domains(b) else stem_match(stem, b.keys)
+    for b, domains in competitors:
+        score = 10_000 if domain in domains else stem_match(stem, b.keys)
         if score > best:
             best, name = score, b.display
     return name
@@ -102,11 +103,14 @@ def extract(
     org_domains: set[str],
     org: Brand,
     competitors: Sequence[Brand],
+    raw: Sequence[tuple[str, str, str]] | None = None,
 ) -> list[Citation]:
-    """Normalised, de-duplicated, classified citations (see the module docstring)."""
+    """Normalised, de-duplicated, classified citations (see the module docstring). ``raw``: the
+    :func:`raw_citations` of ``doc`` and ``provider`` when the caller already has them."""
     by_url: dict[str, Citation] = {}
-    for raw, title, source in raw_citations(doc, provider):
-        url = normalize_url(raw)
+    with_domains: list[tuple[Brand, set[str]]] | None = None
+    for raw_url, title, source in raw if raw is not None else raw_citations(doc, provider):
+        url = normalize_url(raw_url)
         if url is None:
             continue
         title = " ".join(title.split())
@@ -118,7 +122,9 @@ def extract(
         owned = domain in org_domains
         name = ""
         if not owned and not stem_match(domain_stem(domain), org.keys) >= 500:
-            name = _competitor_of(domain, competitors)
+            if with_domains is None:
+                with_domains = [(b, brand_domains(b)) for b in competitors]
+            name = _competitor_of(domain, with_domains)
         by_url[url] = Citation(
             url=url,
             domain=domain,

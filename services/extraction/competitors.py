@@ -204,10 +204,19 @@ def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
 
 def _clean_candidate(raw: str) -> list[str]:
     """A candidate's name(s): Markdown, parentheticals and outer punctuation removed; ``A vs B`` → both."""
-    text = re.sub(r"\s*\([^()]*\)", "", plain(raw))
+    return list(_clean_candidate_cached(raw))
+
+
+_PAREN_RE = re.compile(r"\s*\([^()]*\)")
+_VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
+
+
+@lru_cache(maxsize=65_536)
+def _clean_candidate_cached(raw: str) -> tuple[str, ...]:
+    text = _PAREN_RE.sub("", plain(raw))
     text = text.split("(", 1)[0]  # an unclosed parenthesis: keep what precedes it
-    parts = re.split(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", text, flags=re.IGNORECASE)
-    return [p for p in (clean_name(x) for x in parts) if p]
+    parts = _VERSUS_RE.split(text)
+    return tuple(p for p in (clean_name(x) for x in parts) if p)
 
 
 #: First header cell of a comparison table whose columns are brands: "| Feature | CoreWeave | Lambda |".
@@ -260,6 +269,9 @@ _CUE_AFTER_RE = re.compile(
 )
 
 
+_AFTER_FOR_RE = re.compile(r"\bfor[ \t]+$")
+
+
 def _within(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
     """The span of the sorted, non-overlapping ``spans`` that contains ``[start, end)``, if any."""
     i = bisect.bisect_right(spans, (start, 1 << 62)) - 1
@@ -294,7 +306,7 @@ def _prose_candidates(
             if _in_parentheses(segment, m.start()):
                 continue  # "Cohere (Command, Embed and Rerank …)": products of the name before, not peers
             # "inference for Llama, DeepSeek and Qwen": the objects of "for" are often products; no vote there.
-            after_for = re.search(r"\bfor[ \t]+$", segment[max(0, m.start() - 8) : m.start()]) is not None
+            after_for = _AFTER_FOR_RE.search(segment[max(0, m.start() - 8) : m.start()]) is not None
             group = f"enum{unit.index}.{m.start()}" if not after_for else ""
             pos = m.start("list")
             for part in _ENUM_SPLIT_RE.split(m.group("list")):

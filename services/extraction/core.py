@@ -118,7 +118,7 @@ def analyze(
         for b in known_brands(known_competitors)
         if not (b.keys & named_keys) and not (b.keys & found_org.keys)
     ]
-    citations = cit.extract(doc, provider_citations, org_domains, found_org, [*others, *extra])
+    citations = cit.extract(doc, provider_citations, org_domains, found_org, [*others, *extra], raw)
     rank, competitors = rank_all(found_org, others)
     owned = sum(1 for c in citations if c.owned)
     return Analysis(

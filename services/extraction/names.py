@@ -70,6 +70,7 @@ ORG_PREDICATE_RE = re.compile(
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _TOKEN_RE = re.compile(r"[^\W_]+(?:[.'’&-][^\W_]+)*")
 _WORD_RE = re.compile(r"[^\W\d_]+")
+_SPACES_RE = re.compile(r"\s+")
 _INITIALS_SKIP = frozenset("of and the for & de la".split())
 
 
@@ -99,10 +100,11 @@ def tokens(name: str) -> list[str]:
     return _TOKEN_RE.findall(name)
 
 
+@lru_cache(maxsize=65_536)  # pure; called for every candidate, form and known competitor of every answer
 def clean_name(name: str) -> str:
     """A name as written, without Markdown, quotes, outer punctuation or a trailing ``, Inc.``."""
     text = plain(name).strip(" \t\"'“”‘’`*_-–—:;,.!?()[]{}")
-    return re.sub(r"\s+", " ", text)
+    return _SPACES_RE.sub(" ", text)
 
 
 def strip_suffixes(words: list[str], suffixes: frozenset[str]) -> list[str]:

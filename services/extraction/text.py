@@ -62,6 +62,10 @@ _WS_RE = re.compile(r"\s+")
 ABBREVIATIONS: frozenset[str] = frozenset(
     "e.g i.e vs etc inc ltd co corp dr mr mrs ms st approx incl no jr sr u.s u.k fig est mt dept al cf ca".split()
 )
+_TITLE_WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
+_LAST_WORD_RE = re.compile(r"([\w.]+)$")
+_CLOSING_HASHES_RE = re.compile(r"(?:[ \t]+#+)?[ \t]*$")
+_NOT_NEWLINE_RE = re.compile(r"[^\r\n]")
 _SENT_END_RE = re.compile(r"[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_]*[A-Z0-9])")
 
 
@@ -113,11 +117,16 @@ class Token(NamedTuple):
 
 def words_of(name: str) -> list[str]:
     """The tokens of a name, as :attr:`Doc.tokens` would cut it."""
+    return list(_words_of(name))
+
+
+@lru_cache(maxsize=65_536)
+def _words_of(name: str) -> tuple[str, ...]:
     out = []
     for m in TOKEN_RE.finditer(name):
         w = m.group(0)
         out.append(w[:-2] if w[-2:] in ("'s", "’s") and len(w) > 2 else w)
-    return out
+    return tuple(out)
 
 
 @dataclass
@@ -134,6 +143,9 @@ class Doc:
     _title_case: dict[int, bool] = field(default_factory=dict, repr=False)
     _tokens: list[Token] | None = field(default=None, repr=False)
     _by_word: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    # (starts, ends, words, casefolded words) of the tokens, built on first use.
+    _tok: tuple[list[int], list[int], list[str], list[str]] | None = field(default=None, repr=False)
+    _leads: dict[int, tuple[int, int] | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._starts = [u.start for u in self.units]
@@ -152,7 +164,7 @@ class Doc:
         cached = self._title_case.get(unit.index)
         if cached is None:
             words = [
-                w for w in re.findall(r"[^\W\d_][\w'’-]*", self.masked[unit.body : unit.end]) if len(w) >= 4
+                w for w in _TITLE_WORD_RE.findall(self.masked[unit.body : unit.end]) if len(w) >= 4
             ]
             caps = sum(1 for w in words if w[0].isupper())
             cached = len(words) >= 3 and caps / len(words) >= 0.7
@@ -175,26 +187,33 @@ class Doc:
                 return self.links[i]
         return None
 
+    def _index_tokens(self) -> None:
+        # Parallel lists built with C-level calls (findall/map) rather than a Python loop over match objects:
+        # this runs on every answer.
+        masked = self.masked
+        words = TOKEN_RE.findall(masked)
+        starts = [m.start() for m in TOKEN_RE.finditer(masked)]
+        ends = [s + len(w) for s, w in zip(starts, words, strict=True)]
+        for i, w in enumerate(words):
+            if w[-2:] in ("'s", "’s") and len(w) > 2:  # possessive: "CoreWeave's" is "CoreWeave"
+                words[i], ends[i] = w[:-2], ends[i] - 2
+        folded = list(map(str.casefold, words))
+        by_word = self._by_word
+        for i, k in enumerate(folded):
+            hit = by_word.get(k)
+            if hit is None:
+                by_word[k] = [i]
+            else:
+                hit.append(i)
+        self._tok = (starts, ends, words, folded)
+
     @property
     def tokens(self) -> list[Token]:
         """Word tokens of :attr:`masked` in order (built once)."""
         if self._tokens is None:
-            toks: list[Token] = []
-            by_word = self._by_word
-            new = tuple.__new__  # Token(...) goes through a Python-level __new__; this is the same tuple
-            for i, m in enumerate(TOKEN_RE.finditer(self.masked)):
-                word = m.group()
-                s, e = m.span()
-                if word[-2:] in ("'s", "’s") and len(word) > 2:  # possessive: "CoreWeave's" is "CoreWeave"
-                    word, e = word[:-2], e - 2
-                toks.append(new(Token, (s, e, word)))
-                key = word.casefold()
-                hit = by_word.get(key)
-                if hit is None:
-                    by_word[key] = [i]
-                else:
-                    hit.append(i)
-            self._tokens = toks
+            if self._tok is None:
+                self._index_tokens()
+            self._tokens = [Token(*t) for t in zip(*self._tok[:3], strict=True)]  # type: ignore[misc]
         return self._tokens
 
     def find_phrase(self, words: Sequence[str], *, case_sensitive: bool = False) -> Iterator[tuple[int, int]]:
@@ -202,25 +221,30 @@ class Doc:
         A token preceded by ``@``, ``/`` or ``#`` (handles, paths, hashtags) never starts a match."""
         if not words:
             return
-        toks = self.tokens
-        first = words[0].casefold()
+        if self._tok is None:
+            self._index_tokens()
+        starts, ends, tok_words, tok_folded = self._tok  # type: ignore[misc]
+        n = len(words)
         folded = [w.casefold() for w in words]
-        for i in self._by_word.get(first, ()):
-            if i + len(words) > len(toks):
+        have, want = (tok_words, words) if case_sensitive else (tok_folded, folded)
+        masked = self.masked
+        total = len(starts)
+        for i in self._by_word.get(folded[0], ()):
+            if i + n > total:
                 continue
-            if toks[i].start > 0 and self.masked[toks[i].start - 1] in "@/#":
+            s0 = starts[i]
+            if s0 > 0 and masked[s0 - 1] in "@/#":
                 continue
             ok = True
-            for j in range(len(words)):
-                t = toks[i + j]
-                if (t.text != words[j]) if case_sensitive else (t.text.casefold() != folded[j]):
+            for j in range(n):
+                if have[i + j] != want[j]:
                     ok = False
                     break
-                if j and not self.masked[toks[i + j - 1].end : t.start].isspace():
+                if j and not masked[ends[i + j - 1] : starts[i + j]].isspace():
                     ok = False
                     break
             if ok:
-                yield toks[i].start, toks[i + len(words) - 1].end
+                yield s0, ends[i + n - 1]
 
 
 @lru_cache(maxsize=4096)  # pure; the same fragments are cleaned several times per answer
@@ -241,9 +265,11 @@ def plain(markdown: str) -> str:
 
 
 def _blank(chars: list[str], start: int, end: int) -> None:
-    for i in range(start, end):
-        if chars[i] not in "\r\n":
-            chars[i] = " "
+    seg = chars[start:end]
+    if "\n" in seg or "\r" in seg:
+        chars[start:end] = _NOT_NEWLINE_RE.sub(" ", "".join(seg))
+    else:
+        chars[start:end] = " " * (end - start)
 
 
 def url_spans(text: str) -> tuple[list[Link], list[tuple[int, int]]]:
@@ -319,7 +345,7 @@ def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     for m in _SENT_END_RE.finditer(segment):
         cut = start + m.end()
         before = segment[: m.start()]
-        word = re.search(r"([\w.]+)$", before[-40:])
+        word = _LAST_WORD_RE.search(before[-40:])
         w = word.group(1).lower().rstrip(".") if word else ""
         if m.group(0).startswith(".") and (w in ABBREVIATIONS or (len(w) == 1 and w.isalpha())):
             continue
@@ -396,7 +422,7 @@ def parse(text: str) -> Doc:
             indent_stack.clear()
             body = base + hm.start(2)
             # Closing "##" and trailing blanks are not part of the title ("## Pricing ##").
-            title = re.sub(r"(?:[ \t]+#+)?[ \t]*$", "", hm.group(2)[-200:])
+            title = _CLOSING_HASHES_RE.sub("", hm.group(2)[-200:])
             end = base + hm.start(2) + len(hm.group(2)) - (min(200, len(hm.group(2))) - len(title))
             section = len(units)  # a heading is the head of its own section
             add(
@@ -584,6 +610,17 @@ def lead_span(doc: Doc, unit: Unit) -> tuple[int, int] | None:
     A plain list item (no bold, no link) has a lead only when a separator follows within a few words, or when
     the whole item is a few words. None when nothing qualifies.
     """
+    # Discovery, mention matching and the org evaluation all ask for the same units' leads.
+    if unit.index < len(doc.units) and doc.units[unit.index] is unit:
+        try:
+            return doc._leads[unit.index]
+        except KeyError:
+            span = doc._leads[unit.index] = _lead_span(doc, unit)
+            return span
+    return _lead_span(doc, unit)
+
+
+def _lead_span(doc: Doc, unit: Unit) -> tuple[int, int] | None:
     text = doc.text
     if unit.kind == "row":
         if not unit.cells:

@@ -187,6 +187,7 @@ def domain_stem(url_or_host: str) -> str:
 _DOMAIN_LIKE = re.compile(r"^(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/\S*)?$", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65_536)
 def looks_like_domain(text: str) -> bool:
     """True for ``together.ai``, ``https://lambda.ai/x``; False for names such as ``Character AI``."""
     text = text.strip()

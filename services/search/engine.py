@@ -75,15 +75,18 @@ class SearchEngine:
         page, cached = await self.page(spec, timeout_s=timeout_s, no_cache=no_cache)
         return self.outcome(spec, page, cached)
 
-    async def page(self, spec: SearchSpec, *, timeout_s: float, no_cache: bool = False) -> tuple[TavilyPage, bool]:
+    async def page(
+        self, spec: SearchSpec, *, timeout_s: float, no_cache: bool = False, key: tuple[object, ...] | None = None
+    ) -> tuple[TavilyPage, bool]:
         """The page answering ``spec`` (cache / single-flight / backend) and whether it came without a fetch of
-        this call's own. The same cached page is returned as the same object until it is replaced or expires."""
+        this call's own. The same cached page is returned as the same object until it is replaced or expires.
+        ``key``: ``spec.params.cache_key()`` when the caller has it already."""
         params = spec.params
 
         async def fetch() -> TavilyPage:
             return await self.backend.search(params, timeout_s=timeout_s)
 
-        page, origin = await self.flight.get(params.cache_key(), fetch, refresh=no_cache)
+        page, origin = await self.flight.get(key or params.cache_key(), fetch, refresh=no_cache)
         cached = origin is not Origin.FETCHED
         if cached:
             log.debug("search_cache", origin=origin.value, credits_saved=page.credits)

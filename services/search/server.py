@@ -98,6 +98,35 @@ class HitResponses:
             self._entries.popitem(last=False)
 
 
+#: Validated requests remembered (per RPC), so that a repeated request skips validation on a cache hit.
+VALIDATED_REQUESTS = 256
+
+
+class ValidatedRequests:
+    """Validated specs (and their built-answer keys) of recent requests, keyed by the request's serialized bytes.
+
+    Validation is a pure function of the request and the servicer's settings, so a request seen before maps to the
+    same :class:`SearchSpec`; an invalid request raises every time and is never remembered. A small LRU."""
+
+    def __init__(self, size: int = VALIDATED_REQUESTS) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[SearchSpec, tuple[object, ...]]] = OrderedDict()
+
+    def get(self, request_key: bytes) -> tuple[SearchSpec, tuple[object, ...]] | None:
+        entry = self._entries.get(request_key)
+        if entry is not None:
+            self._entries.move_to_end(request_key)
+        return entry
+
+    def put(self, request_key: bytes, spec: SearchSpec) -> tuple[SearchSpec, tuple[object, ...]]:
+        entry = (spec, HitResponses.key(spec))
+        self._entries[request_key] = entry
+        self._entries.move_to_end(request_key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return entry
+
+
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     """``Search`` and ``SearchCompany`` over one :class:`SearchEngine`."""
 
@@ -106,27 +135,38 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._settings = settings
         self._defaults = defaults_from(settings)
         self._hits = HitResponses()
+        self._searches = ValidatedRequests()
+        self._companies = ValidatedRequests()
 
-    async def _run(self, spec: SearchSpec, no_cache: bool, context: grpc.aio.ServicerContext) -> search_pb2.SearchResponse:
+    async def _run(
+        self, spec: SearchSpec, hit_key: tuple[object, ...], no_cache: bool, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SearchResponse:
         # The caller's remaining time (rpc_timeout_seconds without a deadline) covers every attempt and back-off;
         # the backend caps each attempt at provider_timeout_seconds.
         timeout = forward_timeout(context, self._settings.rpc_timeout_seconds)
-        page, cached = await self._engine.page(spec, timeout_s=timeout, no_cache=no_cache)
+        # hit_key[0] is spec.params.cache_key() (HitResponses.key), computed once per distinct request.
+        page, cached = await self._engine.page(spec, timeout_s=timeout, no_cache=no_cache, key=hit_key[0])
         if not cached:
             return to_response(self._engine.outcome(spec, page, cached))
         # A hit's answer depends only on the page and the variant (credits 0, credits_saved = the page's): build
         # it once and answer the same (never mutated) message to every later hit.
-        key = HitResponses.key(spec)
-        response = self._hits.get(key, page)
+        response = self._hits.get(hit_key, page)
         if response is None:
             response = to_response(self._engine.outcome(spec, page, cached))
-            self._hits.put(key, page, response)
+            self._hits.put(hit_key, page, response)
         return response
 
     async def Search(
         self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
-        spec = validate_search(
+        request_key = request.SerializeToString(deterministic=True)
+        entry = self._searches.get(request_key)
+        if entry is None:
+            entry = self._searches.put(request_key, self._validate_search(request))
+        return await self._run(entry[0], entry[1], request.no_cache, context)
+
+    def _validate_search(self, request: search_pb2.SearchRequest) -> SearchSpec:
+        return validate_search(
             query=request.query,
             max_results=request.max_results if request.HasField("max_results") else None,
             search_depth=request.search_depth,
@@ -137,12 +177,18 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             context_char_budget=request.context_char_budget,
             defaults=self._defaults,
         )
-        return await self._run(spec, request.no_cache, context)
 
     async def SearchCompany(
         self, request: search_pb2.SearchCompanyRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
-        spec = validate_company(
+        request_key = request.SerializeToString(deterministic=True)
+        entry = self._companies.get(request_key)
+        if entry is None:
+            entry = self._companies.put(request_key, self._validate_company(request))
+        return await self._run(entry[0], entry[1], request.no_cache, context)
+
+    def _validate_company(self, request: search_pb2.SearchCompanyRequest) -> SearchSpec:
+        return validate_company(
             company=request.company,
             domain=request.domain,
             template=self._settings.company_query_template,
@@ -153,7 +199,6 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             include_raw_content=request.include_raw_content if request.HasField("include_raw_content") else None,
             defaults=self._defaults,
         )
-        return await self._run(spec, request.no_cache, context)
 
 
 @contextlib.asynccontextmanager

@@ -347,3 +347,10 @@ async def test_concurrent_tavily_calls_are_bounded_by_the_limiter(settings: Sett
     tavily = (await sandbox_stats(sandbox_url))["endpoints"]["tavily.search"]
     assert tavily["calls"] == 6
     assert tavily["max_in_flight"] == 2
+
+
+async def test_search_repeated_invalid_request_is_refused_every_time(settings: Settings) -> None:
+    async with search_stub(settings) as stub:
+        for _ in range(2):  # an invalid request is never remembered as validated
+            e = await rpc_error(stub.SearchCompany(search_pb2.SearchCompanyRequest(company="Acme", max_results=21), timeout=10))
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT

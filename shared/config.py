@@ -204,6 +204,11 @@ class Settings(BaseSettings):
     response_cache_ttl_seconds: float = Field(
         0.0, description="Seconds a cached inference answer stays valid; 0 = it never expires."
     )
+    response_cache_purge_interval_seconds: float = Field(
+        3600.0, ge=0,
+        description="Seconds between the inference service's background purges of expired response_cache rows "
+        "(at most 1000 per purge); 0 = never (use `vantage db prune-cache`).",
+    )
 
     # --- extraction ---
     categories: list[str] = Field(

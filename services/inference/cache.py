@@ -22,6 +22,12 @@ callers that arrive while it is in flight wait for its answer and get it as a hi
 error. Across processes (several replicas) identical misses may each call the provider; the last store wins.
 
 ``no_cache`` skips the lookup (and the single-flight) — the fresh answer still refreshes the entry.
+
+**Purging.** Expired rows are never served, and are deleted by :func:`purge` in bounded batches (one short
+transaction of at most :data:`PURGE_BATCH` rows each): by ``vantage db prune-cache`` (every expired row, or with
+``--older-than`` also every row stored more than that many seconds ago), and by the inference service in the
+background, one batch every ``settings.response_cache_purge_interval_seconds`` (:func:`purge_periodically`) — never
+on the path of a call.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inference.providers import Citation, CompletionRequest, CompletionResult, Outcome, Provider
@@ -52,6 +58,8 @@ CACHE_VERSION = 1
 _READ_CHUNK = 500
 #: Seconds the start-up schema check may take before the service gives up on the cache (and serves without it).
 SCHEMA_CHECK_TIMEOUT_S = 30.0
+#: Rows deleted per purge transaction.
+PURGE_BATCH = 1000
 
 T = TypeVar("T")
 
@@ -229,6 +237,10 @@ class ResponseCache:
         self.stats.hits += len(found)
         return found
 
+    async def purge_expired(self, *, max_batches: int | None = None, batch: int = PURGE_BATCH) -> int:
+        """Delete the rows expired by now (:func:`purge`); returns how many. Raises the database's errors."""
+        return await purge(self.engine, now=self._now(), batch=batch, max_batches=max_batches)
+
     async def get(self, key: str) -> CompletionResult | None:
         return (await self.get_many([key])).get(key)
 
@@ -271,6 +283,50 @@ class ResponseCache:
             index_elements=[t.c.key],
             set_={c: stmt.excluded[c] for c in ("provider", "model", "response", "created_at", "expires_at")},
         )
+
+
+async def purge(
+    engine: AsyncEngine, *, now: datetime, older_than_seconds: float | None = None, batch: int = PURGE_BATCH,
+    max_batches: int | None = None,
+) -> int:
+    """Delete the ``response_cache`` rows expired at ``now`` (``expires_at`` ≤ ``now``; rows without an expiry never
+    expire) and, when ``older_than_seconds`` (≥ 0) is given, every row stored at least that many seconds before
+    ``now``. Works in transactions of at most ``batch`` rows until none is left or ``max_batches`` transactions ran.
+    Returns the number of rows deleted. Raises the database's errors (SQLAlchemy ``DBAPIError`` …), ``ValueError``
+    for a negative ``older_than_seconds`` or a ``batch`` < 1."""
+    from services.orchestrator.store.models import response_cache as t
+
+    if batch < 1:
+        raise ValueError("batch must be ≥ 1")
+    cond = t.c.expires_at <= now
+    if older_than_seconds is not None:
+        if older_than_seconds < 0:
+            raise ValueError("older_than_seconds must be ≥ 0")
+        cond = or_(cond, t.c.created_at <= now - timedelta(seconds=older_than_seconds))
+    total = done = 0
+    while max_batches is None or done < max_batches:
+        async with engine.begin() as conn:
+            keys = select(t.c.key).where(cond).limit(batch)
+            n = (await conn.execute(delete(t).where(t.c.key.in_(keys)))).rowcount or 0
+        total += n
+        done += 1
+        if n < batch:
+            break
+    return total
+
+
+async def purge_periodically(cache: ResponseCache, interval_seconds: float) -> None:
+    """Forever: wait ``interval_seconds``, then delete one batch of expired rows (:data:`PURGE_BATCH`); errors are
+    logged and the next round tries again. Run as a background task of the service (cancel it to stop)."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            n = await cache.purge_expired(max_batches=1)
+        except Exception as e:  # the cache is an optimisation: a failed purge is retried next round
+            log.warning("response_cache_purge_failed", error=f"{type(e).__name__}: {e}"[:300])
+            continue
+        if n:
+            log.info("response_cache_purged", rows=n)
 
 
 def _utc(ts: datetime) -> datetime:

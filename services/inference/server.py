@@ -8,13 +8,14 @@ provider modules. Errors are :mod:`shared.errors` classes, mapped to statuses by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 import anyio
 import grpc
 
-from services.inference.cache import ResponseCache, is_cached
+from services.inference.cache import ResponseCache, is_cached, purge_periodically
 from services.inference.core import Inference, build_request
 from services.inference.packing import Packer, build_spec, parse_items
 from services.inference.providers import (
@@ -330,10 +331,19 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
     cache = await ResponseCache.open(settings)
     core = Inference(settings, router, providers, cache=cache)
     engine = StreamEngine(core, linger=settings.batch_linger_seconds, max_pending=settings.stream_max_pending_items)
+    # Expired cache rows are deleted in the background, one bounded batch per interval: never on a call's path.
+    purger: asyncio.Task[None] | None = None
+    if cache is not None and settings.response_cache_purge_interval_seconds > 0:
+        purger = asyncio.create_task(purge_periodically(cache, settings.response_cache_purge_interval_seconds),
+                                     name="response-cache-purge")
     try:
         yield [Mount(InferenceServicer(settings, core, engine), pb_grpc.add_InferenceServiceServicer_to_server,
                      SERVICE_NAME)]
     finally:
+        if purger is not None:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
         await core.aclose()
         await bd_http.aclose()
         if cache is not None:

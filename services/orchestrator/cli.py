@@ -333,7 +333,7 @@ def runs(
                                                    status_filter=status.lower() if status else None, output=out)))
 
 
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations) and upkeep (response cache).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
@@ -361,6 +361,28 @@ def db_current() -> None:
 
     _setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings())))
+
+
+@db_app.command("prune-cache")
+def db_prune_cache(
+    older_than: Annotated[float | None, typer.Option(
+        "--older-than", metavar="SECONDS",
+        help="Also remove rows stored at least this many seconds ago, expired or not (≥ 0).")] = None,
+) -> None:
+    """Remove the expired rows of the inference response cache (table response_cache) and print how many.
+
+    Rows expire after VANTAGE_RESPONSE_CACHE_TTL_SECONDS (0 = never); the inference service also purges them in the
+    background. Exit 0 done, 2 bad option, 3 database unreachable.
+
+    Example: vantage db prune-cache --older-than 604800
+    """
+    from services.orchestrator.commands import db_prune_cache as impl
+    from services.orchestrator.commands import run_command
+
+    if older_than is not None and not older_than >= 0:  # also refuses nan
+        raise fail(f"--older-than must be a number of seconds ≥ 0, not {older_than:g}")
+    _setup_cli()
+    raise typer.Exit(run_command(lambda: impl(get_settings(), older_than=older_than)))
 
 
 # --- loadtest: a ghz-like load generator (implementation in services/loadtest) ------------------------------------

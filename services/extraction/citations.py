@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from services.extraction.competitors import brand_domains, stem_match
 from services.extraction.names import Brand
-from services.extraction.text import AUTOLINK_RE, BARE_URL_RE, IMAGE_RE, REFDEF_RE, Doc, plain
+from services.extraction.text import Doc, plain
 from services.extraction.urls import (
     domain_stem,
     normalize_url,
@@ -67,17 +67,18 @@ def raw_citations(doc: Doc, provider: Sequence[tuple[str, str]]) -> list[tuple[s
         if normalize_url(title) is not None:
             title = ""  # "[https://x.com](https://x.com)": the text is the URL, not a title
         found.append((link.span[0], link.url, title, INLINE_LINK))
-    taken.extend(m.span() for m in IMAGE_RE.finditer(doc.text))  # an image is not a source
-    for m in REFDEF_RE.finditer(doc.text):
+    found_urls = doc.url_matches
+    taken.extend(m.span() for m in found_urls.images)  # an image is not a source
+    for m in found_urls.refdefs:
         taken.append(m.span())
         found.append((m.start(), m.group("url"), (m.group("title") or "").strip(), INLINE_LINK))
-    for m in AUTOLINK_RE.finditer(doc.text):
+    for m in found_urls.autolinks:
         if any(s <= m.start() < e for s, e in taken):
             continue
         taken.append(m.span())
         if not _in_fence(doc, m.start()):
             found.append((m.start(), m.group("url"), "", BARE_URL))
-    for m in BARE_URL_RE.finditer(doc.text):
+    for m in found_urls.bare:
         if any(s <= m.start() < e for s, e in taken) or _in_fence(doc, m.start()):
             continue
         found.append((m.start(), strip_trailing_punctuation(m.group(0)), "", BARE_URL))

@@ -269,6 +269,14 @@ _CUE_AFTER_RE = re.compile(
 )
 
 
+# What every match of _ENUM_RE / _CUE_AFTER_RE / _SUFFIXED_RE must contain: a segment without it is skipped
+# (these cheap scans rule out most sentences; the full patterns backtrack at every capital letter).
+_ENUM_HINT_RE = re.compile(r",[ \t]+[A-Z]|[ \t](?:and|or|&)[ \t]+[A-Z]")
+_CUE_AFTER_HINT_RE = re.compile(
+    r"[ \t](?:stands out|offers|provides|leads|excels|specializes|specialises|focuses on|is known for|"
+    r"is best known for|is popular|is favou?red|delivers|rents|operates|is (?:a|an|the|another)[ \t])"
+)
+_SUFFIXED_HINT_RE = re.compile(r"[ \t](?:AI|Labs|Inc|Technologies)")
 _AFTER_FOR_RE = re.compile(r"\bfor[ \t]+$")
 
 
@@ -302,7 +310,7 @@ def _prose_candidates(
             continue
         segment = doc.masked[unit.body : unit.end]
         base = unit.body
-        for m in _ENUM_RE.finditer(segment):
+        for m in _ENUM_RE.finditer(segment) if _ENUM_HINT_RE.search(segment) else ():
             if _in_parentheses(segment, m.start()):
                 continue  # "Cohere (Command, Embed and Rerank …)": products of the name before, not peers
             # "inference for Llama, DeepSeek and Qwen": the objects of "for" are often products; no vote there.
@@ -323,11 +331,11 @@ def _prose_candidates(
                 ):
                     continue  # "Full and LoRA fine-tuning": a capital at a sentence start says nothing
                 add(part, (base + at, base + at + len(part)), "enum", group)
-        for rx in (_CUE_BEFORE_RE, _CUE_AFTER_RE):
+        for rx in (_CUE_BEFORE_RE, _CUE_AFTER_RE) if _CUE_AFTER_HINT_RE.search(segment) else (_CUE_BEFORE_RE,):
             for m in rx.finditer(segment):
                 if not _in_parentheses(segment, m.start("name")):
                     add(m.group("name"), (base + m.start("name"), base + m.end("name")), "cue", "", cued=True)
-        for m in _SUFFIXED_RE.finditer(segment):
+        for m in _SUFFIXED_RE.finditer(segment) if _SUFFIXED_HINT_RE.search(segment) else ():
             if any(
                 not is_common_word(w, threshold) and w.lower() not in generic for w in m.group(0).split()[:-1]
             ):

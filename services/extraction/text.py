@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from typing import NamedTuple
 
 from services.extraction.urls import looks_like_domain, registrable_domain, strip_trailing_punctuation
@@ -105,6 +106,9 @@ class Link:
 
 #: A word: letters/digits, joined by ``. & ' ’ + -`` inside ("together.ai", "AT&T", "fine-tune", "AI's").
 TOKEN_RE = re.compile(r"[^\W_]+(?:[.&'’+-][^\W_]+)*")
+_TOKEN_SPLIT_RE = re.compile(f"({TOKEN_RE.pattern})")
+#: The same on ASCII text ([^\W_] is [A-Za-z0-9] there), which re scans faster than the Unicode class.
+_TOKEN_SPLIT_ASCII_RE = re.compile(r"([A-Za-z0-9]+(?:[.&'+-][A-Za-z0-9]+)*)")
 
 
 class Token(NamedTuple):
@@ -146,10 +150,18 @@ class Doc:
     # (starts, ends, words, casefolded words) of the tokens, built on first use.
     _tok: tuple[list[int], list[int], list[str], list[str]] | None = field(default=None, repr=False)
     _leads: dict[int, tuple[int, int] | None] = field(default_factory=dict, repr=False)
+    _url_matches: UrlMatches | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._starts = [u.start for u in self.units]
         self._link_starts = [link.text_span[0] for link in self.links]
+
+    @property
+    def url_matches(self) -> UrlMatches:
+        """The URL-ish matches of :attr:`text` (see :class:`UrlMatches`)."""
+        if self._url_matches is None:
+            self._url_matches = UrlMatches.scan(self.text)
+        return self._url_matches
 
     def unit_at(self, offset: int) -> Unit | None:
         """The unit whose span contains ``offset`` (None in blank lines, code, rules). Units never overlap."""
@@ -191,12 +203,14 @@ class Doc:
         # Parallel lists built with C-level calls (findall/map) rather than a Python loop over match objects:
         # this runs on every answer.
         masked = self.masked
-        words = TOKEN_RE.findall(masked)
-        starts = [m.start() for m in TOKEN_RE.finditer(masked)]
-        ends = [s + len(w) for s, w in zip(starts, words, strict=True)]
-        for i, w in enumerate(words):
-            if w[-2:] in ("'s", "’s") and len(w) > 2:  # possessive: "CoreWeave's" is "CoreWeave"
-                words[i], ends[i] = w[:-2], ends[i] - 2
+        # split() with one group gives [gap, token, gap, token, …, gap]; running lengths give the offsets.
+        parts = (_TOKEN_SPLIT_ASCII_RE if masked.isascii() else _TOKEN_SPLIT_RE).split(masked)
+        bounds = list(accumulate(map(len, parts)))
+        words, starts, ends = parts[1::2], bounds[0:-1:2], bounds[1::2]
+        if "'s" in masked or "’s" in masked:
+            for i, w in enumerate(words):
+                if w[-2:] in ("'s", "’s") and len(w) > 2:  # possessive: "CoreWeave's" is "CoreWeave"
+                    words[i], ends[i] = w[:-2], ends[i] - 2
         folded = list(map(str.casefold, words))
         by_word = self._by_word
         for i, k in enumerate(folded):
@@ -272,9 +286,32 @@ def _blank(chars: list[str], start: int, end: int) -> None:
         chars[start:end] = " " * (end - start)
 
 
-def url_spans(text: str) -> tuple[list[Link], list[tuple[int, int]]]:
+@dataclass(frozen=True)
+class UrlMatches:
+    """Every match of :data:`IMAGE_RE`, :data:`REFDEF_RE`, :data:`AUTOLINK_RE` and :data:`BARE_URL_RE` in a text,
+    in order: found once by :func:`parse` (for masking) and reused for citations."""
+
+    images: list[re.Match[str]]
+    refdefs: list[re.Match[str]]
+    autolinks: list[re.Match[str]]
+    bare: list[re.Match[str]]
+
+    @classmethod
+    def scan(cls, text: str) -> UrlMatches:
+        return cls(
+            list(IMAGE_RE.finditer(text)),
+            list(REFDEF_RE.finditer(text)),
+            list(AUTOLINK_RE.finditer(text)),
+            list(BARE_URL_RE.finditer(text)),
+        )
+
+
+def url_spans(
+    text: str, found: UrlMatches | None = None
+) -> tuple[list[Link], list[tuple[int, int]]]:
     """Inline links (in order) and the spans of every URL in ``text`` (link destinations, autolinks, reference
-    definitions, bare URLs) — the latter to be masked."""
+    definitions, bare URLs) — the latter to be masked. ``found``: ``UrlMatches.scan(text)`` if already done."""
+    found = found or UrlMatches.scan(text)
     links = [
         Link(span=m.span(), text_span=m.span("text"), text=m.group("text"), url=m.group("url"))
         for m in LINK_RE.finditer(text)
@@ -282,10 +319,10 @@ def url_spans(text: str) -> tuple[list[Link], list[tuple[int, int]]]:
     spans: list[tuple[int, int]] = []
     for link in links:
         spans.append((link.text_span[1], link.span[1]))  # "](url)"
-    spans.extend(m.span() for m in IMAGE_RE.finditer(text))
-    spans.extend(m.span() for m in REFDEF_RE.finditer(text))  # "[1]: url "title"" is citation metadata
-    spans.extend(m.span() for m in AUTOLINK_RE.finditer(text))
-    for m in BARE_URL_RE.finditer(text):
+    spans.extend(m.span() for m in found.images)
+    spans.extend(m.span() for m in found.refdefs)  # "[1]: url "title"" is citation metadata
+    spans.extend(m.span() for m in found.autolinks)
+    for m in found.bare:
         if any(s <= m.start() < e for s, e in (link.span for link in links)):
             continue
         # Only the URL itself: "(see https://x.io/a)." keeps its ")." so parentheses stay balanced.
@@ -370,7 +407,8 @@ def _lines(text: str) -> list[tuple[int, str]]:
 
 def parse(text: str) -> Doc:
     """Parse an answer; never raises (anything unrecognised is prose)."""
-    links, spans = url_spans(text)
+    found = UrlMatches.scan(text)
+    links, spans = url_spans(text, found)
     chars = list(text)
     for s, e in spans:
         _blank(chars, s, e)
@@ -535,7 +573,7 @@ def parse(text: str) -> Doc:
     bold = sorted(
         (m.span("a") if m.group("a") is not None else m.span("b")) for m in BOLD_RE.finditer(masked)
     )
-    return Doc(text=text, masked=masked, units=units, links=links, bold=bold)
+    return Doc(text=text, masked=masked, units=units, links=links, bold=bold, _url_matches=found)
 
 
 _OPENERS = set(" \t*_[(\"'“‘`>~#")

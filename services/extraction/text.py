@@ -298,11 +298,13 @@ class UrlMatches:
 
     @classmethod
     def scan(cls, text: str) -> UrlMatches:
+        # Each pattern needs a literal that a substring test (far cheaper than a regex scan) can rule out.
+        low = text.lower()
         return cls(
-            list(IMAGE_RE.finditer(text)),
-            list(REFDEF_RE.finditer(text)),
-            list(AUTOLINK_RE.finditer(text)),
-            list(BARE_URL_RE.finditer(text)),
+            list(IMAGE_RE.finditer(text)) if "![" in text else [],
+            list(REFDEF_RE.finditer(text)) if "]:" in text else [],
+            list(AUTOLINK_RE.finditer(text)) if "<" in text else [],
+            list(BARE_URL_RE.finditer(text)) if "http" in low or "www." in low else [],
         )
 
 
@@ -314,7 +316,7 @@ def url_spans(
     found = found or UrlMatches.scan(text)
     links = [
         Link(span=m.span(), text_span=m.span("text"), text=m.group("text"), url=m.group("url"))
-        for m in LINK_RE.finditer(text)
+        for m in (LINK_RE.finditer(text) if "](" in text else ())
     ]
     spans: list[tuple[int, int]] = []
     for link in links:
@@ -434,7 +436,7 @@ def parse(text: str) -> Doc:
     i = 0
     while i < n:
         off, line = lines[i]
-        fm = FENCE_RE.match(line)
+        fm = FENCE_RE.match(line) if "```" in line or "~~~" in line else None
         if fence is not None:
             _blank(chars, off, off + len(line))
             if fm and fm.group(1)[0] == fence[0] and len(fm.group(1)) >= len(fence):
@@ -446,7 +448,7 @@ def parse(text: str) -> Doc:
             _blank(chars, off, off + len(line))
             i += 1
             continue
-        q = QUOTE_RE.match(line)
+        q = QUOTE_RE.match(line) if ">" in line else None
         shift = q.end() if q else 0
         content = line[shift:]
         base = off + shift
@@ -454,7 +456,7 @@ def parse(text: str) -> Doc:
             i += 1
             continue
 
-        hm = HEADING_RE.match(content)
+        hm = HEADING_RE.match(content) if "#" in content else None
         if hm:
             in_list = False
             indent_stack.clear()
@@ -571,7 +573,8 @@ def parse(text: str) -> Doc:
 
     masked = "".join(chars)
     bold = sorted(
-        (m.span("a") if m.group("a") is not None else m.span("b")) for m in BOLD_RE.finditer(masked)
+        (m.span("a") if m.group("a") is not None else m.span("b"))
+        for m in (BOLD_RE.finditer(masked) if "**" in masked or "__" in masked else ())
     )
     return Doc(text=text, masked=masked, units=units, links=links, bold=bold, _url_matches=found)
 

@@ -121,11 +121,15 @@ def _index_phrases() -> dict[str, tuple[tuple[list[str], int], ...]]:
 
 #: The phrase lexicons split once, indexed by first word (polarity_counts runs for every word of every answer).
 _PHRASES_BY_FIRST = _index_phrases()
+#: Every word that can start a hit: a text with none of them has no hits.
+_HIT_WORDS: frozenset[str] = POSITIVE_TERMS | NEGATIVE_TERMS | frozenset(_PHRASES_BY_FIRST)
 
 
 def polarity_counts(text: str) -> tuple[int, int]:
     """(positive, negative) lexicon hits in ``text``, negation-aware."""
     words = _words(text)
+    if _HIT_WORDS.isdisjoint(words):
+        return 0, 0
     pos = neg = 0
     i = 0
     n = len(words)

@@ -278,10 +278,11 @@ def plain(markdown: str) -> str:
     return _WS_RE.sub(" ", text).strip()
 
 
-def _blank(chars: list[str], start: int, end: int) -> None:
-    seg = chars[start:end]
+def _blank(chars: list[str], text: str, start: int, end: int) -> None:
+    """Blank ``chars[start:end]`` (the list form of ``text``) except line breaks."""
+    seg = text[start:end]  # line breaks are never blanked, so the original text tells where they are
     if "\n" in seg or "\r" in seg:
-        chars[start:end] = _NOT_NEWLINE_RE.sub(" ", "".join(seg))
+        chars[start:end] = _NOT_NEWLINE_RE.sub(" ", seg)
     else:
         chars[start:end] = " " * (end - start)
 
@@ -336,7 +337,12 @@ def is_citation_chip(link: Link) -> bool:
     """A link whose text is its own URL or its lower-case domain — ``([together.ai](https://www.together.ai/x))``
     as ChatGPT writes citations — is a citation, not a mention: its text is masked like a URL. A capitalised
     domain-like name ("[Character.ai](https://character.ai)") stays a name."""
-    label = plain(link.text).strip("()[] ")
+    return _is_chip(link.text, link.url)
+
+
+@lru_cache(maxsize=65_536)
+def _is_chip(text: str, url: str) -> bool:
+    label = plain(text).strip("()[] ")
     if not label or " " in label:
         return False
     if label.lower().startswith(("http://", "https://", "www.")):
@@ -344,7 +350,7 @@ def is_citation_chip(link: Link) -> bool:
     return (
         label.islower()
         and looks_like_domain(label)
-        and registrable_domain(label) == registrable_domain(link.url)
+        and registrable_domain(label) == registrable_domain(url)
     )
 
 
@@ -413,10 +419,10 @@ def parse(text: str) -> Doc:
     links, spans = url_spans(text, found)
     chars = list(text)
     for s, e in spans:
-        _blank(chars, s, e)
+        _blank(chars, text, s, e)
     for link in links:
         if is_citation_chip(link):
-            _blank(chars, *link.span)
+            _blank(chars, text, *link.span)
 
     units: list[Unit] = []
     lines = _lines(text)
@@ -438,14 +444,14 @@ def parse(text: str) -> Doc:
         off, line = lines[i]
         fm = FENCE_RE.match(line) if "```" in line or "~~~" in line else None
         if fence is not None:
-            _blank(chars, off, off + len(line))
+            _blank(chars, text, off, off + len(line))
             if fm and fm.group(1)[0] == fence[0] and len(fm.group(1)) >= len(fence):
                 fence = None
             i += 1
             continue
         if fm:
             fence = fm.group(1)
-            _blank(chars, off, off + len(line))
+            _blank(chars, text, off, off + len(line))
             i += 1
             continue
         q = QUOTE_RE.match(line) if ">" in line else None

@@ -81,3 +81,5 @@ def test_prose_patterns_and_hints(text: str) -> None:
         assert got == [(m.span(), m.groupdict()) for m in plain.finditer(text)]
         if got:
             assert hint.search(text)
+    if comp._CUE_BEFORE_RE.search(text):
+        assert any(w in text for w in comp._CUE_BEFORE_WORDS)

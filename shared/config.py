@@ -231,6 +231,16 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(3, description="Attempts of a call that fails with a retryable error.")
     retry_initial_seconds: float = Field(0.5, description="First retry back-off (s); doubles, full jitter.")
     retry_max_seconds: float = Field(8.0, description="Longest retry back-off (s).")
+    retry_throttle_max_tokens: float = Field(
+        10.0, gt=0, le=1000,
+        description="Retry throttling per downstream target (gRFC A6): token bucket size; retries stop while "
+        "tokens <= half of it.",
+    )
+    retry_throttle_token_ratio: float = Field(
+        0.1, ge=0.001,
+        description="Retry throttling (gRFC A6): tokens a successful call gives back (a failed one takes 1); "
+        "3 decimal places.",
+    )
     max_items_in_flight: int = Field(
         0, description="Items a run holds in memory at once (admission bound); 0 = the sum of the three budgets."
     )

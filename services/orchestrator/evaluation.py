@@ -68,7 +68,7 @@ from services.orchestrator.store.eval_repo import (
 )
 from shared.config import Settings
 from shared.errors import InvalidArgument, VantageError, from_rpc_error
-from shared.grpc_client import call_metadata, with_retries
+from shared.grpc_client import RetryThrottle, call_metadata, with_retries
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2
 from vantage.inference.v1 import inference_pb2 as ipb
@@ -698,7 +698,8 @@ class Evaluator:
         )
         md = call_metadata(run_id=self.run_id, item_id=item.id)
         resp = await _call(self.settings, "extraction", self.budgets.extraction,
-                           lambda t: self.clients.extraction.Extract(req, timeout=t, metadata=md))
+                           lambda t: self.clients.extraction.Extract(req, timeout=t, metadata=md),
+                           throttle=self.clients.channels.throttle_for_service("extraction"))
         return evaluation_from_proto(resp)
 
 
@@ -724,7 +725,8 @@ def summary(ev: Evaluation) -> str:
     return f"{head} · {len(ev.competitors)} competitors · {len(ev.citations)} citations"
 
 
-async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]]) -> T:
+async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]],
+                throttle: RetryThrottle | None = None) -> T:
     """One RPC under ``budget`` with retries; every failure becomes :class:`ItemFailed` naming the stage."""
     tries = 0
 
@@ -736,7 +738,7 @@ async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[f
 
     try:
         return await with_retries(attempt, attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
-                                  maximum=settings.retry_max_seconds)
+                                  maximum=settings.retry_max_seconds, throttle=throttle)
     except VantageError as e:
         raise ItemFailed(describe(stage, e, tries), e.code) from None
     except grpc.aio.AioRpcError as e:

@@ -429,7 +429,8 @@ class Researcher:
 
         try:
             return await with_retries(
-                attempt, attempts=s.retry_attempts, initial=s.retry_initial_seconds, maximum=s.retry_max_seconds
+                attempt, attempts=s.retry_attempts, initial=s.retry_initial_seconds, maximum=s.retry_max_seconds,
+                throttle=self.clients.channels.throttle_for_service(stage),
             )
         except InvalidArgument as e:
             if stage == "inference" or passthrough_invalid:

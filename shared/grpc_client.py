@@ -103,7 +103,9 @@ class RetryThrottle:
         return self.retries_allowed
 
     def __repr__(self) -> str:
-        return f"RetryThrottle(tokens={self.tokens:g}, max_tokens={self.max_tokens:g}, token_ratio={self.token_ratio:g})"
+        return (
+            f"RetryThrottle(tokens={self.tokens:g}, max_tokens={self.max_tokens:g}, token_ratio={self.token_ratio:g})"
+        )
 
 
 class Channels:
@@ -240,15 +242,14 @@ async def with_retries(
     ):
         with attempt:
             try:
-                result = await fn()
-            except grpc.aio.AioRpcError as e:
-                err: BaseException = from_rpc_error(e)
-                if throttle is not None:
-                    throttled = _throttle_failure(throttle, err, retryable, attempt.retry_state.attempt_number, attempts)
-                raise err from None
+                try:
+                    result = await fn()
+                except grpc.aio.AioRpcError as e:
+                    raise from_rpc_error(e) from None
             except BaseException as e:
                 if throttle is not None:
-                    throttled = _throttle_failure(throttle, e, retryable, attempt.retry_state.attempt_number, attempts)
+                    n = attempt.retry_state.attempt_number
+                    throttled = _throttle_failure(throttle, e, retryable, n, attempts)
                 raise
             if throttle is not None:
                 throttle.record_success()

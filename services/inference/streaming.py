@@ -316,7 +316,8 @@ class _Run:
             )
         except Exception as e:  # a bug must fail the batch's items, not the stream
             log.exception("stream_batch_internal_error", provider=provider.name, snapshot_id=snapshot_id)
-            outcomes = [ItemFailure("INTERNAL", f"internal error: {type(e).__name__}", provider=provider.name)] * len(ids)
+            failure = ItemFailure("INTERNAL", f"internal error: {type(e).__name__}", provider=provider.name)
+            outcomes = [failure] * len(ids)
         finally:
             # Cancelled before collecting (the stream ended): the snapshot runs on and can be resumed, but this
             # process stops counting it against the dataset's in-flight cap.

@@ -192,8 +192,8 @@ class GroupStats:
         return sorted(self.domains.values(), key=lambda d: (-d.citations, d.domain))[:TOP_N]
 
     def add(self, other: GroupStats) -> None:
-        for f in ("question_runs", "finished", "answered", "cached", "failed", "answers", "mentioned", "rank_sum", "ranked",
-                  "org_mentions", "competitor_mentions", "citations", "owned_citations"):
+        for f in ("question_runs", "finished", "answered", "cached", "failed", "answers", "mentioned", "rank_sum",
+                  "ranked", "org_mentions", "competitor_mentions", "citations", "owned_citations"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.cost_usd += other.cost_usd
         self.sentiments.update(other.sentiments)
@@ -446,7 +446,8 @@ def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None
 def _group_dict(gs: GroupStats) -> dict[str, Any]:
     return {
         "model": gs.model, "location": gs.location, "question_runs": gs.question_runs, "finished": gs.finished,
-        "answered": gs.answered, "cached": gs.cached, "failed": gs.failed, "answers": gs.answers, "mentioned": gs.mentioned,
+        "answered": gs.answered, "cached": gs.cached, "failed": gs.failed, "answers": gs.answers,
+        "mentioned": gs.mentioned,
         "visibility_rate": gs.visibility_rate, "average_rank": gs.average_rank, "share_of_voice": gs.share_of_voice,
         "org_mentions": gs.org_mentions, "competitor_mentions": gs.competitor_mentions,
         "sentiment": {s: gs.sentiments.get(s, 0) for s in SENTIMENTS},

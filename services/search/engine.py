@@ -106,7 +106,9 @@ class SearchEngine:
                 official_domain=spec.official_domain,
             )
         credits = 0 if cached else page.credits
-        results = kept if spec.return_raw_content else [replace(h, raw_content="") if h.raw_content else h for h in kept]
+        results = kept
+        if not spec.return_raw_content:
+            results = [replace(h, raw_content="") if h.raw_content else h for h in kept]
         return SearchOutcome(
             query=page.query or params.query,
             results=results,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from services.search.core import Defaults, SearchSpec, TavilyPage, validate_company, validate_search
 from services.search.engine import SearchEngine, SearchOutcome
@@ -64,9 +66,9 @@ HIT_RESPONSES = 32
 
 class HitResponses:
     """The :class:`SearchResponse` of a cache hit, built once per cached page and per request variant
-    (``min_score``, context budget, source cap, official domain, query spelling, raw content returned or not). A hit answers from the
-    same page object until the page is replaced or expires, so an entry is used only while its page is the one
-    the cache returned (identity check); a small LRU bounds what it keeps alive."""
+    (``min_score``, context budget, source cap, official domain, query spelling, raw content returned or not). A
+    hit answers from the same page object until the page is replaced or expires, so an entry is used only while its
+    page is the one the cache returned (identity check); a small LRU bounds what it keeps alive."""
 
     def __init__(self, size: int = HIT_RESPONSES) -> None:
         self._size = size
@@ -112,18 +114,18 @@ class ValidatedRequests:
         self._size = size
         self._entries: OrderedDict[bytes, tuple[SearchSpec, tuple[object, ...]]] = OrderedDict()
 
-    def get(self, request_key: bytes) -> tuple[SearchSpec, tuple[object, ...]] | None:
+    def spec(self, request: Message, validate: Callable[[Any], SearchSpec]) -> tuple[SearchSpec, tuple[object, ...]]:
+        """``(validate(request), HitResponses.key(spec))``, remembered for ``request``'s bytes. Raises what
+        ``validate`` raises (:class:`~shared.errors.InvalidArgument`); nothing is remembered then."""
+        request_key = request.SerializeToString(deterministic=True)
         entry = self._entries.get(request_key)
-        if entry is not None:
+        if entry is None:
+            spec = validate(request)
+            entry = self._entries[request_key] = (spec, HitResponses.key(spec))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        else:
             self._entries.move_to_end(request_key)
-        return entry
-
-    def put(self, request_key: bytes, spec: SearchSpec) -> tuple[SearchSpec, tuple[object, ...]]:
-        entry = (spec, HitResponses.key(spec))
-        self._entries[request_key] = entry
-        self._entries.move_to_end(request_key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
         return entry
 
 
@@ -159,11 +161,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def Search(
         self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
-        request_key = request.SerializeToString(deterministic=True)
-        entry = self._searches.get(request_key)
-        if entry is None:
-            entry = self._searches.put(request_key, self._validate_search(request))
-        return await self._run(entry[0], entry[1], request.no_cache, context)
+        spec, hit_key = self._searches.spec(request, self._validate_search)
+        return await self._run(spec, hit_key, request.no_cache, context)
 
     def _validate_search(self, request: search_pb2.SearchRequest) -> SearchSpec:
         return validate_search(
@@ -181,11 +180,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def SearchCompany(
         self, request: search_pb2.SearchCompanyRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
-        request_key = request.SerializeToString(deterministic=True)
-        entry = self._companies.get(request_key)
-        if entry is None:
-            entry = self._companies.put(request_key, self._validate_company(request))
-        return await self._run(entry[0], entry[1], request.no_cache, context)
+        spec, hit_key = self._companies.spec(request, self._validate_company)
+        return await self._run(spec, hit_key, request.no_cache, context)
 
     def _validate_company(self, request: search_pb2.SearchCompanyRequest) -> SearchSpec:
         return validate_company(

@@ -551,8 +551,8 @@ class EvalStore:
     # --- report queries -----------------------------------------------------------------------------------------
 
     async def group_stats(self, run_id: str) -> list[dict[str, Any]]:
-        """Per (model, location): question runs, answered, answered from the response cache, failed (provider), evaluated, mentioned, Σ rank and
-        count of ranked mentions, Σ org mentions."""
+        """Per (model, location): question runs, answered, answered from the response cache, failed (provider),
+        evaluated, mentioned, Σ rank and count of ranked mentions, Σ org mentions."""
         qr, it, oe = m.question_runs.c, m.run_items.c, m.org_evals.c
         stmt = (
             select(

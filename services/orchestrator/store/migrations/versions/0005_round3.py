@@ -1,0 +1,41 @@
+"""Round 3: input completeness of runs (hardening), Bright Data retrieved-vs-cited sources per answer, and the
+estimated-cost flag of ledger rows (model catalogue).
+
+Each block below belongs to one change; keep them independent so any of them can be read alone.
+
+Revision ID: 0005_round3
+Revises: 0004_durable_runs
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005_round3"
+down_revision = "0004_durable_runs"
+branch_labels = None
+depends_on = None
+
+Ts = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    # --- hardening (#11): upgrade ---
+    # --- end hardening (#11): upgrade ---
+    # --- bright data sources (#18): upgrade ---
+    # --- end bright data sources (#18): upgrade ---
+    # --- model catalogue (#18): upgrade ---
+    # --- end model catalogue (#18): upgrade ---
+    pass
+
+
+def downgrade() -> None:
+    # --- model catalogue (#18): downgrade ---
+    # --- end model catalogue (#18): downgrade ---
+    # --- bright data sources (#18): downgrade ---
+    # --- end bright data sources (#18): downgrade ---
+    # --- hardening (#11): downgrade ---
+    # --- end hardening (#11): downgrade ---
+    pass

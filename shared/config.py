@@ -186,6 +186,15 @@ class Settings(BaseSettings):
     stream_max_pending_items: int = Field(
         2000, description="Items one CompleteStream admits before the answers come back (backpressure)."
     )
+    stream_max_messages: int = Field(
+        100_000, ge=1, description="Messages (items and resumes) one CompleteStream accepts; later ones fail one by one."
+    )
+    complete_batch_max_items: int = Field(
+        1_000, ge=1, le=1_000, description="Items one CompleteBatch request may carry (≤ 1,000); more = INVALID_ARGUMENT."
+    )
+    max_prompt_chars: int = Field(
+        2_000_000, ge=1, description="Characters of message content one completion request may carry (all messages)."
+    )
     web_search_max_uses: int = Field(5, description="Most web searches one Anthropic call may run (max_uses).")
     tavily_concurrency: int = Field(50, description="Concurrent calls to Tavily.")
     pack_max_items: int = Field(

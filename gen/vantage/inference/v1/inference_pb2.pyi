@@ -112,7 +112,7 @@ class CompleteRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., json_schema: _Optional[str] = ..., location: _Optional[str] = ..., web_search: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., schema_name: _Optional[str] = ..., no_cache: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ("text", "json", "citations", "usage", "cost_usd", "provider", "model", "cached", "finish_reason", "search_queries", "markdown", "snapshot_id", "web_search_calls")
+    __slots__ = ("text", "json", "citations", "usage", "cost_usd", "provider", "model", "cached", "finish_reason", "search_queries", "markdown", "snapshot_id", "web_search_calls", "web_search_triggered", "links_attached")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,8 @@ class CompleteResponse(_message.Message):
     MARKDOWN_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     WEB_SEARCH_CALLS_FIELD_NUMBER: _ClassVar[int]
+    WEB_SEARCH_TRIGGERED_FIELD_NUMBER: _ClassVar[int]
+    LINKS_ATTACHED_FIELD_NUMBER: _ClassVar[int]
     text: str
     json: str
     citations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]
@@ -139,7 +141,9 @@ class CompleteResponse(_message.Message):
     markdown: str
     snapshot_id: str
     web_search_calls: int
-    def __init__(self, text: _Optional[str] = ..., json: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., cached: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., search_queries: _Optional[_Iterable[str]] = ..., markdown: _Optional[str] = ..., snapshot_id: _Optional[str] = ..., web_search_calls: _Optional[int] = ...) -> None: ...
+    web_search_triggered: bool
+    links_attached: _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]
+    def __init__(self, text: _Optional[str] = ..., json: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., cached: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., search_queries: _Optional[_Iterable[str]] = ..., markdown: _Optional[str] = ..., snapshot_id: _Optional[str] = ..., web_search_calls: _Optional[int] = ..., web_search_triggered: _Optional[bool] = ..., links_attached: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class StreamItem(_message.Message):
     __slots__ = ("id", "request")

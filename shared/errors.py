@@ -4,6 +4,11 @@ Cores raise these; one boundary (the server interceptor in :mod:`shared.grpc_ser
 statuses with rich details (``google.rpc.BadRequest``, ``RetryInfo``, ``ErrorInfo``) via grpcio-status, so a caller
 never sees ``UNKNOWN``. Clients turn an ``AioRpcError`` back into the same classes with :func:`from_rpc_error`.
 
+Every message that leaves a service — a unary status, a streaming item's error — goes through
+:func:`public_message` (the one redaction function :func:`shared.logging.redact`, then a bound of
+:data:`MAX_MESSAGE_CHARS`); client input quoted in a message should be cut with :func:`bounded` (200 characters)
+where the message is built.
+
     VantageError (INTERNAL)
     ├── InvalidArgument (INVALID_ARGUMENT, BadRequest field violations)
     ├── NotFound (NOT_FOUND)
@@ -26,7 +31,18 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from shared.logging import bounded, redact, redact_bounded  # noqa: F401  (bounded, redact: public here too)
+
 ERROR_DOMAIN = "vantage.dev"
+#: Characters of an error message sent to a client (a status message, a stream item's error).
+MAX_MESSAGE_CHARS = 1_000
+
+
+def public_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as it may leave the service: secrets masked (:func:`shared.logging.redact`) and then cut to
+    ``limit`` characters (:func:`bounded`). Used by the server interceptor for every status message and field
+    violation, and by streaming RPCs for each item's error."""
+    return redact_bounded(text, limit)
 
 
 class VantageError(Exception):

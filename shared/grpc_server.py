@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -37,8 +38,15 @@ from grpc_reflection.v1alpha import reflection
 
 from shared import metrics, security
 from shared.config import Settings
-from shared.errors import Cancelled, Unimplemented, VantageError, to_status
-from shared.logging import redact_text
+from shared.errors import (
+    Cancelled,
+    InvalidArgument,
+    ResourceExhausted,
+    Unimplemented,
+    VantageError,
+    public_message,
+    to_status,
+)
 
 log = structlog.get_logger("vantage.grpc")
 
@@ -74,6 +82,74 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
+
+
+class Undecodable:
+    """What a request deserializer wrapped by :func:`tolerant_deserializer` returns for bytes that are not a valid
+    message (protobuf ``DecodeError``: invalid UTF-8 in a string field, a truncated varint, a wrong wire type, nesting
+    past protobuf's recursion limit…). The handler wrapper turns it into ``INVALID_ARGUMENT``: grpc.aio itself
+    reports a deserializer's exception as ``UNKNOWN`` ("Unexpected <class 'DecodeError'>"), and a deserializer has
+    no context to abort with."""
+
+    __slots__ = ("error", "message_type")
+
+    def __init__(self, message_type: str, error: str) -> None:
+        self.message_type = message_type
+        self.error = error
+
+    def to_error(self, index: int | None = None) -> InvalidArgument:
+        which = "the request" if index is None else f"request message #{index}"
+        return InvalidArgument(
+            f"{which} is not a valid {self.message_type} message ({self.error})",
+            field="request", reason="MALFORMED_REQUEST",
+        )
+
+
+def tolerant_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` that returns an :class:`Undecodable` instead of raising (None stays None: raw bytes).
+
+    The message type is named from the generated ``FromString`` classmethod's class (``DESCRIPTOR.full_name``).
+    """
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    message_type = getattr(descriptor, "full_name", "") or "request"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as e:  # any failure to parse is the client's bytes, never our bug
+            return Undecodable(message_type, type(e).__name__)
+
+    return deserialize
+
+
+async def decoded_requests(requests: Any) -> AsyncIterator[Any]:
+    """The messages of a client stream; an undecodable one ends the stream with ``INVALID_ARGUMENT`` (its index),
+    raised where the servicer reads it so the servicer's own error handling applies."""
+    index = 0
+    async for request in requests:
+        if type(request) is Undecodable:
+            raise request.to_error(index)
+        index += 1
+        yield request
+
+
+def _domain_error(exc: BaseException) -> VantageError | None:
+    """The :class:`VantageError` an exception stands for: itself; the first one inside an exception group (a
+    ``TaskGroup`` wraps the error of the task that failed); ``MemoryError`` as ``RESOURCE_EXHAUSTED``; else None."""
+    if isinstance(exc, VantageError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _domain_error(inner)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, MemoryError):
+        return ResourceExhausted("the request needs more memory than the server can give it", reason="MEMORY")
+    return None
 
 
 def _status_name(context: grpc.aio.ServicerContext, default: str = "OK") -> str:
@@ -131,34 +207,43 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         wrap = self._wrap
+        # Requests are parsed by a deserializer that never raises (see Undecodable): corrupt bytes → INVALID_ARGUMENT.
+        deserializer = tolerant_deserializer(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 wrap(handler.unary_unary, method, metrics.rpc_observer("unary", method), stream_out=False),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 wrap(handler.unary_stream, method, metrics.rpc_observer("server_stream", method), stream_out=True),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                wrap(handler.stream_unary, method, metrics.rpc_observer("client_stream", method), stream_out=False),
-                request_deserializer=handler.request_deserializer,
+                wrap(handler.stream_unary, method, metrics.rpc_observer("client_stream", method), stream_out=False,
+                     stream_in=True),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            wrap(handler.stream_stream, method, metrics.rpc_observer("bidi_stream", method), stream_out=True),
-            request_deserializer=handler.request_deserializer,
+            wrap(handler.stream_stream, method, metrics.rpc_observer("bidi_stream", method), stream_out=True,
+                 stream_in=True),
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
     def _wrap(
-        self, fn: Callable[..., Any], method: str, obs: metrics.RpcObserver, *, stream_out: bool
+        self, fn: Callable[..., Any], method: str, obs: metrics.RpcObserver, *, stream_out: bool,
+        stream_in: bool = False,
     ) -> Callable[..., Any]:
         logger = self._log
+        # A streaming handler may be an async generator or a coroutine using the reader/writer API (context.write;
+        # e.g. the token check's deny handler): grpc.aio accepts both, so must the wrapper (`async for` over a
+        # coroutine is a TypeError).
+        coroutine_stream = stream_out and inspect.iscoroutinefunction(fn)
         # structlog's filtering loggers fix their level at configure time (before servers start); a logger without
         # the method (another wrapper class) is treated as DEBUG-enabled.
         is_enabled = getattr(logger, "is_enabled_for", None)
@@ -179,8 +264,9 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         async def fail(
             context: grpc.aio.ServicerContext, exc: BaseException, start: float, ctx: dict[str, str]
         ) -> None:
-            if isinstance(exc, VantageError):
-                err = exc
+            domain = _domain_error(exc)
+            if domain is not None:
+                err = domain
             elif isinstance(exc, asyncio.CancelledError):
                 err = Cancelled("call cancelled")
             elif isinstance(exc, NotImplementedError):
@@ -189,10 +275,14 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 logger.exception("rpc_internal_error", **ctx)
                 err = VantageError(f"internal error: {type(exc).__name__}")
             # VantageError messages are meant to be secret-free; still, a provider's error text can quote a key
-            # (a URL with ?api_key=…), and the message travels to the client, so mask before it leaves.
-            safe = redact_text(err.message)
+            # (a URL with ?api_key=…) and a message can echo a huge client field, and the message travels to the
+            # client: one function masks and bounds it (shared.errors.public_message), field violations too.
+            safe = public_message(err.message)
             if safe != err.message:
                 err.message = safe
+            violations = getattr(err, "violations", None)
+            if violations:
+                err.violations = [(public_message(f, 200), public_message(d)) for f, d in violations]
             elapsed = time.perf_counter() - start
             obs.done(err.code.name, elapsed)
             logger.info("rpc", code=err.code.name, error=err.message, ms=round(elapsed * 1000, 2), **ctx)
@@ -216,8 +306,15 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 ctx = call_context(context)
                 tokens = structlog.contextvars.bind_contextvars(**ctx)
                 try:
-                    async for item in fn(request, context):
-                        yield item
+                    if stream_in:
+                        request = decoded_requests(request)
+                    elif type(request) is Undecodable:
+                        raise request.to_error()
+                    if coroutine_stream:
+                        await fn(request, context)
+                    else:
+                        async for item in fn(request, context):
+                            yield item
                     elapsed = time.perf_counter() - start
                     code = _status_name(context)
                     obs.done(code, elapsed)
@@ -240,6 +337,10 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             ctx = call_context(context)
             tokens = structlog.contextvars.bind_contextvars(**ctx)
             try:
+                if stream_in:
+                    request = decoded_requests(request)
+                elif type(request) is Undecodable:
+                    raise request.to_error()
                 response = await fn(request, context)
                 elapsed = time.perf_counter() - start
                 code = _status_name(context)

@@ -18,7 +18,8 @@ Two independent, optional layers, both configured in :class:`~shared.config.Sett
   channel, and plaintext is for loopback use only.
 
 Every secret of the settings (provider keys, the token) is registered with :func:`shared.logging.register_secret`
-so that log lines never carry it, whatever key it is logged under.
+so that log lines never carry it, whatever key it is logged under. :func:`redact` (the same function as
+:func:`shared.logging.redact`) is the one place secrets are masked, for logs and for unary and streaming errors.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import grpc
 from pydantic import SecretStr
 
 from shared.config import Settings
-from shared.logging import register_secret
+from shared.logging import redact, register_secret
 
 #: Metadata key of the bearer token (gRPC metadata keys are lower case).
 AUTHORIZATION_KEY = "authorization"
@@ -270,6 +271,7 @@ __all__ = [
     "channel_security_options",
     "client_interceptors",
     "client_tls_enabled",
+    "redact",
     "register_settings_secrets",
     "server_credentials",
     "server_interceptors",

@@ -76,7 +76,9 @@ LEGAL_SUFFIXES = (
 )
 _SUFFIX_RE = re.compile(r"(?:[\s,]+(?:" + "|".join(LEGAL_SUFFIXES) + r"))+$")
 _TRACKING_PREFIXES = ("utm_",)
-_TRACKING = frozenset({"gclid", "fbclid", "msclkid", "ref", "ref_src", "srsltid", "igshid", "mc_cid", "mc_eid"})
+_TRACKING = frozenset(
+    {"gclid", "fbclid", "msclkid", "ref", "ref_src", "srsltid", "igshid", "mc_cid", "mc_eid"}
+)
 
 
 def name_key(name: str) -> str:
@@ -185,7 +187,8 @@ def _case(path: Path, split: str) -> Case:
             },
             known_competitors=tuple(str(x) for x in doc.get("known_competitors") or ()),
             provider_citations=tuple(
-                {"url": str(c["url"]), "title": str(c.get("title") or "")} for c in doc.get("provider_citations") or ()
+                {"url": str(c["url"]), "title": str(c.get("title") or "")}
+                for c in doc.get("provider_citations") or ()
             ),
             answer=str(doc["answer"]),
             mentioned=bool(exp["mentioned"]),
@@ -240,7 +243,9 @@ def build_request(case: Case) -> Any:
         answer_markdown=case.answer,
         org=pb.Org(**org_fields),
         known_competitors=list(case.known_competitors),
-        provider_citations=[common_pb2.Citation(url=c["url"], title=c["title"]) for c in case.provider_citations],
+        provider_citations=[
+            common_pb2.Citation(url=c["url"], title=c["title"]) for c in case.provider_citations
+        ],
     )
 
 
@@ -305,7 +310,9 @@ class PRF:
         self.tp, self.fp, self.fn = self.tp + other.tp, self.fp + other.fp, self.fn + other.fn
 
 
-def match_competitors(expected: Sequence[Sequence[str]], got: Iterable[str]) -> tuple[PRF, list[str], list[str]]:
+def match_competitors(
+    expected: Sequence[Sequence[str]], got: Iterable[str]
+) -> tuple[PRF, list[str], list[str]]:
     """Counts for one case, plus the extracted names that matched nothing and the expected brands not found."""
     keys = [{name_key(n) for n in entry} for entry in expected]
     matched = [False] * len(keys)
@@ -414,7 +421,9 @@ def breakdown(results: Sequence[CaseResult], key: str) -> dict[str, Figures]:
 
 # --- label helper (--check) ---------------------------------------------------------------------------------
 
-_URL_RE = re.compile(r"\]\([^)\s]*\)|https?://\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|ai|io|so|co|de|fr|es|net|org|app)\b")
+_URL_RE = re.compile(
+    r"\]\([^)\s]*\)|https?://\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|ai|io|so|co|de|fr|es|net|org|app)\b"
+)
 
 
 def _first_offset(text: str, names: Iterable[str]) -> int:
@@ -492,10 +501,14 @@ def run(split: str = "all") -> list[CaseResult]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.extraction.corpus_score", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.extraction.corpus_score", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--split", choices=("dev", "holdout", "all"), default="all")
     ap.add_argument("--check", action="store_true", help="also print label warnings (helper for labelling)")
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON instead of the text report")
+    ap.add_argument(
+        "--json", action="store_true", help="print the figures as JSON instead of the text report"
+    )
     args = ap.parse_args(argv)
     try:
         cases = load_cases(args.split)

@@ -12,7 +12,8 @@ Response (200 only — the SDK treats any other 2xx as an error, §1.4)::
      "response_time": float seconds, "request_id": uuid,
      "usage"?: {"credits": 1|2}, "auto_parameters"?: {...}}
 
-Errors: ``{"detail": {"error": "..."}}`` with 400 (validation) / 401 (no key).
+Errors: ``{"detail": {"error": "..."}}`` with 400 (validation) / 401 (no key) / 432 / 433 (plan and pay-as-you-go
+limits, forced with ``X-Sandbox-Fault: 432|433``).
 Credits (§1.5): advanced = 2, every other depth = 1; always counted in stats.
 
 Not emulated: ``time_range`` / ``days`` filtering (accepted, validated, ignored — corpus pages
@@ -41,6 +42,13 @@ DEPTHS = ("basic", "advanced", "fast", "ultra-fast")
 TOPICS = ("general", "news", "finance")
 TIME_RANGES = ("day", "week", "month", "year", "d", "w", "m", "y")
 MAX_QUERY_CHARS = 400
+#: Plan (432) and pay-as-you-go (433) limit answers, forced with ``X-Sandbox-Fault: 432`` / ``433`` (messages from
+#: Tavily's OpenAPI spec and https://help.tavily.com/articles/8645538886-understanding-http-errors; the SDK maps
+#: both to ``ForbiddenError``). Fixtures: tests/contract/fixtures/tavily/search_43[23]_*.json.
+LIMIT_FAULTS = {
+    "432": "This request exceeds your plan's set usage limit. Please upgrade your plan or contact support@tavily.com.",
+    "433": "This request exceeds the pay-as-you-go limit. You can increase your limit on the Tavily dashboard.",
+}
 
 
 class TavilyError(Exception):
@@ -213,6 +221,9 @@ async def search(request: Request) -> Any:
     key = _bearer(request) or (body.get("api_key") if isinstance(body, dict) else None)
     if state.knobs.require_auth and not key:
         return error_response("tavily", 401, "Unauthorized: missing or invalid API key.")
+    limit = LIMIT_FAULTS.get(request.headers.get("x-sandbox-fault", ""))
+    if limit:
+        return error_response("tavily", int(request.headers["x-sandbox-fault"]), limit)
     try:
         p = validate(body)
     except TavilyError as e:

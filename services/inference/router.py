@@ -5,16 +5,19 @@ Order matters and is the point of the table:
 
 1. contains ``chatgpt``   → ``brightdata_chatgpt`` (Bright Data ChatGPT scraper; before ``gpt``, so that "chatgpt"
    is never sent to the OpenAI API)
-2. contains ``perplexity`` → ``brightdata_perplexity`` (Bright Data Perplexity scraper)
-3. prefix ``sonar``       → ``perplexity`` (Perplexity's own Sonar API, providers.md §5; "sonar-pro")
-4. contains ``gpt``       → ``openai``
-5. regex ``^o\\d``         → ``openai`` (o1, o3, o4-mini)
-6. contains ``claude``    → ``anthropic``
-7. contains ``4.1``       → ``openai`` (gpt-4.1 spelled without "gpt", e.g. "4.1-mini")
+2. prefix ``perplexity/``  → ``perplexity`` (an Agent API model id such as ``perplexity/sonar``; before rule 4)
+3. prefix ``pplx:``       → ``perplexity`` (an Agent API preset: ``pplx:fast`` … ``pplx:wide-research``)
+4. contains ``perplexity`` → ``brightdata_perplexity`` (Bright Data Perplexity scraper)
+5. prefix ``sonar``       → ``perplexity`` (legacy Sonar ids, each sent to the Agent API as its preset:
+   ``sonar`` → ``fast``; Sonar Chat Completions was retired on 2026-09-27, providers-2026-12.md)
+6. contains ``gpt``       → ``openai``
+7. regex ``^o\\d``         → ``openai`` (o1, o3, o4-mini)
+8. contains ``claude``    → ``anthropic``
+9. contains ``4.1``       → ``openai`` (gpt-4.1 spelled without "gpt", e.g. "4.1-mini")
 
-Rule 6 sits before rule 7 (the architecture lists "4.1" with the OpenAI rules) so that a name such as
+Rule 8 sits before rule 9 (the architecture lists "4.1" with the OpenAI rules) so that a name such as
 "claude-opus-4.1" reaches Anthropic: no model whose name says "claude" is served by OpenAI. Nothing else changes,
-since rule 7 only matters for names that contain neither "gpt" nor "claude".
+since rule 9 only matters for names that contain neither "gpt" nor "claude".
 
 The table is data: ``settings.routing_rules`` (JSON) replaces it. Providers' capabilities are data too
 (:data:`PROVIDERS`); the Bright Data batch size follows ``settings.brightdata_max_batch``.
@@ -71,7 +74,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             "perplexity",
-            "Perplexity Sonar API",
+            "Perplexity Agent API (web_search forced)",
             Capabilities(supports_web_search=True, supports_locations=True),
         ),
     )
@@ -104,8 +107,10 @@ class Rule:
 
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("contains", "chatgpt", "brightdata_chatgpt", "ChatGPT answers scraped through Bright Data (before 'gpt')"),
+    Rule("prefix", "perplexity/", "perplexity", "Perplexity Agent API model id (perplexity/sonar, ...)"),
+    Rule("prefix", "pplx:", "perplexity", "Perplexity Agent API preset (pplx:fast, pplx:low, ... pplx:high)"),
     Rule("contains", "perplexity", "brightdata_perplexity", "Perplexity answers scraped through Bright Data"),
-    Rule("prefix", "sonar", "perplexity", "Perplexity's own Sonar API (sonar, sonar-pro, ...)"),
+    Rule("prefix", "sonar", "perplexity", "Perplexity Agent API, legacy Sonar ids as presets (sonar = fast)"),
     Rule("contains", "gpt", "openai", "OpenAI GPT models (gpt-4.1, gpt-4o, gpt-5, ...)"),
     Rule("regex", r"^o\d", "openai", "OpenAI reasoning models (o1, o3, o4-mini)"),
     Rule("contains", "claude", "anthropic", "Anthropic Claude models"),

@@ -36,6 +36,9 @@ def router() -> Router:
         ("sonar", "perplexity"),
         ("sonar-pro", "perplexity"),
         ("sonar-reasoning-pro", "perplexity"),
+        ("pplx:fast", "perplexity"),
+        ("PPLX:wide-research", "perplexity"),
+        ("perplexity/sonar", "perplexity"),
     ],
 )
 def test_default_routes(router: Router, model: str, provider: str) -> None:

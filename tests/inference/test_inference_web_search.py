@@ -1,5 +1,5 @@
 """API providers with web search and locations, through the service against the sandbox: OpenAI Responses
-(url_citation), Anthropic Messages (web_search_result_location), Perplexity Sonar (citations + search_results)."""
+(url_citation), Anthropic Messages (web_search_result_location), Perplexity Agent API (search_results items)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 from services.inference.providers import ChatMessage, CompletionRequest
 from services.inference.providers.anthropic import AnthropicProvider
-from services.inference.providers.perplexity import perplexity_citations
+from services.inference.providers.perplexity import PerplexityProvider, agent_answer, agent_model
 from shared.config import Settings
-from shared.errors import from_rpc_error
+from shared.errors import InvalidArgument, from_rpc_error
 from vantage.inference.v1 import inference_pb2 as pb
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
 
@@ -100,13 +100,39 @@ async def test_anthropic_refuses_schema_with_web_search(stub: pb_grpc.InferenceS
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_perplexity_sonar(stub: pb_grpc.InferenceServiceStub, settings: Settings) -> None:
+async def test_perplexity_agent_api(stub: pb_grpc.InferenceServiceStub, sandbox_admin: httpx.AsyncClient) -> None:
+    """sonar-pro goes to the Agent API as preset "low", search forced: grounded, cited, billed per search, and
+    nothing reaches the retired /chat/completions."""
+    before = (await sandbox_admin.get("/_sandbox/stats")).json()
     r = await stub.Complete(_req("sonar-pro", location="DE"), timeout=30)
-    assert r.provider == "perplexity" and r.model == "sonar-pro" and r.text
-    assert r.citations and all(c.title for c in r.citations)
-    in_p, out_p = settings.token_prices("sonar-pro")
-    tokens_only = r.usage.input_tokens * in_p / 1e6 + r.usage.output_tokens * out_p / 1e6
-    assert r.cost_usd > tokens_only  # Perplexity's reported total includes its request fee
+    after = (await sandbox_admin.get("/_sandbox/stats")).json()
+    assert r.provider == "perplexity" and r.model == "perplexity/sonar" and r.text
+    assert r.citations and all(c.url.startswith("https://") and c.title for c in r.citations)
+    assert len({c.url for c in r.citations}) == len(r.citations)
+    assert r.search_queries and r.web_search_calls >= 1
+    billed = after["billing"]["perplexity"]
+    was = before["billing"].get("perplexity", {})
+    assert r.web_search_calls == billed["web_search_requests"] - was.get("web_search_requests", 0)
+    assert r.usage.input_tokens == billed["input_tokens"] - was.get("input_tokens", 0)
+    # The reported total: tokens at the served model's price plus $5 / 1K searches (sandbox perplexity_api).
+    tokens = r.usage.input_tokens * 0.25 / 1e6 + r.usage.output_tokens * 2.5 / 1e6
+    assert abs(r.cost_usd - (tokens + r.web_search_calls * 0.005)) < 1e-6
+    def calls(stats: dict[str, Any], endpoint: str) -> int:
+        return int(stats["endpoints"].get(endpoint, {}).get("calls", 0))
+
+    assert calls(after, "perplexity.chat_completions") == calls(before, "perplexity.chat_completions")
+    assert calls(after, "perplexity.agent") == calls(before, "perplexity.agent") + 1
+
+
+async def test_perplexity_preset_and_model_id_forms(stub: pb_grpc.InferenceServiceStub) -> None:
+    for model in ("pplx:fast", "perplexity/sonar"):
+        r = await stub.Complete(_req(model), timeout=30)
+        assert r.provider == "perplexity" and r.citations, model
+    r = await stub.Complete(_req("sonar", CLASSIFY, json_schema=json.dumps(SCHEMA)), timeout=30)
+    jsonschema.validate(json.loads(r.json), SCHEMA)
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await stub.Complete(_req("pplx:turbo"), timeout=30)
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "preset" in (ei.value.details() or "")
 
 
 @pytest.mark.parametrize(("model", "fault", "code", "reason"), [
@@ -166,13 +192,28 @@ def test_anthropic_paused_turns_are_summed() -> None:
     assert r.model == "claude-sonnet-4-20250514"
 
 
-def test_perplexity_citations_cited_first_then_search_results() -> None:
-    class Resp:
-        model_extra = {
-            "citations": ["https://b.com", "https://a.com"],
-            "search_results": [{"url": "https://a.com", "title": "A"}, {"url": "https://b.com", "title": "B"},
-                               {"url": "https://c.com", "title": "C"}],
-        }
-
-    assert [(c.url, c.title) for c in perplexity_citations(Resp())] == [
+def test_perplexity_citations_cited_first_then_every_search_results_item() -> None:
+    resp = {"output": [
+        {"type": "search_results", "queries": ["q1"], "results": [{"id": 1, "url": "https://a.com", "title": "A"},
+                                                                   {"id": 3, "url": "https://c.com", "title": "C"}]},
+        {"type": "search_results", "queries": ["q2"], "results": [{"id": 2, "url": "https://b.com", "title": "B"}]},
+        {"type": "message", "content": [{"type": "output_text", "text": "B is good [2]. A too [1][2]."}]},
+    ]}
+    text, citations, queries, items = agent_answer(resp)
+    assert text == "B is good [2]. A too [1][2]." and queries == ["q1", "q2"] and items == 2
+    assert [(c.url, c.title) for c in citations] == [
         ("https://b.com", "B"), ("https://a.com", "A"), ("https://c.com", "C")]
+
+
+def test_perplexity_request_forces_web_search_and_maps_models() -> None:
+    provider = PerplexityProvider(Settings(), None, None)  # type: ignore[arg-type]
+    req = CompletionRequest(model="sonar", location="GB", messages=[ChatMessage("system", "s"), ChatMessage("user", "q")])
+    kw = provider.request_kwargs(req)
+    assert kw["tools"] == [{"type": "web_search", "user_location": {"country": "GB"}}]
+    assert kw["tool_choice"] == {"type": "web_search"} and kw["instructions"] == "s"
+    assert kw["extra_body"] == {"preset": "fast"} and "model" not in kw
+    assert agent_model("pplx:wide-research") == {"preset": "wide-research"}
+    assert agent_model("perplexity/sonar") == {"model": "perplexity/sonar"}
+    assert agent_model("sonar-deep-research") == {"preset": "high"}
+    with pytest.raises(InvalidArgument):
+        agent_model("sonar-huge")

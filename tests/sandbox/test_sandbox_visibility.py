@@ -1,5 +1,5 @@
 """AI-visibility emulators through the official SDKs: OpenAI Responses + web search, Anthropic
-Messages + web search, Perplexity Sonar; and the deterministic answer generator itself."""
+Messages + web search, the Perplexity Agent API; and the deterministic answer generator itself."""
 
 from __future__ import annotations
 
@@ -134,24 +134,46 @@ async def test_anthropic_forced_tool_gives_schema_input(sandbox: Sandbox) -> Non
     assert msg.content[0].input["tier"] == "HOT"
 
 
-async def test_perplexity_sonar(sandbox: Sandbox) -> None:
-    client = AsyncOpenAI(base_url=sandbox.urls["perplexity"], api_key="pplx-test", max_retries=0)
-    r = await client.chat.completions.create(
-        model="sonar",
-        messages=[{"role": "user", "content": Q_INFER}],
-        extra_body={"web_search_options": {"user_location": {"country": "US"}}},
+async def test_perplexity_agent_api(sandbox: Sandbox) -> None:
+    """The Agent API through the OpenAI SDK (``/v1/responses``; ``/v1/agent`` is the same route): forced search
+    gives search_results items whose ids the text's [n] markers name; a merely offered tool gives no search."""
+    client = AsyncOpenAI(base_url=sandbox.urls["perplexity"] + "/v1", api_key="pplx-test", max_retries=0)
+    raw = await client.responses.with_raw_response.create(
+        input=Q_INFER, tools=[{"type": "web_search", "user_location": {"country": "US"}}],
+        tool_choice={"type": "web_search"},  # type: ignore[typeddict-item]
+        extra_body={"preset": "fast"},
     )
-    extra = r.model_extra
-    citations, results = extra["citations"], extra["search_results"]
-    text = r.choices[0].message.content
-    assert citations and all(u.startswith("https://") for u in citations)
+    r, data = raw.parse(), raw.http_response.json()
+    items = [o for o in data["output"] if o["type"] == "search_results"]
+    assert items and data["status"] == "completed" and data["model"] == "perplexity/sonar"
+    results = [x for item in items for x in item["results"]]
+    assert all({"id", "title", "url", "snippet"} <= set(x) for x in results)
+    text = r.output_text
     markers = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
-    assert markers and max(markers) <= len(citations)
-    assert [s["url"] for s in results[: len(citations)]] == citations
-    assert all({"title", "url", "date", "snippet"} <= set(s) for s in results)
-    assert r.usage.model_extra["num_search_queries"] >= 1 and "cost" in r.usage.model_extra
+    assert markers and markers <= {x["id"] for x in results}
+    usage = data["usage"]
+    assert usage["tool_calls_details"]["web_search"]["invocation"] == len(items)
+    cost = usage["cost"]
+    assert cost["currency"] == "USD" and cost["total_cost"] == pytest.approx(
+        cost["input_cost"] + cost["output_cost"] + cost["tool_calls_cost"])
+    offered = await client.responses.create(input=Q_INFER, tools=[{"type": "web_search"}],
+                                            extra_body={"preset": "fast"})
+    assert [o.type for o in offered.output] == ["message"] and not (offered.usage.model_extra or {}).get(
+        "tool_calls_details")
+    async with httpx.AsyncClient(base_url=sandbox.urls["perplexity"], headers={"authorization": "Bearer k"}) as h:
+        agent = await h.post("/v1/agent", json={"preset": "low", "input": Q_GPU, "tools": [{"type": "web_search"}],
+                                                "tool_choice": {"type": "web_search"}})
+        assert agent.status_code == 200 and any(o["type"] == "search_results" for o in agent.json()["output"])
     with pytest.raises(openai.BadRequestError):
-        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        await client.responses.create(model="sonar", input="hi")  # legacy ids are not Agent API model ids
+
+
+async def test_perplexity_chat_completions_is_retired(sandbox: Sandbox) -> None:
+    client = AsyncOpenAI(base_url=sandbox.urls["perplexity"], api_key="pplx-test", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as ei:
+        await client.chat.completions.create(model="sonar", messages=[{"role": "user", "content": Q_INFER}])
+    assert ei.value.status_code == 410
+    assert "retired on 2026-09-27" in ei.value.message and "/v1/agent" in ei.value.message
 
 
 def test_answers_vary_by_model_and_location_and_carry_traps() -> None:

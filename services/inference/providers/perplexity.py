@@ -1,17 +1,37 @@
-"""Perplexity's own Sonar API (``sonar``, ``sonar-pro``, …) through the OpenAI SDK (providers.md §5).
+"""Perplexity through its Agent API (``POST {root}/v1/agent``, alias ``/v1/responses``), via the OpenAI SDK.
 
-``AsyncOpenAI(base_url=settings.base_url("perplexity"))`` — Perplexity serves ``/chat/completions`` at its root,
-without ``/v1`` (§5.1). Sonar always searches the web; a location goes in
-``web_search_options.user_location.country`` (``extra_body``). The answer's top-level ``citations`` (URLs, indexed
-by the ``[n]`` markers of the text) and ``search_results`` (``{title, url, date, snippet}``) become citations:
-the cited URLs first, titled from ``search_results``, then the other search results.
+Perplexity retired Sonar Chat Completions (``/chat/completions``) on 2026-09-27; the Agent API replaces it
+(docs.perplexity.ai/docs/agent-api/migrate-from-sonar/overview; providers-2026-12.md). Its request and response are
+Responses-shaped, so ``AsyncOpenAI(base_url=f"{root}/v1").responses.create(...)`` reaches it (hex/llm-perplexity
+PR #27 does exactly this); the fields the OpenAI SDK does not declare travel in ``extra_body`` and come back as the
+models' extras. Field names follow the official SDK's types (perplexityai/perplexity-py 0.38.0,
+``types/response_create_params.py``, ``output_item.py``, ``responses_usage.py``).
 
-Cost: Perplexity bills tokens plus a request fee ($5–12 / 1K requests, §5.2) and reports the total in
-``usage.cost.total_cost``; that figure is used when present, otherwise tokens × ``settings.token_prices(model)``.
+Model selection (:func:`agent_model`): a preset — ``pplx:<preset>`` (``fast``, ``low``, ``medium``, ``high``,
+``xhigh``, ``wide-research``) or a legacy Sonar id mapped to its preset (``sonar`` → ``fast``, ``sonar-pro`` →
+``low``, ``sonar-reasoning[-pro]`` → ``medium``, ``sonar-deep-research`` → ``high``: hex/llm-perplexity PR #27,
+vercel/ai issue #18988) — or a direct Agent API model id, ``perplexity/<model>`` (e.g. ``perplexity/sonar``).
+
+Every call offers the ``web_search`` tool and **forces** it (``tool_choice: {"type": "web_search"}``): the Agent
+API searches only when the model decides to unless the tool is forced, and an offered-but-not-forced tool often
+gives no search and no sources (theopenco/llmgateway PR #4146, "verified live"). A location goes in the tool's
+``user_location.country`` (perplexity-py ``ToolWebSearchToolUserLocation``: ISO 3166-1 alpha-2). A JSON Schema goes
+in ``response_format: {type: "json_schema", json_schema: {name, schema}}`` (perplexity-py ``ResponseFormat``).
+
+Answer: the ``output_text`` of the ``message`` items. Citations come from the ``search_results`` output items —
+one per search, so every item is read (mvanhorn/last30days-skill PR #913) — the results the text cites with
+``[n]`` (their ``id``) first, then the other results, each URL once. ``search_queries`` are the items' ``queries``.
+
+Cost, into the ledger: ``usage.cost.total_cost`` (USD; tokens plus per-search billing, vercel/ai PR #18991) when
+present, else tokens × ``settings.token_prices(model)`` + searches × $0.005 ($5 / 1K ``web_search`` calls,
+docs.perplexity.ai/docs/grounded-llm/responses/tools/overview). ``web_search_calls`` =
+``usage.tool_calls_details.web_search.invocation``, else the number of ``search_results`` items.
+A response whose ``status`` is not ``completed`` (``failed``, ``cancelled``, …) is never an answer.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openai
@@ -22,36 +42,99 @@ from services.inference.providers import Capabilities, Citation, CompletionReque
 from services.inference.providers.errors import (
     SdkProvider,
     budgeted_call,
+    http_client_for,
     request_tokens,
 )
 from services.inference.providers.openai import dedupe, parse_json_answer
-from shared.errors import FailedPrecondition, Unavailable
+from shared.config import Settings
+from shared.errors import FailedPrecondition, InvalidArgument, Unavailable
 from shared.grpc_client import Deadline
+from shared.resilience import ProviderGuard
+
+#: Agent API presets (perplexity-py ``preset``; hex/llm-perplexity PR #27; maximhq/bifrost #7236).
+PRESETS = ("fast", "low", "medium", "high", "xhigh", "wide-research")
+#: Legacy Sonar ids → the preset that replaces them (hex/llm-perplexity PR #27; vercel/ai issue #18988).
+SONAR_PRESETS = {
+    "sonar": "fast",
+    "sonar-pro": "low",
+    "sonar-reasoning": "medium",
+    "sonar-reasoning-pro": "medium",
+    "sonar-deep-research": "high",
+}
+#: The preset form of a model name in our routing table: ``pplx:fast``.
+PRESET_PREFIX = "pplx:"
+#: USD per ``web_search`` call when the response carries no cost ($5.00 / 1,000 calls).
+WEB_SEARCH_USD = 0.005
+#: The ``web_search`` tool forced on every call.
+FORCE_WEB_SEARCH: dict[str, str] = {"type": "web_search"}
+_MARKER = re.compile(r"\[(\d{1,4})\]")
 
 
-def _get(obj: Any, name: str) -> Any:
-    """A field of an SDK model that may be declared or arrive as an extra (Perplexity's additions)."""
-    value = getattr(obj, name, None)
-    if value is None and isinstance(getattr(obj, "model_extra", None), dict):
-        value = obj.model_extra.get(name)
-    return value
+def agent_model(model: str) -> dict[str, str]:
+    """How ``model`` selects an Agent API model: ``{"preset": ...}`` or ``{"model": ...}``.
+
+    Raises ``InvalidArgument(field="model")`` for an unknown preset or Sonar id (never sent: the Agent API would
+    refuse it with a 400 after a round trip).
+    """
+    name = model.strip().lower()
+    if name.startswith(PRESET_PREFIX):
+        preset = name[len(PRESET_PREFIX):]
+        if preset not in PRESETS:
+            raise InvalidArgument(f"unknown Perplexity preset {preset!r}; known: {', '.join(PRESETS)}",
+                                  field="model", reason="UNKNOWN_MODEL", provider="perplexity")
+        return {"preset": preset}
+    if "/" in name:
+        return {"model": model.strip()}
+    if name in SONAR_PRESETS:
+        return {"preset": SONAR_PRESETS[name]}
+    raise InvalidArgument(
+        f"Perplexity model {model!r} is not a preset (pplx:fast, ...), a Sonar id ({', '.join(SONAR_PRESETS)}) or "
+        "an Agent API model id (provider/model, e.g. perplexity/sonar)",
+        field="model", reason="UNKNOWN_MODEL", provider="perplexity",
+    )
 
 
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a dict or of an SDK model (declared, or kept as an extra: Perplexity's additions)."""
+    if isinstance(obj, dict):
+        value = obj.get(name)
+    else:
+        value = getattr(obj, name, None)
+        if value is None and isinstance(getattr(obj, "model_extra", None), dict):
+            value = obj.model_extra.get(name)
+    return default if value is None else value
 
 
-def perplexity_citations(resp: Any) -> list[Citation]:
-    """Cited URLs (titled from ``search_results``) then the remaining search results, each URL once."""
-    results = _get(resp, "search_results") or []
-    titles = {str(_field(r, "url")): str(_field(r, "title") or "") for r in results if _field(r, "url")}
-    cited = [Citation(str(u), titles.get(str(u), "")) for u in (_get(resp, "citations") or []) if u]
-    others = [Citation(u, t) for u, t in titles.items()]
-    return dedupe(cited + others)
+def agent_answer(resp: Any) -> tuple[str, list[Citation], list[str], int]:
+    """(text, citations, search queries, search_results items) of an Agent API response: cited results (by the
+    ``[n]`` markers naming result ids) first, then the other results, each URL once."""
+    texts: list[str] = []
+    results: list[tuple[int | None, Citation]] = []
+    queries: list[str] = []
+    items = 0
+    for item in _field(resp, "output", []):
+        kind = _field(item, "type", "")
+        if kind == "search_results":
+            items += 1
+            queries += [str(q) for q in _field(item, "queries", []) if q and str(q) not in queries]
+            for r in _field(item, "results", []):
+                url = _field(r, "url")
+                if url:
+                    rid = _field(r, "id")
+                    results.append((rid if isinstance(rid, int) else None, Citation(str(url), str(_field(r, "title", "")))))
+        elif kind == "message":
+            for part in _field(item, "content", []):
+                if _field(part, "type") == "output_text":
+                    texts.append(str(_field(part, "text", "")))
+    text = "".join(texts)
+    by_id = {rid: c for rid, c in results if rid is not None}
+    cited = [by_id[n] for n in (int(m) for m in _MARKER.findall(text)) if n in by_id]
+    return text, dedupe(cited + [c for _, c in results]), queries, items
 
 
 class PerplexityProvider(SdkProvider):
-    """:class:`~services.inference.providers.Provider` for the Sonar models."""
+    """:class:`~services.inference.providers.Provider` for Perplexity's Agent API (``sonar*``, ``pplx:*``,
+    ``perplexity/*`` model names)."""
 
     name = "perplexity"
     label = "Perplexity"
@@ -60,61 +143,98 @@ class PerplexityProvider(SdkProvider):
     sdk_client = AsyncOpenAI
     sdk_module = openai
 
+    @classmethod
+    def make_client(cls, settings: Settings, key: str, guard: ProviderGuard) -> Any:
+        """``AsyncOpenAI`` at ``{settings.base_url("perplexity")}/v1`` (the Agent API's root; ``responses.create``
+        posts to ``/v1/responses``, the documented alias of ``/v1/agent``)."""
+        root = settings.base_url("perplexity").rstrip("/")
+        return cls.sdk_client(
+            base_url=root if root.endswith("/v1") else f"{root}/v1",
+            api_key=key,
+            max_retries=0,
+            timeout=settings.provider_timeout_seconds,
+            http_client=http_client_for(cls.sdk_module, guard),
+        )
+
+    def request_kwargs(self, req: CompletionRequest) -> dict[str, Any]:
+        """The ``responses.create`` arguments for ``req`` (without timeout): the forced ``web_search`` tool (located
+        when ``req.location`` is set), instructions from the system messages, the conversation as input items."""
+        tool: dict[str, Any] = {"type": "web_search"}
+        if req.location:
+            tool["user_location"] = {"country": req.location}
+        extra: dict[str, Any] = dict(agent_model(req.model))
+        if req.json_schema is not None:
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": req.schema_name or "result", "schema": req.json_schema},
+            }
+        kwargs: dict[str, Any] = {
+            "input": [{"role": m.role, "content": m.content} for m in req.messages if m.role != "system"],
+            "tools": [tool],
+            "tool_choice": FORCE_WEB_SEARCH,
+            "max_output_tokens": req.max_output_tokens or self._settings.max_output_tokens,
+        }
+        if "model" in extra:
+            kwargs["model"] = extra.pop("model")
+        kwargs["extra_body"] = extra
+        system = "\n\n".join(m.content for m in req.messages if m.role == "system")
+        if system:
+            kwargs["instructions"] = system
+        if req.extra_headers:
+            kwargs["extra_headers"] = req.extra_headers
+        return kwargs
+
     async def complete(self, req: CompletionRequest, *, deadline: Deadline | None = None) -> CompletionResult:
         if self._client is None:
             raise FailedPrecondition(f"{self.key_env} is not set", provider=self.name, reason="NO_API_KEY")
         client = self._client
-        kwargs: dict[str, Any] = {
-            "model": req.model,
-            "messages": [{"role": m.role, "content": m.content} for m in req.messages],
-            "max_tokens": req.max_output_tokens or self._settings.max_output_tokens,
-        }
-        if req.json_schema is not None:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": req.schema_name or "result", "schema": req.json_schema},
-            }
-        if req.location:
-            kwargs["extra_body"] = {"web_search_options": {"user_location": {"country": req.location}}}
-        if req.extra_headers:
-            kwargs["extra_headers"] = req.extra_headers
+        kwargs = self.request_kwargs(req)
         return await budgeted_call(
             provider=self.name,
             label=self.label,
             key_env=self.key_env,
             model=req.model,
             guard=self.guard,
-            tokens=request_tokens((m.content for m in req.messages), int(kwargs["max_tokens"])),
+            tokens=request_tokens((m.content for m in req.messages), int(kwargs["max_output_tokens"])),
             deadline=deadline or Deadline(self._settings.rpc_timeout_seconds),
             max_timeout=self._settings.provider_timeout_seconds,
-            call=lambda t: client.chat.completions.create(**kwargs, timeout=t),
-            to_result=lambda resp: self._result(req, resp),
+            call=lambda t: client.responses.create(**kwargs, timeout=t),
+            to_result=lambda resp: self.result(req, resp),
         )
 
-    def _result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
-        if not getattr(resp, "choices", None):
-            raise Unavailable("Perplexity answered without choices", provider=self.name, reason="malformed_response")
-        choice = resp.choices[0]
-        content = choice.message.content or ""
-        finish = choice.finish_reason or ""
-        usage = resp.usage
-        in_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
-        out_tok = int(getattr(usage, "completion_tokens", 0) or 0)
-        reported = _field(_get(usage, "cost"), "total_cost") if usage is not None else None
+    def result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
+        """The answer in ``resp`` (an Agent API response, SDK model or dict). Raises ``Unavailable`` for a response
+        that did not complete (``status`` ≠ ``completed``) or carries no text."""
+        status = str(_field(resp, "status", ""))
+        if status != "completed":
+            err = _field(resp, "error")
+            detail = f": {_field(err, 'message', '')}" if err else ""
+            raise Unavailable(f"Perplexity's response ended {status or 'without a status'}{detail}",
+                              provider=self.name, reason="malformed_response")
+        text, citations, queries, items = agent_answer(resp)
+        if not text:
+            raise Unavailable("Perplexity answered without text", provider=self.name, reason="malformed_response")
+        usage = _field(resp, "usage")
+        in_tok = int(_field(usage, "input_tokens", 0))
+        out_tok = int(_field(usage, "output_tokens", 0))
+        invoked = _field(_field(_field(usage, "tool_calls_details", {}), "web_search", {}), "invocation")
+        searches = int(invoked) if isinstance(invoked, int) else items
+        reported = _field(_field(usage, "cost"), "total_cost")
         cost = (
             float(reported)
             if isinstance(reported, int | float)
-            else pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok)
+            else pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok) + searches * WEB_SEARCH_USD
         )
         return CompletionResult(
-            text=content,
-            json_text=parse_json_answer(content, finish, self.name) if req.json_schema is not None else "",
+            text=text,
+            json_text=parse_json_answer(text, "stop", self.name) if req.json_schema is not None else "",
             provider=self.name,
-            model=resp.model or req.model,
-            citations=perplexity_citations(resp),
+            model=str(_field(resp, "model", req.model)),
+            citations=citations,
             input_tokens=in_tok,
             output_tokens=out_tok,
             cost_usd=cost,
-            finish_reason=finish,
-            # web_search_calls stays 0: Sonar's searches are paid for by its request fee, already in cost_usd.
+            finish_reason="stop",
+            search_queries=queries,
+            web_search_calls=searches,
         )

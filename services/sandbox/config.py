@@ -34,6 +34,7 @@ ENDPOINTS = (
     "openai.models",
     "anthropic.messages",
     "perplexity.chat_completions",
+    "perplexity.agent",
     "brightdata.trigger",
     "brightdata.scrape",
     "brightdata.progress",

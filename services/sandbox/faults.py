@@ -53,6 +53,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/openai/v1/models(/[^/]+)?/?$"), "openai.models"),
     ("POST", re.compile(r"^/anthropic/v1/messages/?$"), "anthropic.messages"),
     ("POST", re.compile(r"^/perplexity/(v1/)?chat/completions/?$"), "perplexity.chat_completions"),
+    ("POST", re.compile(r"^/perplexity/v1/(agent|responses)/?$"), "perplexity.agent"),
     ("POST", re.compile(r"^/brightdata/datasets/v3/trigger/?$"), "brightdata.trigger"),
     ("POST", re.compile(r"^/brightdata/datasets/v3/scrape/?$"), "brightdata.scrape"),
     ("GET", re.compile(r"^/brightdata/datasets/v3/progress/[^/]+/?$"), "brightdata.progress"),

@@ -305,8 +305,8 @@ def _prose_candidates(
     out: list[Candidate] = []
 
     def add(text: str, span: tuple[int, int], source: str, group: str, cued: bool = False) -> None:
-        if _within(leads, span[0], span[0] + 1):
-            return
+        if not cued and _within(leads, span[0], span[0] + 1):
+            return  # a lead is a candidate already; a cue phrase still corroborates it
         for name in _clean_candidate(text):
             out.append(Candidate(name, span, source, group, cued=cued))
 

@@ -1,19 +1,30 @@
-"""Markdown helpers shared by org evaluation, competitor discovery and citation extraction (pure).
+"""The answer as a document: Markdown block structure from a real parser, plus the masking and offsets it cannot
+give (pure).
 
-:func:`parse` turns an assistant's Markdown answer into a :class:`Doc`: the original text, a *masked* copy of the
-same length in which URLs and fenced code are blanked (so a name inside ``https://lambda.ai/…`` or a code sample
-is never counted as a mention, while every offset stays valid; citation chips such as ``([together.ai](…))``
-and link reference definitions ``[1]: url "Title"`` are blanked too, being citations rather than prose), a word
-index over the masked text, and a flat list of :class:`Unit` — headings,
-list items (with their continuation lines), table rows and prose sentences — in document order, each with its
-character span and its *sibling group* (all ``###`` headings; the items of one list at one nesting level; the rows
-of one table), which competitor discovery uses to tell a list of brands from a list of feature labels.
+:func:`parse` reads an assistant's Markdown answer with **markdown-it-pyrs** (the Rust port of markdown-it, the
+same CommonMark + GFM-table grammar as markdown-it-py, which rich installs): it was chosen over markdown-it-py,
+mistletoe and marko because its syntax tree carries a source span (``srcmap``) for *every* node, inline ones
+included (bold, links, code spans, table cells), where markdown-it-py gives line ranges for blocks only, and
+because it parses a typical answer in ~60 µs against ~1 ms for markdown-it-py (the extractor's whole budget).
+Nothing here re-implements block parsing: headings (ATX and setext), list items with their nesting, tables
+with header and body cells, block quotes, fenced and indented code, link reference definitions and HTML blocks
+are the parser's.
 
-Offsets are Python string indices (Unicode code points) into the answer as received.
+What this module adds:
 
-This is a line-based reading of CommonMark/GFM that covers what assistants actually emit (ATX headings, ``-``/
-``*``/``+``/``1.``/``1)`` lists with nesting, GFM pipe tables, fenced code, block quotes, inline links, bold),
-not a full CommonMark parser: setext headings, HTML blocks and link reference *uses* are read as prose.
+* a :class:`Doc` whose offsets are Python string indices into the answer as received (the parser counts UTF-8
+  bytes; they are converted once);
+* a *masked* copy of the text, the same length, with URLs (link destinations, reference definitions, autolinks,
+  bare URLs), images, citation chips such as ``([together.ai](…))`` and code blanked, so a name inside
+  ``https://lambda.ai/…`` or a code sample never counts as a mention while every offset stays valid;
+* a flat list of :class:`Unit` — headings, list items, table rows and prose sentences — in document order, each
+  with its *sibling group* (the headings of one level; the items of one list at one nesting level; the rows of
+  one table; the bold-led lines of one section), which competitor discovery uses to tell a list of brands from a
+  list of feature labels. ChatGPT often writes its ranked list as paragraphs of bold numbered lines
+  (``**1. Notion** – …`` on consecutive lines, no list marker): such a line is read as a list item of its own
+  group, because that is what it is to a reader;
+* a word index (:meth:`Doc.find_phrase`), sentence splitting and the lead name of an item or heading
+  (:func:`lead_span`) — text-level facts no Markdown parser has.
 """
 
 from __future__ import annotations
@@ -24,19 +35,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from markdown_it_pyrs import MarkdownIt
 
 from services.extraction.urls import looks_like_domain, registrable_domain, strip_trailing_punctuation
 
-HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(\S.*)$")
-LIST_RE = re.compile(r"^([ \t]*)([-*+•]|\d{1,3}[.)])[ \t]+(?=\S)")
-TABLE_SEP_RE = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$")
-FENCE_RE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
-QUOTE_RE = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+")
-RULE_RE = re.compile(r"^[ \t]{0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
-
-#: An inline link ``[text](url "title")`` (not an image). One level of brackets in the text and of parentheses in
-#: the URL (``…/wiki/Lambda_(company)``) is allowed; alternatives are disjoint, so matching stays linear.
+#: An inline link ``[text](url "title")`` (not an image), for reading small fragments (:func:`plain`, leads).
 LINK_RE = re.compile(
     r"(?<!!)\[(?P<text>(?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]"
     r"\([ \t]*<?(?P<url>[^()\s<>]+(?:\([^()\s<>]*\)[^()\s<>]*)*)>?"
@@ -51,8 +56,6 @@ REFDEF_RE = re.compile(
 AUTOLINK_RE = re.compile(r"<(?P<url>https?://[^<>\s]+)>", re.IGNORECASE)
 #: A bare URL: an http(s) scheme or ``www.``; trailing sentence punctuation is trimmed afterwards.
 BARE_URL_RE = re.compile(r"(?<![\w@/.])(?:https?://|www\.)[^\s<>\"'`\[\]{}|\\^]+", re.IGNORECASE)
-# Bounded spans (a name or a label is short; unbounded lazy scans are quadratic on "**a **a **a …").
-BOLD_RE = re.compile(r"\*\*(?=[^\s*])(?P<a>[^\n]{0,300}?[^\s*])\*\*|__(?=[^\s_])(?P<b>[^\n]{0,300}?[^\s_])__")
 _EMPH_RE = re.compile(r"(\*{1,3}|_{1,3})(?=\S)(.{1,300}?)(?<=\S)\1")
 _CODE_RE = re.compile(r"`+([^`\n]*)`+")
 _TAG_RE = re.compile(r"</?[A-Za-z][^<>\n]{0,200}>")
@@ -61,13 +64,23 @@ _WS_RE = re.compile(r"\s+")
 
 #: Words after which a period does not end a sentence (lower case, without the period).
 ABBREVIATIONS: frozenset[str] = frozenset(
-    "e.g i.e vs etc inc ltd co corp dr mr mrs ms st approx incl no jr sr u.s u.k fig est mt dept al cf ca".split()
+    "e.g i.e vs etc inc ltd co corp dr mr mrs ms st approx incl no jr sr u.s u.k fig est mt dept al cf ca "
+    "z.b bzw usw ggf ca sr sra p.ej etc".split()
 )
 _TITLE_WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 _LAST_WORD_RE = re.compile(r"([\w.]+)$")
-_CLOSING_HASHES_RE = re.compile(r"(?:[ \t]+#+)?[ \t]*$")
 _NOT_NEWLINE_RE = re.compile(r"[^\r\n]")
-_SENT_END_RE = re.compile(r"[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_]*[A-Z0-9])")
+_SENT_END_RE = re.compile(r"[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_¿¡]*[A-Z0-9ÁÉÍÓÚÑÄÖÜÀÂÇÈÊÎÔ])")
+
+#: The parser: CommonMark + GFM tables and strikethrough (what assistants emit).
+_MD = MarkdownIt("commonmark").enable_many(["table", "strikethrough"])
+#: Numbering before or inside a bold lead of a paragraph line: ``1.``, ``1)``, ``1\.``, ``#1``, ``1️⃣``.
+_NUM = r"(?:\d{1,3}\\?[.)]|#\d{1,3}[.:)]?|\d\ufe0f?\u20e3)"
+#: A paragraph line that reads as a list item: numbered and/or led by a bold span.
+_PSEUDO_ITEM_RE = re.compile(
+    rf"(?P<num>{_NUM}[ \t]*)?(?P<bold>\*\*|__)(?P<num2>[ \t]*{_NUM}[ \t]+)?|(?P<num3>{_NUM}[ \t]+)(?=\S)"
+)
+_LINE_PREFIX_RE = re.compile(r"[ \t]*(?:>[ \t]?)*[ \t]*")
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,10 @@ class Unit:
 
     ``start``/``end``: span in the answer (end exclusive); ``body``: where the content starts (after ``### ``,
     ``1. ``, a quote marker …). ``level``: heading level 1–6, or list nesting depth (0 = top level), else 0.
-    ``group``: sibling-group id (``"h3"``, ``"list2.1"``, ``"table1"``, ``"p"``). ``cells``: a table row's cell
-    content spans. ``parent``: index of the enclosing list item for a nested item, else -1. ``section``: index of
-    the nearest heading above, else -1.
+    ``group``: sibling-group id (``"h3"``, ``"list2.1"``, ``"table1"``, ``"nb3"`` for the bold numbered lines of
+    section 3, ``"p"``). ``cells``: a table row's cell content spans. ``header``: a table's header row.
+    ``parent``: index of the enclosing list item for a nested item, else -1. ``section``: index of the nearest
+    heading above, else -1.
     """
 
     kind: str  # "heading" | "item" | "row" | "sentence"
@@ -309,30 +323,6 @@ class UrlMatches:
         )
 
 
-def url_spans(
-    text: str, found: UrlMatches | None = None
-) -> tuple[list[Link], list[tuple[int, int]]]:
-    """Inline links (in order) and the spans of every URL in ``text`` (link destinations, autolinks, reference
-    definitions, bare URLs) — the latter to be masked. ``found``: ``UrlMatches.scan(text)`` if already done."""
-    found = found or UrlMatches.scan(text)
-    links = [
-        Link(span=m.span(), text_span=m.span("text"), text=m.group("text"), url=m.group("url"))
-        for m in (LINK_RE.finditer(text) if "](" in text else ())
-    ]
-    spans: list[tuple[int, int]] = []
-    for link in links:
-        spans.append((link.text_span[1], link.span[1]))  # "](url)"
-    spans.extend(m.span() for m in found.images)
-    spans.extend(m.span() for m in found.refdefs)  # "[1]: url "title"" is citation metadata
-    spans.extend(m.span() for m in found.autolinks)
-    for m in found.bare:
-        if any(s <= m.start() < e for s, e in (link.span for link in links)):
-            continue
-        # Only the URL itself: "(see https://x.io/a)." keeps its ")." so parentheses stay balanced.
-        spans.append((m.start(), m.start() + len(strip_trailing_punctuation(m.group(0)))))
-    return links, spans
-
-
 def is_citation_chip(link: Link) -> bool:
     """A link whose text is its own URL or its lower-case domain — ``([together.ai](https://www.together.ai/x))``
     as ChatGPT writes citations — is a citation, not a mention: its text is masked like a URL. A capitalised
@@ -352,33 +342,6 @@ def _is_chip(text: str, url: str) -> bool:
         and looks_like_domain(label)
         and registrable_domain(label) == registrable_domain(url)
     )
-
-
-def _split_cells(line: str, offset: int) -> tuple[tuple[int, int], ...]:
-    """Content spans of a pipe-table row (outer pipes optional, ``\\|`` escapes a pipe)."""
-    cells: list[tuple[int, int]] = []
-    start = 0
-    i = 0
-    bounds: list[tuple[int, int]] = []
-    while i < len(line):
-        if line[i] == "\\":
-            i += 2
-            continue
-        if line[i] == "|":
-            bounds.append((start, i))
-            start = i + 1
-        i += 1
-    bounds.append((start, len(line)))
-    if bounds and not line[bounds[0][0] : bounds[0][1]].strip() and line.lstrip().startswith("|"):
-        bounds = bounds[1:]
-    if bounds and not line[bounds[-1][0] : bounds[-1][1]].strip():
-        bounds = bounds[:-1]
-    for s, e in bounds:
-        seg = line[s:e]
-        lead = len(seg) - len(seg.lstrip())
-        trail = len(seg.rstrip())
-        cells.append((offset + s + lead, offset + s + max(lead, trail)))
-    return tuple(cells)
 
 
 def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -404,185 +367,235 @@ def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
-    out = []
-    pos = 0
-    for raw in text.splitlines(keepends=True):
-        out.append((pos, raw.rstrip("\r\n")))
-        pos += len(raw)
-    return out
+def _utf8_len(c: str) -> int:
+    o = ord(c)
+    return 1 if o < 0x80 else 2 if o < 0x800 else 3 if o < 0x10000 else 4
+
+
+class _Reader:
+    """One walk over the parser's tree, collecting units, links, bold spans and code spans (char offsets)."""
+
+    def __init__(self, text: str, parsed: str) -> None:
+        self.text = text
+        # srcmap counts UTF-8 bytes of what was parsed (``parsed``: ``text`` with NUL as U+FFFD, same length).
+        if parsed.isascii():
+            self._starts: list[int] | None = None
+        else:
+            self._starts = list(accumulate(map(_utf8_len, parsed), initial=0))
+        self.units: list[Unit] = []
+        self.links: list[Link] = []
+        self.bold: list[tuple[int, int]] = []
+        self.code: list[tuple[int, int]] = []
+        self.inline_code: list[tuple[int, int]] = []
+        self.section = -1
+        self.list_id = 0
+        self.table_id = 0
+
+    def span(self, node: Any) -> tuple[int, int] | None:
+        sm = node.srcmap
+        if sm is None:
+            return None
+        s, e = sm
+        if self._starts is not None:
+            s, e = bisect.bisect_left(self._starts, s), bisect.bisect_left(self._starts, e)
+        return s, e
+
+    def add(self, **kw: Any) -> int:
+        idx = len(self.units)
+        self.units.append(Unit(index=idx, section=self.section, **kw))
+        return idx
+
+    # --- inline ---------------------------------------------------------------------------------------------
+
+    def inline(self, nodes: Sequence[Any]) -> None:
+        stack = list(reversed(nodes))
+        text = self.text
+        while stack:
+            n = stack.pop()
+            name = n.name
+            if name == "text":
+                continue
+            sp = self.span(n)
+            if name == "strong" and sp and sp[1] - sp[0] > 4:
+                self.bold.append((sp[0] + 2, sp[1] - 2))
+            elif name == "link" and sp:
+                kids = [k for k in (self.span(c) for c in n.children) if k]
+                ts = (kids[0][0], kids[-1][1]) if kids else (sp[0] + 1, sp[0] + 1)
+                # Inline links only: a reference use ("[1]" with a "[1]: url" definition) is a citation marker.
+                if text.startswith("](", ts[1]) or (not kids and text.startswith("[](", sp[0])):
+                    self.links.append(Link(sp, ts, text[ts[0] : ts[1]], str(n.meta.get("url", ""))))
+            elif name == "code_inline" and sp:
+                self.inline_code.append(sp)
+                continue
+            elif name == "image":
+                continue
+            if n.children:
+                stack.extend(reversed(n.children))
+
+    def _content_span(self, nodes: Sequence[Any]) -> tuple[int, int] | None:
+        spans = [s for s in (self.span(c) for c in nodes) if s]
+        return (spans[0][0], spans[-1][1]) if spans else None
+
+    # --- blocks ---------------------------------------------------------------------------------------------
+
+    def paragraph(self, node: Any) -> None:
+        sp = self.span(node)
+        self.inline(node.children)
+        if sp:
+            self.lines(*sp)
+
+    def lines(self, start: int, end: int) -> None:
+        """Prose lines of a paragraph: bold-led / numbered lines are items, the rest sentences."""
+        text = self.text
+        pos = start
+        while pos < end:
+            nl = text.find("\n", pos, end)
+            line_end = end if nl == -1 else nl
+            m = _LINE_PREFIX_RE.match(text, pos, line_end)
+            s = m.end() if m else pos
+            e = line_end
+            while e > s and text[e - 1] in " \t\r":
+                e -= 1
+            if s < e:
+                pm = _PSEUDO_ITEM_RE.match(text, s, e)
+                if pm and (pm.group("bold") is None or self._bold_at(pm.start("bold") + 2)):
+                    numbered = bool(pm.group("num") or pm.group("num2") or pm.group("num3"))
+                    self.add(kind="item", start=s, end=e, body=s, group=f"{'nb' if numbered else 'bl'}{self.section}")
+                else:
+                    for a, b in split_sentences(text, s, e):
+                        self.add(kind="sentence", start=a, end=b, body=a)
+            pos = line_end + 1
+
+    def _bold_at(self, content_start: int) -> bool:
+        i = bisect.bisect_left(self.bold, (content_start, -1))
+        return i < len(self.bold) and self.bold[i][0] == content_start
+
+    def heading(self, node: Any) -> None:
+        sp = self.span(node)
+        if not sp:
+            return
+        self.inline(node.children)
+        content = self._content_span(node.children)
+        body, end = content if content else (sp[1], sp[1])
+        level = int(node.meta.get("level", 1))
+        self.section = len(self.units)  # a heading is the head of its own section
+        self.add(kind="heading", start=sp[0], end=end, body=body, level=level, group=f"h{level}")
+
+    def table(self, node: Any) -> None:
+        self.table_id += 1
+        group = f"table{self.table_id}"
+        for part in node.children:
+            header = part.name == "thead"
+            for row in part.children:
+                sp = self.span(row)
+                if not sp:
+                    continue
+                cells = []
+                for cell in row.children:
+                    cs = self.span(cell)
+                    self.inline(cell.children)
+                    if cs:
+                        cells.append(cs)
+                end = sp[1]
+                while end > sp[0] and self.text[end - 1] in "\r\n":
+                    end -= 1
+                self.add(kind="row", start=sp[0], end=end, body=sp[0], group=group, cells=tuple(cells), header=header)
+
+    def list_(self, node: Any, depth: int, list_id: int, parent: int) -> None:
+        for item in node.children:
+            sp = self.span(item)
+            if not sp:
+                continue
+            own: list[Any] = []
+            rest: list[Any] = []
+            for c in item.children:
+                # The item's own text: its leading paragraphs / inline content; nested lists and other blocks
+                # (code, tables, quotes) are read after it, as their own units.
+                if rest or c.name in _BLOCKS:
+                    rest.append(c)
+                else:
+                    own.append(c)
+            idx = parent
+            content = self._content_span(own)
+            if content:
+                for c in own:
+                    self.inline(c.children if c.name == "paragraph" else [c])
+                end = content[1]
+                while end > content[0] and self.text[end - 1] in " \t\r\n":
+                    end -= 1
+                idx = self.add(
+                    kind="item", start=sp[0], end=end, body=content[0], level=depth,
+                    group=f"list{list_id}.{depth}", parent=parent,
+                )
+            for c in rest:
+                if c.name in ("bullet_list", "ordered_list"):
+                    self.list_(c, depth + 1, list_id, idx)
+                else:
+                    self.block(c, depth=depth)
+
+    def block(self, node: Any, depth: int = 0) -> None:
+        name = node.name
+        if name == "paragraph":
+            self.paragraph(node)
+        elif name in ("heading", "lheading"):
+            self.heading(node)
+        elif name in ("bullet_list", "ordered_list"):
+            self.list_id += 1
+            self.list_(node, 0, self.list_id, -1)
+        elif name == "table":
+            self.table(node)
+        elif name in ("fence", "code_block"):
+            sp = self.span(node)
+            if sp:
+                self.code.append(sp)
+        elif name == "html_block":
+            sp = self.span(node)
+            if sp:
+                self.lines(*sp)
+        elif name in ("blockquote", "root"):
+            for c in node.children:
+                self.block(c, depth)
+        # definition, hr: nothing to read (definitions are masked as URLs)
+
+
+#: Block nodes that end a list item's own text (read after it as their own units).
+_BLOCKS = frozenset(
+    "bullet_list ordered_list fence code_block table heading lheading blockquote html_block hr definition".split()
+)
+_CODE_NAME_RE = re.compile(r"[A-Z][\w.+-]*(?: [A-Z][\w.+-]*){0,3}")
 
 
 def parse(text: str) -> Doc:
-    """Parse an answer; never raises (anything unrecognised is prose)."""
+    """Parse an answer; never raises (anything the parser cannot read is prose)."""
+    parsed = text.replace("\x00", "\ufffd")  # as CommonMark does; the parser must not see NUL
+    reader = _Reader(text, parsed)
+    reader.block(_MD.tree(parsed))
+    reader.bold.sort()
     found = UrlMatches.scan(text)
-    links, spans = url_spans(text, found)
+    links = reader.links
+    spans: list[tuple[int, int]] = [(link.text_span[1], link.span[1]) for link in links]  # "](url)"
+    spans.extend(m.span() for m in found.images)
+    spans.extend(m.span() for m in found.refdefs)  # "[1]: url "title"" is citation metadata
+    spans.extend(m.span() for m in found.autolinks)
+    for m in found.bare:
+        if any(s <= m.start() < e for s, e in (link.span for link in links)):
+            continue
+        # Only the URL itself: "(see https://x.io/a)." keeps its ")." so parentheses stay balanced.
+        spans.append((m.start(), m.start() + len(strip_trailing_punctuation(m.group(0)))))
+    spans.extend(reader.code)
+    for s, e in reader.inline_code:
+        # `Notion` in backticks is still a name; `pip install notion-client` is code.
+        if not _CODE_NAME_RE.fullmatch(text[s:e].strip("` ")):
+            spans.append((s, e))
     chars = list(text)
     for s, e in spans:
         _blank(chars, text, s, e)
     for link in links:
         if is_citation_chip(link):
             _blank(chars, text, *link.span)
-
-    units: list[Unit] = []
-    lines = _lines(text)
-    n = len(lines)
-    fence: str | None = None
-    section = -1
-    list_id = 0
-    in_list = False
-    indent_stack: list[tuple[int, int]] = []  # (indent, unit index) of open list items
-    table_id = 0
-
-    def add(**kw: object) -> int:
-        idx = len(units)
-        units.append(Unit(index=idx, section=section, **kw))  # type: ignore[arg-type]
-        return idx
-
-    i = 0
-    while i < n:
-        off, line = lines[i]
-        fm = FENCE_RE.match(line) if "```" in line or "~~~" in line else None
-        if fence is not None:
-            _blank(chars, text, off, off + len(line))
-            if fm and fm.group(1)[0] == fence[0] and len(fm.group(1)) >= len(fence):
-                fence = None
-            i += 1
-            continue
-        if fm:
-            fence = fm.group(1)
-            _blank(chars, text, off, off + len(line))
-            i += 1
-            continue
-        q = QUOTE_RE.match(line) if ">" in line else None
-        shift = q.end() if q else 0
-        content = line[shift:]
-        base = off + shift
-        if not content.strip() or RULE_RE.match(content):
-            i += 1
-            continue
-
-        hm = HEADING_RE.match(content) if "#" in content else None
-        if hm:
-            in_list = False
-            indent_stack.clear()
-            body = base + hm.start(2)
-            # Closing "##" and trailing blanks are not part of the title ("## Pricing ##").
-            title = _CLOSING_HASHES_RE.sub("", hm.group(2)[-200:])
-            end = base + hm.start(2) + len(hm.group(2)) - (min(200, len(hm.group(2))) - len(title))
-            section = len(units)  # a heading is the head of its own section
-            add(
-                kind="heading",
-                start=base,
-                end=end,
-                body=body,
-                level=len(hm.group(1)),
-                group=f"h{len(hm.group(1))}",
-            )
-            i += 1
-            continue
-
-        if (
-            "|" in content
-            and i + 1 < n
-            and TABLE_SEP_RE.match(lines[i + 1][1][shift:])
-            and "|" in lines[i + 1][1]
-        ):
-            in_list = False
-            indent_stack.clear()
-            table_id += 1
-            add(
-                kind="row",
-                start=base,
-                end=base + len(content),
-                body=base,
-                group=f"table{table_id}",
-                cells=_split_cells(content, base),
-                header=True,
-            )
-            i += 2
-            while i < n:
-                off2, line2 = lines[i]
-                q2 = QUOTE_RE.match(line2) if shift else None
-                c2 = line2[q2.end() :] if q2 else line2
-                b2 = off2 + (len(line2) - len(c2))
-                if not c2.strip() or "|" not in c2:
-                    break
-                add(
-                    kind="row",
-                    start=b2,
-                    end=b2 + len(c2),
-                    body=b2,
-                    group=f"table{table_id}",
-                    cells=_split_cells(c2, b2),
-                )
-                i += 1
-            continue
-
-        lm = LIST_RE.match(content)
-        if lm:
-            indent = len(lm.group(1).expandtabs(4))
-            if not in_list:
-                list_id += 1
-                in_list = True
-                indent_stack.clear()
-            while indent_stack and indent_stack[-1][0] >= indent:
-                indent_stack.pop()
-            parent = indent_stack[-1][1] if indent_stack else -1
-            depth = len(indent_stack)
-            content_col = lm.end()
-            end = base + len(content)
-            j = i + 1
-            # Continuation lines: anything up to the next list item, heading, table, fence or (after a blank
-            # line) a paragraph that is not indented under this item.
-            while j < n:
-                o3, l3 = lines[j]
-                c3 = l3[shift:] if shift and QUOTE_RE.match(l3) else l3
-                if not c3.strip():
-                    k = j + 1
-                    while k < n and not lines[k][1].strip():
-                        k += 1
-                    if k < n:
-                        nxt = lines[k][1][shift:] if shift else lines[k][1]
-                        ind = len(nxt) - len(nxt.lstrip())
-                        if ind >= content_col and not LIST_RE.match(nxt) and not FENCE_RE.match(nxt):
-                            j = k
-                            continue
-                    break
-                if LIST_RE.match(c3) or HEADING_RE.match(c3) or FENCE_RE.match(c3) or RULE_RE.match(c3):
-                    break
-                if "|" in c3 and j + 1 < n and TABLE_SEP_RE.match(lines[j + 1][1]):
-                    break
-                end = o3 + len(l3)
-                j += 1
-            idx = add(
-                kind="item",
-                start=base,
-                end=end,
-                body=base + lm.end(),
-                level=depth,
-                group=f"list{list_id}.{depth}",
-                parent=parent,
-            )
-            indent_stack.append((indent, idx))
-            i = j
-            continue
-
-        # Prose: a paragraph line at the left margin ends any list; each line is split into sentences.
-        if len(content) - len(content.lstrip()) < 2:
-            in_list = False
-            indent_stack.clear()
-        lead = len(content) - len(content.lstrip())
-        for s, e in split_sentences(text, base + lead, base + len(content)):
-            add(kind="sentence", start=s, end=e, body=s)
-        i += 1
-
     masked = "".join(chars)
-    bold = sorted(
-        (m.span("a") if m.group("a") is not None else m.span("b"))
-        for m in (BOLD_RE.finditer(masked) if "**" in masked or "__" in masked else ())
-    )
-    return Doc(text=text, masked=masked, units=units, links=links, bold=bold, _url_matches=found)
+    bold = [b for b in reader.bold if masked[b[0] : b[1]].strip()]
+    return Doc(text=text, masked=masked, units=reader.units, links=links, bold=bold, _url_matches=found)
 
 
 _OPENERS = set(" \t*_[(\"'“‘`>~#")

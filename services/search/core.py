@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from shared.errors import InvalidArgument
+from shared.errors import InvalidArgument, bounded
 
 #: Tavily search depths (providers.md §1.2).
 DEPTHS: tuple[str, ...] = ("basic", "advanced", "fast", "ultra-fast")
@@ -33,6 +33,15 @@ MAX_QUERY_CHARS = 400
 #: Tavily's list limits (providers.md §1.2).
 MAX_INCLUDE_DOMAINS = 300
 MAX_EXCLUDE_DOMAINS = 150
+#: Request limits (README "Request limits", search.proto). Raw text before whitespace is collapsed is bounded too,
+#: so that a huge field is refused before any work is done on it.
+MAX_RAW_QUERY_CHARS = 4_000
+MAX_COMPANY_CHARS = 200
+#: A host name is at most 253 characters (RFC 1035 §2.3.4 / RFC 1123); a URL given for one may be longer.
+MAX_DOMAIN_CHARS = 253
+MAX_RAW_DOMAIN_CHARS = 2_000
+MAX_CONTEXT_CHAR_BUDGET = 1_000_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 #: Appended to a source whose text was cut to fit the budget.
 TRUNCATION_MARKER = " …[truncated]"
@@ -156,6 +165,20 @@ def normalise_domain(domain: str) -> str:
     return d.strip(".")
 
 
+def domain_problem(raw: str) -> tuple[str, str]:
+    """``(normalised domain, "")`` or ``("", why raw is not a domain)``: too long (over
+    :data:`MAX_RAW_DOMAIN_CHARS` as given, :data:`MAX_DOMAIN_CHARS` as a host name), empty, or holding whitespace
+    or control characters."""
+    if len(raw) > MAX_RAW_DOMAIN_CHARS:
+        return "", f"a domain is at most {MAX_DOMAIN_CHARS} characters, got {len(raw)}"
+    d = normalise_domain(raw)
+    if len(d) > MAX_DOMAIN_CHARS:
+        return "", f"a domain is at most {MAX_DOMAIN_CHARS} characters, got {len(d)}"
+    if not d or any(c.isspace() for c in d) or _CONTROL.search(d):
+        return "", f"not a domain: {bounded(repr(raw))}"
+    return d, ""
+
+
 def _domains(values: Iterable[str], field: str, limit: int, violations: list[tuple[str, str]]) -> tuple[str, ...]:
     out: list[str] = []
     values = list(values)
@@ -163,9 +186,9 @@ def _domains(values: Iterable[str], field: str, limit: int, violations: list[tup
         violations.append((field, f"at most {limit} domains are allowed, got {len(values)}"))
         return ()
     for i, raw in enumerate(values):
-        d = normalise_domain(raw)
-        if not d or any(c.isspace() for c in d):
-            violations.append((f"{field}[{i}]", f"not a domain: {raw!r}"))
+        d, problem = domain_problem(raw)
+        if problem:
+            violations.append((f"{field}[{i}]", problem))
         elif d not in out:
             out.append(d)
     return tuple(out)
@@ -187,16 +210,23 @@ def validate_search(
     """Check a Search request and fill in defaults. Unset (``None``/empty) values take ``defaults``.
 
     Raises :class:`InvalidArgument` listing every bad field (``google.rpc.BadRequest`` field violations):
-    empty or over-long query (> 400 characters), ``max_results`` outside 1..20 (an explicit 0 is refused: Tavily
-    would accept it and return nothing), unknown ``search_depth``, ``min_score`` outside 0..1, more than 300
-    include / 150 exclude domains, a negative ``context_char_budget``.
+    empty or over-long query (> 400 characters once whitespace is collapsed — Tavily's "Max query length is 400
+    characters" — or > :data:`MAX_RAW_QUERY_CHARS` as given), a query with control characters, ``max_results``
+    outside 1..20 (an explicit 0 is refused: Tavily would accept it and return nothing), unknown ``search_depth``,
+    ``min_score`` outside 0..1, more than 300 include / 150 exclude domains (or one that is not a host name of ≤ 253
+    characters), ``context_char_budget`` outside 0..:data:`MAX_CONTEXT_CHAR_BUDGET`. Nothing is sent to Tavily then.
     """
     violations: list[tuple[str, str]] = []
-    q = normalise_query(query)
-    if not q:
+    q = normalise_query(query) if len(query) <= MAX_RAW_QUERY_CHARS else ""
+    if len(query) > MAX_RAW_QUERY_CHARS:
+        violations.append((query_field, f"the search query is {len(query)} characters; Tavily allows "
+                                        f"{MAX_QUERY_CHARS}"))
+    elif not q:
         violations.append((query_field, "must not be empty"))
     elif len(q) > MAX_QUERY_CHARS:
         violations.append((query_field, f"the search query is {len(q)} characters; Tavily allows {MAX_QUERY_CHARS}"))
+    elif _CONTROL.search(q):
+        violations.append((query_field, "the search query must not contain control characters"))
 
     n = defaults.max_results if max_results is None else max_results
     if not 1 <= n <= MAX_RESULTS_LIMIT:
@@ -204,7 +234,7 @@ def validate_search(
 
     depth = (search_depth or "").strip().lower() or defaults.search_depth
     if depth not in DEPTHS:
-        violations.append(("search_depth", f"must be one of {', '.join(DEPTHS)} (or empty for {defaults.search_depth}), got {search_depth!r}"))
+        violations.append(("search_depth", f"must be one of {', '.join(DEPTHS)} (or empty for {defaults.search_depth}), got {bounded(repr(search_depth))}"))
 
     score = defaults.min_score if min_score is None else min_score
     if not (isinstance(score, int | float) and math.isfinite(score) and 0.0 <= score <= 1.0):
@@ -213,8 +243,9 @@ def validate_search(
     inc = _domains(include_domains, "include_domains", MAX_INCLUDE_DOMAINS, violations)
     exc = _domains(exclude_domains, "exclude_domains", MAX_EXCLUDE_DOMAINS, violations)
 
-    if context_char_budget < 0:
-        violations.append(("context_char_budget", f"must be ≥ 0 characters, got {context_char_budget}"))
+    if not 0 <= context_char_budget <= MAX_CONTEXT_CHAR_BUDGET:
+        violations.append(("context_char_budget",
+                           f"must be between 0 and {MAX_CONTEXT_CHAR_BUDGET} characters, got {context_char_budget}"))
 
     if violations:
         summary = "; ".join(f"{f}: {d}" for f, d in violations)
@@ -243,11 +274,20 @@ def source_cap_for(budget: int, defaults: Defaults) -> int:
 def company_query(template: str, company: str, domain: str = "") -> str:
     """The SearchCompany query: ``template`` with ``{company}`` and ``{domain}`` filled in, whitespace collapsed.
 
-    Raises :class:`InvalidArgument` (field ``company``) for an empty company name.
+    Raises :class:`InvalidArgument` (field ``company``) for an empty company name, one over
+    :data:`MAX_COMPANY_CHARS` characters (whitespace collapsed) or one with control characters.
     """
+    if len(company) > 10 * MAX_COMPANY_CHARS:
+        raise InvalidArgument(f"company is {len(company)} characters; at most {MAX_COMPANY_CHARS} are allowed",
+                              field="company")
     name = " ".join(company.split())
     if not name:
         raise InvalidArgument("company must not be empty", field="company")
+    if len(name) > MAX_COMPANY_CHARS:
+        raise InvalidArgument(f"company is {len(name)} characters; at most {MAX_COMPANY_CHARS} are allowed",
+                              field="company")
+    if _CONTROL.search(name):
+        raise InvalidArgument("company must not contain control characters", field="company")
     try:
         q = template.format(company=name, domain=domain)
     except (KeyError, IndexError, ValueError) as e:  # a misconfigured template, not the caller's fault
@@ -274,12 +314,15 @@ def validate_company(
     The page text is fetched as configured (``defaults.include_raw_content``; also when the caller asks for it) —
     the context is built from it — but returned in the results only when ``include_raw_content`` is true (unset =
     false): the context already carries that text, so by default the answer holds it once, not twice."""
-    d = normalise_domain(domain) if domain.strip() else ""
-    if domain.strip() and (not d or any(c.isspace() for c in d)):
-        raise InvalidArgument(f"not a domain: {domain!r}", field="domain")
-    if context_char_budget < 0:
+    d = ""
+    if domain.strip():
+        d, problem = domain_problem(domain)
+        if problem:
+            raise InvalidArgument(problem, field="domain")
+    if not 0 <= context_char_budget <= MAX_CONTEXT_CHAR_BUDGET:
         raise InvalidArgument(
-            f"context_char_budget must be ≥ 0 characters, got {context_char_budget}", field="context_char_budget"
+            f"context_char_budget must be between 0 and {MAX_CONTEXT_CHAR_BUDGET} characters, got "
+            f"{context_char_budget}", field="context_char_budget"
         )
     spec = validate_search(
         query=company_query(template, company, d),

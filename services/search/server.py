@@ -102,13 +102,17 @@ class HitResponses:
 
 #: Validated requests remembered (per RPC), so that a repeated request skips validation on a cache hit.
 VALIDATED_REQUESTS = 256
+#: Larger requests (e.g. hundreds of long include_domains) are validated every time rather than remembered, so the
+#: memo holds at most VALIDATED_REQUESTS × this many bytes of keys.
+MAX_REMEMBERED_REQUEST_BYTES = 8_192
 
 
 class ValidatedRequests:
     """Validated specs (and their built-answer keys) of recent requests, keyed by the request's serialized bytes.
 
     Validation is a pure function of the request and the servicer's settings, so a request seen before maps to the
-    same :class:`SearchSpec`; an invalid request raises every time and is never remembered. A small LRU."""
+    same :class:`SearchSpec`; an invalid request raises every time and is never remembered, nor is one over
+    :data:`MAX_REMEMBERED_REQUEST_BYTES`. A small LRU."""
 
     def __init__(self, size: int = VALIDATED_REQUESTS) -> None:
         self._size = size
@@ -118,6 +122,9 @@ class ValidatedRequests:
         """``(validate(request), HitResponses.key(spec))``, remembered for ``request``'s bytes. Raises what
         ``validate`` raises (:class:`~shared.errors.InvalidArgument`); nothing is remembered then."""
         request_key = request.SerializeToString(deterministic=True)
+        if len(request_key) > MAX_REMEMBERED_REQUEST_BYTES:
+            spec = validate(request)
+            return spec, HitResponses.key(spec)
         entry = self._entries.get(request_key)
         if entry is None:
             spec = validate(request)

@@ -27,6 +27,10 @@ if _version_not_supported:
 
 class SearchServiceStub:
     """Web search through Tavily with relevance filtering, LLM-context formatting, credit accounting and a cache.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT whose message states the
+    limit and whose google.rpc.BadRequest names the field; it is never sent to Tavily. Characters are Unicode code
+    points.
     """
 
     def __init__(self, channel):
@@ -49,6 +53,10 @@ class SearchServiceStub:
 
 class SearchServiceServicer:
     """Web search through Tavily with relevance filtering, LLM-context formatting, credit accounting and a cache.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT whose message states the
+    limit and whose google.rpc.BadRequest names the field; it is never sent to Tavily. Characters are Unicode code
+    points.
     """
 
     def Search(self, request, context):
@@ -88,6 +96,10 @@ def add_SearchServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SearchService:
     """Web search through Tavily with relevance filtering, LLM-context formatting, credit accounting and a cache.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT whose message states the
+    limit and whose google.rpc.BadRequest names the field; it is never sent to Tavily. Characters are Unicode code
+    points.
     """
 
     @staticmethod

@@ -178,6 +178,22 @@ class Settings(BaseSettings):
     brightdata_max_in_flight: int = Field(100, description="Bright Data snapshots in flight per dataset.")
     brightdata_poll_seconds: float = Field(5.0, description="Initial Bright Data progress poll interval (s).")
     brightdata_timeout_seconds: float = Field(1800.0, description="Give up on a snapshot after this long (s).")
+    # Bright Data 429 budget, one per token (docs.brightdata.com/products/scrapers/error-codes: ≥ 25 429s in 5 min
+    # block the IP; ≥ 10 means "close to the block"). services/inference/providers/brightdata.py RateLimitBudget.
+    brightdata_429_budget: int = Field(10, ge=1, description="Most Bright Data 429s per window and token.")
+    brightdata_429_warn_at: int = Field(5, ge=1, description="429s in the window that log a warning.")
+    brightdata_429_window_seconds: float = Field(300.0, gt=0, description="Sliding window of the 429 budget (s).")
+    brightdata_429_backoff_seconds: float = Field(2.0, ge=0, description="Pause after a 429 without Retry-After (s).")
+    brightdata_429_backoff_max_seconds: float = Field(32.0, ge=0, description="Longest pause after 429s (s).")
+    brightdata_429_retries: int = Field(8, ge=0, description="Re-sends of one Bright Data call answered 429.")
+    brightdata_unknown_status_seconds: float = Field(
+        120.0, gt=0, description="A snapshot reporting an undocumented progress status fails after this long (s)."
+    )
+    brightdata_output_fields: str = Field(
+        "url|prompt|answer_text|answer_text_markdown|citations|links_attached|web_search_triggered|"
+        "web_search_query|model|index|input|error|error_code",
+        description="custom_output_fields sent with triggers (pipe-separated; empty = all fields).",
+    )
     llm_max_input_tokens: int = Field(120_000, description="Prompt tokens the research prompt is trimmed to fit.")
     max_output_tokens: int = Field(1_024, description="Default max output tokens of a completion.")
     openai_concurrency: int = Field(50, description="Concurrent calls to the OpenAI-compatible API.")

@@ -127,6 +127,8 @@ def result_from_json(text: str) -> CompletionResult:
     fields = {f.name for f in dataclasses.fields(CompletionResult)}
     kwargs = {k: v for k, v in data.items() if k in fields}
     kwargs["citations"] = [Citation(c.get("url", ""), c.get("title", "")) for c in kwargs.get("citations") or []]
+    kwargs["links_attached"] = [Citation(c.get("url", ""), c.get("title", ""))
+                                for c in kwargs.get("links_attached") or []]
     return CompletionResult(**kwargs)
 
 
@@ -135,6 +137,7 @@ def as_hit(r: CompletionResult) -> CachedResult:
     data = {f.name: getattr(r, f.name) for f in dataclasses.fields(CompletionResult)}
     data.update(cost_usd=0.0, input_tokens=0, output_tokens=0, web_search_calls=0)
     data["citations"] = list(r.citations)
+    data["links_attached"] = list(r.links_attached)
     data["search_queries"] = list(r.search_queries)
     return CachedResult(**data)
 

@@ -74,6 +74,8 @@ def result_to_proto(r: CompletionResult) -> pb.CompleteResponse:
         snapshot_id=r.snapshot_id,
         web_search_calls=r.web_search_calls,
         cached=is_cached(r),
+        web_search_triggered=r.web_search_triggered,
+        links_attached=[common_pb2.Citation(url=c.url, title=c.title) for c in r.links_attached],
     )
 
 

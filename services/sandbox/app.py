@@ -54,7 +54,9 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
 
     @app.get("/_sandbox/stats")
     async def stats() -> dict[str, Any]:
-        return state.stats.snapshot(running=state.snapshots.running_by_dataset())
+        out = state.stats.snapshot(running=state.snapshots.running_by_dataset())
+        out["brightdata"]["rate_limited"] = state.snapshots.block_stats()  # 429s sent, the IP block
+        return out
 
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, Any]:

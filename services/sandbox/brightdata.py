@@ -4,10 +4,15 @@ scrapers, under ``/brightdata`` (providers.md §2).
 Endpoints (Bearer auth on all):
 
 - ``POST /datasets/v3/trigger?dataset_id=…&include_errors=true`` — body a bare array of inputs
-  or ``{"input": [...]}`` → 200 ``{"snapshot_id": "s_…"}``; 400 ``{"validation_errors": [...]}``
-  (url, prompt ≤ 4096 chars, country, fields a dataset rejects); 404 unknown dataset; 429 "You
-  have too many running jobs for this dataset…" above ``brightdata_max_running`` running
-  snapshots of that dataset.
+  or ``{"input": [...]}`` → 200 ``{"snapshot_id": "s_…"}``; 400 ``{"error": "Invalid input provided",
+  "code": "validation_error", "errors": [[field, reason], …]}`` (url, prompt ≤ 4096 chars, country,
+  fields a dataset rejects; docs.brightdata.com/products/scrapers/error-codes), 400 ``{"error":
+  "Parser cannot parse input: …", "code": "parse_error"}``, 400 text ``No data to trigger``; 404
+  text ``Collector not found`` (no or unknown dataset_id); 429 "You have too many running jobs for
+  this dataset…" above ``brightdata_max_running`` running snapshots of that dataset.
+  ``custom_output_fields=a|b`` (query or wrapper) trims the records; with
+  ``brightdata_trigger_output_fields`` off, /trigger refuses it (whether the real /trigger takes it
+  is undocumented; /scrape does).
 - ``GET /datasets/v3/progress/{id}`` → ``{snapshot_id, dataset_id, status, records, errors}``;
   status ``starting`` → ``running`` → ``ready`` (or ``failed`` with ``error_message``), timed by
   ``brightdata_duration_s``.
@@ -17,7 +22,15 @@ Endpoints (Bearer auth on all):
 - ``POST /datasets/v3/snapshot/{id}/cancel`` → 200 text ``OK``; the snapshot becomes ``failed``.
 - ``POST /datasets/v3/scrape`` (≤ 20 inputs) → 200 records if ready within
   ``brightdata_scrape_timeout_s``, else 202 ``{snapshot_id, message}`` handoff.
-- ``GET /datasets/v3/snapshots?dataset_id=…&status=…``, ``GET /datasets/v3/snapshot/{id}/parts``.
+- ``GET /datasets/v3/snapshots?dataset_id=…&status=…&from_date=…&to_date=…&skip=…&limit=…`` →
+  ``[{id, dataset_id, status, created}]`` (limit default 1,000, max 5,000; docs
+  api-reference/scrapers/management-apis/get-snapshots), ``GET /datasets/v3/snapshot/{id}/parts``.
+
+The 429 IP block (docs products/scrapers/error-codes): once ``brightdata_block_after_429s`` 429s
+(25) were sent within ``brightdata_block_window_s`` (300 s), every Bright Data call answers 403
+until ``POST /_sandbox/reset`` (the fault middleware counts and enforces it; stats under
+``brightdata.rate_limited``). ``brightdata_answer_html_bytes`` pads ChatGPT ``answer_html`` to
+live sizes (2–3 MB); ``brightdata_progress_status`` makes progress report another status.
 
 Records (§2.6): every record has ``index`` (the input's own ``index``, else its 1-based
 position) and ``input`` (echo) and ``timestamp``. Error records (rate ``brightdata_error_rate``)
@@ -53,6 +66,10 @@ DATASETS = {CHATGPT_DATASET_ID: "chatgpt", PERPLEXITY_DATASET_ID: "perplexity"}
 MAX_PROMPT_CHARS = 4096
 MAX_SCRAPE_INPUTS = 20
 NOT_READY = {"status": "building", "message": "Snapshot is not ready yet, try again in 10s"}
+BLOCKED_MESSAGE = (
+    "Your IP was blocked after receiving too many 429 (Too Many Requests) responses. Contact Bright Data support."
+)
+MAX_LIST_LIMIT = 5000
 _ERRORS = {
     "chatgpt": (
         ("dead_page", "dead_page"),
@@ -120,9 +137,40 @@ class SnapshotStore:
 
     def __init__(self) -> None:
         self.snapshots: dict[str, Snapshot] = {}
+        self.clear()
 
     def clear(self) -> None:
         self.snapshots.clear()
+        self.rate_limited: list[float] = []  # monotonic times of the 429s sent (bounded below)
+        self.max_in_window = 0  # most 429s seen within one block window
+        self.blocked_at: float | None = None
+        self._window_s = 300.0
+
+    @property
+    def blocked(self) -> bool:
+        return self.blocked_at is not None
+
+    def note_429(self, now: float, knobs: Any) -> None:
+        """Count one 429 sent on a Bright Data path; block the IP at the threshold."""
+        self._window_s = knobs.brightdata_block_window_s
+        self.rate_limited.append(now)
+        if len(self.rate_limited) > 100_000:
+            del self.rate_limited[:50_000]
+        n = sum(1 for t in self.rate_limited if t > now - self._window_s)
+        self.max_in_window = max(self.max_in_window, n)
+        threshold = knobs.brightdata_block_after_429s
+        if threshold and n >= threshold and self.blocked_at is None:
+            self.blocked_at = now
+
+    def block_stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "total": len(self.rate_limited),
+            "in_window": sum(1 for t in self.rate_limited if t > now - self._window_s),
+            "max_in_window": self.max_in_window,
+            "window_s": self._window_s,
+            "blocked": self.blocked,
+        }
 
     def running(self, dataset_id: str) -> int:
         return sum(
@@ -147,49 +195,55 @@ def _json_error(status: int, message: str) -> JSONResponse:
 
 
 def _auth(request: Request, state: SandboxState) -> Response | None:
-    if state.knobs.require_auth and not bearer_token(request):
-        return _json_error(401, "Unauthorized: missing or invalid API token")
+    if state.knobs.require_auth and not bearer_token(request):  # plain text (docs products/scrapers/error-codes)
+        return PlainTextResponse("Credentials are missing", status_code=401)
     return None
 
 
-def _validate_inputs(kind: str, body: Any) -> tuple[list[dict[str, Any]] | None, list[str], dict[str, Any]]:
-    """(inputs, validation errors, wrapper options) for a trigger/scrape body."""
+def validation_error(errors: list[tuple[str, str]]) -> JSONResponse:
+    """The documented 400 of a field that failed validation: ``{"error": "Invalid input provided", "code":
+    "validation_error", "errors": [[FIELD, REASON], …]}`` (docs.brightdata.com/products/scrapers/error-codes)."""
+    return JSONResponse(
+        {"error": "Invalid input provided", "code": "validation_error", "errors": [list(e) for e in errors]},
+        status_code=400,
+    )
+
+
+def _validate_inputs(
+    kind: str, body: Any
+) -> tuple[list[dict[str, Any]] | None, list[tuple[str, str]], dict[str, Any]]:
+    """(inputs, validation errors as (field, reason), wrapper options) for a trigger/scrape body."""
     opts: dict[str, Any] = {}
     if isinstance(body, dict):
         opts = {k: v for k, v in body.items() if k != "input"}
         body = body.get("input")
     if not isinstance(body, list):
-        return None, ['body: expected a JSON array of inputs or {"input": [...]}'], opts
-    errors: list[str] = []
+        return None, [("input", 'expected a JSON array of inputs or {"input": [...]}')], opts
+    errors: list[tuple[str, str]] = []
     host = "chatgpt.com" if kind == "chatgpt" else "perplexity.ai"
-    for i, item in enumerate(body):
-        where = f"input[{i}]"
+    for item in body:
         if not isinstance(item, dict):
-            errors.append(f"{where}: must be an object")
+            errors.append(("input", "must be an object"))
             continue
         url = item.get("url")
         if not isinstance(url, str) or not url:
-            errors.append(f"{where}.url: is required")
+            errors.append(("url", "This field is required"))
         elif not url.startswith("https://") or domain_of(url) != host:
-            errors.append(
-                f"{where}.url: must be https://{'chatgpt.com/' if kind == 'chatgpt' else 'www.perplexity.ai'}"
-            )
+            errors.append(("url", f"must be https://{'chatgpt.com/' if kind == 'chatgpt' else 'www.perplexity.ai'}"))
         prompt = item.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            errors.append(f"{where}.prompt: is required")
+            errors.append(("prompt", "This field is required"))
         elif len(prompt) > MAX_PROMPT_CHARS:
-            errors.append(
-                f"{where}.prompt: must be at most {MAX_PROMPT_CHARS} characters (got {len(prompt)})"
-            )
+            errors.append(("prompt", f"must be at most {MAX_PROMPT_CHARS} characters (got {len(prompt)})"))
         country = item.get("country")
         if country not in (None, "") and (
             not isinstance(country, str) or len(country) != 2 or not country.isalpha()
         ):
-            errors.append(f"{where}.country: must be a 2-letter country code")
+            errors.append(("country", "must be a 2-letter country code"))
         if kind == "perplexity":
             for bad in ("web_search", "additional_prompt", "require_sources"):
                 if bad in item:
-                    errors.append(f"{where}.{bad}: field is not allowed for this dataset")
+                    errors.append((bad, "field is not allowed for this dataset"))
     return body, errors, opts
 
 
@@ -240,6 +294,10 @@ def _chatgpt_record(state: SandboxState, snap: Snapshot, pos: int, ts: float) ->
         "prompt_sent_at": _iso(snap.created_wall),
         **_base(snap, pos, ts),
     }
+    pad = state.knobs.brightdata_answer_html_bytes - len(rec["answer_html"])
+    if pad > 0:  # live records carry 2-3 MB of page markup here (providers-2026-12.md)
+        filler = '<div class="sr-only" data-pad="1">' + "x" * 1000 + "</div>"
+        rec["answer_html"] += filler * (pad // len(filler) + 1)
     if isinstance(item.get("additional_prompt"), str) and item["additional_prompt"]:
         follow = answers.generate(state.corpus, item["additional_prompt"], "chatgpt", country or None)
         rec["additional_answer_text"] = answers.markdown_to_text(follow.render_plain())
@@ -362,24 +420,25 @@ async def _accept(request: Request, state: SandboxState, scrape: bool) -> Snapsh
     if (denied := _auth(request, state)) is not None:
         return denied
     dataset_id = request.query_params.get("dataset_id")
-    if not dataset_id:
-        return _json_error(400, "dataset_id is missing")
-    if dataset_id not in DATASETS:
-        return _json_error(404, "dataset does not exist")
+    if not dataset_id or dataset_id not in DATASETS:
+        return PlainTextResponse("Collector not found", status_code=404)
     try:
         body = await request.json()
-    except ValueError:
-        return JSONResponse({"validation_errors": ["body: invalid JSON"]}, status_code=400)
-    inputs, errors, opts = _validate_inputs(DATASETS[dataset_id], body)
-    if errors or inputs is None:
-        return JSONResponse({"validation_errors": errors}, status_code=400)
-    if not inputs:
-        return _json_error(400, "No data to trigger")
-    if scrape and len(inputs) > MAX_SCRAPE_INPUTS:
+    except ValueError as e:
         return JSONResponse(
-            {"validation_errors": [f"input: at most {MAX_SCRAPE_INPUTS} inputs for synchronous requests"]},
-            status_code=400,
+            {"error": f"Parser cannot parse input: {str(e)[:100]}", "code": "parse_error"}, status_code=400
         )
+    inputs, errors, opts = _validate_inputs(DATASETS[dataset_id], body)
+    if not scrape and not state.knobs.brightdata_trigger_output_fields and (
+        "custom_output_fields" in request.query_params or "custom_output_fields" in opts
+    ):
+        errors.append(("custom_output_fields", "This field is not allowed"))
+    if errors or inputs is None:
+        return validation_error(errors)
+    if not inputs:
+        return PlainTextResponse("No data to trigger", status_code=400)
+    if scrape and len(inputs) > MAX_SCRAPE_INPUTS:
+        return validation_error([("input", f"at most {MAX_SCRAPE_INPUTS} inputs for synchronous requests")])
     if state.snapshots.running(dataset_id) >= state.knobs.brightdata_max_running:
         state.stats.bd_rejected[dataset_id] += 1
         return _json_error(
@@ -441,7 +500,8 @@ async def progress(snapshot_id: str, request: Request) -> Response:
     if snap is None:
         return _not_found()
     status = snap.status()
-    body: dict[str, Any] = {"snapshot_id": snap.id, "dataset_id": snap.dataset_id, "status": status}
+    shown = state.knobs.brightdata_progress_status if status in ("starting", "running") else ""
+    body: dict[str, Any] = {"snapshot_id": snap.id, "dataset_id": snap.dataset_id, "status": shown or status}
     if status == "ready":
         records = materialise(state, snap)
         errors = sum(1 for r in records if "error" in r)
@@ -514,12 +574,34 @@ async def list_snapshots(request: Request) -> Response:
     state: SandboxState = request.app.state.sandbox
     if (denied := _auth(request, state)) is not None:
         return denied
-    dataset_id = request.query_params.get("dataset_id")
-    wanted = request.query_params.get("status")
+    q = request.query_params
+    dataset_id = q.get("dataset_id")
+    wanted = q.get("status")
+    try:
+        skip = max(0, int(q.get("skip") or 0))
+        limit = int(q.get("limit") or 1000)
+        after = _parse_date(q.get("from_date"))
+        before = _parse_date(q.get("to_date"))
+    except ValueError as e:
+        return validation_error([("query", str(e)[:200])])
+    if not 0 < limit <= MAX_LIST_LIMIT:
+        return validation_error([("limit", f"must be between 1 and {MAX_LIST_LIMIT}")])
     out = []
-    for s in state.snapshots.snapshots.values():
+    for s in state.snapshots.snapshots.values():  # oldest first (the real order is not documented)
         st = s.status()
         if (dataset_id and s.dataset_id != dataset_id) or (wanted and st != wanted):
             continue
+        if (after is not None and s.created_wall < after) or (before is not None and s.created_wall > before):
+            continue
         out.append({"id": s.id, "dataset_id": s.dataset_id, "status": st, "created": _iso(s.created_wall)})
-    return JSONResponse(out)
+    return JSONResponse(out[skip : skip + limit])
+
+
+def _parse_date(value: str | None) -> float | None:
+    """Unix seconds of an ISO 8601 date or date-time (``Z`` or an offset; naive = UTC), None when absent."""
+    if not value:
+        return None
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -40,6 +40,8 @@ ENDPOINTS = (
     "brightdata.progress",
     "brightdata.snapshot",
     "brightdata.cancel",
+    "brightdata.snapshots",
+    "brightdata.parts",
 )
 
 CHATGPT_DATASET_ID = "gd_m7aof0k82r803d5bjm"
@@ -133,6 +135,19 @@ class Knobs(BaseModel):
     )
     pack_fault_times: int = Field(
         0, ge=0, description="packed answers still to corrupt with pack_fault (counts down by one per pack)"
+    )
+    # The 429 IP block (docs.brightdata.com/products/scrapers/error-codes): ≥ N 429s in the window → 403 on every
+    # Bright Data call until POST /_sandbox/reset (Bright Data: until support unblocks it). 0 = never block.
+    brightdata_block_after_429s: int = Field(25, ge=0, description="429s within the block window that block the IP")
+    brightdata_block_window_s: float = Field(300.0, gt=0, description="window of the 429 IP block (s)")
+    brightdata_answer_html_bytes: int = Field(
+        0, ge=0, le=8_000_000, description="pad each ChatGPT record's answer_html to this size (live: 2-3 MB)"
+    )
+    brightdata_trigger_output_fields: bool = Field(
+        True, description="/trigger accepts custom_output_fields (False: 400 validation_error naming it)"
+    )
+    brightdata_progress_status: str = Field(
+        "", max_length=40, description="progress reports this status instead of starting/running ('' = real)"
     )
 
     def endpoint(self, name: str) -> EndpointKnobs:

@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from .brightdata import BLOCKED_MESSAGE
 from .errors import error_body, oversize_error
 from .state import SandboxState
 from .stats import REQUEST_BILLING
@@ -59,6 +60,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/brightdata/datasets/v3/progress/[^/]+/?$"), "brightdata.progress"),
     ("GET", re.compile(r"^/brightdata/datasets/v3/snapshot/[^/]+/?$"), "brightdata.snapshot"),
     ("POST", re.compile(r"^/brightdata/datasets/v3/snapshot/[^/]+/cancel/?$"), "brightdata.cancel"),
+    ("GET", re.compile(r"^/brightdata/datasets/v3/snapshots/?$"), "brightdata.snapshots"),
+    ("GET", re.compile(r"^/brightdata/datasets/v3/snapshot/[^/]+/parts/?$"), "brightdata.parts"),
 ]
 
 
@@ -146,6 +149,8 @@ class SandboxMiddleware:
             await self._handle(name, scope, receive, counting_send, started)
         finally:
             stats.end(name, sent_status[0] if sent_status else None)
+            if sent_status and sent_status[0] == 429 and name.startswith("brightdata."):
+                state.snapshots.note_429(time.monotonic(), state.knobs)
 
     async def _handle(self, name: str, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         state = self.state
@@ -162,6 +167,12 @@ class SandboxMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+
+        # Bright Data's IP block after too many 429s refuses every call, before anything else (see brightdata.py).
+        if provider == "brightdata" and state.snapshots.blocked:
+            await self._send_raw(send, 403, json_dumps({"error": BLOCKED_MESSAGE}), "application/json",
+                                 {"x-sandbox-fault": "blocked"})
+            return
 
         # 2. Decide the fault and the latency.
         knobs = state.knobs

@@ -130,7 +130,8 @@ async def test_perplexity_dataset_records_and_wrapped_body(bd: httpx.AsyncClient
     bad = await bd.post(
         "/trigger", params={"dataset_id": PERPLEXITY_DATASET_ID}, json=[{**inputs[0], "web_search": True}]
     )
-    assert bad.status_code == 400 and "web_search" in bad.json()["validation_errors"][0]
+    assert bad.status_code == 400 and bad.json()["code"] == "validation_error"
+    assert bad.json()["errors"] == [["web_search", "field is not allowed for this dataset"]]
 
 
 async def test_error_records_keep_input_and_timestamp(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
@@ -193,24 +194,28 @@ async def test_trigger_validation_and_auth(sandbox: Sandbox, bd: httpx.AsyncClie
         params={"dataset_id": CHATGPT_DATASET_ID},
         json=[{"url": "https://chatgpt.com/", "prompt": "x" * 5000}],
     )
-    assert r.status_code == 400 and "4096" in r.json()["validation_errors"][0]
+    body = r.json()  # the documented validation_error body (docs products/scrapers/error-codes)
+    assert r.status_code == 400 and body["error"] == "Invalid input provided" and body["code"] == "validation_error"
+    assert [f for f, _ in body["errors"]] == ["prompt"] and "4096" in body["errors"][0][1]
     r = await bd.post(
         "/trigger",
         params={"dataset_id": CHATGPT_DATASET_ID},
         json=[{"url": "https://example.com/", "prompt": "hi", "country": "USA"}],
     )
-    assert r.status_code == 400 and len(r.json()["validation_errors"]) == 2
-    assert (
-        await bd.post("/trigger", params={"dataset_id": "gd_unknown"}, json=prompts(1))
-    ).status_code == 404
-    assert (await bd.post("/trigger", params={"dataset_id": CHATGPT_DATASET_ID}, json=[])).status_code == 400
+    assert r.status_code == 400 and [f for f, _ in r.json()["errors"]] == ["url", "country"]
+    r = await bd.post("/trigger", params={"dataset_id": "gd_unknown"}, json=prompts(1))
+    assert r.status_code == 404 and r.text == "Collector not found"
+    r = await bd.post("/trigger", params={"dataset_id": CHATGPT_DATASET_ID}, json=[])
+    assert r.status_code == 400 and r.text == "No data to trigger"
+    r = await bd.post("/trigger", params={"dataset_id": CHATGPT_DATASET_ID}, content=b"[{not json")
+    assert r.status_code == 400 and r.json()["code"] == "parse_error"
     async with httpx.AsyncClient() as anon:
         r = await anon.post(
             sandbox.urls["brightdata"] + "/datasets/v3/trigger",
             params={"dataset_id": CHATGPT_DATASET_ID},
             json=prompts(1),
         )
-        assert r.status_code == 401
+        assert r.status_code == 401 and r.text == "Credentials are missing"
     assert (await sandbox.stats())["brightdata"]["triggers"] == {}
 
 
@@ -230,3 +235,86 @@ async def test_answers_are_deterministic_per_prompt_and_country(bd: httpx.AsyncC
     a, b, c = (await bd.get(f"/snapshot/{sid}")).json()
     assert a["answer_text_markdown"] == b["answer_text_markdown"]
     assert a["answer_text_markdown"] != c["answer_text_markdown"]
+
+
+async def test_25_429s_in_the_window_block_every_call_until_reset(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
+    # docs.brightdata.com/products/scrapers/error-codes: an IP that receives >= 25 429s within 5 minutes is blocked
+    # for every API request. The block counts every 429 sent on a Bright Data path, injected or not.
+    sid = await trigger(bd, CHATGPT_DATASET_ID, prompts(1))
+    for i in range(24):
+        r = await bd.get(f"/progress/{sid}", headers={"X-Sandbox-Fault": "429"})
+        assert r.status_code == 429, i
+    assert (await bd.get(f"/progress/{sid}")).status_code == 200  # 24: not blocked yet
+    assert (await bd.get(f"/progress/{sid}", headers={"X-Sandbox-Fault": "429"})).status_code == 429  # the 25th
+    for call in (bd.get(f"/progress/{sid}"), bd.get(f"/snapshot/{sid}"), bd.get("/snapshots"),
+                 bd.post(f"/snapshot/{sid}/cancel"),
+                 bd.post("/trigger", params={"dataset_id": CHATGPT_DATASET_ID}, json=prompts(1))):
+        r = await call
+        assert r.status_code == 403 and "blocked" in r.json()["error"]
+    limited = (await sandbox.stats())["brightdata"]["rate_limited"]
+    assert limited == {"total": 25, "in_window": 25, "max_in_window": 25, "window_s": 300.0, "blocked": True}
+    (await sandbox.admin.post("/_sandbox/reset")).raise_for_status()  # "until support unblocks it"
+    assert (await bd.get("/snapshots")).status_code == 200
+
+
+async def test_the_block_window_and_threshold_are_knobs(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
+    await sandbox.configure({"brightdata_block_after_429s": 3, "brightdata_block_window_s": 0.2})
+    sid = await trigger(bd, CHATGPT_DATASET_ID, prompts(1))
+    for _ in range(2):
+        assert (await bd.get(f"/progress/{sid}", headers={"X-Sandbox-Fault": "429"})).status_code == 429
+    await poll_until(lambda: _window_empty(sandbox), within=5)  # the first two left the window
+    for _ in range(2):
+        assert (await bd.get(f"/progress/{sid}", headers={"X-Sandbox-Fault": "429"})).status_code == 429
+    assert (await bd.get(f"/progress/{sid}")).status_code == 200  # never 3 within 0.2 s
+    await sandbox.configure({"brightdata_block_after_429s": 0})  # 0 = never block
+    for _ in range(5):
+        assert (await bd.get(f"/progress/{sid}", headers={"X-Sandbox-Fault": "429"})).status_code == 429
+    assert (await bd.get(f"/progress/{sid}")).status_code == 200
+
+
+async def _window_empty(sandbox: Sandbox) -> bool:
+    return (await sandbox.stats())["brightdata"]["rate_limited"]["in_window"] == 0
+
+
+async def test_snapshot_list_filters_by_from_date_and_pages(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
+    first = await trigger(bd, CHATGPT_DATASET_ID, prompts(1))
+    listed = (await bd.get("/snapshots", params={"dataset_id": CHATGPT_DATASET_ID})).json()
+    since = listed[0]["created"]
+    later = [await trigger(bd, CHATGPT_DATASET_ID, prompts(1)) for _ in range(3)]
+    r = await bd.get("/snapshots", params={"dataset_id": CHATGPT_DATASET_ID, "from_date": "2999-01-01T00:00:00Z"})
+    assert r.json() == []
+    r = await bd.get("/snapshots", params={"dataset_id": CHATGPT_DATASET_ID, "from_date": since})
+    assert [s["id"] for s in r.json()] == [first, *later]
+    pages = [(await bd.get("/snapshots", params={"dataset_id": CHATGPT_DATASET_ID, "skip": k, "limit": 2})).json()
+             for k in (0, 2, 4)]
+    assert [[s["id"] for s in p] for p in pages] == [[first, later[0]], later[1:], []]
+    r = await bd.get("/snapshots", params={"dataset_id": CHATGPT_DATASET_ID, "limit": 5001})
+    assert r.status_code == 400 and r.json()["errors"][0][0] == "limit"
+
+
+async def test_custom_output_fields_on_trigger_is_a_knob(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
+    params = {"dataset_id": CHATGPT_DATASET_ID, "custom_output_fields": "answer_text|citations"}
+    r = await bd.post("/trigger", params=params, json=prompts(1))
+    assert r.status_code == 200
+    sid = r.json()["snapshot_id"]
+    await wait_ready(bd, sid)
+    (rec,) = (await bd.get(f"/snapshot/{sid}")).json()
+    assert "answer_html" not in rec and {"answer_text", "citations", "index", "input"} <= set(rec)
+    await sandbox.configure({"brightdata_trigger_output_fields": False})
+    r = await bd.post("/trigger", params=params, json=prompts(1))
+    assert r.status_code == 400 and r.json()["errors"] == [["custom_output_fields", "This field is not allowed"]]
+
+
+async def test_answer_html_can_be_as_large_as_live_records(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
+    await sandbox.configure({"brightdata_answer_html_bytes": 2_500_000})
+    sid = await trigger(bd, CHATGPT_DATASET_ID, prompts(2))
+    await wait_ready(bd, sid)
+    r = await bd.get(f"/snapshot/{sid}")
+    assert all(2_500_000 <= len(rec["answer_html"]) < 2_600_000 for rec in r.json())
+    assert len(r.content) > 5_000_000
+
+
+async def test_progress_status_override(sandbox: Sandbox, bd: httpx.AsyncClient) -> None:
+    await sandbox.configure({"brightdata_progress_status": "collecting", "brightdata_duration_s": 60})
+    sid = await trigger(bd, CHATGPT_DATASET_ID, prompts(1))
+    assert (await bd.get(f"/progress/{sid}")).json()["status"] == "collecting"

@@ -108,6 +108,10 @@ class CompletionResult:
     markdown: str = ""
     snapshot_id: str = ""
     web_search_calls: int = 0
+    #: Bright Data records only: ``web_search_triggered`` (None = the provider does not say) and the record's
+    #: ``links_attached`` that are not among its ``citations`` (retrieved, not cited; ``citations`` holds both).
+    web_search_triggered: bool | None = None
+    links_attached: list[Citation] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

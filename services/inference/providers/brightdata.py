@@ -27,20 +27,32 @@ Each record costs ``settings.brightdata_record_usd`` ($1.50 / 1K records, §2.8;
 At most ``settings.brightdata_max_in_flight`` snapshots per dataset are in flight from this process (Bright Data
 allows 100 concurrent batch requests, §2.7): a slot is taken before the trigger and given back when the snapshot
 has been collected (or cancelled).
+
+Every call (trigger, progress, download, snapshot list, cancel, both datasets) goes through the token's
+:class:`RateLimitBudget` (Bright Data blocks an IP at 25 HTTP 429s in 5 minutes): a 429 pauses every call
+(Retry-After, else 2, 4, 8… s) and the 429s of any window stay ≤ ``settings.brightdata_429_budget``. Snapshot and
+dataset ids are checked (:func:`validate_snapshot_id`) and percent-encoded as path segments (:func:`path_url`)
+before they go into a URL. Triggers ask for ``custom_output_fields`` (``settings.brightdata_output_fields``) while
+Bright Data accepts it there; downloads are parsed off the event loop and trimmed to the fields we use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import time
+from collections import deque
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
 import structlog
+from prometheus_client import Counter, Gauge
 
 from services.inference import pricing
 from services.inference.providers import (
@@ -53,6 +65,7 @@ from services.inference.providers import (
     error_from,
     failure_from,
     log_call,
+    parse_retry_after,
 )
 from services.inference.providers.errors import map_status
 from shared.config import Settings
@@ -85,6 +98,199 @@ KEY_ENV = "BRIGHTDATA_API_TOKEN"
 CLOCK_SKEW = 30.0
 #: Seconds to let a trigger that timed out (or lost its connection) finish before checking what it created (s).
 TRIGGER_SETTLE = 2.0
+#: Snapshot ids as Bright Data issues them: ``s_`` + lowercase letters and digits (docs examples
+#: ``s_m4x7enmven8djfqak``, ``s_mcd3rc6l2md984eoij``: docs.brightdata.com/api-reference/scrapers/management-apis/
+#: monitor-progress, .../snapshot-data). Dataset ids: ``gd_`` + the same (``gd_m7aof0k82r803d5bjm``).
+SNAPSHOT_ID_RE = re.compile(r"s_[a-z0-9]{1,64}")
+DATASET_ID_RE = re.compile(r"gd_[a-z0-9]{1,64}")
+#: Progress statuses of the v3 API (docs.brightdata.com/api-reference/scrapers/management-apis/monitor-progress).
+PENDING_STATUSES = frozenset({"starting", "running"})
+#: Page size of ``GET /datasets/v3/snapshots`` (docs: default 1,000, max 5,000) and the most pages read.
+SNAPSHOT_PAGE = 1000
+SNAPSHOT_PAGES = 5
+#: Downloads larger than this are parsed in a worker thread, off the event loop (bytes).
+THREAD_PARSE_BYTES = 256 * 1024
+#: Record fields kept after a download (the rest, e.g. 2–3 MB ``answer_html``, is dropped at once).
+KEPT_FIELDS = frozenset({
+    "url", "prompt", "answer_text", "answer_text_markdown", "citations", "links_attached", "web_search_triggered",
+    "web_search_query", "model", "index", "input", "error", "error_code",
+})
+#: Our request field for a Bright Data input field named in a 400 ``validation_error`` (the rest keep their name).
+FIELD_OF_INPUT = {"prompt": "messages", "country": "location", "web_search": "web_search"}
+
+RATE_LIMITED_TOTAL = Counter(
+    "brightdata_429_total", "HTTP 429 answers received from Bright Data, per token budget.", ["budget"]
+)
+RATE_LIMITED_WINDOW = Gauge(
+    "brightdata_429_window", "Bright Data 429s received in the current sliding window, per token budget.", ["budget"]
+)
+RATE_LIMIT_PAUSED = Gauge(
+    "brightdata_429_paused_seconds", "Seconds until Bright Data calls resume after a 429, per token budget.",
+    ["budget"],
+)
+
+
+def _shown(value: str) -> str:
+    """A client-given value as it may appear in an error: escaped, at most 40 characters."""
+    return repr(value[:40]) + ("…" if len(value) > 40 else "")
+
+
+def validate_snapshot_id(value: str, field: str = "snapshot_id") -> str:
+    """``value`` when it is a Bright Data snapshot id (:data:`SNAPSHOT_ID_RE`), else ``InvalidArgument`` naming
+    ``field``. Checked before an id goes into a URL path (issue #11: ``../`` and control characters must never reach
+    the provider)."""
+    if not value:
+        raise InvalidArgument(f"{field} is required", field=field, reason="INVALID_SNAPSHOT_ID")
+    if not SNAPSHOT_ID_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"{field} {_shown(value)} is not a Bright Data snapshot id (s_ then 1-64 lowercase letters or digits)",
+            field=field, reason="INVALID_SNAPSHOT_ID")
+    return value
+
+
+def validate_dataset_id(value: str, field: str = "dataset_id") -> str:
+    """``value`` when it is a Bright Data dataset id (:data:`DATASET_ID_RE`), else ``InvalidArgument``."""
+    if not DATASET_ID_RE.fullmatch(value or ""):
+        raise InvalidArgument(
+            f"{field} {_shown(value or '')} is not a Bright Data dataset id (gd_ then lowercase letters or digits)",
+            field=field, reason="INVALID_DATASET_ID")
+    return value
+
+
+class RateLimitBudget:
+    """One 429 budget per Bright Data token: every call of every dataset (trigger, progress, download, list,
+    cancel) passes :meth:`slot`.
+
+    Bright Data blocks an IP that receives ≥ 25 HTTP 429s within 5 minutes, for every API call, until support
+    unblocks it; ≥ 10 in 5 minutes is "close to the block"; after a 429 stop sending, wait Retry-After, else back
+    off 2, 4, 8, 16, 32 s (docs.brightdata.com/products/scrapers/error-codes, "What happens if I get too many 429
+    errors?"). So:
+
+    - a 429 pauses **every** call through this budget until ``now + Retry-After`` (else ``backoff·2^(n-1)``,
+      ≤ ``backoff_max``, n = 429s in a row);
+    - at most ``budget − (429s in the last window seconds)`` calls are in flight at once, so even if every one of
+      them were answered 429 the sliding window would hold ≤ ``budget`` 429s (a call is sent only while
+      ``in flight + 429s in window < budget``);
+    - at ``warn_at`` 429s in the window a warning is logged; metrics ``brightdata_429_total``,
+      ``brightdata_429_window`` and ``brightdata_429_paused_seconds`` (label ``budget``).
+
+    One instance per token per process (the HTTP client of :func:`new_http_client` owns it). Replicas sharing a
+    token do not coordinate through it: each holds its own window (see docs/resilience.md).
+    """
+
+    def __init__(
+        self,
+        name: str = "brightdata",
+        *,
+        budget: int = 10,
+        warn_at: int = 5,
+        window: float = 300.0,
+        backoff: float = 2.0,
+        backoff_max: float = 32.0,
+    ) -> None:
+        self.name = name
+        self.budget = max(1, budget)
+        self.warn_at = warn_at
+        self.window = window
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self._hits: deque[float] = deque()
+        self._in_flight = 0
+        self._paused_until = 0.0
+        self._streak = 0
+        self._changed: asyncio.Event | None = None
+        self.received = 0  # 429s received in all
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str = "brightdata") -> RateLimitBudget:
+        return cls(name, budget=settings.brightdata_429_budget, warn_at=settings.brightdata_429_warn_at,
+                   window=settings.brightdata_429_window_seconds, backoff=settings.brightdata_429_backoff_seconds,
+                   backoff_max=settings.brightdata_429_backoff_max_seconds)
+
+    def in_window(self, now: float | None = None) -> int:
+        """429s received in the last ``window`` seconds."""
+        now = time.monotonic() if now is None else now
+        while self._hits and self._hits[0] <= now - self.window:
+            self._hits.popleft()
+        RATE_LIMITED_WINDOW.labels(self.name).set(len(self._hits))
+        return len(self._hits)
+
+    def status(self) -> dict[str, float]:
+        now = time.monotonic()
+        return {"in_window": self.in_window(now), "in_flight": self._in_flight,
+                "paused_s": max(0.0, self._paused_until - now), "received": self.received}
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    def _wait_s(self, now: float) -> float | None:
+        """0 when a call may go now; else the most seconds to wait before looking again (the oldest 429 leaves the
+        window then; a call that ends wakes the waiters sooner); None = no 429 in the window, wait for a call."""
+        if now < self._paused_until:
+            return self._paused_until - now
+        hits = self.in_window(now)
+        if self._in_flight + hits < self.budget:
+            return 0.0
+        return max(0.001, self._hits[0] + self.window - now) if self._hits else None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, deadline: Deadline | None = None) -> Any:
+        """Wait for the right to send one call (raises ``DeadlineExceeded`` when ``deadline`` passes first), then
+        hold it until the answer is in; the body must call :meth:`record` with the answer's status."""
+        while True:
+            now = time.monotonic()
+            wait = self._wait_s(now)
+            if wait == 0.0:
+                break
+            if deadline is not None and deadline.expired:
+                raise DeadlineExceeded(
+                    f"the deadline passed while Bright Data calls were paused by the 429 budget "
+                    f"({self.in_window(now)} 429s in the last {self.window:g} s)", provider=self.name)
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            timeout = wait if wait is not None else 1.0  # None: a call in flight must end first (it wakes us)
+            if deadline is not None:
+                timeout = min(timeout, deadline.remaining())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        self._in_flight += 1
+        try:
+            yield self
+        finally:
+            self._in_flight -= 1
+            self._wake()
+
+    def record(self, status: int, retry_after: float | None) -> float:
+        """Note one answer's HTTP status; for a 429, pause every call and return the pause (s), else 0."""
+        if status != 429:
+            self._streak = 0
+            return 0.0
+        now = time.monotonic()
+        self.received += 1
+        self._streak += 1
+        self._hits.append(now)
+        n = self.in_window(now)
+        pause = retry_after if retry_after is not None else min(self.backoff * 2 ** (self._streak - 1),
+                                                                 self.backoff_max)
+        self._paused_until = max(self._paused_until, now + pause)
+        RATE_LIMITED_TOTAL.labels(self.name).inc()
+        RATE_LIMIT_PAUSED.labels(self.name).set(max(0.0, self._paused_until - now))
+        if n >= self.warn_at:
+            log.warning("brightdata_429_budget", budget=self.name, in_window=n, limit=self.budget,
+                        window_s=self.window, paused_s=round(pause, 3),
+                        note="Bright Data blocks an IP at 25 429s in 5 minutes")
+        else:
+            log.info("brightdata_429", budget=self.name, in_window=n, paused_s=round(pause, 3))
+        self._wake()
+        return pause
+
+
+class BrightDataClient(httpx.AsyncClient):
+    """The HTTP client of one Bright Data token, with its :class:`RateLimitBudget` (``budget``)."""
+
+    budget: RateLimitBudget
 
 
 class Dataset:
@@ -105,17 +311,32 @@ PERPLEXITY = Dataset("brightdata_perplexity", PERPLEXITY_DATASET_ID, "https://ww
                      "Bright Data Perplexity", web_search_field=False)
 
 
-def new_http_client(settings: Settings) -> httpx.AsyncClient:
+def new_http_client(settings: Settings) -> BrightDataClient:
     """The one HTTP client both datasets share: ``{base}/datasets/v3/`` with the Bearer token (no token → no
-    header; calls then fail with ``FailedPrecondition`` before any request)."""
+    header; calls then fail with ``FailedPrecondition`` before any request), and the token's 429 budget
+    (``client.budget``, :class:`RateLimitBudget`)."""
     key = settings.api_key("brightdata")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.AsyncClient(
+    client = BrightDataClient(
         base_url=settings.base_url("brightdata") + "/datasets/v3/",
         headers=headers,
         timeout=httpx.Timeout(min(REQUEST_TIMEOUT, settings.provider_timeout_seconds), connect=10.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
+    client.budget = RateLimitBudget.from_settings(settings)
+    return client
+
+
+def path_url(http: httpx.AsyncClient, *segments: str) -> httpx.URL:
+    """``{base_url}/seg1/seg2…`` with every segment percent-encoded as one path segment (RFC 3986 §3.3: ``/``,
+    ``?``, ``#``, ``%`` and ``.``-only segments cannot change the path), built on httpx's URL."""
+    def seg(s: str) -> str:
+        enc = quote(s, safe="")
+        return enc.replace(".", "%2E") if set(s) <= {"."} else enc
+
+    base = http.base_url
+    path = base.raw_path.split(b"?", 1)[0].decode("ascii").rstrip("/") + "/" + "/".join(seg(s) for s in segments)
+    return base.copy_with(raw_path=path.encode("ascii"))
 
 
 def prompt_of(req: CompletionRequest) -> str:
@@ -216,7 +437,13 @@ class BrightDataProvider:
             supports_locations=True,
         )
         self._http = http
+        budget = getattr(http, "budget", None)
+        self.budget: RateLimitBudget = budget if isinstance(budget, RateLimitBudget) else \
+            RateLimitBudget.from_settings(settings)
         self.in_flight = in_flight
+        # custom_output_fields on /trigger: whether Bright Data accepts it there is not documented (it is on
+        # /scrape); sent until a trigger is refused naming the field, then not any more (this process).
+        self._output_fields = settings.brightdata_output_fields.strip()
         # Adaptive in-flight cap (AIMD on trigger 429s "too many running jobs", never above the configured cap) and
         # a circuit breaker on triggers; retries stay 429-only (see submit_batch).
         self.guard = ProviderGuard.from_settings(
@@ -244,41 +471,49 @@ class BrightDataProvider:
         if not self._has_key:
             raise FailedPrecondition(f"{KEY_ENV} is not set", provider=self.name, reason="NO_API_KEY")
 
-    async def _send(self, method: str, path: str, *, deadline: Deadline | None = None, **kw: Any) -> httpx.Response:
-        timeout = min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds)  # one request (a hung one is cut)
-        if deadline is not None:
-            timeout = min(timeout, deadline.remaining())
-        try:
-            return await self._http.request(method, path, timeout=timeout, **kw)
-        except httpx.TimeoutException:
-            raise Unavailable(f"{self.dataset.label} did not answer in time", provider=self.name,
-                              reason="PROVIDER_TIMEOUT") from None
-        except httpx.TransportError as e:
-            raise Unavailable(f"cannot reach {self.dataset.label}: {type(e).__name__}", provider=self.name,
-                              reason="PROVIDER_CONNECTION") from None
+    async def _send(
+        self,
+        method: str,
+        segments: tuple[str, ...],
+        *,
+        deadline: Deadline | None = None,
+        on_429: Any = None,
+        **kw: Any,
+    ) -> httpx.Response:
+        """One Bright Data call to ``{base}/datasets/v3/<segments…>`` (each segment percent-encoded), through the
+        token's :class:`RateLimitBudget`: it waits while calls are paused or the 429 budget is spoken for, and a 429
+        answer pauses every call and is sent again (≤ ``settings.brightdata_429_retries`` times, within
+        ``deadline``; a 429 means nothing was done, docs products/scrapers/error-codes). Returns the last answer
+        (a 429 when the re-sends ran out); ``Unavailable`` on timeouts and broken connections, ``DeadlineExceeded``
+        when ``deadline`` passed while paused. ``on_429`` is called once per 429."""
+        url = path_url(self._http, *segments)
+        retries = max(0, self._settings.brightdata_429_retries)
+        for attempt in range(retries + 1):
+            async with self.budget.slot(deadline):
+                timeout = min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds)  # a hung request is cut
+                if deadline is not None:
+                    timeout = min(timeout, deadline.remaining())
+                try:
+                    resp = await self._http.request(method, url, timeout=timeout, **kw)
+                except httpx.TimeoutException:
+                    raise Unavailable(f"{self.dataset.label} did not answer in time", provider=self.name,
+                                      reason="PROVIDER_TIMEOUT") from None
+                except httpx.TransportError as e:
+                    raise Unavailable(f"cannot reach {self.dataset.label}: {type(e).__name__}", provider=self.name,
+                                      reason="PROVIDER_CONNECTION") from None
+                self.budget.record(resp.status_code, parse_retry_after(resp.headers))
+            if resp.status_code != 429:
+                return resp
+            if on_429 is not None:
+                on_429()
+            if attempt >= retries or (deadline is not None and deadline.expired):
+                break
+            log.info("brightdata_429_resend", provider=self.name, endpoint=segments[0], attempt=attempt + 1)
+        return resp
 
     def _error(self, resp: httpx.Response, what: str) -> VantageError:
-        """Our error for a non-2xx answer; 404 means the snapshot (or dataset) does not exist."""
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = resp.text
-        if isinstance(body, dict):
-            if body.get("validation_errors"):
-                message = "; ".join(str(v) for v in _as_list(body["validation_errors"]))
-            else:
-                message = str(body.get("error") or body.get("message") or body)
-        else:
-            message = str(body)
-        message = message.strip()[:500]
-        if resp.status_code == 404:
-            return NotFound(f"{self.dataset.label} {what}: {message or 'not found'}", provider=self.name,
-                            reason="NOT_FOUND", metadata={"status": "404"})
-        err = map_status(resp.status_code, message, provider=self.name, label=self.dataset.label, key_env=KEY_ENV,
-                         headers=resp.headers)
-        if isinstance(err, InvalidArgument) and err.reason == "PROVIDER_BAD_REQUEST":
-            err.violations = [("messages", err.message)]
-        return err
+        """Our error for a non-2xx answer (:func:`error_of`)."""
+        return error_of(resp, what, provider=self.name, label=self.dataset.label)
 
     # --- the batch lifecycle ------------------------------------------------------------------------------------
 
@@ -402,28 +637,41 @@ class BrightDataProvider:
     async def _snapshots_since(self, since: float) -> list[str] | None:
         """Ids of this dataset's snapshots created at or after ``since`` (Unix s) that this process did not trigger;
         None when the list cannot be read. Waits (≤ 5 s) for this process's other triggers in flight first, so that
-        their snapshots are known."""
+        their snapshots are known.
+
+        ``GET /datasets/v3/snapshots?dataset_id=…&from_date=…&skip=…&limit=…``
+        (docs.brightdata.com/api-reference/scrapers/management-apis/get-snapshots: ``limit`` default 1,000, max
+        5,000; ``from_date`` "created after a specific date"; the sort order is not documented): ``from_date`` is
+        ``since`` as ISO 8601 UTC, so the new snapshot is in the answer however busy the account; pages of
+        :data:`SNAPSHOT_PAGE` are read until a short page (≤ :data:`SNAPSHOT_PAGES` pages; more → None, ambiguous).
+        """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_triggers.wait(), 5.0)
-        try:
-            resp = await self._send("GET", "snapshots", params={"dataset_id": self.dataset.dataset_id},
-                                    deadline=Deadline(min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds)))
-            if resp.status_code != 200:
+        deadline = Deadline(min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds))
+        from_date = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(since * 1000) % 1000:03d}Z"
+        out: list[str] = []
+        for page in range(SNAPSHOT_PAGES):
+            params = {"dataset_id": self.dataset.dataset_id, "from_date": from_date,
+                      "skip": str(page * SNAPSHOT_PAGE), "limit": str(SNAPSHOT_PAGE)}
+            try:
+                resp = await self._send("GET", ("snapshots",), params=params, deadline=deadline)
+                if resp.status_code != 200:
+                    return None
+                body = resp.json()
+            except (RetryableError, DeadlineExceeded, ValueError):
                 return None
-            body = resp.json()
-        except (RetryableError, ValueError):
-            return None
-        if not isinstance(body, list):
-            return None
-        out = []
-        for snap in body:
-            if not isinstance(snap, dict):
-                continue
-            sid = str(snap.get("id") or snap.get("snapshot_id") or "")
-            created = _unix(snap.get("created"))
-            if sid and sid not in self._triggered and (created is None or created >= since):
-                out.append(sid)
-        return out
+            if not isinstance(body, list):
+                return None
+            for snap in body:
+                if not isinstance(snap, dict):
+                    continue
+                sid = str(snap.get("id") or snap.get("snapshot_id") or "")
+                created = _unix(snap.get("created"))
+                if sid and sid not in self._triggered and (created is None or created >= since):
+                    out.append(sid)
+            if len(body) < SNAPSHOT_PAGE:
+                return out
+        return None
 
     async def _guarded_trigger(self, inputs: list[dict[str, Any]], deadline: Deadline) -> str:
         """One trigger under the circuit breaker (a dead Bright Data fails fast with ``UNAVAILABLE`` +
@@ -448,16 +696,29 @@ class BrightDataProvider:
             self.guard.limiter.on_sample(int(self.in_flight.borrowed_tokens), sig)
 
     async def _trigger(self, inputs: list[dict[str, Any]], deadline: Deadline) -> str:
+        """``POST /datasets/v3/trigger?dataset_id=…&include_errors=true[&custom_output_fields=a|b|…]``; a 429 is
+        sent again by :meth:`_send` (each one shrinks the adaptive in-flight cap). A trigger refused with a
+        ``validation_error`` naming ``custom_output_fields`` is sent again without it, and it is not sent any more."""
         started = time.perf_counter()
-        resp = await self._send(
-            "POST",
-            "trigger",
-            params={"dataset_id": self.dataset.dataset_id, "include_errors": "true"},
-            json=inputs,
-            deadline=deadline,
-        )
-        if resp.status_code != 200:
+        params = {"dataset_id": validate_dataset_id(self.dataset.dataset_id), "include_errors": "true"}
+
+        def overloaded() -> None:  # "too many running jobs": fewer snapshots in flight (AIMD)
+            self.guard.limiter.on_sample(int(self.in_flight.borrowed_tokens), Signal.OVERLOAD)
+
+        while True:
+            if self._output_fields:
+                params["custom_output_fields"] = self._output_fields
+            resp = await self._send("POST", ("trigger",), params=params, json=inputs, deadline=deadline,
+                                    on_429=overloaded)
+            if resp.status_code == 200:
+                break
             err = self._error(resp, "trigger")
+            if (self._output_fields and isinstance(err, InvalidArgument)
+                    and any("custom_output_fields" in f for f, _ in err.violations)):
+                log.info("brightdata_custom_output_fields_refused", provider=self.name, error=err.message)
+                self._output_fields = ""
+                params.pop("custom_output_fields", None)
+                continue
             log_call(self.name, self.name, started, error=err, inputs=len(inputs))
             raise err
         try:
@@ -485,6 +746,11 @@ class BrightDataProvider:
         records that lack an ``index``. A snapshot that is not ready after ``settings.brightdata_timeout_seconds``
         is cancelled; one that outlives the caller's ``deadline`` is left running, so it can be resumed.
         """
+        try:
+            validate_snapshot_id(job_id)
+        except InvalidArgument as e:
+            self._tickets.pop(job_id, None)
+            return [failure_from(e, provider=self.name)] * count
         ticket = self._tickets.pop(job_id, None)
         if ticket is None:  # a resumed snapshot: it is in flight at Bright Data, so it takes a slot while polled
             ticket = object()
@@ -544,11 +810,18 @@ class BrightDataProvider:
         await asyncio.sleep(max(0.0, min(seconds, limit)))
 
     async def _wait_ready(self, job_id: str, give_up: Deadline, deadline: Deadline | None) -> VantageError | None:
-        """Poll progress until ``ready`` (None) or ``failed`` (the error to record on every item)."""
+        """Poll progress until ``ready`` (None) or ``failed`` (the error to record on every item).
+
+        Documented statuses: ``starting``, ``running`` (pending), ``ready``, ``failed`` (with ``error_message``)
+        (docs.brightdata.com/api-reference/scrapers/management-apis/monitor-progress). Any other status (what
+        progress reports after a cancel is not documented) is polled on for at most
+        ``settings.brightdata_unknown_status_seconds``, then the snapshot fails with an error naming the status.
+        """
         interval = self._settings.brightdata_poll_seconds
+        unknown_since: float | None = None
         while True:
             try:
-                resp = await self._send("GET", f"progress/{job_id}", deadline=deadline)
+                resp = await self._send("GET", ("progress", job_id), deadline=deadline)
                 if resp.status_code != 200:
                     raise self._error(resp, f"snapshot {job_id}")
                 body = resp.json()
@@ -568,28 +841,45 @@ class BrightDataProvider:
                                      metadata={"provider_error_code": "cancelled"})
                 return Unavailable(f"snapshot {job_id} failed: {message}", provider=self.name,
                                    metadata={"provider_error_code": "snapshot_failed"})
-            await self._pause(interval, give_up, deadline)  # unknown statuses are pending (§2.4)
+            if status not in PENDING_STATUSES:
+                now = time.monotonic()
+                unknown_since = now if unknown_since is None else unknown_since
+                bound = self._settings.brightdata_unknown_status_seconds
+                if now - unknown_since >= bound:
+                    log.warning("brightdata_unknown_status", provider=self.name, snapshot_id=job_id,
+                                status=status[:40])
+                    return Unavailable(
+                        f"snapshot {job_id} reported the undocumented progress status {_shown(status)} for "
+                        f"{bound:g} s (documented: starting, running, ready, failed); gave up",
+                        provider=self.name, metadata={"provider_error_code": "unknown_status"})
+                interval = min(interval, max(0.0, bound - (now - unknown_since)) + 0.001)
+            else:
+                unknown_since = None
+            await self._pause(interval, give_up, deadline)
             interval = self._next_interval(interval)
 
     async def _download(self, job_id: str, give_up: Deadline, deadline: Deadline | None) -> list[Any]:
         """The snapshot's records; a 202 "not ready yet", a transient error or a garbled body is downloaded again
-        (§2.4; records are billed once per snapshot, not per download)."""
+        (§2.4; records are billed once per snapshot, not per download). A ChatGPT record carries 2–3 MB of
+        ``answer_html`` (providers-2026-12.md): bodies over :data:`THREAD_PARSE_BYTES` are parsed in a worker
+        thread, and each record is cut to :data:`KEPT_FIELDS` there, so neither the parse nor the big fields stay
+        on the event loop."""
         interval = self._settings.brightdata_poll_seconds
         while True:
             try:
-                resp = await self._send("GET", f"snapshot/{job_id}", params={"format": "json"}, deadline=deadline)
+                resp = await self._send("GET", ("snapshot", job_id), params={"format": "json"}, deadline=deadline)
             except RetryableError:
                 resp = None
             if resp is not None and resp.status_code == 200:
+                content = resp.content
+                del resp
                 try:
-                    body = resp.json()
+                    if len(content) > THREAD_PARSE_BYTES:
+                        return await anyio.to_thread.run_sync(parse_records, content)
+                    return parse_records(content)
                 except ValueError:  # a garbled delivery: download again (records are billed once, not per download)
                     log.info("brightdata_download_malformed", provider=self.name, snapshot_id=job_id)
-                    body = None
-                if body is not None:
-                    if isinstance(body, dict):  # some deliveries wrap the records
-                        body = body.get("data") or body.get("records") or []
-                    return body if isinstance(body, list) else []
+                    resp = None
             if resp is not None and resp.status_code not in (200, 202):
                 err = self._error(resp, f"snapshot {job_id}")
                 if not isinstance(err, RetryableError):
@@ -620,7 +910,12 @@ class BrightDataProvider:
 
     def _result(self, job_id: str, rec: dict[str, Any], model: str) -> CompletionResult:
         markdown = str(rec.get("answer_text_markdown") or "")
+        triggered = rec.get("web_search_triggered")
+        cited = {c.url for c in citations_of({"citations": rec.get("citations")})}
         return CompletionResult(
+            web_search_triggered=triggered if isinstance(triggered, bool) else None,
+            links_attached=[c for c in citations_of({"links_attached": rec.get("links_attached")})
+                            if c.url not in cited],
             text=str(rec.get("answer_text") or markdown),
             markdown=markdown,
             provider=self.name,
@@ -657,9 +952,13 @@ class BrightDataProvider:
             self.in_flight.release_on_behalf_of(ticket)
 
     async def cancel_batch(self, job_id: str) -> bool:
-        """``POST /datasets/v3/snapshot/{id}/cancel`` (§2.2); True when Bright Data accepted it."""
+        """``POST /datasets/v3/snapshot/{id}/cancel`` → 200 ``OK`` (docs.brightdata.com/api-reference/scrapers/
+        management-apis/cancel-snapshot); True when Bright Data accepted it. ``InvalidArgument`` (field
+        ``snapshot_id``) for an id that is not a snapshot id — nothing is sent then."""
+        validate_snapshot_id(job_id)
         self._require_key()
-        resp = await self._send("POST", f"snapshot/{job_id}/cancel")
+        resp = await self._send("POST", ("snapshot", job_id, "cancel"),
+                                deadline=Deadline(min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds)))
         if resp.status_code != 200:
             raise self._error(resp, f"snapshot {job_id}")
         log.info("brightdata_cancelled", provider=self.name, snapshot_id=job_id)
@@ -672,6 +971,48 @@ class BrightDataProvider:
             log.warning("brightdata_cancel_failed", provider=self.name, snapshot_id=job_id, error=e.message)
 
 
+def error_of(resp: httpx.Response, what: str, *, provider: str, label: str) -> VantageError:
+    """Our error for a non-2xx Bright Data answer.
+
+    - 400 ``{"error": "Invalid input provided", "code": "validation_error", "errors": [[FIELD, REASON], …]}``
+      (docs.brightdata.com/products/scrapers/error-codes) → ``InvalidArgument`` with one violation per pair, named
+      after our request field (:data:`FIELD_OF_INPUT`: ``prompt`` → ``messages``, ``country`` → ``location``; other
+      fields keep Bright Data's name), the description saying Bright Data's field and reason. The older
+      ``{"validation_errors": [...]}`` shape (providers.md §2.5) is still read. ``parse_error`` and plain-text 400s
+      (``No data to trigger``) → ``InvalidArgument(field="messages")``.
+    - 404 → ``NotFound`` (snapshot or dataset does not exist); the rest by :func:`map_status`.
+    """
+    try:
+        body: Any = resp.json()
+    except ValueError:
+        body = resp.text
+    violations: list[tuple[str, str]] = []
+    if isinstance(body, dict):
+        pairs = body.get("errors") if body.get("code") == "validation_error" else None
+        for pair in _as_list(pairs)[:20]:
+            if isinstance(pair, list | tuple) and len(pair) >= 2:
+                name, reason = str(pair[0])[:100], str(pair[1])[:300]
+                violations.append((FIELD_OF_INPUT.get(name, name), f"Bright Data {name}: {reason}"))
+        if violations:
+            message = str(body.get("error") or "Invalid input provided") + ": " + "; ".join(
+                d.removeprefix("Bright Data ") for _, d in violations)
+        elif body.get("validation_errors"):
+            message = "; ".join(str(v) for v in _as_list(body["validation_errors"]))
+        else:
+            message = str(body.get("error") or body.get("message") or body)
+    else:
+        message = str(body)
+    message = message.strip()[:500]
+    if resp.status_code == 404:
+        return NotFound(f"{label} {what}: {message or 'not found'}", provider=provider,
+                        reason="NOT_FOUND", metadata={"status": "404"})
+    err = map_status(resp.status_code, message, provider=provider, label=label, key_env=KEY_ENV,
+                     headers=resp.headers, code=str(body.get("code") or "") if isinstance(body, dict) else "")
+    if isinstance(err, InvalidArgument) and err.reason == "PROVIDER_BAD_REQUEST":
+        err.violations = violations or [("messages", err.message)]
+    return err
+
+
 def _all_ours(slots: Sequence[dict[str, Any] | None], prompts: Sequence[str]) -> bool:
     """True when every record that carries a prompt (its own or its echoed input's) carries ours, at its place."""
     for rec, prompt in zip(slots, prompts, strict=False):
@@ -681,6 +1022,17 @@ def _all_ours(slots: Sequence[dict[str, Any] | None], prompts: Sequence[str]) ->
         if theirs is not None and prompt and theirs != prompt:
             return False
     return True
+
+
+def parse_records(content: bytes) -> list[Any]:
+    """The records of a downloaded snapshot (a JSON array; some deliveries wrap it in ``{"data"|"records": […]}``),
+    each cut to :data:`KEPT_FIELDS`. ``ValueError`` when the body is not JSON. Pure: safe in a worker thread."""
+    body = json.loads(content)
+    if isinstance(body, dict):
+        body = body.get("data") or body.get("records") or []
+    if not isinstance(body, list):
+        return []
+    return [{k: v for k, v in r.items() if k in KEPT_FIELDS} if isinstance(r, dict) else r for r in body]
 
 
 def _unix(value: Any) -> float | None:

@@ -451,6 +451,8 @@ def check_labels(case: Case) -> list[str]:
         warnings.append(f"competitors not in order of first appearance: {sorted(offsets)}")
     org_names = [case.org["name"], *case.org["name_variations"], *case.org["known_products"]]
     org_off = _first_offset(text, org_names)
+    if org_off < 0:
+        org_off = _first_offset(case.answer, org_names)
     if case.mentioned and org_off >= 0:
         rank = 1 + sum(1 for o, _ in offsets if 0 <= o < org_off)
         if rank != case.rank:
@@ -486,6 +488,11 @@ def report(results: Sequence[CaseResult]) -> str:
     for key in ("language", "style", "tag"):
         out.append(f"-- by {key} --")
         out.extend(_line(k, f) for k, f in breakdown(results, key).items())
+    out.append("-- sentiment confusion (rows expected, columns got) --")
+    out.append(" " * 10 + "".join(f"{s:>10}" for s in SENTIMENTS))
+    for e in SENTIMENTS:
+        row = [sum(1 for r in results if r.case.sentiment == e and r.got.sentiment == g) for g in SENTIMENTS]
+        out.append(f"{e:>10}" + "".join(f"{n:>10}" for n in row))
     out.append("-- mismatching cases (expected vs got) --")
     for r in results:
         if r.mismatches:

@@ -517,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--json", action="store_true", help="print the figures as JSON instead of the text report"
     )
     args = ap.parse_args(argv)
+    from shared.logging import configure_logging
+
+    configure_logging("corpus_score", level="WARNING")  # per-RPC debug lines would drown the report
     try:
         cases = load_cases(args.split)
     except (CaseError, yaml.YAMLError, OSError) as e:

@@ -48,6 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from services.extraction.identity import BRAND_MARKERS, STEM_SUFFIXES
 from services.extraction.names import (
     Brand,
     clean_name,
@@ -109,10 +110,6 @@ GENERIC_ACRONYMS: frozenset[str] = frozenset(
     cfo vpc iam sso soc hipaa gdpr iso p2p b2b b2c pue kw mw gw tb gb pb hr mo yr fp8 fp16 bf16 int8 fp32 sxm pcie
     nvl hbm dgx hgx cli gui ide pdf csv json yaml http https url urls seo geo aeo kpi kpis mvp poc pov rfp sku
     note tip new hot""".split()
-)
-#: Trailing words that mark a brand ("Together AI", "Lambda Labs", "Modal Inc").
-ORG_SUFFIX_WORDS: frozenset[str] = frozenset(
-    "ai labs lab inc llc ltd corp corporation gmbh technologies".split()
 )
 #: Leading words of a phrase that is a label, a question or an instruction, not a name.
 LEADING_GENERIC: frozenset[str] = frozenset(
@@ -187,7 +184,7 @@ def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
         if w.isupper() and w.isalpha() and 2 <= len(w) <= 6:
             return STRONG  # AWS, IBM, NVIDIA
     others = [lw for lw in low[:-1] if lw not in generic and lw not in FUNCTION_WORDS]
-    if len(words) >= 2 and low[-1] in ORG_SUFFIX_WORDS and others:
+    if len(words) >= 2 and low[-1] in BRAND_MARKERS and others:
         return STRONG  # Together AI, Lambda Labs
     rare = [
         lw
@@ -415,7 +412,7 @@ def candidates(doc: Doc, threshold: float = 3.0, generic: frozenset[str] = GENER
 
 
 _STEM_PREFIX_RE = re.compile(r"^(?:get|try|use|join|go|hey|with|the|my)(?=[a-z]{3})")
-_STEM_SUFFIX_RE = re.compile(r"(?<=[a-z]{3})(?:hq|app|ai|labs|lab|ml|inc|io|cloud|official|corp|tech|group|hub)$")
+_STEM_SUFFIX_RE = re.compile(r"(?<=[a-z]{3})(?:" + "|".join(STEM_SUFFIXES) + ")$")
 
 
 @lru_cache(maxsize=65_536)

@@ -39,23 +39,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from services.extraction.identity import (
+    BRAND_MARKERS,
+    VARIANT_SUFFIXES,
+    camel_split,
+    strip_suffixes,
+    tokens,
+)
+from services.extraction.identity import merge_keys as _merge_keys
 from services.extraction.text import Doc, is_sentence_start, lead_span, plain, words_of
 from services.extraction.urls import domain_stem, looks_like_domain, registrable_domain
 
-#: Trailing words dropped to get a variant of a name (``Together AI`` → ``Together``). Brief-mandated
-#: Inc/Inc./Ltd/LLC/Labs/AI/Corp plus their usual relatives.
-LEGAL_SUFFIXES: frozenset[str] = frozenset(
-    "inc incorporated ltd limited llc llp corp corporation co gmbh plc sa ag bv nv pte pty srl sas oy ab kk "
-    "labs lab ai ml technologies".split()
-)
-#: Suffixes dropped for identity keys only: "Lambda Cloud" is Lambda, but "Cloud" is not dropped from an org's
-#: name when matching text ("Google Cloud" must not match every "Google").
-KEY_SUFFIXES: frozenset[str] = LEGAL_SUFFIXES | frozenset(
-    "cloud hq io com net org app group holdings".split()
-)
 #: Words that follow a name and mark it as an organisation ("Runway ML", "Lambda Labs", "Modal Inc").
+_MARKER_SPELLING = {"ai": "AI", "ml": "ML", "llc": "LLC", "gmbh": "GmbH"}
 ORG_NEXT_RE = re.compile(
-    r"[ \t]+(?:AI|ML|Labs?|Inc\.?|LLC|Ltd\.?|Corp\.?|Cloud|Studios?|Research|Technologies|GmbH)(?![\w])"
+    r"[ \t]+(?:"
+    + "|".join(
+        _MARKER_SPELLING.get(w, w.capitalize())
+        for w in sorted(BRAND_MARKERS | {"cloud", "studio", "studios", "research"})
+    )
+    + r")\.?(?![\w])"
 )
 #: "X is a … company", "X stands out for …": a sentence-initial common-word name followed by this is a strong
 #: mention ("Replicate stands out for its model catalogue", but not "Runway is short for most startups").
@@ -67,11 +70,8 @@ ORG_PREDICATE_RE = re.compile(
     r"is best known for|is favou?red|delivers|rents|operates|raised|announced|launched|released)\b)",
     re.IGNORECASE,
 )
-_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_TOKEN_RE = re.compile(r"[^\W_]+(?:[.'’&-][^\W_]+)*")
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _SPACES_RE = re.compile(r"\s+")
-_INITIALS_SKIP = frozenset("of and the for & de la".split())
 
 
 @lru_cache(maxsize=131_072)
@@ -88,18 +88,6 @@ def is_common_word(word: str, threshold: float) -> bool:
     return all(bool(_WORD_RE.fullmatch(p)) and zipf(p) >= threshold for p in parts)
 
 
-def camel_split(token: str) -> list[str]:
-    """``RunwayML`` → ``["Runway", "ML"]``; ``CoreWeave`` → ``["Core", "Weave"]``; ``iPhone`` stays whole."""
-    if not token[:1].isupper():
-        return [token]
-    return [p for p in _CAMEL_RE.split(token) if p]
-
-
-def tokens(name: str) -> list[str]:
-    """Word tokens of a name (``"Character.ai"`` stays one token; punctuation between words is dropped)."""
-    return _TOKEN_RE.findall(name)
-
-
 @lru_cache(maxsize=65_536)  # pure; called for every candidate, form and known competitor of every answer
 def clean_name(name: str) -> str:
     """A name as written, without Markdown, quotes, outer punctuation or a trailing ``, Inc.``."""
@@ -107,42 +95,10 @@ def clean_name(name: str) -> str:
     return _SPACES_RE.sub(" ", text)
 
 
-def strip_suffixes(words: list[str], suffixes: frozenset[str]) -> list[str]:
-    """Drop trailing suffix words while at least one word remains."""
-    out = list(words)
-    while len(out) > 1 and out[-1].lower().rstrip(".") in suffixes:
-        out.pop()
-    return out
-
-
 @lru_cache(maxsize=65_536)
 def merge_keys(name: str) -> frozenset[str]:
-    """Identity keys of a name (see the module docstring)."""
-    name = clean_name(name)
-    if not name:
-        return frozenset()
-    keys: set[str] = set()
-    compact = re.sub(r"[^0-9a-z]+", "", name.lower())
-    if len(compact) >= 2:
-        keys.add(compact)
-    if looks_like_domain(name):
-        stem = domain_stem(name)
-        if len(stem) >= 2:
-            keys.add(stem)
-    words = tokens(name)
-    if words and words[0].lower() == "the" and len(words) > 1:
-        words = words[1:]
-    for variant in (words, [p for w in words for p in camel_split(w)]):
-        stripped = strip_suffixes(variant, KEY_SUFFIXES)
-        key = "".join(re.sub(r"[^0-9a-z]+", "", w.lower()) for w in stripped)
-        if len(key) >= 3:
-            keys.add(key)
-    significant = [w for w in words if w.lower() not in _INITIALS_SKIP]
-    if len(significant) >= 3:
-        initials = "".join(w[0] for w in significant).lower()
-        if initials.isalpha():
-            keys.add(initials)
-    return frozenset(keys)
+    """Identity keys of a name written in Markdown (:func:`services.extraction.identity.merge_keys`)."""
+    return _merge_keys(clean_name(name))
 
 
 def name_forms(name: str) -> set[str]:
@@ -159,7 +115,7 @@ def _name_forms(name: str) -> frozenset[str]:
     words = name.split(" ")
     # "Lambda, Inc." → "Lambda"; "Together AI" → "Together".
     bare = [w.rstrip(",") for w in words]
-    stripped = strip_suffixes(bare, LEGAL_SUFFIXES)
+    stripped = strip_suffixes(bare, VARIANT_SUFFIXES)
     if stripped != bare:
         short = " ".join(stripped).strip(" ,")
         if len(short) >= 2:

@@ -29,8 +29,8 @@ test: setup  ## the whole suite (PostgreSQL tests skip when no server answers, u
 test-fast: setup
 	$(BIN)/python -m pytest -q -x -m "not postgres and not e2e"
 
-chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-like latencies); prints its figures
-	VANTAGE_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -m chaos tests/chaos
+chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-like latencies) + the large RPC fuzz run; prints its figures
+	VANTAGE_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -m chaos tests/chaos tests/infra/test_fuzz_rpcs.py
 
 lint: setup
 	$(BIN)/ruff check .

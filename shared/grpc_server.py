@@ -40,6 +40,7 @@ from shared import metrics, security
 from shared.config import Settings
 from shared.errors import (
     Cancelled,
+    DeadlineExceeded,
     InvalidArgument,
     ResourceExhausted,
     Unimplemented,
@@ -47,6 +48,7 @@ from shared.errors import (
     public_message,
     to_status,
 )
+from shared.resilience import is_timeout
 
 log = structlog.get_logger("vantage.grpc")
 
@@ -57,6 +59,9 @@ ITEM_ID_KEY = "x-item-id"
 _CONTEXT_KEYS = {REQUEST_ID_KEY: "request_id", RUN_ID_KEY: "run_id", ITEM_ID_KEY: "item_id"}
 #: Methods the ContextInterceptor passes through untouched (probes and tools: not logged, not counted).
 _UNOBSERVED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+#: Seconds left on the caller's deadline at or below which a provider timeout is answered DEADLINE_EXCEEDED: calls
+#: made for it got the time left minus 0.05 s (shared.grpc_client.forward_timeout), so they time out just before.
+CLIENT_DEADLINE_SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,12 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             else:
                 logger.exception("rpc_internal_error", **ctx)
                 err = VantageError(f"internal error: {type(exc).__name__}")
+            if is_timeout(err):
+                left = context.time_remaining()
+                if left is not None and left <= CLIENT_DEADLINE_SLACK:
+                    # The caller's own deadline ran out: say so (DEADLINE_EXCEEDED), not "the provider is down".
+                    err = DeadlineExceeded(f"the call's deadline passed: {err.message}", provider=err.provider,
+                                           reason="DEADLINE")
             # VantageError messages are meant to be secret-free; still, a provider's error text can quote a key
             # (a URL with ?api_key=…) and a message can echo a huge client field, and the message travels to the
             # client: one function masks and bounds it (shared.errors.public_message), field violations too.

@@ -44,6 +44,13 @@ start before it is not tried, and a ``Retry-After`` longer than ``max_retry_afte
 call at once with ``RESOURCE_EXHAUSTED`` + ``RetryInfo`` so that the caller can decide. Circuit-open errors are never
 retried here (failing fast is their point).
 
+**Deadlines are the caller's, failures are the provider's**: an attempt that timed out because the *call's* deadline
+(the RPC's, forwarded) ran out — the time left was at most :data:`DEADLINE_SLACK` when it ended — says nothing
+about the provider: it feeds neither the breaker nor the AIMD limit (:func:`classify` with the deadline gives
+``IGNORE``), and :meth:`ProviderGuard.attempt` raises it as ``DeadlineExceeded`` (``DEADLINE_EXCEEDED``), never as a
+retryable ``UNAVAILABLE``. A client that sends 300 calls with a 20 ms deadline therefore leaves the circuit closed
+and the concurrency limit where it was (``tests/resilience/test_res_client_deadlines.py``).
+
 Units: seconds for every duration, tokens as counted by :func:`estimate_tokens` (≈ 4 characters per token).
 """
 
@@ -81,6 +88,9 @@ log = structlog.get_logger("vantage.resilience")
 CIRCUIT_OPEN = "CIRCUIT_OPEN"
 #: ErrorInfo reasons (of :class:`~shared.errors.Unavailable`) that mean "the provider did not answer in time".
 TIMEOUT_REASONS = frozenset({"PROVIDER_TIMEOUT", "TIMEOUT"})
+#: Seconds left on a call's deadline at or below which a timeout is the caller's deadline passing (an HTTP timeout
+#: set to the time left fires within a few milliseconds of it), not the provider being slow.
+DEADLINE_SLACK = 0.005
 #: Characters per token of the simple estimate (OpenAI's rule of thumb for English text).
 CHARS_PER_TOKEN = 4
 
@@ -114,8 +124,21 @@ class Signal(enum.Enum):
     IGNORE = "ignore"  # says nothing about the provider (cancelled, our deadline, our bug)
 
 
-def classify(exc: BaseException | None) -> Signal:
-    """The :class:`Signal` of an attempt that ended with ``exc`` (None = success)."""
+def deadline_passed(deadline: Any | None, slack: float = DEADLINE_SLACK) -> bool:
+    """True when ``deadline`` (a :class:`shared.grpc_client.Deadline`; None = no deadline) has at most ``slack``
+    seconds left."""
+    return deadline is not None and deadline.remaining(0.0) <= slack
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True for a provider timeout (``Unavailable`` with a reason in :data:`TIMEOUT_REASONS`)."""
+    return isinstance(exc, Unavailable) and exc.reason in TIMEOUT_REASONS
+
+
+def classify(exc: BaseException | None, deadline: Any | None = None) -> Signal:
+    """The :class:`Signal` of an attempt that ended with ``exc`` (None = success). With the call's ``deadline``, a
+    timeout that ended with the deadline spent (:func:`deadline_passed`) is ``IGNORE``: the caller's deadline, not
+    the provider's fault."""
     if exc is None:
         return Signal.SUCCESS
     if isinstance(exc, ResourceExhausted):
@@ -123,7 +146,9 @@ def classify(exc: BaseException | None) -> Signal:
     if isinstance(exc, Unavailable):
         if exc.reason == CIRCUIT_OPEN:
             return Signal.IGNORE
-        return Signal.TIMEOUT if exc.reason in TIMEOUT_REASONS else Signal.FAILURE
+        if exc.reason in TIMEOUT_REASONS:
+            return Signal.IGNORE if deadline_passed(deadline) else Signal.TIMEOUT
+        return Signal.FAILURE
     if isinstance(exc, DeadlineExceeded):
         return Signal.IGNORE  # the caller's deadline, not the provider's fault
     if isinstance(exc, VantageError):
@@ -261,7 +286,7 @@ class AIMDLimiter:
             yield s
         except BaseException as e:
             if s.signal is None:
-                s.signal = classify(e) if not isinstance(e, asyncio.CancelledError) else Signal.IGNORE
+                s.signal = classify(e, deadline) if not isinstance(e, asyncio.CancelledError) else Signal.IGNORE
             raise
         finally:
             self.capacity.release_on_behalf_of(token)
@@ -604,7 +629,8 @@ class ProviderGuard:
     async def attempt(self, deadline: Any | None = None, *, tokens: int = 0) -> AsyncIterator[_Slot]:
         """One attempt: circuit check (fail fast), rate limits, a concurrency slot — all within ``deadline`` — then
         the block; its outcome (the exception leaving it, or the signal recorded on the yielded slot) feeds the
-        breaker and the limiter."""
+        breaker and the limiter. A provider timeout that ended with ``deadline`` spent feeds neither and leaves the
+        block as ``DeadlineExceeded`` (reason ``DEADLINE``)."""
         probe = self.breaker.check()
         sig = Signal.IGNORE
         try:
@@ -615,7 +641,13 @@ class ProviderGuard:
                     yield s
                 except BaseException as e:
                     if s.signal is None:
-                        s.signal = Signal.IGNORE if isinstance(e, asyncio.CancelledError) else classify(e)
+                        s.signal = Signal.IGNORE if isinstance(e, asyncio.CancelledError) else classify(e, deadline)
+                    if is_timeout(e) and deadline_passed(deadline):
+                        s.signal = Signal.IGNORE
+                        raise DeadlineExceeded(
+                            f"the deadline passed while {self.label} was answering", provider=self.name,
+                            reason="DEADLINE",
+                        ) from e
                     raise
                 finally:
                     sig = s.signal or Signal.SUCCESS
@@ -660,7 +692,9 @@ __all__ = [
     "Signal",
     "aimd_next",
     "classify",
+    "deadline_passed",
     "estimate_tokens",
     "exhausted_for",
+    "is_timeout",
     "parse_duration",
 ]

@@ -540,7 +540,9 @@ class BrightDataProvider:
         """Trigger one snapshot for ``reqs`` (≤ max batch size, one model and location); its snapshot id.
 
         Waits for a free in-flight slot of this dataset first. Raises ``InvalidArgument`` (bad inputs),
-        ``ResourceExhausted`` (still 429 after the retries), ``Unavailable``, ``FailedPrecondition``.
+        ``ResourceExhausted`` (still 429 after the retries), ``Unavailable``, ``FailedPrecondition``,
+        ``DeadlineExceeded``. Without a ``deadline`` the waits (slot, 429-budget pauses, retries) are bounded by
+        ``settings.brightdata_timeout_seconds``: a 429 storm may pause every Bright Data call for minutes.
         """
         self._require_key()
         if not reqs or len(reqs) > self.capabilities.max_batch_size:
@@ -548,7 +550,7 @@ class BrightDataProvider:
                                   field="items", provider=self.name)
         for r in reqs:
             self.check(r)
-        deadline = deadline or Deadline(self._settings.provider_timeout_seconds)
+        deadline = deadline or Deadline(self._settings.brightdata_timeout_seconds)
         inputs = [self._input(r, i) for i, r in enumerate(reqs, 1)]
         ticket = object()
         try:
@@ -606,7 +608,7 @@ class BrightDataProvider:
                 if settle >= deadline.remaining(0.0):
                     raise
                 await asyncio.sleep(settle)
-                unknown = await self._snapshots_since(began - CLOCK_SKEW)
+                unknown = await self._snapshots_since(began - CLOCK_SKEW, deadline)
                 if unknown is not None and len(unknown) == 1:
                     sid = unknown[0]
                     self._adopted[sid] = None
@@ -634,7 +636,7 @@ class BrightDataProvider:
         while len(self._adopted) > 1_000:
             self._adopted.pop(next(iter(self._adopted)))
 
-    async def _snapshots_since(self, since: float) -> list[str] | None:
+    async def _snapshots_since(self, since: float, deadline: Deadline | None = None) -> list[str] | None:
         """Ids of this dataset's snapshots created at or after ``since`` (Unix s) that this process did not trigger;
         None when the list cannot be read. Waits (≤ 5 s) for this process's other triggers in flight first, so that
         their snapshots are known.
@@ -647,7 +649,7 @@ class BrightDataProvider:
         """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_triggers.wait(), 5.0)
-        deadline = Deadline(min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds))
+        deadline = deadline or Deadline(min(REQUEST_TIMEOUT, self._settings.provider_timeout_seconds))
         from_date = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(since * 1000) % 1000:03d}Z"
         out: list[str] = []
         for page in range(SNAPSHOT_PAGES):
@@ -686,7 +688,7 @@ class BrightDataProvider:
             sig = Signal.SUCCESS
             return snapshot_id
         except BaseException as e:
-            sig = Signal.IGNORE if isinstance(e, asyncio.CancelledError) else classify(e)
+            sig = Signal.IGNORE if isinstance(e, asyncio.CancelledError) else classify(e, deadline)
             raise
         finally:
             self._triggering -= 1

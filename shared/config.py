@@ -279,6 +279,28 @@ class Settings(BaseSettings):
     )
     worker_poll_seconds: float = Field(1.0, description="How often an idle `vantage worker` looks for runs (s).")
     worker_max_runs: int = Field(4, description="Runs one `vantage worker` executes at once (sharing its budgets).")
+    input_dir: str = Field(
+        "", description="Directory StartRun may read input_path files from (resolved paths, symlinks followed, must "
+        "stay inside); empty = StartRun reads no server path (PERMISSION_DENIED: clients send the content)."
+    )
+    max_input_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="Largest run input one StartRun may bring: input_csv, questions_text, "
+        "an UploadInput upload or an input_dir file (bytes)."
+    )
+    upload_ttl_seconds: float = Field(
+        600.0, gt=0, description="Seconds an UploadInput upload waits for the StartRun that consumes it."
+    )
+    max_run_items: int = Field(
+        200_000, ge=1, description="Items one run may have: companies, or questions × models × locations."
+    )
+    max_name_chars: int = Field(
+        300, ge=1, description="Longest run name, org name, company name, competitor or name variation (chars)."
+    )
+    max_questions: int = Field(10_000, ge=1, description="Questions one ORG_EVAL run may have.")
+    max_question_chars: int = Field(2_000, ge=1, description="Longest question of an ORG_EVAL run (chars).")
+    max_models: int = Field(20, ge=1, description="Models one ORG_EVAL run may ask.")
+    max_known_competitors: int = Field(500, ge=0, description="Known competitors one ORG_EVAL run may name.")
+    max_name_variations: int = Field(100, ge=0, description="Extra name variations one ORG_EVAL run may give.")
 
     # --- resilience ---
     provider_max_attempts: int = Field(

@@ -24,8 +24,11 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit to raise."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    """Print a one-line error to stderr (control characters and escape sequences removed) and return the Exit to
+    raise."""
+    from services.orchestrator.report import printable
+
+    typer.secho(f"error: {printable(message)}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
 
 
@@ -407,6 +410,12 @@ _register_enrich(app)
 from services.orchestrator.eval_cli import register as _register_eval  # noqa: E402
 
 _register_eval(app)
+
+
+# --- models: the dated model catalogue, prices, status, shutdown dates (services/orchestrator/models_cli.py) -----
+from services.orchestrator.models_cli import register as _register_models  # noqa: E402
+
+_register_models(app)
 
 
 def main() -> None:

@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from services.orchestrator.inputs import CsvFile, InputError, rows_from_pairs
+from services.orchestrator.inputs import CsvFile, InputError, at_most, rows_from_pairs
 from services.orchestrator.report import (
     company_card,
     hints,
     item_record,
     make_console,
+    printable,
     results_table,
     run_panel,
     run_record,
@@ -188,7 +190,8 @@ class ProgressView:
     def item(self, item: ClaimedItem, ok: bool, message: str) -> None:
         self.count += 1
         if self.mode == "bar" and self._bar is not None:
-            label = f"{item.company}: {message}" if ok else f"[red]{item.company}: failed[/red]"
+            company = escape(printable(item.company))  # a company name is text, never rich markup
+            label = f"{company}: {escape(printable(message))}" if ok else f"[red]{company}: failed[/red]"
             self._bar.update(self._task, advance=1, description=label)  # type: ignore[arg-type]
         elif self.mode == "lines":
             state = "done  " if ok else "FAILED"
@@ -235,12 +238,15 @@ async def research(
 ) -> int:
     started = time.monotonic()
     input_path = str(path)  # made absolute by the command (no blocking path calls on the loop)
-    with CsvFile(path) as src:  # missing file / header → InputError (exit 2) before anything else
+    # Missing file, bad header (missing or repeated) → InputError (exit 2) before anything else; a malformed row
+    # (unterminated quote, over-long name, too many rows) fails the load naming its line, and no run is left.
+    with CsvFile(path, max_name_chars=settings.max_name_chars) as src:
         async with session(settings) as s:
             await s.orch.clients.check()
             opts = ResearchOptions(model=model or settings.research_model, no_cache=no_cache)
             run, report = await s.orch.create_research_run(
-                src.rows(), name=name or path.name, options=opts, input_path=input_path
+                at_most(src.rows(), settings.max_run_items, field=str(path)), name=name or path.name, options=opts,
+                input_path=input_path,
             )
             src.close()  # ingested: the file is no longer needed while the run executes
             note = make_console(stderr=True)

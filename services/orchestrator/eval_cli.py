@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-DEFAULT_MODELS = "chatgpt,perplexity,gpt-4.1,claude-sonnet-4"
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+DEFAULT_MODELS = "chatgpt,perplexity,gpt-5.5,claude-sonnet-5"
 
 
 async def evaluate(
@@ -30,11 +33,24 @@ async def evaluate(
     """Create the ORG_EVAL run, execute it here, print the report (``detach``: queue it for ``vantage worker``
     processes and print its id instead). Returns the exit code."""
     from services.orchestrator.commands import _execute_and_report, detach_run, session
-    from services.orchestrator.evaluation import check_models, create_eval_run, read_questions, split_list
+    from services.orchestrator.evaluation import (
+        check_limits,
+        check_models,
+        create_eval_run,
+        read_questions,
+        split_list,
+        validate_matrix,
+    )
     from services.orchestrator.report import make_console
 
     started = time.monotonic()
-    questions = read_questions(questions_path)  # missing / empty file → InputError (exit 2) before anything else
+    cfg = cast("Settings", settings)
+    # Missing / empty / oversized file, a bound broken, an org or location that is not valid (ISO 3166-1) → exit 2
+    # before anything is connected or stored.
+    questions = read_questions(questions_path, max_bytes=cfg.max_input_bytes)
+    check_limits(cfg, questions=questions, models=split_list(models), locations=split_list(locations),
+                 known_competitors=split_list(competitors), name_variations=split_list(variations))
+    validate_matrix(org, domain, split_list(models), split_list(locations), max_name_chars=cfg.max_name_chars)
     async with session(settings) as s:  # type: ignore[arg-type]
         await s.orch.clients.check()
         await check_models(s.orch, split_list(models), field="models")  # an unknown model: exit 2, no run
@@ -101,7 +117,7 @@ def register(app: typer.Typer) -> None:
         top cited domains, owned-citation share, snapshots, failures, cost).
 
         Example: vantage evaluate --org "Together AI" --domain together.ai --questions examples/questions.txt
-        --models chatgpt,perplexity,gpt-4.1,claude-sonnet-4 --locations US,GB
+        --models chatgpt,perplexity,gpt-5.5,claude-sonnet-5 --locations US,GB
         """
         from services.orchestrator.cli import _check_output, _setup_cli, fail
         from services.orchestrator.commands import run_command
@@ -144,7 +160,7 @@ def register(app: typer.Typer) -> None:
         questions: Annotated[Path, typer.Argument(help="Questions file.")] = Path("examples/questions.txt"),
     ) -> None:
         """Start the whole stack against the sandbox, evaluate Together AI on the questions with chatgpt,
-        perplexity, gpt-4.1 and claude-sonnet-4 in US and GB (20 questions = 160 question runs), print the report,
+        perplexity, gpt-5.5 and claude-sonnet-5 in US and GB (20 questions = 160 question runs), print the report,
         stop the stack.
 
         Example: vantage demo-eval

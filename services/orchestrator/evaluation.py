@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,10 +49,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+import pycountry
 import structlog
 
 from services.orchestrator import enrich
-from services.orchestrator.inputs import InputError, normalise_domain
+from services.orchestrator.inputs import MAX_DOMAIN_CHARS, InputError, normalise_domain
 from services.orchestrator.pipeline import Budget, Inflight
 from services.orchestrator.research import Budgets, Clients, ItemFailed, SetupError, describe
 from services.orchestrator.store import ClaimedItem, RunRow, Store
@@ -94,8 +94,14 @@ ANSWER_MAX_OUTPUT_TOKENS = 2048
 LEGAL_SUFFIXES = ("inc", "inc.", "incorporated", "ltd", "ltd.", "limited", "llc", "labs", "lab", "ai", "corp",
                   "corp.", "corporation", "co", "co.", "gmbh", "plc")
 ADDED_SUFFIXES = ("Inc", "Inc.", "Ltd", "Labs", "AI")
-#: Two-letter ISO 3166-1 country code.
-_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+#: Longest model name accepted (the inference service's bound).
+MAX_MODEL_CHARS = 200
+
+
+def is_country_code(code: str) -> bool:
+    """An ISO 3166-1 alpha-2 code that is assigned (pycountry's copy of the ISO 3166 Maintenance Agency list): "US",
+    "GB" yes; "UK", "XX", "EU" no."""
+    return len(code) == 2 and code.isascii() and code.isalpha() and pycountry.countries.get(alpha_2=code) is not None
 
 
 # --- options and input ------------------------------------------------------------------------------------------
@@ -132,15 +138,17 @@ class EvalOptions:
         )
 
 
-def read_questions(path: str | Path) -> list[str]:
+def read_questions(path: str | Path, *, max_bytes: int | None = None) -> list[str]:
     """Questions from a text file: one per line; blank lines and lines starting with ``#`` are ignored. Raises
-    :class:`InputError` for a missing or unreadable file, or one without any question."""
+    :class:`InputError` for a missing or unreadable file, one over ``max_bytes``, or one without any question."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file", field="input_path")
     if not p.is_file():
         raise InputError(f"{p}: not a file", field="input_path")
     try:
+        if max_bytes is not None and p.stat().st_size > max_bytes:
+            raise InputError(f"{p}: larger than {max_bytes} bytes (VANTAGE_MAX_INPUT_BYTES)", field="input_path")
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{p}: not UTF-8 text", field="input_path") from None
@@ -162,6 +170,40 @@ def parse_questions(text: str) -> list[str]:
     return out
 
 
+def check_limits(settings: Settings, *, questions: Sequence[str] = (), models: Sequence[str] = (),
+                 known_competitors: Sequence[str] = (), name_variations: Sequence[str] = (),
+                 locations: Sequence[str] = ()) -> None:
+    """``InvalidArgument`` (one violation per field, the limit in its text) when an ORG_EVAL input breaks a bound:
+    questions (``max_questions`` of ≤ ``max_question_chars``), models (``max_models`` of ≤ 200 chars), competitors
+    and variations (``max_known_competitors`` / ``max_name_variations`` of ≤ ``max_name_chars``), locations (≤ 249,
+    the ISO 3166-1 list), and questions × models × locations ≤ ``max_run_items``. Counted before de-duplication."""
+    s = settings
+    v: list[tuple[str, str]] = []
+
+    def bound(field: str, values: Sequence[str], most: int, chars: int, what: str) -> None:
+        if len(values) > most:
+            v.append((field, f"at most {most} {what}, got {len(values)}"))
+        else:
+            long = next((i for i, x in enumerate(values) if len(x) > chars), None)
+            if long is not None:
+                v.append((field, f"each at most {chars} characters; #{long + 1} has {len(values[long])}"))
+
+    bound("questions", questions, s.max_questions, s.max_question_chars, "questions (VANTAGE_MAX_QUESTIONS)")
+    bound("models", models, s.max_models, MAX_MODEL_CHARS, "models (VANTAGE_MAX_MODELS)")
+    bound("locations", locations, len(pycountry.countries), 2, "locations (ISO 3166-1 has no more)")
+    bound("known_competitors", known_competitors, s.max_known_competitors, s.max_name_chars,
+          "known competitors (VANTAGE_MAX_KNOWN_COMPETITORS)")
+    bound("name_variations", name_variations, s.max_name_variations, s.max_name_chars,
+          "name variations (VANTAGE_MAX_NAME_VARIATIONS)")
+    if not v:
+        n = len(questions) * max(1, len(split_list(list(models)))) * max(1, len(split_list(list(locations))))
+        if n > s.max_run_items:
+            v.append(("questions", f"questions × models × locations must be at most {s.max_run_items} question runs "
+                                   f"(VANTAGE_MAX_RUN_ITEMS), got {n}"))
+    if v:
+        raise InvalidArgument("; ".join(f"{f}: {d}" for f, d in v), violations=v)
+
+
 def split_list(value: str | Sequence[str] | None) -> list[str]:
     """``"chatgpt, perplexity"`` or ``["chatgpt", "perplexity"]`` → ``["chatgpt", "perplexity"]`` (blanks and
     case-insensitive repeats dropped, first spelling kept)."""
@@ -178,25 +220,32 @@ def split_list(value: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-def validate_matrix(org_name: str, org_domain: str, models: Sequence[str], locations: Sequence[str]
-                    ) -> tuple[str, str, list[str], list[str]]:
-    """(name, domain, models, locations) cleaned; ``InvalidArgument`` with field violations otherwise. No
-    location means one run per question and model without a location ("")."""
+def validate_matrix(org_name: str, org_domain: str, models: Sequence[str], locations: Sequence[str], *,
+                    max_name_chars: int = 300) -> tuple[str, str, list[str], list[str]]:
+    """(name, domain, models, locations) cleaned; ``InvalidArgument`` with field violations otherwise (a name over
+    ``max_name_chars``, a domain over 253 characters, a location that is not an assigned ISO 3166-1 alpha-2 code).
+    No location means one run per question and model without a location ("")."""
     violations: list[tuple[str, str]] = []
     name = " ".join(org_name.split())
     if not name:
         violations.append(("org_name", "the org's name is required (e.g. --org \"Together AI\")"))
+    elif len(name) > max_name_chars:
+        violations.append(("org_name", f"at most {max_name_chars} characters (VANTAGE_MAX_NAME_CHARS), got "
+                                       f"{len(name)}"))
     domain = normalise_domain(org_domain)
-    if domain and "." not in domain:
-        violations.append(("org_domain", f"{org_domain!r} is not a domain name such as together.ai"))
+    if len(domain) > MAX_DOMAIN_CHARS:
+        violations.append(("org_domain", f"at most {MAX_DOMAIN_CHARS} characters (a host name), got {len(domain)}"))
+    elif domain and "." not in domain:
+        violations.append(("org_domain", f"{org_domain[:200]!r} is not a domain name such as together.ai"))
     models = split_list(models)
     if not models:
         violations.append(("models", "at least one model is required (e.g. chatgpt,perplexity,gpt-4.1)"))
     locs = [loc.upper() for loc in split_list(locations)]
-    bad = [loc for loc in locs if not _COUNTRY_RE.match(loc)]
+    bad = [loc for loc in locs if not is_country_code(loc)]
     if bad:
+        shown = ", ".join(repr(b[:10]) for b in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         violations.append(("locations", f"locations are ISO 3166-1 alpha-2 country codes such as US, GB; not "
-                                        f"{', '.join(bad)}"))
+                                        f"{shown}"))
     if violations:
         raise InvalidArgument("; ".join(d for _, d in violations), violations=violations)
     return name, domain, models, locs or [""]
@@ -263,8 +312,9 @@ async def create_eval_run(
     input_path: str | None = None,
 ) -> tuple[RunRow, MatrixReport]:
     """Store a new ORG_EVAL run: the org (created with its deterministic variations, or found and reused), the
-    questions, and one item + question run per (question, model, location). Raises :class:`InvalidArgument` for
-    a bad org/matrix or no question at all (the run is then marked failed when it was created)."""
+    questions, and one item + question run per (question, model, location), atomically with respect to the input
+    (:func:`services.orchestrator.runs.atomic_input`). Raises :class:`InvalidArgument` for a bad org/matrix or no
+    question at all (no run is then left)."""
     org_name, org_domain, models_l, locs = validate_matrix(org_name, org_domain, models, locations)
     ev = EvalStore(orch.store)
     org = await ev.get_or_create_org(org_name, org_domain, deterministic_variations(org_name, org_domain))
@@ -273,15 +323,17 @@ async def create_eval_run(
         known_competitors=tuple(split_list(list(known_competitors))),
         name_variations=tuple(split_list(list(name_variations))), no_cache=no_cache,
     )
+    from services.orchestrator.runs import atomic_input
+
     run = await orch.store.create_run(
-        kind="org_eval", name=name or f"{org_name} visibility", options=opts.to_dict(), input_path=input_path
+        kind="org_eval", name=name or f"{org_name} visibility", options=opts.to_dict(), input_path=input_path,
+        input_complete=False,
     )
-    report = await ev.add_matrix(run.id, questions, models_l, locs)
-    if report.items == 0:
-        msg = "no questions in the input"
-        await orch.store.set_run_status(run.id, "failed", finished=True, error=msg, event=("RUN_FINISHED", msg))
-        raise InvalidArgument(msg, field="questions")
-    return run, report
+    async with atomic_input(orch.store, run.id):  # no run is left when storing the matrix fails or is interrupted
+        report = await ev.add_matrix(run.id, questions, models_l, locs)
+        if report.items == 0:
+            raise InvalidArgument("no questions in the input", field="questions")
+    return await orch.get(run.id), report
 
 
 async def check_models(orch: Orchestrator, models: Sequence[str], *, field: str, rpc_timeout: float = 5.0) -> None:
@@ -296,37 +348,55 @@ async def check_models(orch: Orchestrator, models: Sequence[str], *, field: str,
 
 
 async def start_request(
-    orch: Orchestrator, request: orchestrator_pb2.StartRunRequest, *, rpc_timeout: float = 5.0
+    orch: Orchestrator, request: orchestrator_pb2.StartRunRequest, *, rpc_timeout: float = 5.0,
+    upload_text: str | None = None,
 ) -> RunRow:
-    """``StartRun`` with kind ORG_EVAL: inline ``org_eval`` (org, questions, models, locations…), or ``input_path``
-    (a questions file readable by the orchestrator) with the org and matrix in ``org_eval_options``. A model the
-    inference service does not route is refused now (INVALID_ARGUMENT naming it) rather than failing the run later;
-    an unreachable inference service is left for the run to report."""
+    """``StartRun`` with kind ORG_EVAL: inline ``org_eval`` (org, questions, models, locations…), or the questions
+    as ``questions_text`` / an upload (``upload_text``, resolved by the server) / ``input_path`` (a file under
+    ``VANTAGE_INPUT_DIR`` only: :func:`~services.orchestrator.inputs.server_input_path`), with the org and matrix in
+    ``org_eval_options``. Every bound of :func:`check_limits` and :func:`validate_matrix` is checked first
+    (INVALID_ARGUMENT naming the field). A model the inference service does not route is refused now
+    (INVALID_ARGUMENT naming it) rather than failing the run later; an unreachable inference service is left for
+    the run to report. Raises :class:`~services.orchestrator.inputs.PermissionDenied` for a path outside
+    ``VANTAGE_INPUT_DIR`` (or any path when it is unset)."""
+    from services.orchestrator.inputs import content_text, read_server_text, server_input_path
+
+    s = orch.settings
     which = request.WhichOneof("input")
+    input_path = None
     if which == "org_eval":
         spec = request.org_eval
         prefix = "org_eval"
         questions = [q for q in spec.questions if q.strip()]
         if not questions:
             raise InvalidArgument("org_eval.questions is empty", field="org_eval.questions")
-        input_path = None
-    elif which == "input_path":
+        _check_spec(s, spec, prefix, list(spec.questions))
+    elif which in ("input_path", "questions_text", "upload_id"):
         spec = request.org_eval_options
         prefix = "org_eval_options"
-        if not request.input_path.strip():
-            raise InvalidArgument("input_path is empty", field="input_path")
-        questions = read_questions(request.input_path)
-        input_path = request.input_path
+        if which == "input_path":
+            path = server_input_path(request.input_path, s.input_dir)
+            text = read_server_text(path, max_bytes=s.max_input_bytes)
+            input_path = str(path)
+        elif which == "questions_text":
+            text = content_text(request.questions_text, max_bytes=s.max_input_bytes, field="questions_text")
+        else:
+            assert upload_text is not None  # the server resolved the upload id
+            text = upload_text
+        questions = parse_questions(text)
+        try:
+            check_limits(s, questions=questions)
+        except InvalidArgument as e:
+            raise InvalidArgument(e.message, violations=[(which, d) for _, d in e.violations]) from None
+        if not questions:
+            raise InvalidArgument(f"{which}: no questions (one per line; # starts a comment)", field=which)
+        _check_spec(s, spec, prefix, [])
     elif which is None:
-        raise InvalidArgument("give the questions: org_eval (inline) or input_path (a questions file)",
-                              field="input")
+        raise InvalidArgument("give the questions: org_eval (inline), questions_text, upload_id (UploadInput), or "
+                              "input_path (a file under VANTAGE_INPUT_DIR)", field="input")
     else:
-        raise InvalidArgument(f"{which} input needs kind RESEARCH; ORG_EVAL takes org_eval or input_path",
-                              field=which)
-    try:
-        validate_matrix(spec.org_name, spec.org_domain, list(spec.models), list(spec.locations))
-    except InvalidArgument as e:
-        raise InvalidArgument(e.message, violations=[(f"{prefix}.{f}", d) for f, d in e.violations]) from None
+        raise InvalidArgument(f"{which} input needs kind RESEARCH; ORG_EVAL takes org_eval, questions_text, "
+                              "upload_id or input_path", field=which)
     await check_models(orch, list(spec.models), field=f"{prefix}.models", rpc_timeout=rpc_timeout)
     run, _ = await create_eval_run(
         orch, org_name=spec.org_name, org_domain=spec.org_domain, questions=questions, models=list(spec.models),
@@ -335,6 +405,24 @@ async def start_request(
         input_path=input_path,
     )
     return run
+
+
+def _check_spec(s: Settings, spec: orchestrator_pb2.OrgEvalInput, prefix: str, questions: list[str]) -> None:
+    """The bounds and the org/matrix of an OrgEvalInput, violations named ``prefix.field``."""
+    violations: list[tuple[str, str]] = []
+    for check in (
+        lambda: check_limits(s, questions=questions, models=list(spec.models), locations=list(spec.locations),
+                             known_competitors=list(spec.known_competitors),
+                             name_variations=list(spec.name_variations)),
+        lambda: validate_matrix(spec.org_name, spec.org_domain, list(spec.models), list(spec.locations),
+                                max_name_chars=s.max_name_chars),
+    ):
+        try:
+            check()
+        except InvalidArgument as e:
+            violations += [(f"{prefix}.{f}", d) for f, d in e.violations]
+    if violations:
+        raise InvalidArgument("; ".join(f"{f}: {d}" for f, d in violations), violations=violations)
 
 
 # --- the stream -------------------------------------------------------------------------------------------------

@@ -2,18 +2,24 @@
 outputs (CSV, JSON). Items are read from the database page by page, so a report of any size uses bounded memory.
 
 Money is USD from the cost ledger (never recomputed here), credits are Tavily credits, tokens are input + output.
+
+Hostile text is normal (company names, provider errors, LLM answers): everything printed through
+:func:`make_console` goes through :func:`printable` (escape sequences and control characters removed), and every
+CSV cell written by :func:`write_csv` through :func:`csv_safe` (OWASP CSV injection guidance).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import IO, Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +34,45 @@ EXPORT_FIELDS = (
 )
 
 
+#: Terminal escape sequences (ECMA-48: CSI, terminated OSC and DCS/SOS/PM/APC strings, two-character escapes; of
+#: an unterminated string only its introducer goes, so that it cannot swallow the text after it).
+_ESCAPES = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|[ -/]*[0-~]?)"
+)
+#: C0 controls but tab and newline, DEL, C1 controls (0x9b is an 8-bit CSI), and the Unicode bidirectional overrides
+#: and isolates that reorder what a terminal shows ("Trojan Source", CVE-2021-42574).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: escape sequences and control characters removed (tab and newline
+    kept). ``"\x1b]52;c;…\x07Acme\x1b[2J"`` → ``"Acme"``."""
+    if text.isprintable():
+        return text
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection":
+#: https://owasp.org/www-community/attacks/CSV_Injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that no spreadsheet evaluates: a string beginning with ``=``, ``+``, ``-``, ``@``, tab or carriage
+    return gets a leading single quote (OWASP's recommendation), so ``=HYPERLINK(…)`` is exported as
+    ``'=HYPERLINK(…)``. Numbers and other values are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def csv_safe_row(row: dict[str, Any] | Iterable[Any]) -> Any:
+    """:func:`csv_safe` over a ``csv.DictWriter`` row (dict) or a ``csv.writer`` row (sequence)."""
+    if isinstance(row, dict):
+        return {k: csv_safe(v) for k, v in row.items()}
+    return [csv_safe(v) for v in row]
+
+
 def usd(x: float) -> str:
     """``$0.0123``: four decimals below a dollar (a company costs cents), two above."""
     return f"${x:,.4f}" if abs(x) < 1 else f"${x:,.2f}"
@@ -37,7 +82,7 @@ def item_status(it: ItemView) -> Text:
     label = it.status if not it.error else f"{it.status}: {it.error}"
     if it.truncated and it.status == "done":
         label += " (context truncated)"
-    return Text(label, style=STATUS_STYLES.get(it.status, ""))
+    return Text(printable(label), style=STATUS_STYLES.get(it.status, ""))
 
 
 def results_table(items: list[ItemView], title: str | None = None) -> Table:
@@ -99,18 +144,18 @@ def hints(run: RunRow, totals: RunTotals) -> list[str]:
 def company_card(it: ItemView) -> Panel:
     """One company, for ``vantage lookup``."""
     head = Text()
-    head.append(it.company, style="bold")
+    head.append(printable(it.company), style="bold")
     if it.domain:
-        head.append(f"  ({it.domain})", style="dim")
+        head.append(f"  ({printable(it.domain)})", style="dim")
     body: list[Any] = [head]
     if it.status == "done":
         line = Text()
         line.append(it.tier or "", style=TIER_STYLES.get(it.tier or "", "bold"))
-        line.append(f"  score {it.score}  ·  {it.category}")
-        body += [line, Text(""), Text(it.rationale or "")]
+        line.append(printable(f"  score {it.score}  ·  {it.category}"))
+        body += [line, Text(""), Text(printable(it.rationale or ""))]
         if it.evidence_urls:
             body.append(Text("\nEvidence:", style="bold"))
-            body += [Text(f"  • {u}") for u in it.evidence_urls]
+            body += [Text(printable(f"  • {u}")) for u in it.evidence_urls]
     else:
         body.append(item_status(it))
     kept = "" if it.returned_count is None else f"results kept {it.kept_count}/{it.returned_count} · "
@@ -143,7 +188,7 @@ def run_panel(run: RunRow, totals: RunTotals) -> Panel:
     if run.finished_at:
         t.add_row("finished", _ts(run.finished_at))
     if run.error:
-        t.add_row("error", Text(run.error, style="red"))
+        t.add_row("error", Text(printable(run.error), style="red"))
     return Panel(t, expand=False)
 
 
@@ -194,14 +239,15 @@ def run_record(run: RunRow, totals: RunTotals) -> dict[str, Any]:
 
 
 async def write_csv(items: AsyncIterator[ItemView], out: IO[str]) -> int:
-    """Items as CSV (header :data:`EXPORT_FIELDS`; evidence URLs joined with spaces). Returns rows written."""
+    """Items as CSV (header :data:`EXPORT_FIELDS`; evidence URLs joined with spaces; formula-like cells escaped by
+    :func:`csv_safe`). Returns rows written."""
     w = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
     w.writeheader()
     n = 0
     async for it in items:
         rec = item_record(it)
         rec["evidence_urls"] = " ".join(rec["evidence_urls"])
-        w.writerow(rec)
+        w.writerow(csv_safe_row(rec))
         n += 1
     return n
 
@@ -217,10 +263,24 @@ async def write_json(run: RunRow, totals: RunTotals, items: AsyncIterator[ItemVi
     return n
 
 
+class SafeConsole(Console):
+    """A rich ``Console`` that never writes a control character or escape sequence it did not make itself: the
+    text of every segment is passed through :func:`printable` (rich's own styling and cursor moves are not text:
+    they are added when the segments are rendered, or are control segments)."""
+
+    def render_str(self, text: str, **kw: Any) -> Text:
+        return super().render_str(printable(text), **kw)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        clean = [seg if seg.control or seg.text.isprintable() else Segment(printable(seg.text), seg.style)
+                 for seg in buffer]
+        return super()._render_buffer(clean)
+
+
 def make_console(stderr: bool = False) -> Console:
-    """A console; when the output is not a terminal, a wide one (no wrapping of table rows at 80 columns) without
-    colour codes."""
-    c = Console(stderr=stderr, highlight=False)
+    """A :class:`SafeConsole`; when the output is not a terminal, a wide one (no wrapping of table rows at 80
+    columns) without colour codes."""
+    c = SafeConsole(stderr=stderr, highlight=False)
     if not c.is_terminal:
-        c = Console(stderr=stderr, highlight=False, width=max(c.width, 160), no_color=True)
+        c = SafeConsole(stderr=stderr, highlight=False, width=max(c.width, 160), no_color=True)
     return c

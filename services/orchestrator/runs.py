@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -135,15 +135,18 @@ class Orchestrator:
     async def create_research_run(
         self, rows: Iterable[InputRow], *, name: str, options: ResearchOptions, input_path: str | None = None
     ) -> tuple[RunRow, IngestReport]:
-        """Store a new research run and its items (``rows`` is consumed as a stream). Raises InvalidArgument when the
-        input holds no company at all."""
-        run = await self.store.create_run(kind="research", name=name, options=options.to_dict(), input_path=input_path)
-        report = await self.store.add_items(run.id, rows)
-        if report.queued == 0:
-            msg = "no companies in the input" + (f" ({report.skipped} rows skipped)" if report.skipped else "")
-            await self.store.set_run_status(run.id, "failed", finished=True, error=msg, event=("RUN_FINISHED", msg))
-            raise InvalidArgument(msg, field="input")
-        return run, report
+        """Store a new research run and its items (``rows`` is consumed as a stream), atomically with respect to the
+        input (:func:`atomic_input`): when reading or storing it fails or is interrupted, no run is left (or, when
+        even the clean-up could not run, one marked incomplete that nothing executes). Raises InvalidArgument when
+        the input holds no company at all, or an input error from ``rows``."""
+        run = await self.store.create_run(kind="research", name=name, options=options.to_dict(), input_path=input_path,
+                                          input_complete=False)
+        async with atomic_input(self.store, run.id):
+            report = await self.store.add_items(run.id, rows)
+            if report.queued == 0:
+                msg = "no companies in the input" + (f" ({report.skipped} rows skipped)" if report.skipped else "")
+                raise InvalidArgument(msg, field="input")
+        return (await self.get(run.id)), report
 
     # --- execute ------------------------------------------------------------------------------------------------
 
@@ -154,7 +157,7 @@ class Orchestrator:
         ``wait_for_others``: the execution waits for items other processes hold before it ends (the CLI and the
         server, which report the whole run), rather than leaving them (a worker). Raises FailedPrecondition when the
         run is already executing here, or cannot be joined."""
-        await self.get(run_id)
+        _check_complete(await self.get(run_id))
         if run_id in self._active:
             raise FailedPrecondition(f"run {run_id} is already running")
         self._active[run_id] = _Active(wait_for_others=wait_for_others)
@@ -407,6 +410,7 @@ class Orchestrator:
         (the resumed execution waits for them). ``force``: take every running item (their holders' write-backs are
         then rejected). Returns (run, items left to do). FailedPrecondition when the run is executing here."""
         run = await self.get(run_id)
+        _check_complete(run)
         if run_id in self._active:
             raise FailedPrecondition(f"run {run_id} is already running")
         await self.store.clear_cancel(run_id)
@@ -417,6 +421,7 @@ class Orchestrator:
     async def prepare_retry(self, run_id: str) -> tuple[RunRow, int]:
         """Before RetryFailed: failed items back to pending. Returns (run, items now to do)."""
         run = await self.get(run_id)
+        _check_complete(run)
         if run_id in self._active:
             raise FailedPrecondition(f"run {run_id} is running; retry its failed items when it has finished")
         await self.store.clear_cancel(run_id)
@@ -424,6 +429,29 @@ class Orchestrator:
         await self.store.requeue_failed(run_id)
         totals = await self.store.run_totals(run_id)
         return run, totals.unfinished
+
+
+@contextlib.asynccontextmanager
+async def atomic_input(store: Store, run_id: str) -> AsyncIterator[None]:
+    """Around storing the input of a run created with ``input_complete=False``: on success mark it complete; on any
+    failure — an input error, a database error, Ctrl-C (cancellation) — delete the run (shielded from a further
+    cancellation) and re-raise. A process killed outright leaves the run marked incomplete, which
+    :meth:`Orchestrator.begin`, resume, retry and workers refuse."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(store.discard_run(run_id))
+        raise
+    await store.mark_input_complete(run_id)
+
+
+def _check_complete(run: RunRow) -> None:
+    if not run.input_complete:
+        raise FailedPrecondition(
+            f"run {run.id} is incomplete: loading its input was interrupted, so it holds only part of it and cannot "
+            "be executed or resumed; start a new run from the input"
+        )
 
 
 def _looks_like_id(run_id: str) -> bool:

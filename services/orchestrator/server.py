@@ -12,9 +12,14 @@ lease reaper (:meth:`Store.reap`) every third of the lease.
 
 Handlers validate, delegate to :class:`~services.orchestrator.runs.Orchestrator` / the store, and translate rows
 to protobuf. Errors: NOT_FOUND for unknown run ids, FAILED_PRECONDITION for invalid transitions (cancel a finished
-run, resume a run that is running here), INVALID_ARGUMENT with a BadRequest field for bad input. ORG_EVAL runs
-(AI visibility) are created by :func:`services.orchestrator.evaluation.start_request` and execute like research
-runs.
+run, resume a run that is running here, or one whose input load was interrupted), INVALID_ARGUMENT with a
+BadRequest field for bad input — every field has a bound (the proto comments, README "Request limits"), every enum
+is checked —, PERMISSION_DENIED for an ``input_path`` the server may not read. ORG_EVAL runs (AI visibility) are
+created by :func:`services.orchestrator.evaluation.start_request` and execute like research runs.
+
+Inputs come from the request itself (``input_csv``, ``research``, ``org_eval``, ``questions_text``) or from an
+``UploadInput`` client stream (held in memory, bounded, until the StartRun that names its ``upload_id``); a path is
+read only under the operator's ``VANTAGE_INPUT_DIR`` (:func:`services.orchestrator.inputs.server_input_path`).
 """
 
 from __future__ import annotations
@@ -22,24 +27,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import structlog
 from google.protobuf import timestamp_pb2
 
-from services.orchestrator.inputs import CompanyCsv, CsvFile, InputRow, rows_from_pairs
+from services.orchestrator.inputs import (
+    CompanyCsv,
+    InputRow,
+    at_most,
+    clip,
+    content_text,
+    read_server_text,
+    rows_from_pairs,
+    server_input_path,
+)
 from services.orchestrator.research import Clients, ResearchOptions
 from services.orchestrator.runs import Orchestrator, RunSummary
 from services.orchestrator.store import ItemView, RunRow, Store, open_store
 from services.orchestrator.store.models import RUN_STATUSES, TERMINAL_RUN_STATUSES
 from shared.config import Settings
-from shared.errors import InvalidArgument
+from shared.errors import InvalidArgument, ResourceExhausted
 from shared.grpc_client import Channels, forward_timeout
-from shared.grpc_server import Mount
+from shared.grpc_server import Mount, decoded_requests
 from vantage.common.v1 import common_pb2
 from vantage.inference.v1 import inference_pb2
 from vantage.orchestrator.v1 import orchestrator_pb2 as pb
@@ -49,6 +67,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 log = structlog.get_logger("vantage.orchestrator")
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+#: Fixed bounds of request fields (the settable ones are VANTAGE_MAX_* settings): a page token this service issues
+#: is ~12 characters; a model name (the inference service's bound); Tavily context budget; an upload's file name.
+MAX_TOKEN_CHARS = 64
+MAX_MODEL_CHARS = 200
+MAX_CONTEXT_CHARS = 1_000_000
+MAX_FILENAME_CHARS = 255
+MAX_UPLOAD_ID_CHARS = 64
 #: Events read per poll of run_events by WatchRun.
 WATCH_BATCH = 500
 _EVENT_TYPES = {name: value for name, value in pb.RunEvent.Type.items()}
@@ -124,9 +149,77 @@ def _untoken(token: str) -> int:
 
 
 def _page_size(size: int) -> int:
-    if size < 0:
-        raise InvalidArgument("page_size must be ≥ 0", field="page_size")
-    return min(size or DEFAULT_PAGE, MAX_PAGE)
+    if not 0 <= size <= MAX_PAGE:
+        raise InvalidArgument(f"page_size must be within 0..{MAX_PAGE} (0 = {DEFAULT_PAGE}), got {size}",
+                              field="page_size")
+    return size or DEFAULT_PAGE
+
+
+def check_run_id(run_id: str, field: str = "run_id") -> str:
+    """``run_id`` if it is a run id (a UUID, 36 characters); INVALID_ARGUMENT naming ``field`` otherwise."""
+    ok = len(run_id) == 36
+    if ok:
+        try:
+            uuid.UUID(run_id)
+        except ValueError:
+            ok = False
+    if not ok:
+        raise InvalidArgument(f"{field} must be a run id (a UUID of 36 characters), got {clip(run_id, 40)!r}",
+                              field=field)
+    return run_id
+
+
+def _check_token(token: str, field: str = "page_token") -> str:
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidArgument(f"{field} is at most {MAX_TOKEN_CHARS} characters (a next_page_token of this RPC)",
+                              field=field)
+    return token
+
+
+@dataclass
+class _Upload:
+    data: bytes
+    filename: str
+    expires: float  # time.monotonic()
+
+
+class Uploads:
+    """UploadInput payloads waiting for the StartRun that consumes them: in memory, ``ttl`` seconds each, at most
+    ``capacity`` bytes in all (RESOURCE_EXHAUSTED beyond). Ids are random (``secrets.token_urlsafe``): an upload
+    can only be used by whoever received its id."""
+
+    def __init__(self, *, ttl: float, capacity: int) -> None:
+        self.ttl = ttl
+        self.capacity = capacity
+        self._items: dict[str, _Upload] = {}
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        for k in [k for k, u in self._items.items() if u.expires <= now]:
+            del self._items[k]
+
+    def held(self) -> int:
+        self._purge()
+        return sum(len(u.data) for u in self._items.values())
+
+    def put(self, data: bytes, filename: str) -> tuple[str, float]:
+        if self.held() + len(data) > self.capacity:
+            raise ResourceExhausted(f"uploads waiting for StartRun already hold {self.capacity} bytes; start the "
+                                    "runs of earlier uploads, or retry later", retry_after=self.ttl)
+        upload_id = "up_" + secrets.token_urlsafe(18)
+        self._items[upload_id] = _Upload(data, filename, time.monotonic() + self.ttl)
+        return upload_id, self.ttl
+
+    def take(self, upload_id: str, field: str = "upload_id") -> _Upload:
+        self._purge()
+        if not upload_id or len(upload_id) > MAX_UPLOAD_ID_CHARS:
+            raise InvalidArgument(f"{field} must be an id UploadInput answered (≤ {MAX_UPLOAD_ID_CHARS} characters)",
+                                  field=field)
+        up = self._items.pop(upload_id, None)
+        if up is None:
+            raise InvalidArgument(f"{field}: no such upload on this server (expired after the upload TTL, used "
+                                  "already, or uploaded to another orchestrator process)", field=field)
+        return up
 
 
 # --- servicer ---------------------------------------------------------------------------------------------------
@@ -140,6 +233,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         self._settings = settings
         self._tg = tg
         self._store = orch.store
+        # Twice the largest input: one upload may wait while another streams in.
+        self._uploads = Uploads(ttl=settings.upload_ttl_seconds, capacity=2 * settings.max_input_bytes)
 
     async def _run(self, run_id: str) -> pb.Run:
         return run_to_proto(await self._orch.summary(run_id))
@@ -167,16 +262,24 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     # --- RPCs ---------------------------------------------------------------------------------------------------
 
     async def StartRun(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
+        s = self._settings
+        if len(request.name) > s.max_name_chars:
+            raise InvalidArgument(f"name: at most {s.max_name_chars} characters (VANTAGE_MAX_NAME_CHARS), got "
+                                  f"{len(request.name)}", field="name")
         if request.kind == pb.ORG_EVAL:
             return await self._start_org_eval(request, context)
         if request.kind != pb.RESEARCH:
-            raise InvalidArgument("kind must be RESEARCH (or ORG_EVAL)", field="kind")
+            raise InvalidArgument(f"kind must be RESEARCH or ORG_EVAL, got {request.kind}", field="kind")
+        which = request.WhichOneof("input")
+        if which == "research" and len(request.research.companies) > s.max_run_items:
+            raise InvalidArgument(f"research.companies: at most {s.max_run_items} companies per run "
+                                  f"(VANTAGE_MAX_RUN_ITEMS), got {len(request.research.companies)}",
+                                  field="research.companies")
         opts = await self._options(request, context)
         name = request.name.strip()
-        which = request.WhichOneof("input")
-        with self._rows(request, which) as (rows, input_path):
+        with self._rows(request, which) as (rows, input_path, label):
             run, _report = await self._orch.create_research_run(
-                rows, name=name or (Path(input_path).name if input_path else "inline"), options=opts,
+                at_most(rows, s.max_run_items), name=name or label, options=opts,
                 input_path=input_path,
             )
         if request.detach:
@@ -190,7 +293,12 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         (:func:`services.orchestrator.evaluation.start_request`); executed here unless ``detach``."""
         from services.orchestrator.evaluation import start_request
 
-        run = await start_request(self._orch, request, rpc_timeout=forward_timeout(context, 5.0))
+        upload_text = None
+        if request.WhichOneof("input") == "upload_id":
+            up = self._uploads.take(request.upload_id)
+            upload_text = content_text(up.data, max_bytes=self._settings.max_input_bytes, field="upload_id")
+        run = await start_request(self._orch, request, rpc_timeout=forward_timeout(context, 5.0),
+                                  upload_text=upload_text)
         if request.detach:
             await self._store.enqueue_run(run.id)
         else:
@@ -198,32 +306,74 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         return await self._run(run.id)
 
     @contextlib.contextmanager
-    def _rows(self, request: pb.StartRunRequest, which: str | None) -> Iterator[tuple[Iterator[InputRow], str | None]]:
+    def _rows(self, request: pb.StartRunRequest, which: str | None
+              ) -> Iterator[tuple[Iterator[InputRow], str | None, str]]:
+        """(rows, input_path to record, default run name) of a RESEARCH StartRun."""
+        s = self._settings
+        limit = s.max_name_chars
         if which == "input_path":
-            if not request.input_path.strip():
-                raise InvalidArgument("input_path is empty", field="input_path")
-            with CsvFile(request.input_path) as f:
-                yield f.rows(), request.input_path
+            # Only under VANTAGE_INPUT_DIR (PERMISSION_DENIED otherwise); an error never quotes the file.
+            path = server_input_path(request.input_path, s.input_dir)
+            text = read_server_text(path, max_bytes=s.max_input_bytes)
+            csv_in = CompanyCsv.from_text(text, "input_path", echo=False, field="input_path", max_name_chars=limit)
+            yield csv_in.rows(), str(path), path.name
         elif which == "input_csv":
-            yield CompanyCsv.from_text(request.input_csv, "input_csv").rows(), None
+            text = content_text(request.input_csv, max_bytes=s.max_input_bytes, field="input_csv")
+            yield CompanyCsv.from_text(text, "input_csv", max_name_chars=limit).rows(), None, "inline"
+        elif which == "upload_id":
+            up = self._uploads.take(request.upload_id)
+            text = content_text(up.data, max_bytes=s.max_input_bytes, field="upload_id")
+            csv_in = CompanyCsv.from_text(text, up.filename or "upload", field="upload_id", max_name_chars=limit)
+            yield csv_in.rows(), None, up.filename or "upload"
         elif which == "research":
             if not request.research.companies:
                 raise InvalidArgument("research.companies is empty", field="research.companies")
-            yield rows_from_pairs((c.company, c.domain) for c in request.research.companies), None
-        elif which == "org_eval":
-            raise InvalidArgument("org_eval input needs kind ORG_EVAL", field="org_eval")
+            yield rows_from_pairs(((c.company, c.domain) for c in request.research.companies),
+                                  max_name_chars=limit), None, "inline"
+        elif which in ("org_eval", "questions_text"):
+            raise InvalidArgument(f"{which} input needs kind ORG_EVAL", field=which)
         else:
-            raise InvalidArgument("give the companies: input_path, input_csv or research", field="input")
+            raise InvalidArgument("give the companies: input_csv, research, upload_id (UploadInput), or input_path "
+                                  "(a file under VANTAGE_INPUT_DIR)", field="input")
+
+    async def UploadInput(self, request_iterator: AsyncIterator[pb.UploadInputRequest],
+                          context: grpc.aio.ServicerContext) -> pb.UploadInputResponse:
+        """Receive a run input in chunks (≤ ``max_input_bytes`` in all) and hold it for one StartRun."""
+        limit = self._settings.max_input_bytes
+        chunks: list[bytes] = []
+        size = 0
+        filename = ""
+        first = True
+        async for chunk in decoded_requests(request_iterator):
+            if first:
+                if len(chunk.filename) > MAX_FILENAME_CHARS:
+                    raise InvalidArgument(f"filename: at most {MAX_FILENAME_CHARS} characters", field="filename")
+                filename = Path(chunk.filename).name if chunk.filename else ""
+                first = False
+            size += len(chunk.data)
+            if size > limit:
+                raise InvalidArgument(f"data: an upload is at most {limit} bytes (VANTAGE_MAX_INPUT_BYTES)",
+                                      field="data")
+            chunks.append(chunk.data)
+        data = b"".join(chunks)
+        upload_id, ttl = self._uploads.put(data, filename)
+        out = pb.UploadInputResponse(upload_id=upload_id, size_bytes=len(data),
+                                     sha256=hashlib.sha256(data).hexdigest())
+        out.expires_at.FromDatetime(datetime.now(UTC) + timedelta(seconds=ttl))
+        return out
 
     async def _options(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> ResearchOptions:
         o = request.research_options
         violations: list[tuple[str, str]] = []
         if o.HasField("min_score") and not 0.0 <= o.min_score <= 1.0:
             violations.append(("research_options.min_score", "must be within 0..1"))
-        if o.context_char_budget < 0:
-            violations.append(("research_options.context_char_budget", "must be ≥ 0 (0 = default)"))
+        if not 0 <= o.context_char_budget <= MAX_CONTEXT_CHARS:
+            violations.append(("research_options.context_char_budget",
+                               f"must be within 0..{MAX_CONTEXT_CHARS} (0 = default)"))
         if o.search_depth and o.search_depth not in ("basic", "advanced", "fast", "ultra-fast"):
             violations.append(("research_options.search_depth", "basic, advanced, fast or ultra-fast"))
+        if len(o.model) > MAX_MODEL_CHARS:
+            violations.append(("research_options.model", f"at most {MAX_MODEL_CHARS} characters"))
         if violations:
             raise InvalidArgument("invalid research options: " + "; ".join(f"{f} {d}" for f, d in violations),
                                   violations=violations)
@@ -247,12 +397,14 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         )
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        return await self._run(request.run_id)
+        return await self._run(check_run_id(request.run_id))
 
     async def WatchRun(self, request: pb.WatchRunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
-        run_id = request.run_id
+        run_id = check_run_id(request.run_id)
+        if request.after_sequence < 0:
+            raise InvalidArgument(f"after_sequence must be ≥ 0, got {request.after_sequence}", field="after_sequence")
         await self._orch.get(run_id)  # NOT_FOUND before the stream starts
-        after = max(0, request.after_sequence)
+        after = request.after_sequence
         stalled_since: float | None = None
         while True:
             events = await self._store.events_after(run_id, after, WATCH_BATCH)
@@ -301,15 +453,15 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         return max(2.0, 3 * self._settings.worker_poll_seconds)
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        await self._orch.cancel(request.run_id)
+        await self._orch.cancel(check_run_id(request.run_id))
         return await self._run(request.run_id)
 
     async def ResumeRun(self, request: pb.ResumeRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        run, todo = await self._orch.prepare_resume(request.run_id)
+        run, todo = await self._orch.prepare_resume(check_run_id(request.run_id))
         return await self._continue(run.id, todo, detach=request.detach)
 
     async def RetryFailed(self, request: pb.RetryFailedRequest, context: grpc.aio.ServicerContext) -> pb.Run:
-        run, todo = await self._orch.prepare_retry(request.run_id)
+        run, todo = await self._orch.prepare_retry(check_run_id(request.run_id))
         return await self._continue(run.id, todo, detach=request.detach)
 
     async def _continue(self, run_id: str, todo: int, *, detach: bool) -> pb.Run:
@@ -323,12 +475,15 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext) -> pb.ListRunsResponse:
         size = _page_size(request.page_size)
-        offset = _untoken(request.page_token)
+        offset = _untoken(_check_token(request.page_token))
         status = None
         if request.status != pb.Run.STATUS_UNSPECIFIED:
-            status = pb.Run.Status.Name(request.status).lower()
-            if status not in RUN_STATUSES:
-                raise InvalidArgument(f"unknown status {request.status}", field="status")
+            # An open enum: any int32 decodes; only the declared values mean something.
+            names = {v: n.lower() for n, v in pb.Run.Status.items() if n.lower() in RUN_STATUSES}
+            status = names.get(request.status)
+            if status is None:
+                raise InvalidArgument(f"status must be one of {', '.join(n.upper() for n in names.values())} (or "
+                                      f"STATUS_UNSPECIFIED = any), got {request.status}", field="status")
         runs = await self._store.list_runs(limit=size + 1, offset=offset, status=status)
         out = pb.ListRunsResponse()
         for r in runs[:size]:
@@ -340,9 +495,9 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     async def ListRunItems(
         self, request: pb.ListRunItemsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRunItemsResponse:
-        run = await self._orch.get(request.run_id)
+        run = await self._orch.get(check_run_id(request.run_id))
         size = _page_size(request.page_size)
-        after = _untoken(request.page_token)
+        after = _untoken(_check_token(request.page_token))
         items = await self._store.page_items(request.run_id, after_seq=after, limit=size + 1)
         out = pb.ListRunItemsResponse(items=[item_to_proto(it) for it in items[:size]])
         if run.kind == "org_eval":  # each item's question run and its evaluation

@@ -1,5 +1,5 @@
 """OrchestratorService/StartRun with kind ORG_EVAL through a real grpc.aio server (in-process) with the real downstream
-services and the sandbox: inline OrgEvalInput and input_path + org_eval_options, WatchRun to the end, GetRun and
+services and the sandbox: inline OrgEvalInput and questions_text + org_eval_options, WatchRun to the end, GetRun and
 ListRunItems, and the INVALID_ARGUMENT answers (with BadRequest fields) for a bad org or model."""
 
 from __future__ import annotations
@@ -109,8 +109,10 @@ async def test_start_run_org_eval_inline_then_watch_to_the_end(
 
 async def test_start_run_org_eval_from_a_questions_file(server: tuple[pb_grpc.OrchestratorServiceStub, str]) -> None:
     stub, _ = server
+    # The client sends the file's content (the server reads no client-named path; tests/orchestrator/
+    # test_orch_hardening.py covers input_path under VANTAGE_INPUT_DIR).
     req = pb.StartRunRequest(
-        kind=pb.ORG_EVAL, input_path=str(QUESTIONS),
+        kind=pb.ORG_EVAL, questions_text=QUESTIONS.read_text(),
         org_eval_options=pb.OrgEvalInput(org_name="Together AI", org_domain="together.ai", models=["gpt-4.1"],
                                          locations=["US"]),
     )
@@ -142,8 +144,10 @@ async def test_start_run_org_eval_errors(server: tuple[pb_grpc.OrchestratorServi
     assert violations(e) == ["org_eval.questions"]
     e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, input_csv="company\nAcme\n"))
     assert violations(e) == ["input_csv"]
-    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, input_path="/nonexistent/questions.txt",
-                                         org_eval_options=base))
-    assert "no such file" in (e.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, input_path="/nonexistent/questions.txt",
+                                               org_eval_options=base), timeout=30)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "VANTAGE_INPUT_DIR" in (denied.value.details() or "")
     runs = await stub.ListRuns(pb.ListRunsRequest(), timeout=10)
     assert not runs.runs  # nothing was created by a refused request

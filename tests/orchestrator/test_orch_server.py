@@ -28,7 +28,9 @@ TERMINAL = {pb.Run.COMPLETED, pb.Run.CANCELLED, pb.Run.FAILED}
 
 @pytest.fixture
 async def stub(services: Settings, db_url: str) -> AsyncIterator[pb_grpc.OrchestratorServiceStub]:
-    settings = services.model_copy(update={"database_url": db_url, "watch_poll_seconds": 0.1})
+    # The operator lets StartRun read files under examples/ (VANTAGE_INPUT_DIR); nothing else of the server.
+    settings = services.model_copy(update={"database_url": db_url, "watch_poll_seconds": 0.1,
+                                           "input_dir": str(COMPANIES.parent)})
     async with serving("orchestrator", build, settings) as srv, grpc.aio.insecure_channel(srv.address) as ch:
         yield pb_grpc.OrchestratorServiceStub(ch)
 
@@ -134,7 +136,6 @@ async def test_listing_and_errors(stub: pb_grpc.OrchestratorServiceStub) -> None
     for call, req in [
         (stub.GetRun, pb.GetRunRequest(run_id=missing)),
         (stub.CancelRun, pb.CancelRunRequest(run_id=missing)),
-        (stub.ResumeRun, pb.ResumeRunRequest(run_id="nope")),
         (stub.RetryFailed, pb.RetryFailedRequest(run_id=missing)),
         (stub.ListRunItems, pb.ListRunItemsRequest(run_id=missing)),
     ]:
@@ -153,7 +154,7 @@ async def test_listing_and_errors(stub: pb_grpc.OrchestratorServiceStub) -> None
     bad = [
         (pb.StartRunRequest(kind=pb.RESEARCH), "input"),
         (pb.StartRunRequest(kind=pb.RESEARCH, input_csv="foo,bar\n1,2\n"), "input"),
-        (pb.StartRunRequest(kind=pb.RESEARCH, input_path="/no/such/file.csv"), "input_path"),
+        (pb.StartRunRequest(kind=pb.RESEARCH, input_path="no-such-file.csv"), "input_path"),
         (pb.StartRunRequest(kind=pb.RESEARCH, input_csv="company\n\n"), "input"),
         (pb.StartRunRequest(kind=pb.RESEARCH, input_csv="company\nA\n",
                             research_options=pb.ResearchOptions(min_score=2.0)), "research_options.min_score"),
@@ -166,6 +167,14 @@ async def test_listing_and_errors(stub: pb_grpc.OrchestratorServiceStub) -> None
             await stub.StartRun(req, timeout=10)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, req
         assert field in violations(e.value), (req, violations(e.value))
+    # A malformed run id is the caller's mistake (INVALID_ARGUMENT), not an unknown run.
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await stub.ResumeRun(pb.ResumeRunRequest(run_id="nope"), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and violations(e.value) == ["run_id"]
+    # Outside VANTAGE_INPUT_DIR: refused, whatever exists there.
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await stub.StartRun(pb.StartRunRequest(kind=pb.RESEARCH, input_path="/no/such/file.csv"), timeout=10)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     # detach: queued (PENDING) without executing; ListRuns pages and filters by status.
     ids = []

@@ -73,6 +73,9 @@ runs = Table(
     Column("cancel_requested", Boolean, nullable=False, server_default="0"),
     # Queued for `vantage worker` processes (StartRun/ResumeRun detach, `--detach`): any worker may execute it.
     Column("detached", Boolean, nullable=False, server_default="0"),
+    # False while the run's input is being stored (migration 0005, hardening #11): a run left so had its load
+    # interrupted; resume and workers refuse it.
+    Column("input_complete", Boolean, nullable=False, server_default="1"),
 )
 
 run_items = Table(

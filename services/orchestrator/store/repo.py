@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import structlog
-from sqlalchemy import and_, bindparam, case, exists, func, not_, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, not_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -187,6 +187,7 @@ class RunRow:
     heartbeat_at: datetime | None = None  # last renewal by a process executing the run (UTC)
     cancel_requested: bool = False
     detached: bool = False  # queued for `vantage worker` processes
+    input_complete: bool = True  # False: its input is being stored, or its load was interrupted (not resumable)
 
     def heartbeat_age(self, now: datetime | None = None) -> float | None:
         """Seconds since the last run heartbeat; None when nobody has renewed it (or the reaper cleared it)."""
@@ -656,10 +657,12 @@ class Store:
 
     async def create_run(
         self, *, kind: str, name: str, options: dict[str, Any], input_path: str | None = None, status: str = "pending",
-        run_id: str | None = None,
+        run_id: str | None = None, input_complete: bool = True,
     ) -> RunRow:
         """A new run (``pending``; its heartbeat set, so that no worker takes it while its creator ingests the input;
-        not ``detached`` until :meth:`enqueue_run`)."""
+        not ``detached`` until :meth:`enqueue_run`). ``input_complete=False``: its input is about to be stored —
+        no process may execute or resume it until :meth:`mark_input_complete` (run creators: :meth:`Orchestrator.
+        create_research_run`, :func:`~services.orchestrator.evaluation.create_eval_run`)."""
         run_id = run_id or new_id()
         now = utcnow()
 
@@ -669,6 +672,7 @@ class Store:
                     self._insert(m.runs).values(
                         id=run_id, kind=kind, status=status, name=name, options=options, input_path=input_path,
                         created_at=now, event_seq=0, heartbeat_at=now, cancel_requested=False, detached=False,
+                        input_complete=input_complete,
                     ).on_conflict_do_nothing(index_elements=["id"])
                 )
 
@@ -676,6 +680,19 @@ class Store:
         run = await self.get_run(run_id)
         assert run is not None
         return run
+
+    @_retrying
+    async def mark_input_complete(self, run_id: str) -> None:
+        """The run's whole input is stored: from now on it may be executed, resumed, taken by workers."""
+        async with self._tx() as conn:
+            await conn.execute(update(m.runs).where(m.runs.c.id == run_id).values(input_complete=True))
+
+    @_retrying
+    async def discard_run(self, run_id: str) -> None:
+        """Delete a run whose input could not be stored whole (an interrupted or refused load), with everything that
+        refers to it (``ON DELETE CASCADE``)."""
+        async with self._tx() as conn:
+            await conn.execute(delete(m.runs).where(m.runs.c.id == run_id, m.runs.c.input_complete.is_(False)))
 
     @_retrying
     async def get_run(self, run_id: str) -> RunRow | None:
@@ -748,15 +765,15 @@ class Store:
         execution, a resume) starts it afresh — started_at now, finished_at/error cleared, from any state; otherwise
         (a worker joining) only a pending or running run that no cancel was requested for is joined. Appends
         RUN_STARTED when the run was not running, a PROGRESS "joined" event when it was. Returns the status the run
-        had, or None when it could not be joined."""
+        had, or None when it could not be joined (nor ever is one whose input is incomplete)."""
         now = utcnow()
         r = m.runs.c
         async with self._tx() as conn:
-            q = select(r.status, r.cancel_requested, r.started_at).where(r.id == run_id)
+            q = select(r.status, r.cancel_requested, r.started_at, r.input_complete).where(r.id == run_id)
             if not self._sqlite:
                 q = q.with_for_update()
             row = (await conn.execute(q)).first()
-            if row is None:
+            if row is None or not row.input_complete:
                 return None
             before = str(row.status)
             if not restart and (row.cancel_requested or before not in ("pending", "running")):
@@ -1297,7 +1314,9 @@ class Store:
         )
         unfinished = exists().where(it.run_id == r.id, it.status.in_(("pending", "running")))
         idle = and_(~unfinished, exists().where(it.run_id == r.id))
-        q = select(r.id).where(r.status.in_(("pending", "running")), not_(r.cancel_requested), or_(claimable, idle))
+        q = select(r.id).where(
+            r.status.in_(("pending", "running")), not_(r.cancel_requested), r.input_complete, or_(claimable, idle)
+        )
         if only is not None:
             q = q.where(r.id == only)
         else:
@@ -1443,7 +1462,7 @@ def _run_row(r: Any) -> RunRow:
         input_path=r["input_path"], created_at=aware(r["created_at"]),  # type: ignore[arg-type]
         started_at=aware(r["started_at"]), finished_at=aware(r["finished_at"]), error=r["error"], owner=r["owner"],
         heartbeat_at=aware(r.get("heartbeat_at")), cancel_requested=bool(r.get("cancel_requested")),
-        detached=bool(r.get("detached")),
+        detached=bool(r.get("detached")), input_complete=bool(r.get("input_complete", True)),
     )
 
 

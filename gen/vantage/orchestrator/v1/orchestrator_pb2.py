@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from vantage.common.v1 import common_pb2 as vantage_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*vantage/orchestrator/v1/orchestrator.proto\x12\x17vantage.orchestrator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1evantage/common/v1/common.proto\"*\n\x07\x43ompany\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\"D\n\rResearchInput\x12\x33\n\tcompanies\x18\x01 \x03(\x0b\x32 .vantage.orchestrator.v1.Company\"y\n\x0fResearchOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0csearch_depth\x18\x02 \x01(\t\x12\x16\n\tmin_score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x13\x63ontext_char_budget\x18\x04 \x01(\x05\x42\x0c\n\n_min_score\"\x9e\x01\n\x0cOrgEvalInput\x12\x10\n\x08org_name\x18\x01 \x01(\t\x12\x12\n\norg_domain\x18\x02 \x01(\t\x12\x11\n\tquestions\x18\x03 \x03(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12\x11\n\tlocations\x18\x05 \x03(\t\x12\x19\n\x11known_competitors\x18\x06 \x03(\t\x12\x17\n\x0fname_variations\x18\x07 \x03(\t\"\xa1\x03\n\x0fStartRunRequest\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .vantage.orchestrator.v1.RunKind\x12\x14\n\ninput_path\x18\x02 \x01(\tH\x00\x12\x13\n\tinput_csv\x18\x03 \x01(\tH\x00\x12:\n\x08research\x18\x04 \x01(\x0b\x32&.vantage.orchestrator.v1.ResearchInputH\x00\x12\x39\n\x08org_eval\x18\x05 \x01(\x0b\x32%.vantage.orchestrator.v1.OrgEvalInputH\x00\x12\x42\n\x10research_options\x18\x06 \x01(\x0b\x32(.vantage.orchestrator.v1.ResearchOptions\x12?\n\x10org_eval_options\x18\x07 \x01(\x0b\x32%.vantage.orchestrator.v1.OrgEvalInput\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\t \x01(\x08\x12\x10\n\x08no_cache\x18\n \x01(\x08\x42\x07\n\x05input\"k\n\tRunCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0c\n\x04\x64one\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\x12\x0f\n\x07skipped\x18\x06 \x01(\x05\"\x8e\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .vantage.orchestrator.v1.RunKind\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.vantage.orchestrator.v1.Run.Status\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x32\n\x06\x63ounts\x18\x05 \x01(\x0b\x32\".vantage.orchestrator.v1.RunCounts\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x0f\n\x07\x63redits\x18\x07 \x01(\x03\x12\'\n\x05usage\x18\x08 \x01(\x0b\x32\x18.vantage.common.v1.Usage\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\r\n\tCANCELLED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"9\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x80\x03\n\x08RunEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32&.vantage.orchestrator.v1.RunEvent.Type\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x10\n\x08item_key\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12)\n\x03run\x18\x07 \x01(\x0b\x32\x1c.vantage.orchestrator.v1.Run\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x92\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bRUN_STARTED\x10\x01\x12\x10\n\x0cITEM_STARTED\x10\x02\x12\r\n\tITEM_DONE\x10\x03\x12\x0f\n\x0bITEM_FAILED\x10\x04\x12\x10\n\x0cRUN_FINISHED\x10\x05\x12\x11\n\rRUN_CANCELLED\x10\x06\x12\x0c\n\x08PROGRESS\x10\x07\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"2\n\x10ResumeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x02 \x01(\x08\"4\n\x12RetryFailedRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x02 \x01(\x08\"m\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.vantage.orchestrator.v1.Run.Status\"W\n\x10ListRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.vantage.orchestrator.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x13ListRunItemsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xd4\x01\n\x0eResearchResult\x12%\n\x04tier\x18\x01 \x01(\x0e\x32\x17.vantage.common.v1.Tier\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x11\n\trationale\x18\x04 \x01(\t\x12\x15\n\revidence_urls\x18\x05 \x03(\t\x12\x14\n\x0cresults_kept\x18\x06 \x01(\x05\x12\x18\n\x10results_returned\x18\x07 \x01(\x05\x12\x0e\n\x06tokens\x18\x08 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\"\x9f\x02\n\x11QuestionRunResult\x12\x10\n\x08question\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08location\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x05 \x01(\t\x12\x11\n\tmentioned\x18\x06 \x01(\x08\x12\x0c\n\x04rank\x18\x07 \x01(\x05\x12\x15\n\rmention_count\x18\x08 \x01(\x05\x12\x11\n\tsentiment\x18\t \x01(\t\x12\x13\n\x0b\x63ompetitors\x18\n \x03(\t\x12\x11\n\tcitations\x18\x0b \x01(\x05\x12\x17\n\x0fowned_citations\x18\x0c \x01(\x05\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x0e \x01(\x01\"\xed\x02\n\x07RunItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.vantage.orchestrator.v1.RunItem.Status\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x39\n\x08research\x18\x06 \x01(\x0b\x32\'.vantage.orchestrator.v1.ResearchResult\x12\x0e\n\x06\x64omain\x18\x07 \x01(\t\x12@\n\x0cquestion_run\x18\x08 \x01(\x0b\x32*.vantage.orchestrator.v1.QuestionRunResult\"]\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x08\n\x04\x44ONE\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x0b\n\x07SKIPPED\x10\x05\"`\n\x14ListRunItemsResponse\x12/\n\x05items\x18\x01 \x03(\x0b\x32 .vantage.orchestrator.v1.RunItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*?\n\x07RunKind\x12\x18\n\x14RUN_KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08RESEARCH\x10\x01\x12\x0c\n\x08ORG_EVAL\x10\x02\x32\xe8\x05\n\x13OrchestratorService\x12R\n\x08StartRun\x12(.vantage.orchestrator.v1.StartRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12N\n\x06GetRun\x12&.vantage.orchestrator.v1.GetRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12Y\n\x08WatchRun\x12(.vantage.orchestrator.v1.WatchRunRequest\x1a!.vantage.orchestrator.v1.RunEvent0\x01\x12T\n\tCancelRun\x12).vantage.orchestrator.v1.CancelRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12T\n\tResumeRun\x12).vantage.orchestrator.v1.ResumeRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12X\n\x0bRetryFailed\x12+.vantage.orchestrator.v1.RetryFailedRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12_\n\x08ListRuns\x12(.vantage.orchestrator.v1.ListRunsRequest\x1a).vantage.orchestrator.v1.ListRunsResponse\x12k\n\x0cListRunItems\x12,.vantage.orchestrator.v1.ListRunItemsRequest\x1a-.vantage.orchestrator.v1.ListRunItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*vantage/orchestrator/v1/orchestrator.proto\x12\x17vantage.orchestrator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1evantage/common/v1/common.proto\"*\n\x07\x43ompany\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\"D\n\rResearchInput\x12\x33\n\tcompanies\x18\x01 \x03(\x0b\x32 .vantage.orchestrator.v1.Company\"y\n\x0fResearchOptions\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0csearch_depth\x18\x02 \x01(\t\x12\x16\n\tmin_score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x13\x63ontext_char_budget\x18\x04 \x01(\x05\x42\x0c\n\n_min_score\"\x9e\x01\n\x0cOrgEvalInput\x12\x10\n\x08org_name\x18\x01 \x01(\t\x12\x12\n\norg_domain\x18\x02 \x01(\t\x12\x11\n\tquestions\x18\x03 \x03(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12\x11\n\tlocations\x18\x05 \x03(\t\x12\x19\n\x11known_competitors\x18\x06 \x03(\t\x12\x17\n\x0fname_variations\x18\x07 \x03(\t\"\xd0\x03\n\x0fStartRunRequest\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .vantage.orchestrator.v1.RunKind\x12\x14\n\ninput_path\x18\x02 \x01(\tH\x00\x12\x13\n\tinput_csv\x18\x03 \x01(\tH\x00\x12:\n\x08research\x18\x04 \x01(\x0b\x32&.vantage.orchestrator.v1.ResearchInputH\x00\x12\x39\n\x08org_eval\x18\x05 \x01(\x0b\x32%.vantage.orchestrator.v1.OrgEvalInputH\x00\x12\x13\n\tupload_id\x18\x0b \x01(\tH\x00\x12\x18\n\x0equestions_text\x18\x0c \x01(\tH\x00\x12\x42\n\x10research_options\x18\x06 \x01(\x0b\x32(.vantage.orchestrator.v1.ResearchOptions\x12?\n\x10org_eval_options\x18\x07 \x01(\x0b\x32%.vantage.orchestrator.v1.OrgEvalInput\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\t \x01(\x08\x12\x10\n\x08no_cache\x18\n \x01(\x08\x42\x07\n\x05input\"k\n\tRunCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x0f\n\x07running\x18\x03 \x01(\x05\x12\x0c\n\x04\x64one\x18\x04 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x05\x12\x0f\n\x07skipped\x18\x06 \x01(\x05\"\x8e\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .vantage.orchestrator.v1.RunKind\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.vantage.orchestrator.v1.Run.Status\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x32\n\x06\x63ounts\x18\x05 \x01(\x0b\x32\".vantage.orchestrator.v1.RunCounts\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x0f\n\x07\x63redits\x18\x07 \x01(\x03\x12\'\n\x05usage\x18\x08 \x01(\x0b\x32\x18.vantage.common.v1.Usage\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x0c \x01(\t\"d\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\r\n\tCANCELLED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\"4\n\x12UploadInputRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"|\n\x13UploadInputResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"9\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x80\x03\n\x08RunEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32&.vantage.orchestrator.v1.RunEvent.Type\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07item_id\x18\x04 \x01(\t\x12\x10\n\x08item_key\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12)\n\x03run\x18\x07 \x01(\x0b\x32\x1c.vantage.orchestrator.v1.Run\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x92\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bRUN_STARTED\x10\x01\x12\x10\n\x0cITEM_STARTED\x10\x02\x12\r\n\tITEM_DONE\x10\x03\x12\x0f\n\x0bITEM_FAILED\x10\x04\x12\x10\n\x0cRUN_FINISHED\x10\x05\x12\x11\n\rRUN_CANCELLED\x10\x06\x12\x0c\n\x08PROGRESS\x10\x07\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"2\n\x10ResumeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x02 \x01(\x08\"4\n\x12RetryFailedRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tach\x18\x02 \x01(\x08\"m\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32#.vantage.orchestrator.v1.Run.Status\"W\n\x10ListRunsResponse\x12*\n\x04runs\x18\x01 \x03(\x0b\x32\x1c.vantage.orchestrator.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x13ListRunItemsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xd4\x01\n\x0eResearchResult\x12%\n\x04tier\x18\x01 \x01(\x0e\x32\x17.vantage.common.v1.Tier\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x11\n\trationale\x18\x04 \x01(\t\x12\x15\n\revidence_urls\x18\x05 \x03(\t\x12\x14\n\x0cresults_kept\x18\x06 \x01(\x05\x12\x18\n\x10results_returned\x18\x07 \x01(\x05\x12\x0e\n\x06tokens\x18\x08 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\"\x9f\x02\n\x11QuestionRunResult\x12\x10\n\x08question\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08location\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x05 \x01(\t\x12\x11\n\tmentioned\x18\x06 \x01(\x08\x12\x0c\n\x04rank\x18\x07 \x01(\x05\x12\x15\n\rmention_count\x18\x08 \x01(\x05\x12\x11\n\tsentiment\x18\t \x01(\t\x12\x13\n\x0b\x63ompetitors\x18\n \x03(\t\x12\x11\n\tcitations\x18\x0b \x01(\x05\x12\x17\n\x0fowned_citations\x18\x0c \x01(\x05\x12\x12\n\nerror_code\x18\r \x01(\t\x12\x10\n\x08\x63ost_usd\x18\x0e \x01(\x01\"\xed\x02\n\x07RunItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x37\n\x06status\x18\x03 \x01(\x0e\x32\'.vantage.orchestrator.v1.RunItem.Status\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x39\n\x08research\x18\x06 \x01(\x0b\x32\'.vantage.orchestrator.v1.ResearchResult\x12\x0e\n\x06\x64omain\x18\x07 \x01(\t\x12@\n\x0cquestion_run\x18\x08 \x01(\x0b\x32*.vantage.orchestrator.v1.QuestionRunResult\"]\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x08\n\x04\x44ONE\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x0b\n\x07SKIPPED\x10\x05\"`\n\x14ListRunItemsResponse\x12/\n\x05items\x18\x01 \x03(\x0b\x32 .vantage.orchestrator.v1.RunItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*?\n\x07RunKind\x12\x18\n\x14RUN_KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08RESEARCH\x10\x01\x12\x0c\n\x08ORG_EVAL\x10\x02\x32\xd4\x06\n\x13OrchestratorService\x12R\n\x08StartRun\x12(.vantage.orchestrator.v1.StartRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12j\n\x0bUploadInput\x12+.vantage.orchestrator.v1.UploadInputRequest\x1a,.vantage.orchestrator.v1.UploadInputResponse(\x01\x12N\n\x06GetRun\x12&.vantage.orchestrator.v1.GetRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12Y\n\x08WatchRun\x12(.vantage.orchestrator.v1.WatchRunRequest\x1a!.vantage.orchestrator.v1.RunEvent0\x01\x12T\n\tCancelRun\x12).vantage.orchestrator.v1.CancelRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12T\n\tResumeRun\x12).vantage.orchestrator.v1.ResumeRunRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12X\n\x0bRetryFailed\x12+.vantage.orchestrator.v1.RetryFailedRequest\x1a\x1c.vantage.orchestrator.v1.Run\x12_\n\x08ListRuns\x12(.vantage.orchestrator.v1.ListRunsRequest\x1a).vantage.orchestrator.v1.ListRunsResponse\x12k\n\x0cListRunItems\x12,.vantage.orchestrator.v1.ListRunItemsRequest\x1a-.vantage.orchestrator.v1.ListRunItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vantage.orchestrator.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNKIND']._serialized_start=3462
-  _globals['_RUNKIND']._serialized_end=3525
+  _globals['_RUNKIND']._serialized_start=3689
+  _globals['_RUNKIND']._serialized_end=3752
   _globals['_COMPANY']._serialized_start=136
   _globals['_COMPANY']._serialized_end=178
   _globals['_RESEARCHINPUT']._serialized_start=180
@@ -44,43 +44,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORGEVALINPUT']._serialized_start=374
   _globals['_ORGEVALINPUT']._serialized_end=532
   _globals['_STARTRUNREQUEST']._serialized_start=535
-  _globals['_STARTRUNREQUEST']._serialized_end=952
-  _globals['_RUNCOUNTS']._serialized_start=954
-  _globals['_RUNCOUNTS']._serialized_end=1061
-  _globals['_RUN']._serialized_start=1064
-  _globals['_RUN']._serialized_end=1590
-  _globals['_RUN_STATUS']._serialized_start=1490
-  _globals['_RUN_STATUS']._serialized_end=1590
-  _globals['_GETRUNREQUEST']._serialized_start=1592
-  _globals['_GETRUNREQUEST']._serialized_end=1623
-  _globals['_WATCHRUNREQUEST']._serialized_start=1625
-  _globals['_WATCHRUNREQUEST']._serialized_end=1682
-  _globals['_RUNEVENT']._serialized_start=1685
-  _globals['_RUNEVENT']._serialized_end=2069
-  _globals['_RUNEVENT_TYPE']._serialized_start=1923
-  _globals['_RUNEVENT_TYPE']._serialized_end=2069
-  _globals['_CANCELRUNREQUEST']._serialized_start=2071
-  _globals['_CANCELRUNREQUEST']._serialized_end=2105
-  _globals['_RESUMERUNREQUEST']._serialized_start=2107
-  _globals['_RESUMERUNREQUEST']._serialized_end=2157
-  _globals['_RETRYFAILEDREQUEST']._serialized_start=2159
-  _globals['_RETRYFAILEDREQUEST']._serialized_end=2211
-  _globals['_LISTRUNSREQUEST']._serialized_start=2213
-  _globals['_LISTRUNSREQUEST']._serialized_end=2322
-  _globals['_LISTRUNSRESPONSE']._serialized_start=2324
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2411
-  _globals['_LISTRUNITEMSREQUEST']._serialized_start=2413
-  _globals['_LISTRUNITEMSREQUEST']._serialized_end=2489
-  _globals['_RESEARCHRESULT']._serialized_start=2492
-  _globals['_RESEARCHRESULT']._serialized_end=2704
-  _globals['_QUESTIONRUNRESULT']._serialized_start=2707
-  _globals['_QUESTIONRUNRESULT']._serialized_end=2994
-  _globals['_RUNITEM']._serialized_start=2997
-  _globals['_RUNITEM']._serialized_end=3362
-  _globals['_RUNITEM_STATUS']._serialized_start=3269
-  _globals['_RUNITEM_STATUS']._serialized_end=3362
-  _globals['_LISTRUNITEMSRESPONSE']._serialized_start=3364
-  _globals['_LISTRUNITEMSRESPONSE']._serialized_end=3460
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=3528
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=4272
+  _globals['_STARTRUNREQUEST']._serialized_end=999
+  _globals['_RUNCOUNTS']._serialized_start=1001
+  _globals['_RUNCOUNTS']._serialized_end=1108
+  _globals['_RUN']._serialized_start=1111
+  _globals['_RUN']._serialized_end=1637
+  _globals['_RUN_STATUS']._serialized_start=1537
+  _globals['_RUN_STATUS']._serialized_end=1637
+  _globals['_UPLOADINPUTREQUEST']._serialized_start=1639
+  _globals['_UPLOADINPUTREQUEST']._serialized_end=1691
+  _globals['_UPLOADINPUTRESPONSE']._serialized_start=1693
+  _globals['_UPLOADINPUTRESPONSE']._serialized_end=1817
+  _globals['_GETRUNREQUEST']._serialized_start=1819
+  _globals['_GETRUNREQUEST']._serialized_end=1850
+  _globals['_WATCHRUNREQUEST']._serialized_start=1852
+  _globals['_WATCHRUNREQUEST']._serialized_end=1909
+  _globals['_RUNEVENT']._serialized_start=1912
+  _globals['_RUNEVENT']._serialized_end=2296
+  _globals['_RUNEVENT_TYPE']._serialized_start=2150
+  _globals['_RUNEVENT_TYPE']._serialized_end=2296
+  _globals['_CANCELRUNREQUEST']._serialized_start=2298
+  _globals['_CANCELRUNREQUEST']._serialized_end=2332
+  _globals['_RESUMERUNREQUEST']._serialized_start=2334
+  _globals['_RESUMERUNREQUEST']._serialized_end=2384
+  _globals['_RETRYFAILEDREQUEST']._serialized_start=2386
+  _globals['_RETRYFAILEDREQUEST']._serialized_end=2438
+  _globals['_LISTRUNSREQUEST']._serialized_start=2440
+  _globals['_LISTRUNSREQUEST']._serialized_end=2549
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2551
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2638
+  _globals['_LISTRUNITEMSREQUEST']._serialized_start=2640
+  _globals['_LISTRUNITEMSREQUEST']._serialized_end=2716
+  _globals['_RESEARCHRESULT']._serialized_start=2719
+  _globals['_RESEARCHRESULT']._serialized_end=2931
+  _globals['_QUESTIONRUNRESULT']._serialized_start=2934
+  _globals['_QUESTIONRUNRESULT']._serialized_end=3221
+  _globals['_RUNITEM']._serialized_start=3224
+  _globals['_RUNITEM']._serialized_end=3589
+  _globals['_RUNITEM_STATUS']._serialized_start=3496
+  _globals['_RUNITEM_STATUS']._serialized_end=3589
+  _globals['_LISTRUNITEMSRESPONSE']._serialized_start=3591
+  _globals['_LISTRUNITEMSRESPONSE']._serialized_end=3687
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=3755
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=4607
 # @@protoc_insertion_point(module_scope)

@@ -65,12 +65,14 @@ class OrgEvalInput(_message.Message):
     def __init__(self, org_name: _Optional[str] = ..., org_domain: _Optional[str] = ..., questions: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., locations: _Optional[_Iterable[str]] = ..., known_competitors: _Optional[_Iterable[str]] = ..., name_variations: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("kind", "input_path", "input_csv", "research", "org_eval", "research_options", "org_eval_options", "name", "detach", "no_cache")
+    __slots__ = ("kind", "input_path", "input_csv", "research", "org_eval", "upload_id", "questions_text", "research_options", "org_eval_options", "name", "detach", "no_cache")
     KIND_FIELD_NUMBER: _ClassVar[int]
     INPUT_PATH_FIELD_NUMBER: _ClassVar[int]
     INPUT_CSV_FIELD_NUMBER: _ClassVar[int]
     RESEARCH_FIELD_NUMBER: _ClassVar[int]
     ORG_EVAL_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_TEXT_FIELD_NUMBER: _ClassVar[int]
     RESEARCH_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     ORG_EVAL_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -81,12 +83,14 @@ class StartRunRequest(_message.Message):
     input_csv: str
     research: ResearchInput
     org_eval: OrgEvalInput
+    upload_id: str
+    questions_text: str
     research_options: ResearchOptions
     org_eval_options: OrgEvalInput
     name: str
     detach: bool
     no_cache: bool
-    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., input_path: _Optional[str] = ..., input_csv: _Optional[str] = ..., research: _Optional[_Union[ResearchInput, _Mapping]] = ..., org_eval: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., research_options: _Optional[_Union[ResearchOptions, _Mapping]] = ..., org_eval_options: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., name: _Optional[str] = ..., detach: _Optional[bool] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., input_path: _Optional[str] = ..., input_csv: _Optional[str] = ..., research: _Optional[_Union[ResearchInput, _Mapping]] = ..., org_eval: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., upload_id: _Optional[str] = ..., questions_text: _Optional[str] = ..., research_options: _Optional[_Union[ResearchOptions, _Mapping]] = ..., org_eval_options: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., name: _Optional[str] = ..., detach: _Optional[bool] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class RunCounts(_message.Message):
     __slots__ = ("total", "pending", "running", "done", "failed", "skipped")
@@ -145,6 +149,26 @@ class Run(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     error: str
     def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., status: _Optional[_Union[Run.Status, str]] = ..., name: _Optional[str] = ..., counts: _Optional[_Union[RunCounts, _Mapping]] = ..., cost_usd: _Optional[float] = ..., credits: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class UploadInputRequest(_message.Message):
+    __slots__ = ("data", "filename")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    filename: str
+    def __init__(self, data: _Optional[bytes] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class UploadInputResponse(_message.Message):
+    __slots__ = ("upload_id", "size_bytes", "sha256", "expires_at")
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    upload_id: str
+    size_bytes: int
+    sha256: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, upload_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)

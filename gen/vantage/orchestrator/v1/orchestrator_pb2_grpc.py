@@ -27,6 +27,10 @@ if _version_not_supported:
 
 class OrchestratorServiceStub:
     """Runs: territory research and org evaluation, durable and resumable.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT stating the limit, its
+    google.rpc.BadRequest naming the field; enums outside their declared values are INVALID_ARGUMENT too. Limits
+    named VANTAGE_* are settings; "chars" are Unicode code points.
     """
 
     def __init__(self, channel):
@@ -39,6 +43,11 @@ class OrchestratorServiceStub:
                 '/vantage.orchestrator.v1.OrchestratorService/StartRun',
                 request_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartRunRequest.SerializeToString,
                 response_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.Run.FromString,
+                _registered_method=True)
+        self.UploadInput = channel.stream_unary(
+                '/vantage.orchestrator.v1.OrchestratorService/UploadInput',
+                request_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UploadInputRequest.SerializeToString,
+                response_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UploadInputResponse.FromString,
                 _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/vantage.orchestrator.v1.OrchestratorService/GetRun',
@@ -79,16 +88,33 @@ class OrchestratorServiceStub:
 
 class OrchestratorServiceServicer:
     """Runs: territory research and org evaluation, durable and resumable.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT stating the limit, its
+    google.rpc.BadRequest naming the field; enums outside their declared values are INVALID_ARGUMENT too. Limits
+    named VANTAGE_* are settings; "chars" are Unicode code points.
     """
 
     def StartRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates a run from the request's own content (input_csv, research, org_eval, questions_text, upload_id). The
+        server reads no path a client names, except under VANTAGE_INPUT_DIR when an operator sets it
+        (PERMISSION_DENIED otherwise). Creation is atomic: the run exists once its whole input is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadInput(self, request_iterator, context):
+        """Client-streaming upload of a large run input (a companies CSV, or a questions file): UTF-8 text of
+        ≤ VANTAGE_MAX_INPUT_BYTES in all (INVALID_ARGUMENT above it). Answers an upload_id that one StartRun on this
+        same server process consumes within VANTAGE_UPLOAD_TTL_SECONDS.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """run_id: a run id (UUID, 36 chars) everywhere it appears; anything else is INVALID_ARGUMENT.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -141,6 +167,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     request_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartRunRequest.FromString,
                     response_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.Run.SerializeToString,
             ),
+            'UploadInput': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadInput,
+                    request_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UploadInputRequest.FromString,
+                    response_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UploadInputResponse.SerializeToString,
+            ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
                     request_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetRunRequest.FromString,
@@ -186,6 +217,10 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class OrchestratorService:
     """Runs: territory research and org evaluation, durable and resumable.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT stating the limit, its
+    google.rpc.BadRequest naming the field; enums outside their declared values are INVALID_ARGUMENT too. Limits
+    named VANTAGE_* are settings; "chars" are Unicode code points.
     """
 
     @staticmethod
@@ -205,6 +240,33 @@ class OrchestratorService:
             '/vantage.orchestrator.v1.OrchestratorService/StartRun',
             vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.StartRunRequest.SerializeToString,
             vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadInput(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/vantage.orchestrator.v1.OrchestratorService/UploadInput',
+            vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UploadInputRequest.SerializeToString,
+            vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.UploadInputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,10 @@ Ts = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     # --- hardening (#11): upgrade ---
+    # runs.input_complete: false while a run's input is being stored; a run left so (its load was interrupted) is
+    # refused by resume and by workers. Runs created before this revision had their input stored whole.
+    with op.batch_alter_table("runs") as b:
+        b.add_column(sa.Column("input_complete", sa.Boolean(), nullable=False, server_default="1"))
     # --- end hardening (#11): upgrade ---
     # --- bright data sources (#18): upgrade ---
     # --- end bright data sources (#18): upgrade ---
@@ -37,5 +41,7 @@ def downgrade() -> None:
     # --- bright data sources (#18): downgrade ---
     # --- end bright data sources (#18): downgrade ---
     # --- hardening (#11): downgrade ---
+    with op.batch_alter_table("runs") as b:
+        b.drop_column("input_complete")
     # --- end hardening (#11): downgrade ---
     pass

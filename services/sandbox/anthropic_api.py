@@ -8,12 +8,27 @@ counts the searches. Without it the answer is plain text blocks. Prompts with so
 company (classification) get the analyst's JSON as text; ``tool_choice: {type: tool}`` with a
 custom tool returns a ``tool_use`` block whose input fits the tool's ``input_schema``.
 Errors: ``{"type": "error", "error": {"type", "message"}}``. ``stream: true`` is not emulated.
+
+Structured output (platform.claude.com/docs/en/build-with-claude/structured-outputs; anthropic SDK 2.15
+``OutputConfigParam`` / ``JSONOutputFormatParam``): ``output_config: {format: {type: "json_schema", schema}}``
+answers with one ``text`` block holding JSON that fits the schema.
+
+Thinking (platform.claude.com/docs/en/build-with-claude/extended-thinking): on when the request says
+``thinking: {type: enabled | adaptive}``, and by default on the Opus 5 / Sonnet 5 families (:func:`thinks`) unless
+``thinking: {type: disabled}`` (providers-2026-12.md). A thinking turn starts with a ``thinking`` block whose
+tokens (:data:`THINKING_TOKENS`) count toward ``max_tokens`` and ``usage.output_tokens``; a turn that does not fit
+is cut and stops with ``max_tokens``. A forced tool (``tool_choice`` ``{type: tool}`` or ``{type: any}``) with
+thinking on is a 400 ``invalid_request_error`` "Thinking may not be enabled when tool_choice forces tool use.", the
+real API's wording (langchain-ai/langchain PR #35544; UKGovernmentBEIS/inspect_ai PR #2333). The knob
+``anthropic_pause_turns`` makes the next N web-search turns stop with ``pause_turn`` (a long server-tool turn;
+the client sends the turn back to continue it).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +41,21 @@ from .errors import error_response
 from .state import SandboxState
 
 router = APIRouter()
+
+#: Output tokens a thinking turn spends on its ``thinking`` block before the answer (sandbox figure).
+THINKING_TOKENS = 800
+THINKING_FORCED_TOOL = "Thinking may not be enabled when tool_choice forces tool use."
+_THINKS_BY_DEFAULT = re.compile(r"^claude-(opus|sonnet)-5(\b|[-.])")
+
+
+def thinks(model: str, thinking: Any) -> bool:
+    """Whether a request thinks: its ``thinking`` config, else the model's default (on for Opus 5 / Sonnet 5)."""
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind in ("enabled", "adaptive"):
+        return True
+    if kind == "disabled":
+        return False
+    return _THINKS_BY_DEFAULT.match(model.lower()) is not None
 
 
 def _enc(text: str) -> str:
@@ -79,6 +109,14 @@ async def messages(request: Request) -> Any:
             "anthropic", 400, "tools.0: cannot specify both allowed_domains and blocked_domains"
         )
     tool_choice = body.get("tool_choice") or {}
+    thinking = thinks(model, body.get("thinking"))
+    if thinking and isinstance(tool_choice, dict) and tool_choice.get("type") in ("tool", "any"):
+        return error_response("anthropic", 400, THINKING_FORCED_TOOL)
+    output_format = ((body.get("output_config") or {}).get("format") or {}) if isinstance(
+        body.get("output_config"), dict) else {}
+    if output_format and (output_format.get("type") != "json_schema" or not isinstance(
+            output_format.get("schema"), dict)):
+        return error_response("anthropic", 400, "output_config.format: type must be 'json_schema' with a schema")
     forced = next(
         (t for t in tools if tool_choice.get("type") == "tool" and t.get("name") == tool_choice.get("name")),
         None,
@@ -88,7 +126,13 @@ async def messages(request: Request) -> Any:
     searches = 0
     stop_reason = "end_turn"
     user_all = "\n\n".join(user_texts)
-    if forced is not None and "input_schema" in forced:
+    if output_format:
+        schema = output_format["schema"]
+        packed = packing.answer(state, user_all, schema, request.headers.get("x-sandbox-fault"), "anthropic.messages")
+        if packed is None:
+            packed = analyst.conform_to_schema(analyst.classify(user_all, state.corpus), schema)
+        content.append({"type": "text", "text": json.dumps(packed, ensure_ascii=False), "citations": None})
+    elif forced is not None and "input_schema" in forced:
         packed = packing.answer(
             state, user_all, forced["input_schema"], request.headers.get("x-sandbox-fault"), "anthropic.messages"
         )
@@ -161,9 +205,27 @@ async def messages(request: Request) -> Any:
         for c in content
         if c["type"] in ("text", "tool_use")
     )
+    if thinking:
+        content.insert(0, {"type": "thinking", "thinking": "Weighing the sources before answering.",
+                           "signature": _enc(f"sig:{model}:{question[:40]}")})
+        output_tokens += THINKING_TOKENS
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, int) and output_tokens > max_tokens:
+        # Cut the turn at max_tokens: thinking first, then as much text as fits (4 characters a token).
         stop_reason = "max_tokens"
+        room = max(0, max_tokens - (THINKING_TOKENS if thinking else 0)) * 4
+        for c in content:
+            if c["type"] == "text":
+                c["text"], room = c["text"][:room], max(0, room - len(c["text"]))
+        content = [c for c in content if c["type"] != "text" or c["text"]]
+        output_tokens = max_tokens
+    elif search_tool is not None and state.knobs.anthropic_pause_turns > 0:
+        # Paused after searching: the turn so far holds the search, not the answer (sent back, it continues).
+        state.knobs.anthropic_pause_turns -= 1
+        stop_reason = "pause_turn"
+        content = [c for c in content if c["type"] not in ("text", "thinking")]
+        output_tokens = sum(estimate_tokens(json.dumps(c.get("input") or "")) for c in content
+                            if c["type"] == "server_tool_use")
     state.stats.bill(
         "anthropic",
         requests=1,

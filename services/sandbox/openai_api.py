@@ -183,6 +183,10 @@ async def chat_completions(request: Request) -> Any:
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     content, finish = _truncate(content, max_tokens if isinstance(max_tokens, int) else None)
     completion_tokens = estimate_tokens(content)
+    if state.knobs.openai_incomplete_times > 0:  # a reasoning model spent the whole budget thinking
+        state.knobs.openai_incomplete_times -= 1
+        content, finish = "", "length"
+        completion_tokens = max_tokens if isinstance(max_tokens, int) else completion_tokens
     n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 0 else 1
     state.stats.bill(
         "openai", requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens * n

@@ -7,6 +7,13 @@ annotations (``start_index``/``end_index`` delimit each ``[domain](url)`` link i
 answer has no citations. ``text.format`` ``json_schema`` returns the analyst's classification
 (as for chat completions). Every non-optional field of the SDK's ``Response`` model is sent so
 ``response.output_text`` works. ``stream: true`` is not emulated (400).
+
+Reasoning models (o1/o3/o4/gpt-5…) spend reasoning tokens (half the answer's, here) out of ``max_output_tokens``
+first: when reasoning plus answer do not fit, the response ends ``status: "incomplete"``,
+``incomplete_details: {reason: "max_output_tokens"}``, with the text cut to what fits (no ``message`` item when
+nothing does) and ``usage.output_tokens = max_output_tokens`` (providers-2026-12.md, OpenAI; SDK
+``Response.incomplete_details``). The knob ``openai_incomplete_times`` forces that ending on the next N answers
+(Responses and chat completions, whose form of it is ``finish_reason: "length"`` with empty content).
 """
 
 from __future__ import annotations
@@ -127,6 +134,18 @@ async def create_response(request: Request) -> Any:
             text, annotations = ans.render_plain(), []
     output_tokens = estimate_tokens(text)
     reasoning = output_tokens // 2 if _is_reasoning(model) else 0
+    cap = body.get("max_output_tokens")
+    forced_incomplete = state.knobs.openai_incomplete_times > 0
+    if forced_incomplete:
+        state.knobs.openai_incomplete_times -= 1
+        cap = cap if isinstance(cap, int) else output_tokens + reasoning
+        reasoning = max(reasoning, cap)  # reasoning used the whole budget
+    incomplete = isinstance(cap, int) and output_tokens + reasoning > cap
+    if incomplete:
+        reasoning = min(reasoning, cap)
+        room = cap - reasoning
+        text, annotations = text[: room * 4], [a for a in annotations if a["end_index"] <= room * 4]
+        output_tokens = estimate_tokens(text)
     if _is_reasoning(model):
         output.insert(
             0,
@@ -139,15 +158,16 @@ async def create_response(request: Request) -> Any:
                 "status": None,
             },
         )
-    output.append(
-        {
-            "type": "message",
-            "id": new_id("msg_", 48),
-            "role": "assistant",
-            "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}],
-        }
-    )
+    if text or not incomplete:
+        output.append(
+            {
+                "type": "message",
+                "id": new_id("msg_", 48),
+                "role": "assistant",
+                "status": "incomplete" if incomplete else "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}],
+            }
+        )
     state.stats.bill(
         "openai",
         requests=1,
@@ -159,10 +179,10 @@ async def create_response(request: Request) -> Any:
         "id": new_id("resp_", 48),
         "object": "response",
         "created_at": int(time.time()),
-        "status": "completed",
+        "status": "incomplete" if incomplete else "completed",
         "background": False,
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
         "instructions": instructions,
         "max_output_tokens": body.get("max_output_tokens"),
         "max_tool_calls": body.get("max_tool_calls"),

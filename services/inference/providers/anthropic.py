@@ -8,15 +8,29 @@ one client per process. System messages go in ``system``; the others are the con
   citations become citations, ``server_tool_use`` inputs become ``search_queries``, and
   ``usage.server_tool_use.web_search_requests`` searches are billed at ``settings.web_search_call_usd`` each
   ($10 / 1K searches, §4.4) on top of the tokens. A long server-tool turn may stop with ``pause_turn``: the turn is
-  sent back as is to let Claude continue (at most :data:`MAX_CONTINUATIONS` times), usage summed.
-- JSON schema: Claude is made to answer through one tool whose ``input_schema`` is the schema
-  (``tool_choice: {"type": "tool"}``); the tool's ``input`` is the JSON answer. A forced tool call cannot also search,
-  so ``json_schema`` together with ``web_search`` is refused (``InvalidArgument``).
+  sent back as is to let Claude continue (see stop reasons below).
+- JSON schema: native structured output, ``output_config={"format": {"type": "json_schema", "schema": ...}}``
+  (anthropic SDK 2.15 ``OutputConfigParam`` / ``JSONOutputFormatParam``;
+  platform.claude.com/docs/en/build-with-claude/structured-outputs); the answer's ``text`` is the JSON. Never a
+  forced tool: ``tool_choice`` ``{type: tool}`` / ``{type: any}`` is rejected with 400 "Thinking may not be enabled
+  when tool_choice forces tool use." whenever thinking is on — the default on the newest models
+  (platform.claude.com/docs/en/build-with-claude/extended-thinking, "feature compatibility"; UKGovernmentBEIS/
+  inspect_ai PR #2333; langchain-ai/langchain PR #35544). Structured output and web search are kept apart
+  (``InvalidArgument``): a web-search answer is cited text blocks, and whether citations combine with
+  ``output_config.format`` is not settled by the sources checked.
+- ``max_tokens`` covers thinking plus text (SDK ``ThinkingConfigEnabledParam``: "Thinking tokens count toward your
+  max_tokens limit"), so models that think by default (Opus 5 / Sonnet 5 families, :func:`thinks_by_default`) get
+  :data:`THINKING_HEADROOM_TOKENS` on top of the answer's budget.
+- Stop reasons (platform.claude.com/docs/en/build-with-claude/handling-stop-reasons): ``pause_turn`` — the turn is
+  sent back as is so Claude continues it, once; a second pause fails the call (``FailedPrecondition``, reason
+  ``PAUSE_TURN``). ``max_tokens`` — asked again once with twice the budget; cut again, the call fails
+  (``InvalidArgument(field="max_output_tokens", reason="OUTPUT_TRUNCATED")``): a cut answer is never an answer.
+  Usage (and so cost) sums every response, the ones given up included.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
 
 import anthropic
@@ -29,12 +43,21 @@ from services.inference.providers.errors import (
     budgeted_call,
     request_tokens,
 )
-from services.inference.providers.openai import dedupe
-from shared.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.inference.providers.openai import dedupe, parse_json_answer
+from shared.errors import FailedPrecondition, InvalidArgument
 from shared.grpc_client import Deadline
 
-#: ``pause_turn`` continuations of one call before giving up and returning what there is.
-MAX_CONTINUATIONS = 3
+#: ``pause_turn`` continuations of one call before failing it.
+MAX_CONTINUATIONS = 1
+#: Output tokens added to ``max_tokens`` for models that think by default (thinking counts toward max_tokens).
+THINKING_HEADROOM_TOKENS = 4096
+_THINKS_BY_DEFAULT = re.compile(r"^claude-(opus|sonnet)-5(\b|[-.])")
+
+
+def thinks_by_default(model: str) -> bool:
+    """True for the model families with extended thinking on by default (Opus 5 / Sonnet 5, providers-2026-12.md:
+    "whats-new" pages of platform.claude.com)."""
+    return _THINKS_BY_DEFAULT.match(model.strip().lower()) is not None
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -61,13 +84,16 @@ class AnthropicProvider(SdkProvider):
         """The ``messages.create`` arguments for ``req`` (without timeout)."""
         if req.json_schema is not None and req.web_search:
             raise InvalidArgument(
-                "Anthropic cannot search the web and answer through a JSON schema in one call; drop one of "
-                "json_schema and web_search", field="json_schema", provider=self.name,
+                "Anthropic cannot search the web and answer through a JSON schema in one call (a web-search answer "
+                "is cited text; structured output is plain JSON); drop one of json_schema and web_search",
+                field="json_schema", provider=self.name,
             )
         system = "\n\n".join(m.content for m in req.messages if m.role == "system")
+        answer_tokens = req.max_output_tokens or self._settings.max_output_tokens
+        headroom = THINKING_HEADROOM_TOKENS if thinks_by_default(req.model) else 0
         kwargs: dict[str, Any] = {
             "model": req.model,
-            "max_tokens": req.max_output_tokens or self._settings.max_output_tokens,
+            "max_tokens": answer_tokens + headroom,
             "messages": [{"role": m.role, "content": m.content} for m in req.messages if m.role != "system"],
         }
         if system:
@@ -82,10 +108,7 @@ class AnthropicProvider(SdkProvider):
                 tool["user_location"] = {"type": "approximate", "country": req.location}
             kwargs["tools"] = [tool]
         elif req.json_schema is not None:
-            name = req.schema_name or "result"
-            kwargs["tools"] = [{"name": name, "description": "Give the answer as this tool's input.",
-                                "input_schema": req.json_schema}]
-            kwargs["tool_choice"] = {"type": "tool", "name": name}
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": req.json_schema}}
         if req.extra_headers:
             kwargs["extra_headers"] = req.extra_headers
         return kwargs
@@ -96,15 +119,24 @@ class AnthropicProvider(SdkProvider):
         client = self._client
         kwargs = self.request_kwargs(req)
 
-        async def call(timeout_s: float) -> list[Any]:
-            # Every response of the turn: the first, then one per pause_turn continuation.
-            responses = [await client.messages.create(**kwargs, timeout=timeout_s)]
-            messages = list(kwargs["messages"])
-            while _field(responses[-1], "stop_reason") == "pause_turn" and len(responses) <= MAX_CONTINUATIONS:
-                messages = [*messages, {"role": "assistant",
-                                        "content": [_block_param(b) for b in responses[-1].content]}]
-                responses.append(await client.messages.create(**{**kwargs, "messages": messages}, timeout=timeout_s))
-            return responses
+        async def call(timeout_s: float) -> tuple[list[Any], list[Any]]:
+            """(every response, the responses of the turn that answers): a turn cut at ``max_tokens`` is asked
+            again once with twice the budget; a paused turn is continued once."""
+            every: list[Any] = []
+            budget = int(kwargs["max_tokens"])
+            for _ in range(2):
+                turn = [await client.messages.create(**{**kwargs, "max_tokens": budget}, timeout=timeout_s)]
+                messages = list(kwargs["messages"])
+                while _field(turn[-1], "stop_reason") == "pause_turn" and len(turn) <= MAX_CONTINUATIONS:
+                    messages = [*messages, {"role": "assistant",
+                                            "content": [_block_param(b) for b in turn[-1].content]}]
+                    turn.append(await client.messages.create(
+                        **{**kwargs, "max_tokens": budget, "messages": messages}, timeout=timeout_s))
+                every += turn
+                if _field(turn[-1], "stop_reason") != "max_tokens":
+                    break
+                budget *= 2
+            return every, turn
 
         return await budgeted_call(
             provider=self.name,
@@ -116,16 +148,25 @@ class AnthropicProvider(SdkProvider):
             deadline=deadline or Deadline(self._settings.rpc_timeout_seconds),
             max_timeout=self._settings.provider_timeout_seconds,
             call=call,
-            to_result=lambda responses: self._result(req, responses),
+            to_result=lambda responses: self._result(req, *responses),
         )
 
-    def _result(self, req: CompletionRequest, responses: list[Any]) -> CompletionResult:
+    def _result(self, req: CompletionRequest, every: list[Any], turn: list[Any] | None = None) -> CompletionResult:
+        """The answer of ``turn`` (its responses in order; default ``every``), usage summed over ``every`` (the
+        responses given up included: they were billed). Raises ``FailedPrecondition(reason="PAUSE_TURN")`` for a
+        turn still paused after its continuation, ``InvalidArgument(reason="OUTPUT_TRUNCATED")`` for one cut at
+        ``max_tokens``, ``Unavailable(reason="malformed_response")`` for a schema answer that is not JSON."""
+        turn = every if turn is None else turn
         texts: list[str] = []
         citations: list[Citation] = []
         queries: list[str] = []
-        tool_input: Any = None
         in_tok = out_tok = searches = 0
-        for resp in responses:
+        for resp in every:
+            usage = _field(resp, "usage")
+            in_tok += int(_field(usage, "input_tokens", 0))
+            out_tok += int(_field(usage, "output_tokens", 0))
+            searches += int(_field(_field(usage, "server_tool_use"), "web_search_requests", 0))
+        for resp in turn:
             for block in _field(resp, "content", []):
                 kind = _field(block, "type", "")
                 if kind == "text":
@@ -137,25 +178,26 @@ class AnthropicProvider(SdkProvider):
                     q = _field(_field(block, "input", {}), "query")
                     if q and q not in queries:
                         queries.append(str(q))
-                elif kind == "tool_use" and tool_input is None:
-                    tool_input = _field(block, "input")
-            usage = _field(resp, "usage")
-            in_tok += int(_field(usage, "input_tokens", 0))
-            out_tok += int(_field(usage, "output_tokens", 0))
-            searches += int(_field(_field(usage, "server_tool_use"), "web_search_requests", 0))
-        last = responses[-1]
+        last = turn[-1]
         finish = str(_field(last, "stop_reason", ""))
+        if finish == "pause_turn":
+            raise FailedPrecondition(
+                f"Claude paused its turn again (stop_reason pause_turn) after {MAX_CONTINUATIONS} continuation; "
+                "the answer is incomplete and is not stored", provider=self.name, reason="PAUSE_TURN",
+                metadata={"provider_error_code": "pause_turn"},
+            )
+        if finish == "max_tokens":
+            raise InvalidArgument(
+                "Claude stopped at max_tokens (stop_reason max_tokens) again after a retry with twice the budget; "
+                "the answer is cut and is not stored: raise max_output_tokens",
+                field="max_output_tokens", reason="OUTPUT_TRUNCATED", provider=self.name,
+                metadata={"provider_error_code": "max_tokens"},
+            )
+        if finish == "refusal":
+            raise FailedPrecondition("Claude declined to answer (stop_reason refusal)", provider=self.name,
+                                     reason="MODEL_REFUSAL")
         text = "".join(texts)
-        json_text = ""
-        if req.json_schema is not None:
-            if tool_input is None:
-                if finish == "max_tokens":
-                    raise InvalidArgument("the structured answer was cut at max_output_tokens; raise it",
-                                          field="max_output_tokens", reason="OUTPUT_TRUNCATED", provider=self.name)
-                raise Unavailable("Claude did not answer through the schema tool", provider=self.name,
-                                  reason="malformed_response")
-            json_text = json.dumps(tool_input, ensure_ascii=False, separators=(",", ":"))
-            text = text or json_text
+        json_text = parse_json_answer(text, finish, self.name) if req.json_schema is not None else ""
         cost = pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok) + pricing.web_search_cost_usd(
             self._settings, searches
         )

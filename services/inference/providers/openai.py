@@ -13,6 +13,14 @@ retry-after and honours the RPC deadline) and ``timeout=settings.provider_timeou
   ``web_search_call`` actions become ``search_queries``, and each search is billed at
   ``settings.web_search_call_usd`` on top of the tokens ($10 / 1K calls, §3.5).
 
+Reasoning headroom: reasoning models spend reasoning tokens out of ``max_output_tokens`` /
+``max_completion_tokens``, so a small cap can end a response ``status: "incomplete"`` with
+``incomplete_details.reason: "max_output_tokens"`` (Responses; chat completions: ``finish_reason: "length"``) and
+empty or cut text (providers-2026-12.md, OpenAI; SDK ``Response.incomplete_details``). Such a response is asked
+again once with :func:`retry_budget` tokens; incomplete again, the call fails with
+``InvalidArgument(field="max_output_tokens", reason="MAX_OUTPUT_TOKENS")`` (provider error code
+``max_output_tokens``) — a cut answer is never stored as an answer. Usage and cost sum both calls.
+
 Errors (SDK exception classes, providers.md §3.3) → :mod:`shared.errors`, see :mod:`.errors`.
 """
 
@@ -87,6 +95,57 @@ def parse_json_answer(content: str, finish_reason: str, provider: str) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+#: Tokens added (at least) to the budget of the one retry of an incomplete response.
+REASONING_HEADROOM_TOKENS = 4096
+
+
+def retry_budget(budget: int) -> int:
+    """The larger ``max_output_tokens`` of the retry after an incomplete response: twice the budget, and at least
+    :data:`REASONING_HEADROOM_TOKENS` more."""
+    return max(2 * budget, budget + REASONING_HEADROOM_TOKENS)
+
+
+def is_incomplete(resp: Any) -> bool:
+    """True when ``resp`` (a Responses ``Response`` or a ``ChatCompletion``) ended at the output-token cap."""
+    if getattr(resp, "object", "") == "response" or hasattr(resp, "incomplete_details"):
+        reason = getattr(getattr(resp, "incomplete_details", None), "reason", None)
+        return getattr(resp, "status", "") == "incomplete" and reason == "max_output_tokens"
+    choices = getattr(resp, "choices", None) or []
+    return bool(choices) and choices[0].finish_reason == "length"
+
+
+def incomplete_error(provider: str, budgets: tuple[int, int]) -> InvalidArgument:
+    """The failure of a call whose retry with a larger budget was incomplete too."""
+    return InvalidArgument(
+        f"the response was incomplete (incomplete_details.reason = max_output_tokens) with {budgets[0]} and again "
+        f"with {budgets[1]} output tokens: reasoning used the budget; raise max_output_tokens",
+        field="max_output_tokens", reason="MAX_OUTPUT_TOKENS", provider=provider,
+        metadata={"provider_error_code": "max_output_tokens"},
+    )
+
+
+async def with_headroom(create: Any, kwargs: dict[str, Any], key: str, timeout_s: float) -> list[Any]:
+    """``create(**kwargs)``, and once more with :func:`retry_budget` tokens (``kwargs[key]``) when the first
+    response is incomplete: every response, in order."""
+    responses = [await create(**kwargs, timeout=timeout_s)]
+    if is_incomplete(responses[0]):
+        responses.append(await create(**{**kwargs, key: retry_budget(int(kwargs[key]))}, timeout=timeout_s))
+    return responses
+
+
+def web_search_count(resp: Any) -> int:
+    """Billed web searches of a Responses answer: ``tool_usage.web_search.num_requests`` when reported, else its
+    ``web_search_call`` search actions (0 for a chat completion)."""
+    reported = getattr(getattr(getattr(resp, "tool_usage", None), "web_search", None), "num_requests", None)
+    if isinstance(reported, int):
+        return reported
+    return sum(
+        1 for item in getattr(resp, "output", None) or []
+        if getattr(item, "type", "") == "web_search_call"
+        and getattr(getattr(item, "action", None), "type", "search") == "search"
+    )
+
+
 def web_search_tool(location: str) -> dict[str, Any]:
     """The Responses API ``web_search`` tool, located in ``location`` (ISO-2) when given (§3.1)."""
     tool: dict[str, Any] = {"type": "web_search"}
@@ -159,9 +218,27 @@ class OpenAIProvider(SdkProvider):
             tokens=request_tokens((m.content for m in req.messages), max_tokens),
             deadline=deadline,
             max_timeout=self._settings.provider_timeout_seconds,
-            call=lambda t: client.chat.completions.create(**kwargs, timeout=t),
-            to_result=lambda resp: self._chat_result(req, resp),
+            call=lambda t: with_headroom(client.chat.completions.create, kwargs, "max_completion_tokens", t),
+            to_result=lambda resps: self._final(req, resps, self._chat_result, max_tokens),
         )
+
+    def _final(self, req: CompletionRequest, resps: list[Any], parse: Any, budget: int) -> CompletionResult:
+        """The result of the last response, usage and cost summed over ``resps``; an incomplete last response
+        (after the retry) is :func:`incomplete_error`."""
+        if is_incomplete(resps[-1]):
+            raise incomplete_error(self.name, (budget, retry_budget(budget)))
+        result: CompletionResult = parse(req, resps[-1])
+        for earlier in resps[:-1]:
+            usage = getattr(earlier, "usage", None)
+            in_tok = int(getattr(usage, "input_tokens", None) or getattr(usage, "prompt_tokens", 0) or 0)
+            out_tok = int(getattr(usage, "output_tokens", None) or getattr(usage, "completion_tokens", 0) or 0)
+            result.input_tokens += in_tok
+            result.output_tokens += out_tok
+            searches = web_search_count(earlier)
+            result.web_search_calls += searches
+            result.cost_usd += pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok)
+            result.cost_usd += pricing.web_search_cost_usd(self._settings, searches)
+        return result
 
     def _chat_result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
         if not getattr(resp, "choices", None):
@@ -216,8 +293,8 @@ class OpenAIProvider(SdkProvider):
             tokens=request_tokens((m.content for m in req.messages), max_tokens),
             deadline=deadline,
             max_timeout=self._settings.provider_timeout_seconds,
-            call=lambda t: client.responses.create(**kwargs, timeout=t),
-            to_result=lambda resp: self._responses_result(req, resp),
+            call=lambda t: with_headroom(client.responses.create, kwargs, "max_output_tokens", t),
+            to_result=lambda resps: self._final(req, resps, self._responses_result, max_tokens),
         )
 
     def _responses_result(self, req: CompletionRequest, resp: Any) -> CompletionResult:

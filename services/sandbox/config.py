@@ -109,6 +109,12 @@ class Knobs(BaseModel):
     openai_max_input_tokens: int = Field(128_000, gt=0)
     anthropic_max_input_tokens: int = Field(200_000, gt=0)
     perplexity_max_input_tokens: int = Field(127_000, gt=0)
+    anthropic_pause_turns: int = Field(
+        0, ge=0, description="the next N Anthropic web-search turns stop with pause_turn (counts down)"
+    )
+    openai_incomplete_times: int = Field(
+        0, ge=0, description="the next N OpenAI answers end incomplete at max_output_tokens (counts down)"
+    )
 
     # Bright Data (providers.md §2)
     brightdata_duration_s: float = Field(1.0, ge=0, description="time from trigger to ready for one snapshot")

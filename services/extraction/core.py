@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.extraction import citations as cit
+from services.extraction import limits
 from services.extraction.competitors import GENERIC_TERMS, Competitor, discover, known_brands, rank_all
 from services.extraction.names import Brand, clean_name, merge_keys, org_forms, zipf
 from services.extraction.org_eval import OrgEval, evaluate
@@ -49,11 +50,13 @@ class ExtractionConfig:
 @dataclass(frozen=True)
 class Org:
     """The organisation being evaluated: ``name`` (required), ``domain`` (host or URL; may be empty),
-    ``variations`` (other spellings)."""
+    ``variations`` (other spellings), ``products`` (its own products and plans: mentions of the org, never
+    competitors)."""
 
     name: str
     domain: str = ""
     variations: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,23 @@ class Analysis:
     citations: list[cit.Citation] = field(default_factory=list)
 
 
-def check(answer: str, org: Org, cfg: ExtractionConfig) -> None:
-    """Raise :class:`InvalidArgument` naming every invalid field of an extraction request."""
+def check(
+    answer: str,
+    org: Org,
+    cfg: ExtractionConfig,
+    known_competitors: Sequence[str] = (),
+    provider_citations: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Raise :class:`InvalidArgument` naming every invalid field of an extraction request (bounds in
+    :mod:`services.extraction.limits`)."""
     problems: list[tuple[str, str]] = []
+    limits.check_org(problems, "org.", org.name, org.domain, org.variations, org.products)
+    limits.check_list(
+        problems, "known_competitors", known_competitors, limits.MAX_KNOWN_COMPETITORS, limits.MAX_NAME_CHARS
+    )
+    limits.check_citations(problems, provider_citations)
+    if problems:  # the rest reads these fields: bound them first
+        raise InvalidArgument("; ".join(d for _, d in problems), violations=problems)
     if not clean_name(org.name):
         problems.append(("org.name", "org.name is required (the organisation being evaluated)"))
     if org.domain.strip() and "." not in registrable_domain(org.domain):
@@ -86,7 +103,7 @@ def check(answer: str, org: Org, cfg: ExtractionConfig) -> None:
 def org_brand(org: Org, cfg: ExtractionConfig) -> tuple[Brand, set[str]]:
     """The org as a :class:`Brand` (spellings and keys) and its registrable domains (for ``owned``)."""
     name = clean_name(org.name)
-    forms = org_forms(name, org.domain, org.variations, cfg.generic_terms)
+    forms = org_forms(name, org.domain, (*org.variations, *org.products), cfg.generic_terms)
     keys: set[str] = set()
     for f in forms:
         keys |= merge_keys(f)
@@ -104,7 +121,7 @@ def analyze(
 ) -> Analysis:
     """Extract everything from one answer. ``provider_citations`` are (url, title) pairs."""
     cfg = cfg or ExtractionConfig()
-    check(answer, org, cfg)
+    check(answer, org, cfg, known_competitors, provider_citations)
     doc = parse(answer)
     brand, org_domains = org_brand(org, cfg)
     raw = cit.raw_citations(doc, provider_citations)

@@ -1,11 +1,13 @@
 """gRPC servicer of ``vantage.extraction.v1.ExtractionService`` and its ``build(settings)``.
 
-Thin: translate protobuf ↔ the pure cores (:mod:`.classification`, :mod:`.core`), raise
+Thin: translate protobuf ↔ the pure cores (:mod:`.classification`, :mod:`.core`, :mod:`.identity`), raise
 :mod:`shared.errors` for bad input (the interceptor turns them into INVALID_ARGUMENT with ``BadRequest``
-field violations). Extraction is CPU-bound pure Python: a long answer (over :data:`INLINE_MAX_CHARS`) runs in a
-worker thread (``asyncio.to_thread``) so the event loop stays free for health checks and other calls while it is
-read; a typical answer (a few KB, well under a millisecond of work) runs inline, because the thread hop alone
-costs about as much CPU as the analysis itself.
+field violations; every field's bound is in :mod:`.limits`). Extraction is CPU-bound pure Python: a large
+request (its :func:`work` over :data:`INLINE_MAX_WORK`: a long answer, many names or citations, a large
+classification or merge) runs in a worker thread (``asyncio.to_thread``) so the event loop stays free for health
+checks and other calls while it is read — the interpreter hands the loop thread the GIL within its switch
+interval (5 ms) — while a typical request (a few KB, about a millisecond of work) runs inline, because the
+thread hop alone costs a good part of that.
 """
 
 from __future__ import annotations
@@ -17,17 +19,30 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from services.extraction import classification, core
+from services.extraction import classification, core, identity, limits
 from services.extraction.citations import Citation
+from services.extraction.urls import domain_stem
 from shared.config import Settings
+from shared.errors import InvalidArgument
 from shared.grpc_server import Mount
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2 as pb
 from vantage.extraction.v1 import extraction_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "vantage.extraction.v1.ExtractionService"
-#: Longest answer (characters) analysed on the event loop itself; longer ones go to a worker thread.
-INLINE_MAX_CHARS = 5_000
+#: Largest :func:`work` done on the event loop itself; larger requests go to a worker thread.
+INLINE_MAX_WORK = 5_000
+
+
+def work(request: pb.ExtractRequest) -> int:
+    """A request's size in "answer characters": the answer, plus 50 per name or citation to look for."""
+    names = (
+        len(request.known_competitors)
+        + len(request.org.name_variations)
+        + len(request.org.known_products)
+        + len(request.provider_citations)
+    )
+    return len(request.answer_markdown) + 50 * names
 
 
 def _org_eval_pb(e: core.OrgEval) -> pb.OrgEval:
@@ -74,12 +89,15 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
     async def ParseClassification(
         self, request: pb.ParseClassificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ParseClassificationResponse:
-        c = classification.parse_classification(
-            request.classification_json,
-            list(request.search_result_urls),
-            self._categories,
-            company=request.company,
-        )
+        urls = list(request.search_result_urls)
+        problems = limits.check_classification(request.classification_json, urls, request.company)
+        if problems:
+            raise InvalidArgument("; ".join(d for _, d in problems), violations=problems)
+        args = (request.classification_json, urls, self._categories)
+        if len(request.classification_json) <= INLINE_MAX_WORK:
+            c = classification.parse_classification(*args, company=request.company)
+        else:
+            c = await asyncio.to_thread(classification.parse_classification, *args, company=request.company)
         return pb.ParseClassificationResponse(
             tier=common_pb2.Tier.Value(c.tier),
             score=c.score,
@@ -90,14 +108,17 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
 
     async def _analyze(self, request: pb.ExtractRequest) -> core.Analysis:
         org = core.Org(
-            name=request.org.name, domain=request.org.domain, variations=tuple(request.org.name_variations)
+            name=request.org.name,
+            domain=request.org.domain,
+            variations=tuple(request.org.name_variations),
+            products=tuple(request.org.known_products),
         )
         provider = [(c.url, c.title) for c in request.provider_citations]
         answer = request.answer_markdown
         known = list(request.known_competitors)
-        if len(answer) <= INLINE_MAX_CHARS:
+        if work(request) <= INLINE_MAX_WORK:
             return core.analyze(answer, org, known, provider, self._cfg)
-        core.check(answer, org, self._cfg)  # fail fast, before taking a thread
+        core.check(answer, org, self._cfg, known, provider)  # fail fast, before taking a thread
         return await asyncio.to_thread(core.analyze, answer, org, known, provider, self._cfg)
 
     async def Extract(
@@ -132,6 +153,46 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
     ) -> pb.ExtractCitationsResponse:
         a = await self._analyze(request)
         return pb.ExtractCitationsResponse(citations=[_citation_pb(c) for c in a.citations])
+
+
+    async def NormalizeOrg(
+        self, request: pb.NormalizeOrgRequest, context: grpc.aio.ServicerContext
+    ) -> pb.NormalizeOrgResponse:
+        o = request.org
+        problems: limits.Problems = []
+        limits.check_org(problems, "org.", o.name, o.domain, list(o.name_variations), list(o.known_products))
+        name = " ".join(o.name.split())
+        if not problems and not name:
+            problems.append(("org.name", "org.name is required (the organisation being evaluated)"))
+        domain = identity.normalize_domain(o.domain) if not problems else ""
+        if not problems and o.domain.strip() and "." not in domain:
+            problems.append(("org.domain", f"org.domain {o.domain[:100]!r} is not a domain name such as together.ai"))
+        if problems:
+            raise InvalidArgument("; ".join(d for _, d in problems), violations=problems)
+        return pb.NormalizeOrgResponse(
+            name=name,
+            domain=domain,
+            domain_stem=domain_stem(domain) if domain else "",
+            name_variations=identity.name_variations(name, domain, o.name_variations),
+            keys=sorted(identity.merge_keys(name)),
+        )
+
+    async def MergeCompetitors(
+        self, request: pb.MergeCompetitorsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.MergeCompetitorsResponse:
+        pairs = [(n.name, n.weight) for n in request.names]
+        problems = limits.check_merge(pairs)
+        if problems:
+            raise InvalidArgument("; ".join(d for _, d in problems), violations=problems)
+        weights: dict[str, int] = {}
+        for name, weight in pairs:
+            name = " ".join(name.split())
+            weights[name] = weights.get(name, 0) + weight
+        if len(weights) * 50 <= INLINE_MAX_WORK:
+            merged = identity.merge_names(weights)
+        else:
+            merged = await asyncio.to_thread(identity.merge_names, weights)
+        return pb.MergeCompetitorsResponse(names=[pb.MergedName(name=n, canonical=c) for n, c in merged.items()])
 
 
 @contextlib.asynccontextmanager

@@ -5,8 +5,8 @@ Flow of one run (streamed; no barrier between asking and reading):
 
 1. **Set-up, once per run** — each model is routed (``InferenceService/Route``: an unknown model fails the run
    before anything is paid); the org's name variations are computed once per org and stored on ``orgs``: the
-   deterministic ones (:func:`deterministic_variations`: case, legal suffixes Inc/Ltd/Labs/AI, the domain and its
-   stem) plus the ones an LLM suggests through ``CompleteBatch`` packing (cached by the inference service), and are
+   deterministic ones (``ExtractionService/NormalizeOrg``: the extraction service is the one home of org identity
+   — case, legal suffixes, the registrable domain and its stem) plus the ones an LLM suggests through ``CompleteBatch`` packing (cached by the inference service), and are
    reused by every later run of the same org.
 2. **Question runs** — each (question, model, location) is a ``run_items`` row claimed like a research item
    (leases, attempts as fencing tokens, events) and fed into ONE long-lived bidirectional
@@ -90,10 +90,6 @@ READ_AHEAD = 200
 READ_AHEAD_TTL = 5.0
 #: Output tokens an API assistant may use for one answer (list answers with explanations run long).
 ANSWER_MAX_OUTPUT_TOKENS = 2048
-#: Trailing words stripped to get the base of an org name, and added back as suffixed variations.
-LEGAL_SUFFIXES = ("inc", "inc.", "incorporated", "ltd", "ltd.", "limited", "llc", "labs", "lab", "ai", "corp",
-                  "corp.", "corporation", "co", "co.", "gmbh", "plc")
-ADDED_SUFFIXES = ("Inc", "Inc.", "Ltd", "Labs", "AI")
 #: Longest model name accepted (the inference service's bound).
 MAX_MODEL_CHARS = 200
 
@@ -251,34 +247,24 @@ def validate_matrix(org_name: str, org_domain: str, models: Sequence[str], locat
     return name, domain, models, locs or [""]
 
 
-def deterministic_variations(name: str, domain: str = "") -> list[str]:
-    """Ways a text may write ``name`` without asking anyone: the name, its lower-case and squashed forms
-    (``together ai``, ``TogetherAI``), its base without legal suffixes (``Together``) and the base with each of
-    Inc / Inc. / Ltd / Labs / AI, the domain (``together.ai``) and its stem (``together``, when ≥ 3 letters). Each
-    once (exact spelling), the name first."""
-    name = " ".join(name.split())
-    words = name.split()
-    base_words = list(words)
-    while len(base_words) > 1 and base_words[-1].lower().rstrip(",") in LEGAL_SUFFIXES:
-        base_words.pop()
-    base = " ".join(base_words).rstrip(",")
-    out = [name, name.lower(), "".join(words)]
-    if base:
-        out.append(base)
-        out += [f"{base} {s}" for s in ADDED_SUFFIXES]
-    dom = normalise_domain(domain)
-    if dom and "." in dom:
-        out.append(dom)
-        stem = dom.split(".")[0]
-        if len(stem) >= 3 and stem.isalnum():
-            out.append(stem)
-    seen: set[str] = set()
-    uniq = []
-    for v in out:
-        if v and v not in seen:
-            seen.add(v)
-            uniq.append(v)
-    return uniq
+async def normalize_org(orch: Orchestrator, run_id: str, name: str, domain: str) -> extraction_pb2.NormalizeOrgResponse:
+    """The org as the extraction service sees it (``ExtractionService/NormalizeOrg``: registrable domain, stem,
+    deterministic name variations — the name, case and squashed forms, the base without legal suffixes and with
+    Inc / Ltd / Labs / AI, the domain and its stem). Raises :class:`SetupError` when the call fails."""
+    s = orch.settings
+    req = extraction_pb2.NormalizeOrgRequest(org=extraction_pb2.Org(name=name, domain=domain))
+
+    async def call() -> extraction_pb2.NormalizeOrgResponse:
+        return await orch.clients.extraction.NormalizeOrg(req, timeout=s.rpc_timeout_seconds,
+                                                          metadata=call_metadata(run_id=run_id))
+    try:
+        return await with_retries(call, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
+                                  maximum=s.retry_max_seconds)
+    except VantageError as e:
+        raise SetupError(describe("extraction", e), e) from None
+    except grpc.aio.AioRpcError as e:
+        err = from_rpc_error(e)
+        raise SetupError(describe("extraction", err), err) from None
 
 
 def merge_variations(*lists: Iterable[str]) -> list[str]:
@@ -317,7 +303,7 @@ async def create_eval_run(
     question at all (no run is then left)."""
     org_name, org_domain, models_l, locs = validate_matrix(org_name, org_domain, models, locations)
     ev = EvalStore(orch.store)
-    org = await ev.get_or_create_org(org_name, org_domain, deterministic_variations(org_name, org_domain))
+    org = await ev.get_or_create_org(org_name, org_domain, [])  # variations: NormalizeOrg at the run's set-up
     opts = EvalOptions(
         org_id=org.id, org_name=org_name, org_domain=org_domain, models=tuple(models_l), locations=tuple(locs),
         known_competitors=tuple(split_list(list(known_competitors))),
@@ -858,9 +844,9 @@ async def fetch_eval_setup(orch: Orchestrator, run: RunRow, opts: EvalOptions) -
     ev = EvalStore(orch.store)
     org = await ev.get_org(opts.org_id) if opts.org_id else None
     if org is None:  # a run created by another version, or the org row is gone: make it again
-        org = await ev.get_or_create_org(opts.org_name, opts.org_domain,
-                                         deterministic_variations(opts.org_name, opts.org_domain))
-    variations = merge_variations(org.name_variations, deterministic_variations(org.name, org.domain))
+        org = await ev.get_or_create_org(opts.org_name, opts.org_domain, [])
+    norm = await normalize_org(orch, run.id, org.name, org.domain)
+    variations = merge_variations(org.name_variations, norm.name_variations)
     if org.variations_model is None:
         suggested = await _suggest_variations(orch, run.id, org.id, org.name, opts.no_cache)
         if suggested is not None:
@@ -907,8 +893,9 @@ async def _bill_run_call(store: Store, key: str, totals: enrich.EnrichTotals) ->
 async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool = False) -> int:
     """Give every competitor name of the run that has none a canonical name ("Lambda Labs" → "Lambda") through
     :func:`services.orchestrator.enrich.merge_competitor_variants` (packed, cached); the call's cost goes to the
-    run's ledger. Returns how many names were merged; 0 (logged) when the inference service failed — the report
-    then merges deterministically."""
+    run's ledger; then every canonical name of the run through ``ExtractionService/MergeCompetitors`` (identity
+    keys: "Lambda" / "Lambda Labs" / "lambdalabs.com" → one, shown under the spelling most answers use), also when
+    the LLM call failed (logged). Returns how many names were given a canonical name."""
     ev = EvalStore(orch.store)
     names = await ev.competitor_names(run_id, unmerged_only=True)
     if not names:
@@ -928,8 +915,9 @@ async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool =
     except VantageError as e:
         await orch.store.ledger_discard(key)
         log.warning("competitor_merge_failed", run_id=run_id, error=e.message)
-        return 0
-    await _bill_run_call(orch.store, key, totals)
+        results, totals = [], None
+    if totals is not None:
+        await _bill_run_call(orch.store, key, totals)
     canon_of: dict[str, str] = {}
     for r in results:
         name = unique[int(r.id)]
@@ -941,7 +929,37 @@ async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool =
         c = canon_of.get(n.casefold(), n)
         mapping[n] = spelled.get(c.casefold(), c)
     await ev.set_canonical_names(run_id, mapping)
+    await _merge_by_identity(orch, run_id)
     return len(mapping)
+
+
+async def _merge_by_identity(orch: Orchestrator, run_id: str) -> None:
+    """Merge the run's canonical competitor names by identity (``ExtractionService/MergeCompetitors``, weighted by
+    the answers naming each); a failure is logged and leaves the names as they are."""
+    ev = EvalStore(orch.store)
+    weights: dict[str, int] = {}
+    found_as: dict[str, set[str]] = {}
+    for _m, _l, found, canonical, answers, _mentions, _ranks in await ev.competitor_stats(run_id):
+        weights[canonical] = weights.get(canonical, 0) + answers
+        found_as.setdefault(canonical, set()).add(found)
+    if not weights:
+        return
+    s = orch.settings
+    req = extraction_pb2.MergeCompetitorsRequest(
+        names=[extraction_pb2.WeightedName(name=n, weight=w) for n, w in weights.items()])
+
+    async def call() -> extraction_pb2.MergeCompetitorsResponse:
+        return await orch.clients.extraction.MergeCompetitors(req, timeout=s.rpc_timeout_seconds,
+                                                              metadata=call_metadata(run_id=run_id))
+    try:
+        resp = await with_retries(call, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
+                                  maximum=s.retry_max_seconds)
+    except (VantageError, grpc.aio.AioRpcError) as e:
+        log.warning("competitor_identity_merge_failed", run_id=run_id, error=str(e)[:200])
+        return
+    mapping = {found: m.canonical for m in resp.names if m.canonical != m.name for found in found_as.get(m.name, ())}
+    if mapping:
+        await ev.set_canonical_names(run_id, mapping)
 
 
 async def run_evaluation(orch: Orchestrator, run: RunRow, active: _Active, listener: Any) -> None:
@@ -1007,7 +1025,6 @@ __all__ = [
     "cancel_batches",
     "check_models",
     "create_eval_run",
-    "deterministic_variations",
     "fetch_eval_setup",
     "merge_competitors",
     "merge_variations",

@@ -11,10 +11,10 @@ Figures, per model × location and overall:
 - **share of voice** = the org's mentions / all brand mentions (the org's + every competitor's) in the answers —
   Profound's definition ("your brand's mentions as a share of all brand mentions in the category").
 - **sentiment** counts over the answers naming the org (POSITIVE / NEUTRAL / NEGATIVE / MIXED).
-- **top competitors** — names merged across answers: first by the canonical names the run stored at its end
-  (``org_competitors.canonical``, from the LLM packing helper), then deterministically by identity keys
-  (:func:`name_keys`: "Lambda" / "Lambda Labs" / "Lambda Cloud" / "lambdalabs.com" → one), ranked by the answers
-  naming them.
+- **top competitors** — names merged across answers by the canonical names the run stored at its end
+  (``org_competitors.canonical``: the LLM packing helper, then ``ExtractionService/MergeCompetitors`` — identity
+  keys, "Lambda" / "Lambda Labs" / "Lambda Cloud" / "lambdalabs.com" → one; the report keeps no rule of its own),
+  ranked by the answers naming them. A report read before the run's end shows the names as found.
 - **top cited domains** (registrable domains of the answers' citations) and the **owned-citation share** = citations
   of the org's own domain / all citations.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,73 +46,11 @@ TOP_N = 10
 #: … and in the per-group table's columns.
 TOP_IN_GROUP = 3
 SENTIMENTS = ("POSITIVE", "NEUTRAL", "NEGATIVE", "MIXED")
-#: Trailing words that do not tell two organisations apart (identity keys only).
-KEY_SUFFIXES = frozenset(
-    "inc incorporated ltd limited llc llp corp corporation co gmbh plc sa ag labs lab ai ml technologies cloud hq io "
-    "com net org app group holdings platform platforms".split()
-)
-_TLD_RE = re.compile(r"\.(?:com|ai|io|co|net|org|dev|app|cloud|tech)$")
-_INITIALS_SKIP = frozenset("of and the for & de la".split())
 EXPORT_FIELDS = (
     "seq", "question_seq", "question", "model", "location", "status", "answer_status", "provider", "snapshot_id",
     "mentioned", "rank", "mention_count", "sentiment", "evidence", "owned_citation_count", "competitors", "citations",
     "input_tokens", "output_tokens", "web_search_calls", "cost_usd", "cached", "attempts", "error_code", "error",
 )
-
-
-# --- competitor merging -----------------------------------------------------------------------------------------
-
-
-def name_keys(name: str) -> frozenset[str]:
-    """Identity keys of an organisation name: lower-case alphanumerics with and without trailing generic words
-    (``Lambda Labs`` → ``lambdalabs``, ``lambda``), a domain's TLD removed (``lambdalabs.com`` → ``lambdalabs``),
-    and the initials of names of three words or more (``Amazon Web Services`` → ``aws``). Two names with a key in
-    common are one organisation."""
-    n = _TLD_RE.sub("", name.strip().lower())
-    words = re.findall(r"[a-z0-9]+", n)
-    if not words:
-        return frozenset()
-    keys = {"".join(words)}
-    base = list(words)
-    while len(base) > 1 and base[-1] in KEY_SUFFIXES:
-        base.pop()
-        keys.add("".join(base))
-    significant = [w for w in words if w not in _INITIALS_SKIP]
-    if len(significant) >= 3:
-        keys.add("".join(w[0] for w in significant))
-    return frozenset(k for k in keys if len(k) >= 2)
-
-
-def merge_names(counts: dict[str, int]) -> dict[str, str]:
-    """``{name: answers naming it}`` → ``{name: display name of its merged group}``: names sharing an identity key
-    (:func:`name_keys`) are one group, shown under its most frequent spelling (then the shortest, then
-    alphabetical)."""
-    parent: dict[str, str] = {n: n for n in counts}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    owner: dict[str, str] = {}
-    for name in counts:
-        for k in name_keys(name):
-            if k in owner:
-                a, b = find(owner[k]), find(name)
-                if a != b:
-                    parent[b] = a
-            else:
-                owner[k] = name
-    groups: dict[str, list[str]] = {}
-    for name in counts:
-        groups.setdefault(find(name), []).append(name)
-    out: dict[str, str] = {}
-    for members in groups.values():
-        best = min(members, key=lambda n: (-counts[n], len(n), n))
-        for n in members:
-            out[n] = best
-    return out
 
 
 # --- figures ----------------------------------------------------------------------------------------------------
@@ -287,15 +224,10 @@ async def build_report(store: Store, run_id: str) -> Report:
         g(model, loc).cost_usd = cost
     for model, loc, sentiment, n in await ev.sentiment_counts(run_id):
         g(model, loc).sentiments[sentiment] += n
-    comp_rows = await ev.competitor_stats(run_id)
-    answers_by_name: Counter[str] = Counter()
-    for _m, _l, _found, canonical, answers, _mentions, _ranks in comp_rows:
-        answers_by_name[canonical] += answers
-    display = merge_names(dict(answers_by_name))
-    for model, loc, found, canonical, answers, mentions, rank_sum in comp_rows:
+    for model, loc, found, canonical, answers, mentions, rank_sum in await ev.competitor_stats(run_id):
         gs = g(model, loc)
         gs.competitor_mentions += mentions
-        shown = display.get(canonical, canonical)
+        shown = canonical
         c = gs.competitors.setdefault(shown, CompetitorStat(shown))
         c.answers += answers
         c.mentions += mentions
@@ -599,8 +531,6 @@ __all__ = [
     "export_eval",
     "groups_table",
     "leaders_table",
-    "merge_names",
-    "name_keys",
     "output_report",
     "print_report",
     "report_dict",

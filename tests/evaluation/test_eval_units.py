@@ -1,5 +1,6 @@
-"""Pure parts of ORG_EVAL: questions files, the matrix's validation, deterministic name variations, the report's
-competitor merging, and reading an ExtractResponse."""
+"""Pure parts of ORG_EVAL: questions files, the matrix's validation, the report's figures, and reading an
+ExtractResponse (name variations and competitor merging are the extraction service's: tests/extraction/
+test_extraction_identity.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from services.orchestrator.evaluation import (
-    deterministic_variations,
     evaluation_from_proto,
     merge_variations,
     parse_questions,
@@ -19,7 +19,7 @@ from services.orchestrator.evaluation import (
 )
 from services.orchestrator.inputs import InputError
 from services.orchestrator.store.eval_repo import item_key, item_label, org_key
-from services.orchestrator.visibility_report import GroupStats, merge_names, name_keys
+from services.orchestrator.visibility_report import GroupStats
 from shared.errors import InvalidArgument
 from vantage.extraction.v1 import extraction_pb2 as xpb
 
@@ -59,15 +59,7 @@ def test_split_list_and_validate_matrix() -> None:
     assert {f for f, _ in e.value.violations} == {"org_name", "org_domain", "models", "locations"}
 
 
-def test_deterministic_variations() -> None:
-    v = deterministic_variations("Together AI", "together.ai")
-    assert v[0] == "Together AI"
-    for expected in ("together ai", "TogetherAI", "Together", "Together Inc", "Together Inc.", "Together Ltd",
-                     "Together Labs", "together.ai"):
-        assert expected in v, expected
-    assert len(v) == len(set(v))
-    assert deterministic_variations("Lambda, Inc.", "")[:4] == ["Lambda, Inc.", "lambda, inc.", "Lambda,Inc.", "Lambda"]
-    assert "hf" not in deterministic_variations("Hugging Face", "hf.co")  # a stem under 3 letters is no name
+def test_merge_variations() -> None:
     assert merge_variations(["A", "B"], ["B", " C ", ""], ["A"]) == ["A", "B", "C"]
 
 
@@ -77,27 +69,6 @@ def test_keys_and_labels() -> None:
     label = item_label(3, "What are the best GPU cloud providers for training large language models and why so?",
                        "chatgpt", "US")
     assert label.startswith("chatgpt US · Q3 What are the best") and label.endswith("…") and len(label) < 100
-
-
-@pytest.mark.parametrize(
-    ("names", "merged"),
-    [
-        (["Lambda", "Lambda Labs", "Lambda Cloud", "lambdalabs.com"], True),
-        (["Amazon Web Services", "AWS"], True),
-        (["Mistral AI", "Mistral"], True),
-        (["CoreWeave", "Core Scientific"], False),
-        (["Together AI", "Fireworks AI"], False),
-    ],
-)
-def test_name_keys_merge_variants(names: list[str], merged: bool) -> None:
-    shown = merge_names({n: 1 for n in names})
-    assert (len(set(shown.values())) == 1) is merged, (names, shown)
-
-
-def test_merge_names_shows_the_most_frequent_spelling() -> None:
-    shown = merge_names({"Lambda Labs": 3, "Lambda": 5, "Lambda Cloud": 1, "CoreWeave": 2})
-    assert shown == {"Lambda Labs": "Lambda", "Lambda": "Lambda", "Lambda Cloud": "Lambda", "CoreWeave": "CoreWeave"}
-    assert name_keys("") == frozenset()
 
 
 def test_group_ratios() -> None:

@@ -47,14 +47,16 @@ class GetClassificationSchemaResponse(_message.Message):
     def __init__(self, json_schema: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., system_prompt: _Optional[str] = ...) -> None: ...
 
 class Org(_message.Message):
-    __slots__ = ("name", "domain", "name_variations")
+    __slots__ = ("name", "domain", "name_variations", "known_products")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     NAME_VARIATIONS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     domain: str
     name_variations: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., domain: _Optional[str] = ..., name_variations: _Optional[_Iterable[str]] = ...) -> None: ...
+    known_products: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., domain: _Optional[str] = ..., name_variations: _Optional[_Iterable[str]] = ..., known_products: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExtractRequest(_message.Message):
     __slots__ = ("answer_markdown", "org", "known_competitors", "provider_citations")
@@ -159,3 +161,51 @@ class ExtractCitationsResponse(_message.Message):
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     citations: _containers.RepeatedCompositeFieldContainer[ExtractedCitation]
     def __init__(self, citations: _Optional[_Iterable[_Union[ExtractedCitation, _Mapping]]] = ...) -> None: ...
+
+class NormalizeOrgRequest(_message.Message):
+    __slots__ = ("org",)
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    org: Org
+    def __init__(self, org: _Optional[_Union[Org, _Mapping]] = ...) -> None: ...
+
+class NormalizeOrgResponse(_message.Message):
+    __slots__ = ("name", "domain", "domain_stem", "name_variations", "keys")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_STEM_FIELD_NUMBER: _ClassVar[int]
+    NAME_VARIATIONS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    domain: str
+    domain_stem: str
+    name_variations: _containers.RepeatedScalarFieldContainer[str]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., domain: _Optional[str] = ..., domain_stem: _Optional[str] = ..., name_variations: _Optional[_Iterable[str]] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WeightedName(_message.Message):
+    __slots__ = ("name", "weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: int
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class MergeCompetitorsRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedCompositeFieldContainer[WeightedName]
+    def __init__(self, names: _Optional[_Iterable[_Union[WeightedName, _Mapping]]] = ...) -> None: ...
+
+class MergedName(_message.Message):
+    __slots__ = ("name", "canonical")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    canonical: str
+    def __init__(self, name: _Optional[str] = ..., canonical: _Optional[str] = ...) -> None: ...
+
+class MergeCompetitorsResponse(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedCompositeFieldContainer[MergedName]
+    def __init__(self, names: _Optional[_Iterable[_Union[MergedName, _Mapping]]] = ...) -> None: ...

@@ -65,6 +65,16 @@ class ExtractionServiceStub:
                 request_serializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.ExtractRequest.SerializeToString,
                 response_deserializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.ExtractCitationsResponse.FromString,
                 _registered_method=True)
+        self.NormalizeOrg = channel.unary_unary(
+                '/vantage.extraction.v1.ExtractionService/NormalizeOrg',
+                request_serializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.NormalizeOrgRequest.SerializeToString,
+                response_deserializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.NormalizeOrgResponse.FromString,
+                _registered_method=True)
+        self.MergeCompetitors = channel.unary_unary(
+                '/vantage.extraction.v1.ExtractionService/MergeCompetitors',
+                request_serializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.MergeCompetitorsRequest.SerializeToString,
+                response_deserializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.MergeCompetitorsResponse.FromString,
+                _registered_method=True)
 
 
 class ExtractionServiceServicer:
@@ -110,6 +120,22 @@ class ExtractionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NormalizeOrg(self, request, context):
+        """The org's identity as the extractor sees it: registrable domain (no `www.` or other subdomain), domain stem,
+        name variations and identity keys. The orchestrator calls this instead of keeping its own rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeCompetitors(self, request, context):
+        """Merges competitor names that are one organisation ("Lambda" / "Lambda Labs" / "lambdalabs.com") under one
+        display name: the rule the extractor uses inside one answer, applied across answers (the report's merge).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExtractionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +168,16 @@ def add_ExtractionServiceServicer_to_server(servicer, server):
                     servicer.ExtractCitations,
                     request_deserializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.ExtractRequest.FromString,
                     response_serializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.ExtractCitationsResponse.SerializeToString,
+            ),
+            'NormalizeOrg': grpc.unary_unary_rpc_method_handler(
+                    servicer.NormalizeOrg,
+                    request_deserializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.NormalizeOrgRequest.FromString,
+                    response_serializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.NormalizeOrgResponse.SerializeToString,
+            ),
+            'MergeCompetitors': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeCompetitors,
+                    request_deserializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.MergeCompetitorsRequest.FromString,
+                    response_serializer=vantage_dot_extraction_dot_v1_dot_extraction__pb2.MergeCompetitorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +343,60 @@ class ExtractionService:
             '/vantage.extraction.v1.ExtractionService/ExtractCitations',
             vantage_dot_extraction_dot_v1_dot_extraction__pb2.ExtractRequest.SerializeToString,
             vantage_dot_extraction_dot_v1_dot_extraction__pb2.ExtractCitationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NormalizeOrg(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vantage.extraction.v1.ExtractionService/NormalizeOrg',
+            vantage_dot_extraction_dot_v1_dot_extraction__pb2.NormalizeOrgRequest.SerializeToString,
+            vantage_dot_extraction_dot_v1_dot_extraction__pb2.NormalizeOrgResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeCompetitors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vantage.extraction.v1.ExtractionService/MergeCompetitors',
+            vantage_dot_extraction_dot_v1_dot_extraction__pb2.MergeCompetitorsRequest.SerializeToString,
+            vantage_dot_extraction_dot_v1_dot_extraction__pb2.MergeCompetitorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -143,14 +143,14 @@ class SandboxMiddleware:
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 sent_status.append(int(message["status"]))
+                if message["status"] == 429 and name.startswith("brightdata."):  # counted before it is sent
+                    state.snapshots.note_429(time.monotonic(), state.knobs)
             await send(message)
 
         try:
             await self._handle(name, scope, receive, counting_send, started)
         finally:
             stats.end(name, sent_status[0] if sent_status else None)
-            if sent_status and sent_status[0] == 429 and name.startswith("brightdata."):
-                state.snapshots.note_429(time.monotonic(), state.knobs)
 
     async def _handle(self, name: str, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         state = self.state

@@ -738,6 +738,8 @@ class Evaluator:
             snapshot_id=snapshot if r.cached else (r.snapshot_id or snapshot), cost_usd=r.cost_usd,
             input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens,
             web_search_calls=r.web_search_calls, cached=r.cached,
+            web_search_triggered=r.web_search_triggered if r.HasField("web_search_triggered") else None,
+            links_attached=[{"url": c.url, "title": c.title} for c in r.links_attached],
         )
         bill: Bill | None = None
         if answer.snapshot_id and not api_key and not r.cached:

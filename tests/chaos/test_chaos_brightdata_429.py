@@ -124,6 +124,9 @@ async def test_chaos_brightdata_429_storm(chaos_sandbox: Child, tmp_path: Path, 
             async with store.engine.connect() as conn:
                 qr = [tuple(r) for r in await conn.execute(text(
                     "SELECT model, status, error_code FROM question_runs WHERE run_id = :r"), {"r": run.id})]
+                flagged = dict(tuple(r) for r in await conn.execute(text(  # type: ignore[misc]
+                    "SELECT model, count(*) FROM question_runs WHERE run_id = :r AND web_search_triggered IS NOT NULL "
+                    "GROUP BY model"), {"r": run.id}))
                 snapshots = (await conn.execute(text(
                     "SELECT count(*) FROM provider_batches WHERE run_id = :r"), {"r": run.id})).scalar()
         finally:
@@ -162,3 +165,5 @@ async def test_chaos_brightdata_429_storm(chaos_sandbox: Child, tmp_path: Path, 
     assert summary.run.status == "completed", summary.run.error
     assert len(qr) == expected and answered == {"answered": expected}, lines  # every question answered
     assert accepted == snapshots and inputs == expected, lines  # 0 duplicate triggers
+    # Stored per answer: the ChatGPT records' web_search_triggered; Perplexity records do not carry it.
+    assert flagged == {"chatgpt": expected // 2}, flagged

@@ -110,6 +110,10 @@ class Answer:
     output_tokens: int
     web_search_calls: int
     cached: bool
+    #: Bright Data only: the record's ``web_search_triggered`` (None = not said) and the links it showed without
+    #: citing them ([{url, title}]).
+    web_search_triggered: bool | None = None
+    links_attached: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -377,7 +381,8 @@ class EvalStore:
                     citations=list(a.citations), search_queries=list(a.search_queries),
                     snapshot_id=a.snapshot_id or qr.snapshot_id, error=None, error_code=None, cost_usd=a.cost_usd,
                     input_tokens=a.input_tokens, output_tokens=a.output_tokens, web_search_calls=a.web_search_calls,
-                    cached=a.cached, answered_at=now,
+                    cached=a.cached, answered_at=now, web_search_triggered=a.web_search_triggered,
+                    links_attached=list(a.links_attached) or None,
                 )
             )
             if bill is not None:

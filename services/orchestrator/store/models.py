@@ -256,6 +256,10 @@ question_runs = Table(
     Column("web_search_calls", Integer, nullable=False, server_default="0"),
     Column("cached", Boolean, nullable=False, server_default="0"),  # answered from the inference response cache
     Column("answered_at", DateTime(timezone=True)),
+    # Bright Data record fields (migration 0005_round3, #18): whether the assistant searched the web (NULL = the
+    # provider does not say) and the links it showed without citing them, [{url, title}] (NULL = none reported).
+    Column("web_search_triggered", Boolean),
+    Column("links_attached", JSON),
     UniqueConstraint("run_id", "question_id", "model", "location", name="uq_question_runs_run_question_model_loc"),
     Index("ix_question_runs_snapshot_id", "snapshot_id"),
 )

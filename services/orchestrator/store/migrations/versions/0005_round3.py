@@ -29,6 +29,11 @@ def upgrade() -> None:
         b.add_column(sa.Column("input_complete", sa.Boolean(), nullable=False, server_default="1"))
     # --- end hardening (#11): upgrade ---
     # --- bright data sources (#18): upgrade ---
+    # question_runs.web_search_triggered: the Bright Data record's flag (NULL = the provider does not say);
+    # question_runs.links_attached: links the answer showed but does not cite, [{url, title}] (retrieved vs cited).
+    with op.batch_alter_table("question_runs") as b:
+        b.add_column(sa.Column("web_search_triggered", sa.Boolean(), nullable=True))
+        b.add_column(sa.Column("links_attached", sa.JSON(), nullable=True))
     # --- end bright data sources (#18): upgrade ---
     # --- model catalogue (#18): upgrade ---
     # --- end model catalogue (#18): upgrade ---
@@ -45,3 +50,6 @@ def downgrade() -> None:
         b.drop_column("input_complete")
     # --- end hardening (#11): downgrade ---
     pass
+    with op.batch_alter_table("question_runs") as b:
+        b.drop_column("links_attached")
+        b.drop_column("web_search_triggered")

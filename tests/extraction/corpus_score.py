@@ -264,7 +264,10 @@ def _got(response: Any) -> Got:
 
 
 async def extract_all(cases: Sequence[Case], rpc_timeout: float = 30.0) -> dict[str, Got]:
-    """Call ``ExtractionService/Extract`` once per case on an in-process server (loopback, port 0)."""
+    """Call ``ExtractionService/Extract`` once per case on an in-process server (loopback, port 0).
+
+    A case whose call fails is scored as wrong on every field, its ``sentiment`` holding ``RPC_ERROR <code>``.
+    """
     import grpc
 
     from services.extraction.server import build
@@ -278,7 +281,10 @@ async def extract_all(cases: Sequence[Case], rpc_timeout: float = 30.0) -> dict[
         async with grpc.aio.insecure_channel(srv.address) as channel:
             stub = pb_grpc.ExtractionServiceStub(channel)
             for case in cases:
-                out[case.id] = _got(await stub.Extract(build_request(case), timeout=rpc_timeout))
+                try:
+                    out[case.id] = _got(await stub.Extract(build_request(case), timeout=rpc_timeout))
+                except grpc.aio.AioRpcError as e:
+                    out[case.id] = Got(False, -1, -1, (), (), f"RPC_ERROR {e.code().name}: {e.details()}")
     return out
 
 
@@ -493,6 +499,10 @@ def report(results: Sequence[CaseResult]) -> str:
     for e in SENTIMENTS:
         row = [sum(1 for r in results if r.case.sentiment == e and r.got.sentiment == g) for g in SENTIMENTS]
         out.append(f"{e:>10}" + "".join(f"{n:>10}" for n in row))
+    errors = [r for r in results if r.got.sentiment.startswith("RPC_ERROR")]
+    if errors:
+        out.append(f"-- {len(errors)} cases failed with an RPC error (scored as wrong) --")
+        out.extend(f"{r.case.split}/{r.case.id}: {r.got.sentiment[:200]}" for r in errors)
     out.append("-- mismatching cases (expected vs got) --")
     for r in results:
         if r.mismatches:

@@ -465,6 +465,12 @@ def check_labels(case: Case) -> list[str]:
             warnings.append(f"rank {case.rank} but text search puts the org at {rank}")
     if case.mentioned != (org_off >= 0):
         warnings.append(f"mentioned={case.mentioned} but text search finds the org at {org_off}")
+    names = sorted({n for n in org_names if n}, key=len, reverse=True)
+    if names:
+        pattern = r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])"
+        found = len(re.findall(pattern, text, flags=re.IGNORECASE))
+        if found != case.mention_count:
+            warnings.append(f"mention_count {case.mention_count} but text search counts {found}")
     exp = {url_key(u) for u in case.citations}
     for c in case.provider_citations:
         if url_key(c["url"]) not in exp:

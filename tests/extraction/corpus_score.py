@@ -481,7 +481,8 @@ def check_labels(case: Case) -> list[str]:
 # --- report -------------------------------------------------------------------------------------------------
 
 
-def _line(label: str, f: Figures) -> str:
+def format_line(label: str, f: Figures) -> str:
+    """One line of the report: the figures of one group of cases."""
     d = f.as_dict()
     return (
         f"{label:<22} n={d['n']:>3}  mentioned {d['mentioned']:6.1%}  rank {d['rank_exact']:6.1%}  "
@@ -495,11 +496,11 @@ def report(results: Sequence[CaseResult]) -> str:
     """The human-readable report: per split and overall, breakdowns, then every mismatching case."""
     out = ["== corpus figures (ExtractionService/Extract) =="]
     for split, f in breakdown(results, "split").items():
-        out.append(_line(split, f))
-    out.append(_line("all", figures(results)))
+        out.append(format_line(split, f))
+    out.append(format_line("all", figures(results)))
     for key in ("language", "style", "tag"):
         out.append(f"-- by {key} --")
-        out.extend(_line(k, f) for k, f in breakdown(results, key).items())
+        out.extend(format_line(k, f) for k, f in breakdown(results, key).items())
     out.append("-- sentiment confusion (rows expected, columns got) --")
     out.append(" " * 10 + "".join(f"{s:>10}" for s in SENTIMENTS))
     for e in SENTIMENTS:

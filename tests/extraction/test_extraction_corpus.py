@@ -205,9 +205,9 @@ async def test_scorer_end_to_end_through_the_real_service(tmp_path: Path) -> Non
 
 def _print_figures(results: list[cs.CaseResult]) -> dict[str, float | int]:
     for split, f in cs.breakdown(results, "split").items():
-        print(cs._line(split, f))
+        print(cs.format_line(split, f))
     overall = cs.figures(results)
-    print(cs._line("all", overall))
+    print(cs.format_line("all", overall))
     return overall.as_dict()
 
 

@@ -137,6 +137,9 @@ def research(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the search and LLM caches (calls are paid).")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Queue the run for `vantage worker` processes, print its "
                                                           "id and exit.")] = False,
+    remote: Annotated[bool, typer.Option("--remote", help="Send the CSV's content to the orchestrator service "
+                                                          "(VANTAGE_ORCHESTRATOR_ADDR), which stores and executes "
+                                                          "the run; this process opens no database.")] = False,
 ) -> None:
     """Research every company of CSV: search → classify → validate, streamed, persisted as each result lands.
 
@@ -144,16 +147,24 @@ def research(
     Interrupt it at any time and continue with `vantage resume RUN_ID`. Exit 1 when an item failed. With --detach
     the run is queued for workers instead (`vantage worker`) and its id printed.
 
+    With --remote the file's content goes to the orchestrator service (inline, or through UploadInput when large);
+    it prints the progress and the totals (or, with --detach, the run id).
+
     Example: vantage research examples/companies.csv --model gpt-4.1-mini
     """
+    from services.orchestrator.commands import remote_research, run_command
     from services.orchestrator.commands import research as impl
-    from services.orchestrator.commands import run_command
 
-    out = _check_output(output)
+    out = _check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
     _setup_cli()
     path = csv.expanduser()
     if path.exists():
         path = path.resolve()
+    if remote:
+        raise typer.Exit(run_command(
+            lambda: remote_research(get_settings(), path, model=model, name=name, output=out, quiet=quiet,
+                                    no_cache=no_cache, detach=detach)
+        ))
     raise typer.Exit(run_command(
         lambda: impl(get_settings(), path, model=model, name=name, output=out, quiet=quiet, no_cache=no_cache,
                      detach=detach)

@@ -373,6 +373,118 @@ async def cancel(settings: Settings, run_id: str) -> int:
         return EXIT_OK
 
 
+# --- remote: the run created and executed by an orchestrator service ------------------------------------------
+
+#: Inputs up to this size travel inline (input_csv / questions_text); larger ones through UploadInput, in chunks.
+INLINE_INPUT_BYTES = 1024 * 1024
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+def read_local_input(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a local input file for a remote run, at most ``max_bytes`` (``VANTAGE_MAX_INPUT_BYTES``, the
+    server's bound too). :class:`InputError` (exit 2) otherwise."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"{path}: larger than {max_bytes} bytes (VANTAGE_MAX_INPUT_BYTES)", field="input")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file", field="input") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: not a file", field="input") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot open: {e.strerror}", field="input") from None
+
+
+async def remote_run(
+    settings: Settings, request: object, data: bytes, *, content_field: str, filename: str, quiet: bool,
+    detach: bool, output: str,
+) -> int:
+    """``--remote``: send the input's content to the orchestrator at ``settings.addr("orchestrator")`` —
+    ``content_field`` (``input_csv`` / ``questions_text``) of the StartRunRequest ``request`` when it is at most
+    :data:`INLINE_INPUT_BYTES`, else an ``UploadInput`` stream and its ``upload_id`` — so that the server reads no
+    file of its own; then (unless ``detach``) follow the run with WatchRun and print its totals. The database is
+    the server's: this process opens none. Exit 0, 1 (items failed), 2 (refused input), 3 (unreachable)."""
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from shared.errors import from_rpc_error
+    from vantage.orchestrator.v1 import orchestrator_pb2 as opb
+    from vantage.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+
+    assert isinstance(request, opb.StartRunRequest)
+    addr = settings.addr("orchestrator")
+    channels = Channels(settings)
+    stub = opb_grpc.OrchestratorServiceStub(channels.for_service("orchestrator"))
+    note = make_console(stderr=True)
+    try:
+        if len(data) <= INLINE_INPUT_BYTES:
+            try:
+                setattr(request, content_field, data.decode("utf-8-sig"))
+            except UnicodeDecodeError:
+                raise InputError(f"{filename}: not UTF-8 text", field="input") from None
+        else:
+            chunks = [opb.UploadInputRequest(data=data[i:i + UPLOAD_CHUNK_BYTES])
+                      for i in range(0, len(data), UPLOAD_CHUNK_BYTES)]
+            chunks[0].filename = filename
+            up = await stub.UploadInput(iter(chunks), timeout=settings.rpc_timeout_seconds)
+            request.upload_id = up.upload_id
+        request.detach = detach
+        run = await stub.StartRun(request, timeout=settings.rpc_timeout_seconds)
+        if not quiet:
+            note.print(f"run {run.run_id} at the orchestrator {addr}: {run.counts.total} items", markup=False,
+                       highlight=False, soft_wrap=True)
+        if detach:
+            sys.stdout.write(run.run_id + "\n")
+            return EXIT_OK
+        done = 0
+        async for ev in stub.WatchRun(opb.WatchRunRequest(run_id=run.run_id)):
+            if ev.type in (opb.RunEvent.ITEM_DONE, opb.RunEvent.ITEM_FAILED):
+                done += 1
+                if not quiet:
+                    state = "done  " if ev.type == opb.RunEvent.ITEM_DONE else "FAILED"
+                    note.print(f"[{done}/{run.counts.total}] {state} {ev.item_key}: {ev.message}", markup=False,
+                               highlight=False, soft_wrap=True)
+        final = await stub.GetRun(opb.GetRunRequest(run_id=run.run_id), timeout=settings.rpc_timeout_seconds)
+    except grpc.aio.AioRpcError as e:
+        err = from_rpc_error(e)
+        if err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise CliError(f"orchestrator not reachable at {addr}: {err.message}", EXIT_UNAVAILABLE) from None
+        if err.code == grpc.StatusCode.PERMISSION_DENIED:
+            raise CliError(err.message) from None
+        raise err from None
+    finally:
+        await channels.close()
+    if output == "json":
+        print_json(MessageToDict(final, preserving_proto_field_name=True))
+    else:
+        c = final.counts
+        out = make_console()
+        out.print(f"run {final.run_id} ({opb.Run.Status.Name(final.status).lower()}): done {c.done} · failed "
+                  f"{c.failed} · skipped {c.skipped} · Tavily credits {final.credits:,} · total "
+                  f"${final.cost_usd:,.4f}", markup=False, highlight=False, soft_wrap=True)
+        if final.error:
+            out.print(f"error: {final.error}", markup=False, highlight=False, soft_wrap=True)
+    return EXIT_FAILED_ITEMS if final.counts.failed or final.status == opb.Run.FAILED else EXIT_OK
+
+
+async def remote_research(
+    settings: Settings, path: Path, *, model: str | None, name: str | None, output: str, quiet: bool,
+    no_cache: bool = False, detach: bool = False,
+) -> int:
+    """``vantage research FILE --remote``: the CSV checked here (header, size), its content sent to the orchestrator
+    service (:func:`remote_run`)."""
+    from vantage.orchestrator.v1 import orchestrator_pb2 as opb
+
+    with CsvFile(path, max_name_chars=settings.max_name_chars):  # a bad header: exit 2 before connecting
+        pass
+    data = read_local_input(path, settings.max_input_bytes)
+    req = opb.StartRunRequest(kind=opb.RESEARCH, name=name or path.name, no_cache=no_cache,
+                              research_options=opb.ResearchOptions(model=model or ""))
+    return await remote_run(settings, req, data, content_field="input_csv", filename=path.name, quiet=quiet,
+                            detach=detach, output=output)
+
+
 async def export(settings: Settings, run_id: str, *, fmt: str, out_path: Path | None) -> int:
     async with session(settings) as s:
         rid = await resolve_run(s.store, run_id)

@@ -76,6 +76,34 @@ async def evaluate(
         return await _execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
 
 
+async def remote_evaluate(
+    settings: object, *, org: str, domain: str, questions_path: Path, models: str, locations: str, competitors: str,
+    variations: str, name: str | None, no_cache: bool, output: str, quiet: bool, detach: bool = False,
+) -> int:
+    """``vantage evaluate --remote``: the questions file and the matrix checked here (exit 2 before connecting),
+    the file's content sent to the orchestrator service with the org and matrix in ``org_eval_options``
+    (:func:`services.orchestrator.commands.remote_run`)."""
+    from services.orchestrator.commands import read_local_input, remote_run
+    from services.orchestrator.evaluation import check_limits, read_questions, split_list, validate_matrix
+    from vantage.orchestrator.v1 import orchestrator_pb2 as opb
+
+    cfg = cast("Settings", settings)
+    questions = read_questions(questions_path, max_bytes=cfg.max_input_bytes)
+    check_limits(cfg, questions=questions, models=split_list(models), locations=split_list(locations),
+                 known_competitors=split_list(competitors), name_variations=split_list(variations))
+    validate_matrix(org, domain, split_list(models), split_list(locations), max_name_chars=cfg.max_name_chars)
+    req = opb.StartRunRequest(
+        kind=opb.ORG_EVAL, name=name or "", no_cache=no_cache,
+        org_eval_options=opb.OrgEvalInput(
+            org_name=org, org_domain=domain, models=split_list(models), locations=split_list(locations),
+            known_competitors=split_list(competitors), name_variations=split_list(variations),
+        ),
+    )
+    data = read_local_input(questions_path, cfg.max_input_bytes)
+    return await remote_run(cfg, req, data, content_field="questions_text", filename=questions_path.name,
+                            quiet=quiet, detach=detach, output=output)
+
+
 async def report(settings: object, run_id: str, *, output: str) -> int:
     """Print a run's report (the AI-visibility report of an ORG_EVAL run; the results table of a research run)."""
     from services.orchestrator.commands import _report, resolve_run, session
@@ -111,6 +139,9 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
         detach: Annotated[bool, typer.Option("--detach", help="Queue the run for `vantage worker` processes, print "
                                              "its id and exit.")] = False,
+        remote: Annotated[bool, typer.Option("--remote", help="Send the questions to the orchestrator service "
+                                             "(VANTAGE_ORCHESTRATOR_ADDR), which stores and executes the run; this "
+                                             "process opens no database.")] = False,
     ) -> None:
         """Ask every question × model × location, read each answer for the org, its competitors and its citations,
         and print the visibility report (visibility rate, average rank, share of voice, sentiment, top competitors,
@@ -123,14 +154,15 @@ def register(app: typer.Typer) -> None:
         from services.orchestrator.commands import run_command
         from shared.config import get_settings
 
-        out = _check_output(output)
+        out = _check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
         if not org.strip():
             raise fail("give the org's name: --org \"Together AI\"")
         _setup_cli()
         path = questions.expanduser()
         if path.exists():
             path = path.resolve()
-        raise typer.Exit(run_command(lambda: evaluate(
+        impl = remote_evaluate if remote else evaluate
+        raise typer.Exit(run_command(lambda: impl(
             get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
             competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out, quiet=quiet,
             detach=detach,

@@ -186,7 +186,8 @@ def check_limits(settings: Settings, *, questions: Sequence[str] = (), models: S
 
     bound("questions", questions, s.max_questions, s.max_question_chars, "questions (VANTAGE_MAX_QUESTIONS)")
     bound("models", models, s.max_models, MAX_MODEL_CHARS, "models (VANTAGE_MAX_MODELS)")
-    bound("locations", locations, len(pycountry.countries), 2, "locations (ISO 3166-1 has no more)")
+    # A location's spelling is validate_matrix's (the ISO 3166-1 message); here only their number.
+    bound("locations", locations, len(pycountry.countries), 10**9, "locations (ISO 3166-1 has no more)")
     bound("known_competitors", known_competitors, s.max_known_competitors, s.max_name_chars,
           "known competitors (VANTAGE_MAX_KNOWN_COMPETITORS)")
     bound("name_variations", name_variations, s.max_name_variations, s.max_name_chars,

@@ -181,7 +181,10 @@ def run_panel(run: RunRow, totals: RunTotals) -> Panel:
                       f"{totals.input_tokens + totals.output_tokens:,}")
     t.add_row("model", str(run.options.get("model", "")))
     if run.input_path:
-        t.add_row("input", run.input_path)
+        t.add_row("input", printable(run.input_path))
+    if not run.input_complete:
+        t.add_row("input", Text("incomplete: loading it was interrupted; start a new run from the input",
+                                style="red"))
     t.add_row("created", _ts(run.created_at))
     if run.started_at:
         t.add_row("started", _ts(run.started_at))
@@ -229,7 +232,7 @@ def item_record(it: ItemView) -> dict[str, Any]:
 def run_record(run: RunRow, totals: RunTotals) -> dict[str, Any]:
     return {
         "run_id": run.id, "name": run.name, "kind": run.kind, "status": run.status, "options": run.options,
-        "input_path": run.input_path, "error": run.error,
+        "input_path": run.input_path, "input_complete": run.input_complete, "error": run.error,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,

@@ -238,7 +238,7 @@ async def test_over_limit_fields_name_the_field_and_the_limit(start: Callable[..
              "org_eval.org_domain", "253"),
             (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(questions=["Q?"] * 4)), "org_eval.questions", "3"),
             (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(questions=["q" * 51])), "org_eval.questions", "50"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(models=["gpt-4.1", "gpt-4o", "claude-sonnet-4"])),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(models=["gpt-4.1", "gpt-4o", "claude-sonnet-5"])),
              "org_eval.models", "2"),
             (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(questions=["a?", "b?", "c?"], models=["gpt-4.1", "gpt-4o"],
                                                                locations=["US"])), "org_eval.questions", "5"),
@@ -283,3 +283,53 @@ async def test_a_malformed_row_leaves_no_run_and_names_its_line(stub: Stub) -> N
             assert what in (e.details() or "")
     assert await no_runs(stub)
 
+
+
+# --- the CLI against a remote orchestrator: it sends content --------------------------------------------------------
+
+
+async def cli(addr: str, *args: str, tmp: Path) -> tuple[int, str, str]:
+    """The real ``vantage`` as a subprocess (asyncio: the in-process server must keep serving meanwhile), pointed at
+    the orchestrator ``addr`` and at a database path that does not exist (a remote run opens none)."""
+    import asyncio
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VANTAGE_")}
+    env.update(VANTAGE_ORCHESTRATOR_ADDR=addr, VANTAGE_DATABASE_URL=f"sqlite:///{tmp / 'absent' / 'no.db'}")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.orchestrator.cli", *args, env=env, cwd=str(Path(__file__).parents[2]),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 240)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_remote_sends_the_files_content(services: Settings, db_url: str, tmp_path: Path) -> None:
+    companies = tmp_path / "companies.csv"
+    companies.write_text("company,domain\nAnthropic,anthropic.com\nJasper,jasper.ai\n")
+    big = tmp_path / "big.csv"  # > 1 MiB: goes through UploadInput
+    big.write_text("company,domain\n" + "".join(f"Company {'x' * 230} {n:05d},c{n}.example.com\n" for n in range(4_500)))
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Which GPU clouds are best for training?\n")
+    settings = services.model_copy(update={"database_url": db_url, "watch_poll_seconds": 0.1})  # no input_dir
+    async with serving("orchestrator", build, settings) as srv, grpc.aio.insecure_channel(srv.address) as ch:
+        stub = pb_grpc.OrchestratorServiceStub(ch)
+        code, out, err = await cli(srv.address, "research", str(companies), "--remote", tmp=tmp_path)
+        assert code == 0, err
+        assert "done 2 · failed 0" in out and "[2/2]" in err
+        code, out, err = await cli(srv.address, "research", str(big), "--remote", "--detach", "--quiet",
+                                   tmp=tmp_path)
+        assert code == 0, err
+        run = await stub.GetRun(pb.GetRunRequest(run_id=out.strip()), timeout=10)
+        assert big.stat().st_size > 1024 * 1024  # past the inline limit of the CLI
+        assert run.counts.total == 4_500 and run.status == pb.Run.PENDING and run.name == "big.csv"
+        code, out, err = await cli(srv.address, "evaluate", "--org", "Together AI", "--domain", "together.ai",
+                                   "--questions", str(questions), "--models", "gpt-4.1", "--locations", "US,GB",
+                                   "--remote", "--output", "json", tmp=tmp_path)
+        assert code == 0, err
+        assert '"done": 2' in out
+        # Refused input never reaches the server: exit 2 before connecting.
+        code, out, err = await cli(srv.address, "evaluate", "--org", "X", "--questions", str(questions),
+                                   "--locations", "XX", "--remote", tmp=tmp_path)
+        assert code == 2 and "ISO 3166-1" in err
+    assert not (tmp_path / "absent").exists()  # the CLI opened no database of its own

@@ -47,25 +47,6 @@ DEFAULT_CATEGORIES: list[str] = [
     "No significant AI compute",
 ]
 
-#: USD per 1M tokens (input, output). Sources: providers.md §3.5, §4.4, §5.2 (list prices; re-check before billing).
-DEFAULT_MODEL_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4.1": (2.0, 8.0),
-    "gpt-4.1-mini": (0.4, 1.6),
-    "gpt-4.1-nano": (0.1, 0.4),
-    "gpt-4o": (2.5, 10.0),
-    "gpt-4o-mini": (0.15, 0.6),
-    "gpt-5": (1.25, 10.0),
-    "gpt-5-mini": (0.25, 2.0),
-    "o3": (2.0, 8.0),
-    "o4-mini": (1.1, 4.4),
-    "claude-haiku-4-5": (1.0, 5.0),
-    "claude-sonnet-4": (3.0, 15.0),
-    "claude-opus-4": (15.0, 75.0),
-    "sonar": (1.0, 1.0),
-    "sonar-pro": (3.0, 15.0),
-    "sonar-reasoning-pro": (2.0, 8.0),
-}
-
 
 class Settings(BaseSettings):
     """All of Vantage's configuration. Units are in the field names or descriptions."""
@@ -158,18 +139,19 @@ class Settings(BaseSettings):
     )
 
     # --- inference ---
-    research_model: str = Field("gpt-4.1", description="Model that classifies companies.")
+    research_model: str = Field("gpt-5.4-mini", description="Model that classifies companies.")
     routing_rules: list[dict[str, str]] = Field(
         default_factory=list,
         description="Model → provider routing table as JSON [{match: contains|prefix|regex, pattern, provider, "
         "description}], first match wins; empty = the built-in table.",
     )
-    model_prices: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: dict(DEFAULT_MODEL_PRICES),
-        description="USD per 1M tokens (input, output) per model, as JSON; longest matching prefix wins.",
+    model_catalogue_path: str = Field(
+        "", description="TOML model catalogue (prices, status, shutdown dates) replacing the built-in "
+        "shared/model_catalogue.toml; empty = built-in."
     )
     default_token_prices: tuple[float, float] = Field(
-        (2.0, 8.0), description="USD per 1M tokens (input, output) for a model missing from model_prices."
+        (2.0, 8.0), description="USD per 1M tokens (input, output) that estimate the cost of a model missing from "
+        "the model catalogue (the cost is flagged estimated)."
     )
     web_search_call_usd: float = Field(0.01, description="USD per web-search tool call (OpenAI, Anthropic).")
     brightdata_record_usd: float = Field(0.0015, description="USD per Bright Data scraped record.")
@@ -389,12 +371,14 @@ class Settings(BaseSettings):
         return None
 
     def token_prices(self, model: str) -> tuple[float, float]:
-        """USD per 1M tokens (input, output) for ``model``: exact name, else longest matching prefix, else default."""
-        name = model.lower()
-        if name in self.model_prices:
-            return self.model_prices[name]
-        best = max((k for k in self.model_prices if name.startswith(k)), key=len, default=None)
-        return self.model_prices[best] if best else self.default_token_prices
+        """USD per 1M tokens (input, output) of ``model`` from the model catalogue (:mod:`shared.catalogue`: exact
+        id, alias or dated snapshot, never a prefix); ``default_token_prices`` (an estimate) for an unknown model."""
+        from shared.catalogue import load_catalogue
+
+        info = load_catalogue(self.model_catalogue_path).lookup(model)
+        if info is None:
+            return self.default_token_prices
+        return info.input_usd_per_million_tokens, info.output_usd_per_million_tokens
 
 
 @lru_cache(maxsize=1)

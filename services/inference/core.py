@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.inference.cache import ResponseCache, wrap_providers
+from services.inference.pricing import check_lifecycle
 from services.inference.providers import (
     ROLES,
     ChatMessage,
@@ -123,7 +124,9 @@ class Inference:
         self.providers = wrap_providers(providers, cache, settings)
 
     def route(self, model: str) -> Route:
-        return self.router.route(model)
+        route = self.router.route(model)
+        check_lifecycle(self.settings, model)  # model catalogue (#18): a retired model → FAILED_PRECONDITION
+        return route
 
     def provider_statuses(self) -> list[ProviderStatus]:
         """Every known provider with ``available`` = built here and callable (has a key or the sandbox)."""

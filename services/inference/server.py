@@ -18,6 +18,7 @@ import grpc
 from services.inference.cache import ResponseCache, is_cached, purge_periodically
 from services.inference.core import Inference, build_request
 from services.inference.packing import Packer, build_spec, parse_items
+from services.inference.pricing import answer_notes, catalogue_to_proto
 from services.inference.providers import (
     BatchProvider,
     CompletionRequest,
@@ -60,6 +61,7 @@ SANDBOX_FAULT_KEY = "x-sandbox-fault"
 
 
 def result_to_proto(r: CompletionResult) -> pb.CompleteResponse:
+    estimated, warning = answer_notes(r.provider, r.model)  # model catalogue (#18): unknown → estimated cost
     return pb.CompleteResponse(
         text=r.text,
         json=r.json_text,
@@ -76,7 +78,15 @@ def result_to_proto(r: CompletionResult) -> pb.CompleteResponse:
         cached=is_cached(r),
         web_search_triggered=r.web_search_triggered,
         links_attached=[common_pb2.Citation(url=c.url, title=c.title) for c in r.links_attached],
+        cost_estimated=estimated,
+        model_warning=warning,
     )
+
+
+def with_estimate_flag(resp: pb.CompleteBatchResponse) -> pb.CompleteBatchResponse:
+    """``resp`` with ``cost_estimated`` set when any of its answers' cost is an estimate (model catalogue)."""
+    resp.cost_estimated = any(r.response.cost_estimated for r in resp.results if r.HasField("response"))
+    return resp
 
 
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
@@ -129,7 +139,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             )
             for s in self._core.provider_statuses()
         ]
-        return pb.ListModelsResponse(rules=rules, providers=providers)
+        return pb.ListModelsResponse(rules=rules, providers=providers, models=catalogue_to_proto(self._settings))
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
         req = request_from_proto(request, self._extra_headers(context))
@@ -206,13 +216,13 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         results = [outcomes[it.id] for it in items if it.id in outcomes]
         in_tok, out_tok, cost = totals(results)
         hits = sum(1 for r in results if is_cached(r))
-        return pb.CompleteBatchResponse(
+        return with_estimate_flag(pb.CompleteBatchResponse(
             results=[outcome_to_proto(it.id, outcomes[it.id]) for it in items if it.id in outcomes],
             llm_calls=stats.calls,  # snapshots triggered + single calls that reached a provider (hits did not)
             cache_hits=hits,
             cost_usd=cost,
             usage=common_pb2.Usage(input_tokens=in_tok, output_tokens=out_tok),
-        )
+        ))
 
     async def _complete_packed(
         self, request: pb.CompleteBatchRequest, context: grpc.aio.ServicerContext
@@ -232,13 +242,13 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         items, failures = parse_items([(it.id, it.input_json) for it in request.items])
         report = await self._packer.run(spec, items, deadline=self._caller_deadline(context))
         outcomes = {**failures, **report.outcomes}
-        return pb.CompleteBatchResponse(
+        return with_estimate_flag(pb.CompleteBatchResponse(
             results=[outcome_to_proto(it.id, outcomes[it.id]) for it in request.items],
             llm_calls=report.llm_calls,
             cache_hits=report.cache_hits,
             cost_usd=report.cost_usd,
             usage=common_pb2.Usage(input_tokens=report.input_tokens, output_tokens=report.output_tokens),
-        )
+        ))
 
     async def CancelBatch(self, request: pb.CancelBatchRequest, context: grpc.aio.ServicerContext) -> pb.CancelBatchResponse:
         if not request.snapshot_id.strip():

@@ -423,6 +423,12 @@ from services.orchestrator.eval_cli import register as _register_eval  # noqa: E
 _register_eval(app)
 
 
+# --- models: the dated model catalogue, prices, status, shutdown dates (services/orchestrator/models_cli.py) -----
+from services.orchestrator.models_cli import register as _register_models  # noqa: E402
+
+_register_models(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -749,7 +749,8 @@ class Evaluator:
         elif api_key and (r.cost_usd > 0 or (not r.cached and r.usage.input_tokens + r.usage.output_tokens > 0)):
             bill = Bill(key=api_key, provider=answer.provider, kind="llm", unit_type="tokens",
                         units=r.usage.input_tokens + r.usage.output_tokens, usd=r.cost_usd,
-                        input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens)
+                        input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens,
+                        cost_estimated=r.cost_estimated)
         with self.inflight.critical():
             if bill is None and api_key:
                 await self.store.ledger_discard(api_key)  # answered from the cache: nothing was billed

@@ -390,7 +390,7 @@ class Researcher:
             tin, tout = resp.usage.input_tokens, resp.usage.output_tokens
             if resp.cost_usd > 0 or (not resp.cached and tin + tout > 0):
                 led.bill(units=tin + tout, usd=resp.cost_usd, input_tokens=tin, output_tokens=tout,
-                         provider=resp.provider or provider)
+                         provider=resp.provider or provider, cost_estimated=resp.cost_estimated)
         att.input_tokens += resp.usage.input_tokens
         att.output_tokens += resp.usage.output_tokens
         att.llm_usd += resp.cost_usd

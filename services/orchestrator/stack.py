@@ -93,7 +93,7 @@ DEMO_EVAL_ENV = {
     "VANTAGE_BRIGHTDATA_POLL_SECONDS": "0.5",
 }
 DEMO_EVAL_ARGS = (
-    "--org", "Together AI", "--domain", "together.ai", "--models", "chatgpt,perplexity,gpt-4.1,claude-sonnet-4",
+    "--org", "Together AI", "--domain", "together.ai", "--models", "chatgpt,perplexity,gpt-5.5,claude-sonnet-5",
     "--locations", "US,GB", "--competitors", "CoreWeave,Lambda",
 )
 

@@ -1,5 +1,5 @@
 """Chaos suite, AI-visibility half: an ORG_EVAL run of 200 question runs (25 questions × chatgpt, perplexity,
-gpt-4.1, claude-sonnet-4 × US, GB) through the real inference and extraction services and the orchestrator, with
+gpt-4.1, claude-sonnet-5 × US, GB) through the real inference and extraction services and the orchestrator, with
 the issue's fault mix injected at the sandbox on every provider they call:
 
     10 % 429 (with Retry-After) · 5 % 500 · 2 % hangs · 1 % malformed bodies
@@ -50,7 +50,7 @@ from shared.procs import Child
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(900)]
 
 QUESTIONS_FILE = Path(__file__).resolve().parents[2] / "examples" / "questions.txt"
-MODELS = ["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4"]
+MODELS = ["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5"]
 LOCATIONS = ["US", "GB"]
 N_QUESTIONS = 25  # × 4 models × 2 locations = 200 question runs
 

@@ -20,7 +20,7 @@ from shared.config import Settings
 
 pytestmark = pytest.mark.integration
 
-MODELS = ["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4"]
+MODELS = ["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5"]
 LOCATIONS = ["US", "GB"]
 
 

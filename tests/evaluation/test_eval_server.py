@@ -59,7 +59,7 @@ async def test_start_run_org_eval_inline_then_watch_to_the_end(
         kind=pb.ORG_EVAL, name="grpc-eval",
         org_eval=pb.OrgEvalInput(
             org_name="Together AI", org_domain="together.ai", questions=QUESTION_LIST,
-            models=["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4"], locations=["US", "GB"],
+            models=["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5"], locations=["US", "GB"],
             known_competitors=["CoreWeave"],
         ),
     )
@@ -85,7 +85,7 @@ async def test_start_run_org_eval_inline_then_watch_to_the_end(
     assert len(items.items) == 16 and {i.status for i in items.items} == {pb.RunItem.DONE}
     results = [i.question_run for i in items.items]
     assert {(q.model, q.location) for q in results} == {
-        (m, loc) for m in ("chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4") for loc in ("US", "GB")
+        (m, loc) for m in ("chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5") for loc in ("US", "GB")
     }
     assert {q.question for q in results} == set(QUESTION_LIST)
     assert all(q.sentiment and q.citations > 0 and q.competitors and q.cost_usd >= 0 for q in results)

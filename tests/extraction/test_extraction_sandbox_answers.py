@@ -27,7 +27,7 @@ QUESTIONS = [
     "best AI assistant for research",
     "accounting software for small business",
 ]
-MODELS = ["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4"]
+MODELS = ["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5"]
 LOCATIONS = ["US", "GB"]
 
 

@@ -188,7 +188,7 @@ def test_retry_after_forms() -> None:
 
 async def test_unbuilt_provider_is_unimplemented() -> None:
     core = Inference(Settings(), Router(), {})
-    req = build_request(model="claude-sonnet-4", messages=[("user", "hi")])
+    req = build_request(model="claude-sonnet-5", messages=[("user", "hi")])
     with pytest.raises(Unimplemented, match="anthropic"):
         await core.complete(req)
 

@@ -166,7 +166,7 @@ async def test_unbuilt_provider_is_unimplemented(settings: Settings) -> None:
 
     async with serving("inference", openai_only, settings) as srv, grpc.aio.insecure_channel(srv.address) as ch:
         stub = pb_grpc.InferenceServiceStub(ch)
-        code, err = await _fails(stub.Complete(_req(model="claude-sonnet-4"), timeout=10))
+        code, err = await _fails(stub.Complete(_req(model="claude-sonnet-5"), timeout=10))
         assert code == grpc.StatusCode.UNIMPLEMENTED
         assert "anthropic" in err.message and "not available yet" in err.message
         models = await stub.ListModels(pb.ListModelsRequest(), timeout=5)

@@ -188,7 +188,7 @@ async def test_bad_items_fail_alone(stub: pb_grpc.InferenceServiceStub) -> None:
         _item("unknown-model", "mistral-large"),
         pb.CompleteStreamRequest(item=pb.StreamItem(id="no-messages", request=pb.CompleteRequest(model="chatgpt"))),
         _item("too-long", "chatgpt", content="x" * 5000),
-        _item("claude", "claude-sonnet-4"),
+        _item("claude", "claude-sonnet-5"),
     ]
     results = _results(await _all(stub, msgs))
     assert results["ok"].WhichOneof("outcome") == "response"

@@ -74,14 +74,14 @@ async def test_openai_responses_json_schema(stub: pb_grpc.InferenceServiceStub) 
 async def test_anthropic_web_search(stub: pb_grpc.InferenceServiceStub, settings: Settings,
                                     sandbox_admin: httpx.AsyncClient) -> None:
     before = await _billing(sandbox_admin, "anthropic")
-    r = await stub.Complete(_req("claude-sonnet-4", web_search=True, location="US"), timeout=30)
+    r = await stub.Complete(_req("claude-sonnet-5", web_search=True, location="US"), timeout=30)
     after = await _billing(sandbox_admin, "anthropic")
     assert r.provider == "anthropic" and r.text and r.finish_reason == "end_turn"
     assert r.citations and all(c.url.startswith("https://") for c in r.citations)
     assert r.search_queries
     assert r.web_search_calls == after["web_search_requests"] - before.get("web_search_requests", 0) == 1
     assert r.usage.input_tokens == after["input_tokens"] - before.get("input_tokens", 0)
-    in_p, out_p = settings.token_prices("claude-sonnet-4")
+    in_p, out_p = settings.token_prices("claude-sonnet-5")
     assert r.cost_usd == (r.usage.input_tokens * in_p / 1e6 + r.usage.output_tokens * out_p / 1e6
                           + r.web_search_calls * settings.web_search_call_usd)
 
@@ -89,14 +89,14 @@ async def test_anthropic_web_search(stub: pb_grpc.InferenceServiceStub, settings
 async def test_anthropic_plain_and_schema(stub: pb_grpc.InferenceServiceStub) -> None:
     r = await stub.Complete(_req("claude-haiku-4-5", max_output_tokens=2000), timeout=30)
     assert r.text and not r.citations and r.web_search_calls == 0
-    r = await stub.Complete(_req("claude-sonnet-4", CLASSIFY, json_schema=json.dumps(SCHEMA),
+    r = await stub.Complete(_req("claude-sonnet-5", CLASSIFY, json_schema=json.dumps(SCHEMA),
                                  schema_name="classification"), timeout=30)
     jsonschema.validate(json.loads(r.json), SCHEMA)
 
 
 async def test_anthropic_refuses_schema_with_web_search(stub: pb_grpc.InferenceServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as ei:
-        await stub.Complete(_req("claude-sonnet-4", web_search=True, json_schema=json.dumps(SCHEMA)), timeout=30)
+        await stub.Complete(_req("claude-sonnet-5", web_search=True, json_schema=json.dumps(SCHEMA)), timeout=30)
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -136,9 +136,9 @@ async def test_perplexity_preset_and_model_id_forms(stub: pb_grpc.InferenceServi
 
 
 @pytest.mark.parametrize(("model", "fault", "code", "reason"), [
-    ("claude-sonnet-4", "429", grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
-    ("claude-sonnet-4", "500", grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
-    ("claude-sonnet-4", "oversize", grpc.StatusCode.INVALID_ARGUMENT, "CONTEXT_TOO_LONG"),
+    ("claude-sonnet-5", "429", grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
+    ("claude-sonnet-5", "500", grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
+    ("claude-sonnet-5", "oversize", grpc.StatusCode.INVALID_ARGUMENT, "CONTEXT_TOO_LONG"),
     ("sonar", "429", grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
     ("sonar", "oversize", grpc.StatusCode.INVALID_ARGUMENT, "CONTEXT_TOO_LONG"),
     ("gpt-4.1", "503", grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
@@ -159,7 +159,7 @@ async def test_provider_faults(stub: pb_grpc.InferenceServiceStub, model: str, f
 
 def test_anthropic_request_shape() -> None:
     provider = AnthropicProvider(Settings(web_search_max_uses=3), None, None)  # type: ignore[arg-type]
-    req = CompletionRequest(model="claude-sonnet-4", location="GB", web_search=True,
+    req = CompletionRequest(model="claude-sonnet-5", location="GB", web_search=True,
                             messages=[ChatMessage("system", "be brief"), ChatMessage("user", "hi")])
     kw = provider.request_kwargs(req)
     assert kw["system"] == "be brief"
@@ -170,7 +170,7 @@ def test_anthropic_request_shape() -> None:
 
 def test_anthropic_paused_turns_are_summed() -> None:
     provider = AnthropicProvider(Settings(), None, None)  # type: ignore[arg-type]
-    req = CompletionRequest(model="claude-sonnet-4", web_search=True, messages=[ChatMessage("user", "q")])
+    req = CompletionRequest(model="claude-sonnet-5", web_search=True, messages=[ChatMessage("user", "q")])
 
     def resp(stop: str, text: str, url: str, searches: int) -> dict[str, Any]:
         return {

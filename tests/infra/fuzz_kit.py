@@ -59,7 +59,7 @@ ODD_STRINGS: tuple[str, ...] = (
     "C:\\Windows\\win.ini", "%2e%2e%2f", "a/b?c=d#e", "http://169.254.169.254/latest/meta-data/", "file:///etc/hosts",
     "=HYPERLINK(\"http://x\")", "@SUM(1+1)", "+1+1", "-2", "' OR 1=1 --", "${jndi:ldap://x}", "{{7*7}}",
     "null", "NaN", "-1", "0", "1e309", "true", "{}", "[]", '{"type":"object"}', '{"$ref":"#"}',
-    "chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4", "sonar", "llama-9000", "GPT-4.1", "o3",
+    "chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5", "sonar", "llama-9000", "GPT-4.1", "o3",
     "US", "GB", "XX", "us", "basic", "advanced", "fast", "ultra-fast", "deep",
     "Together AI", "together.ai", "s_" + "a" * 30, "sd_" + "0" * 18,
     "00000000-0000-0000-0000-000000000000", "Bearer bd-0123456789abcdef",
@@ -74,8 +74,8 @@ ANSWER = (
 #: requests get past validation into the services' real work (search, routing, extraction, runs) as well.
 #: ``run_id`` / ``upload_id`` draw from :data:`LIVE_IDS` too, filled by the test with ids that exist.
 HINTS: dict[str, tuple[str, ...]] = {
-    "model": ("gpt-4.1", "chatgpt", "perplexity", "claude-sonnet-4", "sonar", "gpt-4.1-mini"),
-    "models": ("gpt-4.1", "chatgpt", "claude-sonnet-4", "sonar"),
+    "model": ("gpt-4.1", "chatgpt", "perplexity", "claude-sonnet-5", "sonar", "gpt-4.1-mini"),
+    "models": ("gpt-4.1", "chatgpt", "claude-sonnet-5", "sonar"),
     "location": ("US", "GB", "DE", ""),
     "locations": ("US", "GB", "FR"),
     "company": ("Together AI", "CoreWeave", "Lambda", "Acme Corp"),

@@ -39,9 +39,11 @@ def test_database_url_alias(monkeypatch):
 
 @pytest.mark.parametrize(
     ("model", "prices"),
-    [("gpt-4.1", (2.0, 8.0)), ("gpt-4.1-mini-2025", (0.4, 1.6)), ("GPT-4o-mini", (0.15, 0.6)), ("mystery", (2.0, 8.0))],
+    [("gpt-4.1", (2.0, 8.0)), ("gpt-4.1-mini-2025-04-14", (0.4, 1.6)), ("GPT-4o-mini", (0.15, 0.6)),
+     ("claude-opus-4-5", (5.0, 25.0)), ("gpt-4.1-mini-2025", (2.0, 8.0)), ("mystery", (2.0, 8.0))],
 )
-def test_token_prices_exact_then_longest_prefix_then_default(model, prices):
+def test_token_prices_from_the_catalogue_exact_alias_or_dated_snapshot_else_default(model, prices):
+    # Model catalogue (#18): no prefix rule ("gpt-4.1-mini-2025" is no dated snapshot: unknown → the default).
     assert Settings().token_prices(model) == prices
 
 

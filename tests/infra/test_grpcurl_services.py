@@ -75,6 +75,32 @@ def test_inference_route(stack: Stack) -> None:
     assert bad.returncode != 0 and "InvalidArgument" in bad.stderr and "llama-9000" in bad.stderr
 
 
+def test_inference_list_models_shows_price_status_and_shutdown_date_of_each_model(stack: Stack) -> None:
+    """Issue 18 acceptance: `grpcurl … InferenceService/ListModels` shows the model catalogue (binding names)."""
+    from shared.catalogue import load_catalogue
+
+    addr = stack.children["inference"].address
+    out = json.loads(grpcurl("-emit-defaults", addr, "vantage.inference.v1.InferenceService/ListModels"))
+    models = {m["model"]: m for m in out["models"]}
+    assert list(models) == [m.id for m in load_catalogue().models]
+    binding = {"input_usd_per_million_tokens", "output_usd_per_million_tokens", "web_search_usd_per_call", "status",
+               "shutdown_date", "successor", "source_url", "checked_on"}
+    assert all(binding <= set(m) for m in models.values())
+    assert {k: models["claude-opus-4-5"][k] for k in ("input_usd_per_million_tokens", "output_usd_per_million_tokens",
+                                                       "status")} == {"input_usd_per_million_tokens": 5,
+                                                                      "output_usd_per_million_tokens": 25,
+                                                                      "status": "active"}
+    sonnet4 = models["claude-sonnet-4"]
+    assert (sonnet4["status"], sonnet4["shutdown_date"], sonnet4["successor"]) == ("retired", "2026-06-15",
+                                                                                    "claude-sonnet-5")
+    assert models["gpt-4.1"]["shutdown_date"] == "2027-01-14" and models["gpt-4.1"]["checked_on"] == "2026-12-02"
+    refused = subprocess.run(
+        [GRPCURL, "-plaintext", "-d", '{"model":"claude-sonnet-4","messages":[{"role":"user","content":"hi"}]}',
+         addr, "vantage.inference.v1.InferenceService/Complete"], capture_output=True, text=True, timeout=60,
+    )
+    assert refused.returncode != 0 and "FailedPrecondition" in refused.stderr and "claude-sonnet-5" in refused.stderr
+
+
 def test_search_company(stack: Stack) -> None:
     out = json.loads(
         grpcurl(

@@ -180,7 +180,7 @@ def test_answers_vary_by_model_and_location_and_carry_traps() -> None:
     corpus = load_corpus()
     ranks, shapes = set(), set()
     for q in (Q_GPU, Q_INFER, "Where can I fine-tune open models on my own data?"):
-        for model in ("chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-4"):
+        for model in ("chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5"):
             for loc in ("US", "GB", "DE"):
                 a = generate(corpus, q, model, loc)
                 ranks.add(a.vendors.index("Together AI") + 1 if "Together AI" in a.vendors else 0)

@@ -128,6 +128,7 @@ class Bill:
     usd: float
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_estimated: bool = False  # the USD is an estimate: model missing from the model catalogue (#18)
 
 
 @dataclass(frozen=True)
@@ -394,7 +395,7 @@ class EvalStore:
     async def _bill(self, conn: AsyncConnection, item: ClaimedItem, b: Bill, now: Any) -> None:
         led = m.cost_ledger.c
         values = {"units": b.units, "usd": b.usd, "input_tokens": b.input_tokens, "output_tokens": b.output_tokens,
-                  "provider": b.provider, "status": "completed"}
+                  "provider": b.provider, "status": "completed", "cost_estimated": b.cost_estimated}
         # "abandoned": the attempt was thought dead (lease lost) but answered after all — the call was paid.
         res = await conn.execute(
             update(m.cost_ledger)

@@ -162,6 +162,8 @@ cost_ledger = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # The item attempt (fencing token) that made the call (migration 0004_durable_runs); NULL for run-level calls.
     Column("attempt", Integer),
+    # The USD is an estimate: the model is missing from the model catalogue (migration 0005_round3, #18).
+    Column("cost_estimated", Boolean, nullable=False, server_default="0"),
 )
 
 run_events = Table(

@@ -475,11 +475,13 @@ class _LedgerComplete:
             .values(
                 units=bindparam("u"), usd=bindparam("d"), input_tokens=bindparam("i"), output_tokens=bindparam("o"),
                 provider=func.coalesce(bindparam("p"), led.provider), status="completed",
+                cost_estimated=bindparam("e"),
             )
         )
         await conn.execute(stmt, [
             {"k": o.key, "u": o.values["units"], "d": o.values["usd"], "i": o.values.get("input_tokens", 0),
-             "o": o.values.get("output_tokens", 0), "p": o.values.get("provider") or None}
+             "o": o.values.get("output_tokens", 0), "p": o.values.get("provider") or None,
+             "e": bool(o.values.get("cost_estimated"))}
             for o in ops
         ])
         return [None] * len(ops)
@@ -1248,12 +1250,14 @@ class Store:
         await self._group.submit(_LedgerBegin(self, row))
 
     async def ledger_complete(
-        self, key: str, *, units: int, usd: float, input_tokens: int = 0, output_tokens: int = 0, provider: str = ""
+        self, key: str, *, units: int, usd: float, input_tokens: int = 0, output_tokens: int = 0, provider: str = "",
+        cost_estimated: bool = False,
     ) -> None:
         """The call answered: record what it cost (units, USD) and mark the row completed — also when the row was
-        marked abandoned meanwhile (the attempt lost its lease but was still alive: the call was paid all the same)."""
+        marked abandoned meanwhile (the attempt lost its lease but was still alive: the call was paid all the same).
+        ``cost_estimated``: the USD is an estimate (the model is missing from the model catalogue)."""
         values = {"units": units, "usd": usd, "input_tokens": input_tokens, "output_tokens": output_tokens,
-                  "provider": provider}
+                  "provider": provider, "cost_estimated": cost_estimated}
         await self._group.submit(_LedgerComplete(self, key, values))
 
     async def ledger_discard(self, key: str) -> None:

@@ -74,12 +74,42 @@ class ProviderInfo(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., provider_name: _Optional[str] = ..., supports_batching: _Optional[bool] = ..., max_batch_size: _Optional[int] = ..., supports_web_search: _Optional[bool] = ..., supports_locations: _Optional[bool] = ..., available: _Optional[bool] = ..., current_limit: _Optional[int] = ..., max_limit: _Optional[int] = ..., in_flight: _Optional[int] = ..., circuit_state: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("rules", "providers")
+    __slots__ = ("rules", "providers", "models")
     RULES_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[RoutingRule]
     providers: _containers.RepeatedCompositeFieldContainer[ProviderInfo]
-    def __init__(self, rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ..., providers: _Optional[_Iterable[_Union[ProviderInfo, _Mapping]]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, rules: _Optional[_Iterable[_Union[RoutingRule, _Mapping]]] = ..., providers: _Optional[_Iterable[_Union[ProviderInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("model", "provider", "aliases", "input_usd_per_million_tokens", "output_usd_per_million_tokens", "web_search_usd_per_call", "status", "shutdown_date", "successor", "source_url", "checked_on", "note")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_USD_PER_MILLION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_USD_PER_MILLION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    WEB_SEARCH_USD_PER_CALL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_DATE_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSOR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_URL_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_ON_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    provider: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    input_usd_per_million_tokens: float
+    output_usd_per_million_tokens: float
+    web_search_usd_per_call: float
+    status: str
+    shutdown_date: str
+    successor: str
+    source_url: str
+    checked_on: str
+    note: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., input_usd_per_million_tokens: _Optional[float] = ..., output_usd_per_million_tokens: _Optional[float] = ..., web_search_usd_per_call: _Optional[float] = ..., status: _Optional[str] = ..., shutdown_date: _Optional[str] = ..., successor: _Optional[str] = ..., source_url: _Optional[str] = ..., checked_on: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
     __slots__ = ("role", "content")
@@ -112,7 +142,7 @@ class CompleteRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., json_schema: _Optional[str] = ..., location: _Optional[str] = ..., web_search: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., schema_name: _Optional[str] = ..., no_cache: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ("text", "json", "citations", "usage", "cost_usd", "provider", "model", "cached", "finish_reason", "search_queries", "markdown", "snapshot_id", "web_search_calls", "web_search_triggered", "links_attached")
+    __slots__ = ("text", "json", "citations", "usage", "cost_usd", "provider", "model", "cached", "finish_reason", "search_queries", "markdown", "snapshot_id", "web_search_calls", "web_search_triggered", "links_attached", "cost_estimated", "model_warning")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +158,8 @@ class CompleteResponse(_message.Message):
     WEB_SEARCH_CALLS_FIELD_NUMBER: _ClassVar[int]
     WEB_SEARCH_TRIGGERED_FIELD_NUMBER: _ClassVar[int]
     LINKS_ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    COST_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_WARNING_FIELD_NUMBER: _ClassVar[int]
     text: str
     json: str
     citations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]
@@ -143,7 +175,9 @@ class CompleteResponse(_message.Message):
     web_search_calls: int
     web_search_triggered: bool
     links_attached: _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]
-    def __init__(self, text: _Optional[str] = ..., json: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., cached: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., search_queries: _Optional[_Iterable[str]] = ..., markdown: _Optional[str] = ..., snapshot_id: _Optional[str] = ..., web_search_calls: _Optional[int] = ..., web_search_triggered: _Optional[bool] = ..., links_attached: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ...) -> None: ...
+    cost_estimated: bool
+    model_warning: str
+    def __init__(self, text: _Optional[str] = ..., json: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., cached: _Optional[bool] = ..., finish_reason: _Optional[str] = ..., search_queries: _Optional[_Iterable[str]] = ..., markdown: _Optional[str] = ..., snapshot_id: _Optional[str] = ..., web_search_calls: _Optional[int] = ..., web_search_triggered: _Optional[bool] = ..., links_attached: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., cost_estimated: _Optional[bool] = ..., model_warning: _Optional[str] = ...) -> None: ...
 
 class StreamItem(_message.Message):
     __slots__ = ("id", "request")
@@ -234,18 +268,20 @@ class CompleteBatchRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., instruction: _Optional[str] = ..., item_json_schema: _Optional[str] = ..., max_items_per_call: _Optional[int] = ..., location: _Optional[str] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class CompleteBatchResponse(_message.Message):
-    __slots__ = ("results", "llm_calls", "cache_hits", "cost_usd", "usage")
+    __slots__ = ("results", "llm_calls", "cache_hits", "cost_usd", "usage", "cost_estimated")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     LLM_CALLS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[ItemResult]
     llm_calls: int
     cache_hits: int
     cost_usd: float
     usage: _common_pb2.Usage
-    def __init__(self, results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., llm_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cost_usd: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+    cost_estimated: bool
+    def __init__(self, results: _Optional[_Iterable[_Union[ItemResult, _Mapping]]] = ..., llm_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cost_usd: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_estimated: _Optional[bool] = ...) -> None: ...
 
 class CancelBatchRequest(_message.Message):
     __slots__ = ("snapshot_id", "provider")

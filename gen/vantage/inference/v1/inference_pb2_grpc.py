@@ -27,6 +27,11 @@ if _version_not_supported:
 
 class InferenceServiceStub:
     """Routes a model name to a provider and runs LLM / AI-assistant calls.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT whose message states the
+    limit and whose google.rpc.BadRequest names the field; in CompleteStream only the offending item fails (an
+    ItemResult with `error`). Characters are Unicode code points. Item errors are redacted and bounded (1,000
+    characters) like status messages.
     """
 
     def __init__(self, channel):
@@ -69,6 +74,11 @@ class InferenceServiceStub:
 
 class InferenceServiceServicer:
     """Routes a model name to a provider and runs LLM / AI-assistant calls.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT whose message states the
+    limit and whose google.rpc.BadRequest names the field; in CompleteStream only the offending item fails (an
+    ItemResult with `error`). Characters are Unicode code points. Item errors are redacted and bounded (1,000
+    characters) like status messages.
     """
 
     def Route(self, request, context):
@@ -94,7 +104,10 @@ class InferenceServiceServicer:
 
     def CompleteStream(self, request_iterator, context):
         """Many completions over one stream: batch providers pack requests per (model, location) and stream each answer
-        back as soon as its batch completes; other providers run concurrently under their budget.
+        back as soon as its batch completes; other providers run concurrently under their budget. At most 100,000
+        messages per stream (VANTAGE_STREAM_MAX_MESSAGES); later items fail one by one. A message that breaks a limit
+        fails only its own item (a bad `resume`: each member it names); an undecodable message ends the input: the
+        items already received still get their results, then the stream ends with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +115,7 @@ class InferenceServiceServicer:
 
     def CompleteBatch(self, request, context):
         """An explicit batch (batch providers), or many small items packed into few LLM calls (when `instruction` is set).
+        1-1,000 items (VANTAGE_COMPLETE_BATCH_MAX_ITEMS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +171,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class InferenceService:
     """Routes a model name to a provider and runs LLM / AI-assistant calls.
+
+    Request bounds (README "Request limits"): a request over one fails with INVALID_ARGUMENT whose message states the
+    limit and whose google.rpc.BadRequest names the field; in CompleteStream only the offending item fails (an
+    ItemResult with `error`). Characters are Unicode code points. Item errors are redacted and bounded (1,000
+    characters) like status messages.
     """
 
     @staticmethod

@@ -36,12 +36,18 @@ def upgrade() -> None:
         b.add_column(sa.Column("links_attached", sa.JSON(), nullable=True))
     # --- end bright data sources (#18): upgrade ---
     # --- model catalogue (#18): upgrade ---
+    # cost_ledger.cost_estimated: the row's USD is an estimate (its model is missing from the model catalogue,
+    # priced at VANTAGE_DEFAULT_TOKEN_PRICES), not a list price. Rows written before this revision: false.
+    with op.batch_alter_table("cost_ledger") as b:
+        b.add_column(sa.Column("cost_estimated", sa.Boolean(), nullable=False, server_default="0"))
     # --- end model catalogue (#18): upgrade ---
     pass
 
 
 def downgrade() -> None:
     # --- model catalogue (#18): downgrade ---
+    with op.batch_alter_table("cost_ledger") as b:
+        b.drop_column("cost_estimated")
     # --- end model catalogue (#18): downgrade ---
     # --- bright data sources (#18): downgrade ---
     # --- end bright data sources (#18): downgrade ---

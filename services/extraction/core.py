@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.extraction import citations as cit
-from services.extraction import limits
+from services.extraction import limits, sentiment
 from services.extraction.competitors import GENERIC_TERMS, Competitor, discover, known_brands, rank_all
 from services.extraction.names import Brand, clean_name, merge_keys, org_forms, zipf
 from services.extraction.org_eval import OrgEval, evaluate
@@ -139,7 +139,7 @@ def analyze(
     rank, competitors = rank_all(found_org, others)
     owned = sum(1 for c in citations if c.owned)
     return Analysis(
-        org_eval=evaluate(doc, found_org, rank, owned), competitors=competitors, citations=citations
+        org_eval=evaluate(doc, found_org, rank, owned, others), competitors=competitors, citations=citations
     )
 
 
@@ -147,3 +147,4 @@ def warm_up() -> None:
     """Load the word-frequency list and the suffix list now rather than on the first request."""
     zipf("warm")
     registrable_domain("docs.example.co.uk")
+    sentiment.warm_up()

@@ -254,7 +254,10 @@ def find_mentions(doc: Doc, brands: Sequence[Brand], threshold: float, generic: 
         for f in b.forms:
             k = _form_key(f)
             if k and k not in owner:
-                owner[k] = (i, ambiguity(f, threshold, generic))
+                kind = ambiguity(f, threshold, generic)
+                if kind == "common_multi" and b.is_org:
+                    kind = "distinct"  # the org's own two-word name in lower case is still the org ("uber eats")
+                owner[k] = (i, kind)
     if not owner:
         return
     # Every occurrence of every spelling (token-indexed, so thousands of names stay fast), then longest first

@@ -1,21 +1,24 @@
-"""Org evaluation of one answer: mentioned, mention count, rank, first offset, sentiment, evidence (pure).
+"""Org evaluation of one answer: mentioned, mention count, rank, first offset, sentiment per mention, evidence
+(pure).
 
 Mentions and rank come from :mod:`services.extraction.names` / :mod:`services.extraction.competitors` (one
 matching pass over all organisations). This module adds:
 
-**Scope** — the text that talks about the org: every unit (sentence, list item, table row, heading) with a
-mention; the whole section under a heading led by the org (until the next heading of the same or a higher
-level); the nested items under a list item led by the org; and, in a comparison table with the org as a column,
-that column's cells.
+**Scope of a mention** — the text that talks about the org there: the unit (sentence, list item, table row,
+heading) holding it; the section under a heading led by the org (until the next heading of the same or a higher
+level, or the next bold numbered line of the same kind for ChatGPT-style lines); the nested items under a list
+item led by the org; the following sentences of the same paragraph until one names another organisation (the
+subject carries on: "GitLab is the obvious choice. Its interface feels cluttered, though."); and, in a comparison
+table with the org as a column, that column's cells.
 
-**Sentiment** — a small domain lexicon (vendor evaluations: "reliable", "leading", "cost-effective" vs
-"expensive", "outages", "limited") counted over the scope, with negation: a negator ("not", "no", "never",
-"n't", "without", "hardly", "lacks", "less") up to three words before a term flips it ("not expensive",
-"without hidden fees" are positive; "not reliable", "less reliable" are negative); labels such as "Best for" count
-for nothing. With P positive and N negative hits: none → NEUTRAL; only one kind, or one kind less than a third of
-the other → that kind; otherwise MIXED. The same idea as Peec AI's
-sentiment ("based on the language — from words like 'trusted', 'reliable', 'leading' … to critical language")
-(https://docs.peec.ai/metrics-overview), reduced to four classes.
+**Sentiment toward the org** — each scope unit is cut into clauses (at ``;``, sentence ends, dashes and before
+"but / however / although / while …" in the four languages); a clause counts for the org when it names the org,
+or names no organisation and follows one about the org; a clause naming three or more organisations is an
+enumeration (being listed is no evaluation). The clause's words are scored by :mod:`services.extraction.sentiment`
+in the answer's language (negation, domain nouns, labels); a comparison is directional — "Org is cheaper than X"
+credits the org, "X is cheaper than Org" debits it. Each mention gets a verdict (favourable and unfavourable hits
+→ MIXED; one kind → that kind; none → NEUTRAL) with the clauses that decided it as evidence spans; the answer's
+verdict pools the hits of every clause in any mention's scope, each clause once.
 
 **Evidence** — the readable text of the unit holding the first mention: the sentence, the whole list item, the
 table row as ``cell | cell``, or a heading followed by the first sentence of its section; at most 600 characters.
@@ -24,68 +27,15 @@ table row as ``cell | cell``, or a heading followed by the first sentence of its
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.extraction import sentiment
 from services.extraction.names import Brand, merge_keys
 from services.extraction.text import Doc, Unit, lead_span, plain, unit_text
 
 POSITIVE, NEUTRAL, NEGATIVE, MIXED = "POSITIVE", "NEUTRAL", "NEGATIVE", "MIXED"
 MAX_EVIDENCE_CHARS = 600
-
-POSITIVE_TERMS: frozenset[str] = frozenset(
-    """
-    best leading leader leaders excellent great strong strongest reliable reliability trusted trustworthy popular
-    recommended recommend top fast faster fastest affordable cost-effective inexpensive competitive innovative
-    powerful robust scalable flexible easy easier simple seamless well-known reputable impressive ideal
-    outstanding superior efficient secure generous transparent favorite favourite standout solid proven mature
-    user-friendly intuitive versatile comprehensive cutting-edge state-of-the-art praised loved winner pioneer
-    pioneering dominant preferred advantage advantages excels excel stable high-performance performant
-    best-in-class go-to exceptional renowned reputation abundant plentiful
-    low-latency good better cheaper cheapest lowest unmatched industry-leading world-class breakthrough
-    """.split()
-)
-NEGATIVE_TERMS: frozenset[str] = frozenset(
-    """
-    expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
-    complex complicated confusing outage outages downtime issues issue problems problem concerns concern risk
-    risky drawback drawbacks downside downsides criticized criticised controversy controversial lawsuit lawsuits
-    shortage shortages scarce unavailable waitlist waitlists bugs buggy immature steep lock-in frustrating
-    frustration complaints complain worse worst inferior struggle struggles struggled struggling lagging declining
-    restrictive opaque inconsistent unstable vulnerable breach bankrupt layoffs disadvantage disadvantages avoid
-    cumbersome clunky outdated sluggish mediocre disappointing hard harder higher-priced premium-priced capped
-    throttled throttling queue queues delays delayed failure failures failed errors
-    """.split()
-)
-#: Multi-word terms, matched before single words.
-POSITIVE_PHRASES: tuple[str, ...] = (
-    "easy to use",
-    "well suited",
-    "well-suited",
-    "highly rated",
-    "stands out",
-    "hard to beat",
-    "tough to beat",
-    "second to none",
-)
-#: Labels that contain a lexicon word but carry no opinion ("**Best for**: research teams").
-NEUTRAL_PHRASES: tuple[str, ...] = ("best for", "best suited for", "top picks", "top options")
-NEGATIVE_PHRASES: tuple[str, ...] = (
-    "hidden fees",
-    "steep learning curve",
-    "vendor lock-in",
-    "not recommended",
-    "hard to get",
-    "difficult to obtain",
-    "long wait",
-    "less mature",
-    "falls short",
-)
-NEGATORS: frozenset[str] = frozenset(
-    "not no never without hardly barely isn't aren't wasn't weren't doesn't don't didn't cannot can't won't "
-    "lacks lack lacking nor neither less".split()
-)
-_WORD_RE = re.compile(r"[a-z0-9]+(?:[-'’][a-z0-9]+)*")
-
 
 @dataclass(frozen=True)
 class OrgEval:
@@ -103,103 +53,148 @@ class OrgEval:
     sentiment: str
     evidence: str
     owned_citation_count: int
+    language: str = ""
+    mentions: tuple[MentionSentiment, ...] = ()
 
 
-def _words(text: str) -> list[str]:
-    return _WORD_RE.findall(text.lower().replace("’", "'"))
+@dataclass(frozen=True)
+class EvidenceSpan:
+    """A clause that decided a verdict: ``[start, end)`` in the answer, its readable ``text``, ``polarity`` +1/-1."""
+
+    start: int
+    end: int
+    text: str
+    polarity: int
 
 
-def _index_phrases() -> dict[str, tuple[tuple[list[str], int], ...]]:
-    """First word → (phrase words, sign) in matching priority (neutral, positive, negative; lexicon order)."""
-    index: dict[str, list[tuple[list[str], int]]] = {}
-    for phrases, sign in ((NEUTRAL_PHRASES, 0), (POSITIVE_PHRASES, 1), (NEGATIVE_PHRASES, -1)):
-        for p in phrases:
-            pw = p.split()
-            index.setdefault(pw[0], []).append((pw, sign))
-    return {k: tuple(v) for k, v in index.items()}
+@dataclass(frozen=True)
+class MentionSentiment:
+    """The verdict at one mention (``offset`` of the mention) and its evidence (empty when NEUTRAL)."""
 
-
-#: The phrase lexicons split once, indexed by first word (polarity_counts runs for every word of every answer).
-_PHRASES_BY_FIRST = _index_phrases()
-#: Every word that can start a hit: a text with none of them has no hits.
-_HIT_WORDS: frozenset[str] = POSITIVE_TERMS | NEGATIVE_TERMS | frozenset(_PHRASES_BY_FIRST)
-
-
-def polarity_counts(text: str) -> tuple[int, int]:
-    """(positive, negative) lexicon hits in ``text``, negation-aware."""
-    words = _words(text)
-    if _HIT_WORDS.isdisjoint(words):
-        return 0, 0
-    pos = neg = 0
-    i = 0
-    n = len(words)
-    while i < n:
-        hit = 0
-        length = 0
-        for pw, sign in _PHRASES_BY_FIRST.get(words[i], ()):
-            if words[i : i + len(pw)] == pw:
-                hit, length = sign, len(pw)
-                break
-        if not length:
-            length = 1
-            w = words[i]
-            if w in POSITIVE_TERMS:
-                hit = 1
-            elif w in NEGATIVE_TERMS:
-                hit = -1
-        if hit:
-            # "lacks" is itself negative and also negates what follows ("lacks reliable support").
-            window = words[max(0, i - 3) : i]
-            if any(w in NEGATORS or w.endswith("n't") for w in window):
-                hit = -hit
-            if hit > 0:
-                pos += 1
-            else:
-                neg += 1
-        i += length
-    return pos, neg
-
-
-def sentiment_of(pos: int, neg: int) -> str:
-    """Four-way sentiment from hit counts (see the module docstring)."""
-    if pos == 0 and neg == 0:
-        return NEUTRAL
-    if neg == 0 or neg * 3 < pos:
-        return POSITIVE
-    if pos == 0 or pos * 3 < neg:
-        return NEGATIVE
-    return MIXED
+    offset: int
+    sentiment: str
+    evidence: tuple[EvidenceSpan, ...] = ()
 
 
 def _names_org(doc: Doc, span: tuple[int, int] | None, keys: set[str]) -> bool:
     return bool(span) and bool(merge_keys(doc.text[span[0] : span[1]]) & keys)  # type: ignore[index]
 
 
-def scope_texts(doc: Doc, org: Brand) -> list[str]:
-    """Readable texts about the org (see "Scope" in the module docstring), each once, in document order."""
-    picked: dict[int, None] = {}
-    extra: list[str] = []
+#: Where a clause ends inside a unit: ";", a sentence end, a spaced dash, or before a contrastive conjunction.
+_CLAUSE_RE = re.compile(
+    r";|(?<=[.!?])\s+|\s[–—-]\s|,?\s+(?=(?:but|however|although|though|while|whereas|yet|except|pero|aunque|"
+    r"mientras|sin embargo|aber|jedoch|doch|während|obwohl|mais|cependant|toutefois|tandis|alors qu|bien que|"
+    r"sauf)\b)",
+    re.IGNORECASE,
+)
+_THAN_RE = re.compile(r"\b(?:than|que|qu'|als)\b", re.IGNORECASE)
+_BLANK_LINE_RE = re.compile(r"\n[ \t>]*\n")
+
+
+def _descendants(units: list[Unit], unit: Unit) -> list[int]:
+    """Units under a heading, a list item or a bold numbered line led by the org."""
+    out: list[int] = []
+    if unit.kind == "heading":
+        for u in units[unit.index + 1 :]:
+            if u.kind == "heading" and u.level <= unit.level:
+                break
+            out.append(u.index)
+    elif unit.kind == "item" and unit.group.startswith(("nb", "bl")):
+        for u in units[unit.index + 1 :]:
+            if u.kind == "heading" or (u.kind == "item" and u.group == unit.group):
+                break
+            out.append(u.index)
+    elif unit.kind == "item":
+        list_id = unit.group.split(".")[0]
+        for u in units[unit.index + 1 :]:
+            if u.kind != "item" or u.group.split(".")[0] != list_id or u.level <= unit.level:
+                break
+            out.append(u.index)
+    return out
+
+
+def _mention_scope(doc: Doc, unit: Unit, start: int, named: list[tuple[int, int, int]]) -> list[int]:
+    """Indices of the units in the scope of the org's mention at ``start`` (see the module docstring)."""
+    out = [unit.index]
+    lead = lead_span(doc, unit)
+    if lead and lead[0] <= start < lead[1]:
+        out.extend(_descendants(doc.units, unit))
+    if unit.kind == "sentence":
+        # The subject carries on through the paragraph until another organisation is named.
+        prev = unit
+        for u in doc.units[unit.index + 1 :]:
+            if u.kind != "sentence" or _BLANK_LINE_RE.search(doc.text, prev.end, u.start):
+                break
+            if any(u.start <= s < u.end for s, _e, _b in named):
+                break
+            out.append(u.index)
+            prev = u
+    return out
+
+
+@dataclass
+class _Clause:
+    start: int
+    end: int
+    pos: int = 0
+    neg: int = 0
+
+
+def _clauses(doc: Doc, unit: Unit) -> list[tuple[int, int]]:
+    if unit.kind == "row":
+        return [c for c in unit.cells if c[0] < c[1]]
+    spans = []
+    s = unit.body
+    for m in _CLAUSE_RE.finditer(doc.text, unit.body, unit.end):
+        if m.start() > s:
+            spans.append((s, m.start()))
+        s = m.end()
+    if s < unit.end:
+        spans.append((s, unit.end))
+    return spans
+
+
+def _score_unit(
+    doc: Doc, unit: Unit, named: list[tuple[int, int, int]], about_org: bool, lang: str
+) -> list[_Clause]:
+    """The clauses of ``unit`` that count for the org (brand id 0 in ``named``), scored."""
+    out: list[_Clause] = []
+    subject = 0 if about_org else -1
+    for cs, ce in _clauses(doc, unit):
+        inside = [(s, b) for s, _e, b in named if cs <= s < ce]
+        ids = {b for _s, b in inside}
+        if len(ids) >= 3:
+            subject = -1
+            continue
+        if inside:
+            subject = inside[0][1]
+        if not (0 in ids or (not ids and subject == 0)):
+            continue
+        text = doc.text[cs:ce]
+        for s, e, _b in reversed(named):  # names are not evaluations ("Best Buy", "Simple Analytics")
+            if cs <= s and e <= ce:
+                text = text[: s - cs] + " " * (e - s) + text[e - cs :]
+        pol = sentiment.polarity(sentiment.words(plain(text)), lang)
+        pos, neg = pol.pos, pol.neg
+        if pol.comparison:
+            than = _THAN_RE.search(doc.text, cs, ce)
+            org_at = [s for s, b in inside if b == 0]
+            after = bool(than and org_at and org_at[0] > than.start())
+            if after:
+                pos = neg = 0  # the clause's other words describe its subject, not the org
+            if (pol.comparison > 0) != after:
+                pos += 1
+            else:
+                neg += 1
+        if pos or neg:
+            out.append(_Clause(cs, ce, pos, neg))
+    return out
+
+
+def _column_cells(doc: Doc, org: Brand) -> list[Unit]:
+    """Comparison tables with the org as a column: that column's cells, as one-cell pseudo units."""
+    out: list[Unit] = []
     units = doc.units
-    for start, _end in org.mentions:
-        unit = doc.unit_at(start)
-        if unit is None:
-            continue
-        picked[unit.index] = None
-        lead = lead_span(doc, unit)
-        if not (lead and lead[0] <= start < lead[1]):
-            continue
-        if unit.kind == "heading":
-            for u in units[unit.index + 1 :]:
-                if u.kind == "heading" and u.level <= unit.level:
-                    break
-                picked[u.index] = None
-        elif unit.kind == "item":
-            list_id = unit.group.split(".")[0]
-            for u in units[unit.index + 1 :]:
-                if u.kind != "item" or u.group.split(".")[0] != list_id or u.level <= unit.level:
-                    break
-                picked[u.index] = None
-    # Comparison tables with the org as a column: that column's cells.
     for unit in units:
         if unit.kind == "row" and unit.header:
             for j, (s, e) in enumerate(unit.cells[1:], start=1):
@@ -208,8 +203,68 @@ def scope_texts(doc: Doc, org: Brand) -> list[str]:
                         if u.kind != "row" or u.group != unit.group:
                             break
                         if j < len(u.cells):
-                            extra.append(plain(doc.text[u.cells[j][0] : u.cells[j][1]]))
-    return [unit_text(doc, units[i]) for i in sorted(picked)] + extra
+                            cs, ce = u.cells[j]
+                            out.append(Unit("row", cs, ce, cs, index=-1, cells=((cs, ce),)))
+    return out
+
+
+def sentiment_of_mentions(
+    doc: Doc, org: Brand, others: Sequence[Brand], lang: str
+) -> tuple[str, tuple[MentionSentiment, ...]]:
+    """The answer's verdict toward the org and one :class:`MentionSentiment` per mention."""
+    named = sorted(
+        [(s, e, 0) for s, e in org.mentions]
+        + [(s, e, i + 1) for i, b in enumerate(others) for s, e in b.mentions]
+    )
+    scored: dict[tuple[int, int], list[_Clause]] = {}
+
+    def clauses_of(unit: Unit, about_org: bool) -> list[_Clause]:
+        key = (unit.index, about_org) if unit.index >= 0 else (-1 - unit.start, about_org)
+        if key not in scored:
+            scored[key] = _score_unit(doc, unit, named, about_org, lang)
+        return scored[key]
+
+    columns = _column_cells(doc, org)
+    per_mention: list[MentionSentiment] = []
+    seen: dict[tuple[int, int], _Clause] = {}
+    for start, _end in org.mentions:
+        unit = doc.unit_at(start)
+        if unit is None:
+            per_mention.append(MentionSentiment(start, NEUTRAL))
+            continue
+        hits: list[_Clause] = []
+        for i, idx in enumerate(_mention_scope(doc, unit, start, named)):
+            hits.extend(clauses_of(doc.units[idx], about_org=i > 0))
+        if unit.kind == "row" and unit.header:
+            for cell in columns:
+                if cell.start > unit.start:
+                    hits.extend(clauses_of(cell, about_org=True))
+        pos = sum(c.pos for c in hits)
+        neg = sum(c.neg for c in hits)
+        verdict = sentiment.verdict(pos, neg)
+        evidence = []
+        for sign, want in ((1, pos), (-1, neg)):
+            if want:
+                c = next(c for c in hits if (c.pos if sign > 0 else c.neg))
+                evidence.append(EvidenceSpan(c.start, c.end, _clip(plain(doc.text[c.start : c.end])), sign))
+        per_mention.append(MentionSentiment(start, verdict, tuple(evidence)))
+        for c in hits:
+            seen[(c.start, c.end)] = c
+    total = sentiment.verdict(sum(c.pos for c in seen.values()), sum(c.neg for c in seen.values()))
+    return total, tuple(per_mention)
+
+
+def language_of(doc: Doc) -> str:
+    """The answer's language, from its prose (URLs and code masked)."""
+    parts: list[str] = []
+    size = 0
+    for u in doc.units:
+        if u.kind in ("sentence", "item", "row"):
+            parts.append(doc.masked[u.body : u.end])
+            size += u.end - u.body
+            if size >= sentiment.LANGUAGE_SAMPLE_CHARS:
+                break
+    return sentiment.detect_language(" ".join(parts))
 
 
 def _clip(text: str) -> str:
@@ -231,22 +286,24 @@ def evidence_of(doc: Doc, unit: Unit | None) -> str:
     return _clip(text)
 
 
-def evaluate(doc: Doc, org: Brand, rank: int, owned_citation_count: int) -> OrgEval:
-    """The org evaluation, given the org with its mentions filled and its rank among all brands."""
+def evaluate(
+    doc: Doc, org: Brand, rank: int, owned_citation_count: int, others: Sequence[Brand] = ()
+) -> OrgEval:
+    """The org evaluation, given the org with its mentions filled, its rank among all brands and the other
+    organisations named (their mentions attribute clauses)."""
     if not org.mentions:
         return OrgEval(False, 0, 0, -1, NEUTRAL, "", owned_citation_count)
     first = org.mentions[0][0]
-    pos = neg = 0
-    for text in scope_texts(doc, org):
-        p, n = polarity_counts(text)
-        pos += p
-        neg += n
+    lang = language_of(doc)
+    verdict, mentions = sentiment_of_mentions(doc, org, others, lang)
     return OrgEval(
         mentioned=True,
         mention_count=len(org.mentions),
         rank=rank,
         first_offset=first,
-        sentiment=sentiment_of(pos, neg),
+        sentiment=verdict,
         evidence=evidence_of(doc, doc.unit_at(first)),
         owned_citation_count=owned_citation_count,
+        language=lang,
+        mentions=mentions,
     )

@@ -54,6 +54,17 @@ def _org_eval_pb(e: core.OrgEval) -> pb.OrgEval:
         sentiment=pb.OrgEval.Sentiment.Value(e.sentiment),
         evidence=e.evidence,
         owned_citation_count=e.owned_citation_count,
+        language=e.language,
+        mentions=[
+            pb.MentionSentiment(
+                offset=m.offset,
+                sentiment=pb.OrgEval.Sentiment.Value(m.sentiment),
+                evidence=[
+                    pb.EvidenceSpan(start=v.start, end=v.end, text=v.text, polarity=v.polarity) for v in m.evidence
+                ],
+            )
+            for m in e.mentions
+        ],
     )
 
 

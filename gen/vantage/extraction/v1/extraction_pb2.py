@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vantage.common.v1 import common_pb2 as vantage_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&vantage/extraction/v1/extraction.proto\x12\x15vantage.extraction.v1\x1a\x1evantage/common/v1/common.proto\"f\n\x1aParseClassificationRequest\x12\x1b\n\x13\x63lassification_json\x18\x01 \x01(\t\x12\x1a\n\x12search_result_urls\x18\x02 \x03(\t\x12\x0f\n\x07\x63ompany\x18\x03 \x01(\t\"\x8f\x01\n\x1bParseClassificationResponse\x12%\n\x04tier\x18\x01 \x01(\x0e\x32\x17.vantage.common.v1.Tier\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x11\n\trationale\x18\x04 \x01(\t\x12\x15\n\revidence_urls\x18\x05 \x03(\t\" \n\x1eGetClassificationSchemaRequest\"a\n\x1fGetClassificationSchemaResponse\x12\x13\n\x0bjson_schema\x18\x01 \x01(\t\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\"T\n\x03Org\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x17\n\x0fname_variations\x18\x03 \x03(\t\x12\x16\n\x0eknown_products\x18\x04 \x03(\t\"\xa6\x01\n\x0e\x45xtractRequest\x12\x17\n\x0f\x61nswer_markdown\x18\x01 \x01(\t\x12\'\n\x03org\x18\x02 \x01(\x0b\x32\x1a.vantage.extraction.v1.Org\x12\x19\n\x11known_competitors\x18\x03 \x03(\t\x12\x37\n\x12provider_citations\x18\x04 \x03(\x0b\x32\x1b.vantage.common.v1.Citation\"\xa0\x02\n\x07OrgEval\x12\x11\n\tmentioned\x18\x01 \x01(\x08\x12\x15\n\rmention_count\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x14\n\x0c\x66irst_offset\x18\x04 \x01(\x05\x12;\n\tsentiment\x18\x05 \x01(\x0e\x32(.vantage.extraction.v1.OrgEval.Sentiment\x12\x10\n\x08\x65vidence\x18\x06 \x01(\t\x12\x1c\n\x14owned_citation_count\x18\x07 \x01(\x05\"Z\n\tSentiment\x12\x19\n\x15SENTIMENT_UNSPECIFIED\x10\x00\x12\x0c\n\x08POSITIVE\x10\x01\x12\x0b\n\x07NEUTRAL\x10\x02\x12\x0c\n\x08NEGATIVE\x10\x03\x12\t\n\x05MIXED\x10\x04\"?\n\nCompetitor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x15\n\rmention_count\x18\x03 \x01(\x05\"\x9d\x02\n\x11\x45xtractedCitation\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x05\x12?\n\x06source\x18\x05 \x01(\x0e\x32/.vantage.extraction.v1.ExtractedCitation.Source\x12\r\n\x05owned\x18\x06 \x01(\x08\x12\x12\n\ncompetitor\x18\x07 \x01(\x08\x12\x17\n\x0f\x63ompetitor_name\x18\x08 \x01(\t\"M\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0c\n\x08PROVIDER\x10\x01\x12\x0f\n\x0bINLINE_LINK\x10\x02\x12\x0c\n\x08\x42\x41RE_URL\x10\x03\"\xb8\x01\n\x0f\x45xtractResponse\x12\x30\n\x08org_eval\x18\x01 \x01(\x0b\x32\x1e.vantage.extraction.v1.OrgEval\x12\x36\n\x0b\x63ompetitors\x18\x02 \x03(\x0b\x32!.vantage.extraction.v1.Competitor\x12;\n\tcitations\x18\x03 \x03(\x0b\x32(.vantage.extraction.v1.ExtractedCitation\"T\n\x1a\x45xtractCompetitorsResponse\x12\x36\n\x0b\x63ompetitors\x18\x01 \x03(\x0b\x32!.vantage.extraction.v1.Competitor\"W\n\x18\x45xtractCitationsResponse\x12;\n\tcitations\x18\x01 \x03(\x0b\x32(.vantage.extraction.v1.ExtractedCitation\">\n\x13NormalizeOrgRequest\x12\'\n\x03org\x18\x01 \x01(\x0b\x32\x1a.vantage.extraction.v1.Org\"p\n\x14NormalizeOrgResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x13\n\x0b\x64omain_stem\x18\x03 \x01(\t\x12\x17\n\x0fname_variations\x18\x04 \x03(\t\x12\x0c\n\x04keys\x18\x05 \x03(\t\",\n\x0cWeightedName\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x03\"M\n\x17MergeCompetitorsRequest\x12\x32\n\x05names\x18\x01 \x03(\x0b\x32#.vantage.extraction.v1.WeightedName\"-\n\nMergedName\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tcanonical\x18\x02 \x01(\t\"L\n\x18MergeCompetitorsResponse\x12\x30\n\x05names\x18\x01 \x03(\x0b\x32!.vantage.extraction.v1.MergedName2\x89\x07\n\x11\x45xtractionService\x12|\n\x13ParseClassification\x12\x31.vantage.extraction.v1.ParseClassificationRequest\x1a\x32.vantage.extraction.v1.ParseClassificationResponse\x12\x88\x01\n\x17GetClassificationSchema\x12\x35.vantage.extraction.v1.GetClassificationSchemaRequest\x1a\x36.vantage.extraction.v1.GetClassificationSchemaResponse\x12X\n\x07\x45xtract\x12%.vantage.extraction.v1.ExtractRequest\x1a&.vantage.extraction.v1.ExtractResponse\x12W\n\x0e\x45xtractOrgEval\x12%.vantage.extraction.v1.ExtractRequest\x1a\x1e.vantage.extraction.v1.OrgEval\x12n\n\x12\x45xtractCompetitors\x12%.vantage.extraction.v1.ExtractRequest\x1a\x31.vantage.extraction.v1.ExtractCompetitorsResponse\x12j\n\x10\x45xtractCitations\x12%.vantage.extraction.v1.ExtractRequest\x1a/.vantage.extraction.v1.ExtractCitationsResponse\x12g\n\x0cNormalizeOrg\x12*.vantage.extraction.v1.NormalizeOrgRequest\x1a+.vantage.extraction.v1.NormalizeOrgResponse\x12s\n\x10MergeCompetitors\x12..vantage.extraction.v1.MergeCompetitorsRequest\x1a/.vantage.extraction.v1.MergeCompetitorsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&vantage/extraction/v1/extraction.proto\x12\x15vantage.extraction.v1\x1a\x1evantage/common/v1/common.proto\"f\n\x1aParseClassificationRequest\x12\x1b\n\x13\x63lassification_json\x18\x01 \x01(\t\x12\x1a\n\x12search_result_urls\x18\x02 \x03(\t\x12\x0f\n\x07\x63ompany\x18\x03 \x01(\t\"\x8f\x01\n\x1bParseClassificationResponse\x12%\n\x04tier\x18\x01 \x01(\x0e\x32\x17.vantage.common.v1.Tier\x12\r\n\x05score\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x11\n\trationale\x18\x04 \x01(\t\x12\x15\n\revidence_urls\x18\x05 \x03(\t\" \n\x1eGetClassificationSchemaRequest\"a\n\x1fGetClassificationSchemaResponse\x12\x13\n\x0bjson_schema\x18\x01 \x01(\t\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\"T\n\x03Org\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x17\n\x0fname_variations\x18\x03 \x03(\t\x12\x16\n\x0eknown_products\x18\x04 \x03(\t\"\xa6\x01\n\x0e\x45xtractRequest\x12\x17\n\x0f\x61nswer_markdown\x18\x01 \x01(\t\x12\'\n\x03org\x18\x02 \x01(\x0b\x32\x1a.vantage.extraction.v1.Org\x12\x19\n\x11known_competitors\x18\x03 \x03(\t\x12\x37\n\x12provider_citations\x18\x04 \x03(\x0b\x32\x1b.vantage.common.v1.Citation\"\xed\x02\n\x07OrgEval\x12\x11\n\tmentioned\x18\x01 \x01(\x08\x12\x15\n\rmention_count\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x14\n\x0c\x66irst_offset\x18\x04 \x01(\x05\x12;\n\tsentiment\x18\x05 \x01(\x0e\x32(.vantage.extraction.v1.OrgEval.Sentiment\x12\x10\n\x08\x65vidence\x18\x06 \x01(\t\x12\x1c\n\x14owned_citation_count\x18\x07 \x01(\x05\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x39\n\x08mentions\x18\t \x03(\x0b\x32\'.vantage.extraction.v1.MentionSentiment\"Z\n\tSentiment\x12\x19\n\x15SENTIMENT_UNSPECIFIED\x10\x00\x12\x0c\n\x08POSITIVE\x10\x01\x12\x0b\n\x07NEUTRAL\x10\x02\x12\x0c\n\x08NEGATIVE\x10\x03\x12\t\n\x05MIXED\x10\x04\"J\n\x0c\x45videnceSpan\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x10\n\x08polarity\x18\x04 \x01(\x05\"\x96\x01\n\x10MentionSentiment\x12\x0e\n\x06offset\x18\x01 \x01(\x05\x12;\n\tsentiment\x18\x02 \x01(\x0e\x32(.vantage.extraction.v1.OrgEval.Sentiment\x12\x35\n\x08\x65vidence\x18\x03 \x03(\x0b\x32#.vantage.extraction.v1.EvidenceSpan\"?\n\nCompetitor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x15\n\rmention_count\x18\x03 \x01(\x05\"\x9d\x02\n\x11\x45xtractedCitation\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08position\x18\x04 \x01(\x05\x12?\n\x06source\x18\x05 \x01(\x0e\x32/.vantage.extraction.v1.ExtractedCitation.Source\x12\r\n\x05owned\x18\x06 \x01(\x08\x12\x12\n\ncompetitor\x18\x07 \x01(\x08\x12\x17\n\x0f\x63ompetitor_name\x18\x08 \x01(\t\"M\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0c\n\x08PROVIDER\x10\x01\x12\x0f\n\x0bINLINE_LINK\x10\x02\x12\x0c\n\x08\x42\x41RE_URL\x10\x03\"\xb8\x01\n\x0f\x45xtractResponse\x12\x30\n\x08org_eval\x18\x01 \x01(\x0b\x32\x1e.vantage.extraction.v1.OrgEval\x12\x36\n\x0b\x63ompetitors\x18\x02 \x03(\x0b\x32!.vantage.extraction.v1.Competitor\x12;\n\tcitations\x18\x03 \x03(\x0b\x32(.vantage.extraction.v1.ExtractedCitation\"T\n\x1a\x45xtractCompetitorsResponse\x12\x36\n\x0b\x63ompetitors\x18\x01 \x03(\x0b\x32!.vantage.extraction.v1.Competitor\"W\n\x18\x45xtractCitationsResponse\x12;\n\tcitations\x18\x01 \x03(\x0b\x32(.vantage.extraction.v1.ExtractedCitation\">\n\x13NormalizeOrgRequest\x12\'\n\x03org\x18\x01 \x01(\x0b\x32\x1a.vantage.extraction.v1.Org\"p\n\x14NormalizeOrgResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x13\n\x0b\x64omain_stem\x18\x03 \x01(\t\x12\x17\n\x0fname_variations\x18\x04 \x03(\t\x12\x0c\n\x04keys\x18\x05 \x03(\t\",\n\x0cWeightedName\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x03\"M\n\x17MergeCompetitorsRequest\x12\x32\n\x05names\x18\x01 \x03(\x0b\x32#.vantage.extraction.v1.WeightedName\"-\n\nMergedName\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tcanonical\x18\x02 \x01(\t\"L\n\x18MergeCompetitorsResponse\x12\x30\n\x05names\x18\x01 \x03(\x0b\x32!.vantage.extraction.v1.MergedName2\x89\x07\n\x11\x45xtractionService\x12|\n\x13ParseClassification\x12\x31.vantage.extraction.v1.ParseClassificationRequest\x1a\x32.vantage.extraction.v1.ParseClassificationResponse\x12\x88\x01\n\x17GetClassificationSchema\x12\x35.vantage.extraction.v1.GetClassificationSchemaRequest\x1a\x36.vantage.extraction.v1.GetClassificationSchemaResponse\x12X\n\x07\x45xtract\x12%.vantage.extraction.v1.ExtractRequest\x1a&.vantage.extraction.v1.ExtractResponse\x12W\n\x0e\x45xtractOrgEval\x12%.vantage.extraction.v1.ExtractRequest\x1a\x1e.vantage.extraction.v1.OrgEval\x12n\n\x12\x45xtractCompetitors\x12%.vantage.extraction.v1.ExtractRequest\x1a\x31.vantage.extraction.v1.ExtractCompetitorsResponse\x12j\n\x10\x45xtractCitations\x12%.vantage.extraction.v1.ExtractRequest\x1a/.vantage.extraction.v1.ExtractCitationsResponse\x12g\n\x0cNormalizeOrg\x12*.vantage.extraction.v1.NormalizeOrgRequest\x1a+.vantage.extraction.v1.NormalizeOrgResponse\x12s\n\x10MergeCompetitors\x12..vantage.extraction.v1.MergeCompetitorsRequest\x1a/.vantage.extraction.v1.MergeCompetitorsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,33 +45,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXTRACTREQUEST']._serialized_start=567
   _globals['_EXTRACTREQUEST']._serialized_end=733
   _globals['_ORGEVAL']._serialized_start=736
-  _globals['_ORGEVAL']._serialized_end=1024
-  _globals['_ORGEVAL_SENTIMENT']._serialized_start=934
-  _globals['_ORGEVAL_SENTIMENT']._serialized_end=1024
-  _globals['_COMPETITOR']._serialized_start=1026
-  _globals['_COMPETITOR']._serialized_end=1089
-  _globals['_EXTRACTEDCITATION']._serialized_start=1092
-  _globals['_EXTRACTEDCITATION']._serialized_end=1377
-  _globals['_EXTRACTEDCITATION_SOURCE']._serialized_start=1300
-  _globals['_EXTRACTEDCITATION_SOURCE']._serialized_end=1377
-  _globals['_EXTRACTRESPONSE']._serialized_start=1380
-  _globals['_EXTRACTRESPONSE']._serialized_end=1564
-  _globals['_EXTRACTCOMPETITORSRESPONSE']._serialized_start=1566
-  _globals['_EXTRACTCOMPETITORSRESPONSE']._serialized_end=1650
-  _globals['_EXTRACTCITATIONSRESPONSE']._serialized_start=1652
-  _globals['_EXTRACTCITATIONSRESPONSE']._serialized_end=1739
-  _globals['_NORMALIZEORGREQUEST']._serialized_start=1741
-  _globals['_NORMALIZEORGREQUEST']._serialized_end=1803
-  _globals['_NORMALIZEORGRESPONSE']._serialized_start=1805
-  _globals['_NORMALIZEORGRESPONSE']._serialized_end=1917
-  _globals['_WEIGHTEDNAME']._serialized_start=1919
-  _globals['_WEIGHTEDNAME']._serialized_end=1963
-  _globals['_MERGECOMPETITORSREQUEST']._serialized_start=1965
-  _globals['_MERGECOMPETITORSREQUEST']._serialized_end=2042
-  _globals['_MERGEDNAME']._serialized_start=2044
-  _globals['_MERGEDNAME']._serialized_end=2089
-  _globals['_MERGECOMPETITORSRESPONSE']._serialized_start=2091
-  _globals['_MERGECOMPETITORSRESPONSE']._serialized_end=2167
-  _globals['_EXTRACTIONSERVICE']._serialized_start=2170
-  _globals['_EXTRACTIONSERVICE']._serialized_end=3075
+  _globals['_ORGEVAL']._serialized_end=1101
+  _globals['_ORGEVAL_SENTIMENT']._serialized_start=1011
+  _globals['_ORGEVAL_SENTIMENT']._serialized_end=1101
+  _globals['_EVIDENCESPAN']._serialized_start=1103
+  _globals['_EVIDENCESPAN']._serialized_end=1177
+  _globals['_MENTIONSENTIMENT']._serialized_start=1180
+  _globals['_MENTIONSENTIMENT']._serialized_end=1330
+  _globals['_COMPETITOR']._serialized_start=1332
+  _globals['_COMPETITOR']._serialized_end=1395
+  _globals['_EXTRACTEDCITATION']._serialized_start=1398
+  _globals['_EXTRACTEDCITATION']._serialized_end=1683
+  _globals['_EXTRACTEDCITATION_SOURCE']._serialized_start=1606
+  _globals['_EXTRACTEDCITATION_SOURCE']._serialized_end=1683
+  _globals['_EXTRACTRESPONSE']._serialized_start=1686
+  _globals['_EXTRACTRESPONSE']._serialized_end=1870
+  _globals['_EXTRACTCOMPETITORSRESPONSE']._serialized_start=1872
+  _globals['_EXTRACTCOMPETITORSRESPONSE']._serialized_end=1956
+  _globals['_EXTRACTCITATIONSRESPONSE']._serialized_start=1958
+  _globals['_EXTRACTCITATIONSRESPONSE']._serialized_end=2045
+  _globals['_NORMALIZEORGREQUEST']._serialized_start=2047
+  _globals['_NORMALIZEORGREQUEST']._serialized_end=2109
+  _globals['_NORMALIZEORGRESPONSE']._serialized_start=2111
+  _globals['_NORMALIZEORGRESPONSE']._serialized_end=2223
+  _globals['_WEIGHTEDNAME']._serialized_start=2225
+  _globals['_WEIGHTEDNAME']._serialized_end=2269
+  _globals['_MERGECOMPETITORSREQUEST']._serialized_start=2271
+  _globals['_MERGECOMPETITORSREQUEST']._serialized_end=2348
+  _globals['_MERGEDNAME']._serialized_start=2350
+  _globals['_MERGEDNAME']._serialized_end=2395
+  _globals['_MERGECOMPETITORSRESPONSE']._serialized_start=2397
+  _globals['_MERGECOMPETITORSRESPONSE']._serialized_end=2473
+  _globals['_EXTRACTIONSERVICE']._serialized_start=2476
+  _globals['_EXTRACTIONSERVICE']._serialized_end=3381
 # @@protoc_insertion_point(module_scope)

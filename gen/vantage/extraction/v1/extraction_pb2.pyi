@@ -71,7 +71,7 @@ class ExtractRequest(_message.Message):
     def __init__(self, answer_markdown: _Optional[str] = ..., org: _Optional[_Union[Org, _Mapping]] = ..., known_competitors: _Optional[_Iterable[str]] = ..., provider_citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class OrgEval(_message.Message):
-    __slots__ = ("mentioned", "mention_count", "rank", "first_offset", "sentiment", "evidence", "owned_citation_count")
+    __slots__ = ("mentioned", "mention_count", "rank", "first_offset", "sentiment", "evidence", "owned_citation_count", "language", "mentions")
     class Sentiment(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SENTIMENT_UNSPECIFIED: _ClassVar[OrgEval.Sentiment]
@@ -91,6 +91,8 @@ class OrgEval(_message.Message):
     SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     OWNED_CITATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    MENTIONS_FIELD_NUMBER: _ClassVar[int]
     mentioned: bool
     mention_count: int
     rank: int
@@ -98,7 +100,31 @@ class OrgEval(_message.Message):
     sentiment: OrgEval.Sentiment
     evidence: str
     owned_citation_count: int
-    def __init__(self, mentioned: _Optional[bool] = ..., mention_count: _Optional[int] = ..., rank: _Optional[int] = ..., first_offset: _Optional[int] = ..., sentiment: _Optional[_Union[OrgEval.Sentiment, str]] = ..., evidence: _Optional[str] = ..., owned_citation_count: _Optional[int] = ...) -> None: ...
+    language: str
+    mentions: _containers.RepeatedCompositeFieldContainer[MentionSentiment]
+    def __init__(self, mentioned: _Optional[bool] = ..., mention_count: _Optional[int] = ..., rank: _Optional[int] = ..., first_offset: _Optional[int] = ..., sentiment: _Optional[_Union[OrgEval.Sentiment, str]] = ..., evidence: _Optional[str] = ..., owned_citation_count: _Optional[int] = ..., language: _Optional[str] = ..., mentions: _Optional[_Iterable[_Union[MentionSentiment, _Mapping]]] = ...) -> None: ...
+
+class EvidenceSpan(_message.Message):
+    __slots__ = ("start", "end", "text", "polarity")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    POLARITY_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    text: str
+    polarity: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., text: _Optional[str] = ..., polarity: _Optional[int] = ...) -> None: ...
+
+class MentionSentiment(_message.Message):
+    __slots__ = ("offset", "sentiment", "evidence")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    sentiment: OrgEval.Sentiment
+    evidence: _containers.RepeatedCompositeFieldContainer[EvidenceSpan]
+    def __init__(self, offset: _Optional[int] = ..., sentiment: _Optional[_Union[OrgEval.Sentiment, str]] = ..., evidence: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ...) -> None: ...
 
 class Competitor(_message.Message):
     __slots__ = ("name", "rank", "mention_count")

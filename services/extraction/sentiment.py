@@ -1,0 +1,380 @@
+"""Sentiment toward one organisation in one clause of text, in English, Spanish, German and French (pure).
+
+**Language** — detected once per answer by py3langid (a maintained fork of langid.py: a naive-Bayes model of byte
+n-grams shipped inside the package, no download at run time), restricted to :data:`LANGUAGES`, on at most
+:data:`LANGUAGE_SAMPLE_CHARS` of the answer's prose with URLs and code masked.
+
+**Lexicons** — English: a vendor-evaluation list (below) plus the strong entries of VADER's lexicon
+(vaderSentiment's ``vader_lexicon.txt``, valence ≥ 2 or ≤ −2: "love", "terrible", "fantastic" …; Hutto & Gilbert,
+ICWSM 2014). Spanish, German, French: hand-written evaluation lists of the same kind — no maintained packaged
+lexicon exists for them (textblob-fr dates from 2013, textblob-de from 2019 and both pull NLTK corpora;
+germansentiment downloads a transformer model), so these are the project's own; inflected forms are matched by
+dropping the usual endings (:func:`_forms`).
+
+**Rules**, applied to the words of one clause (:func:`polarity`):
+
+* a term up to three words after a negator is flipped ("not expensive", "no hidden fees", "nicht teuer", "pas
+  cher", "sin comisiones ocultas" are favourable; "not reliable", "less mature" unfavourable);
+* domain nouns ("bugs", "issues", "threats", "fraud", "errors", "outages" …) are what such products *handle*: they
+  count as unfavourable only after a cue that the org *suffers* them ("had a major outage", "known bugs",
+  "frequent issues");
+* labels carry no opinion ("Best for:", "Ideal para:", "Geeignet für");
+* comparisons are directional: ``polarity`` returns the sign of the comparative ("cheaper" +1, "more expensive"
+  −1) and whether the clause is a comparison, so the caller can credit the subject and debit the object.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+LANGUAGES: tuple[str, ...] = ("en", "es", "de", "fr")
+LANGUAGE_SAMPLE_CHARS = 600
+
+_EN_POS = """
+best leading leader excellent great strong strongest reliable reliability trusted trustworthy popular recommended
+recommend recommends top fast faster fastest affordable cost-effective inexpensive competitive innovative powerful
+robust scalable flexible easy easier simple simpler seamless well-known reputable impressive ideal outstanding
+superior efficient secure generous transparent favorite favourite standout solid proven mature user-friendly
+intuitive versatile comprehensive cutting-edge state-of-the-art praised loved winner pioneer pioneering dominant
+preferred advantage excels excel excellent stable high-performance performant best-in-class go-to exceptional
+renowned abundant plentiful low-latency good better cheaper cheapest lowest unmatched industry-leading world-class
+polished smooth responsive helpful accurate friendly elegant beloved lightweight handy convenient worth
+worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
+strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
+well-priced value
+"""
+_EN_NEG = """
+expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
+complex complicated confusing downtime concerns concern risky drawback drawbacks downside downsides criticized
+criticised controversy controversial lawsuit lawsuits shortage shortages scarce unavailable waitlist waitlists
+buggy immature steep lock-in frustrating frustration complaints complain complained worse worst inferior struggle
+struggles struggled struggling lagging declining restrictive opaque inconsistent unstable vulnerable bankrupt
+layoffs disadvantage disadvantages avoid cumbersome clunky outdated dated sluggish mediocre disappointing hard
+harder higher-priced premium-priced capped throttled throttling delays delayed failure failures overwhelming
+bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
+heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
+unclear
+"""
+_ES_POS = """
+mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
+recomendada recomendados recomendadas recomiendo popular populares rápido rápida rápidos rápidas económico
+económica económicos económicas barato barata baratos baratas asequible asequibles fácil fáciles sencillo sencilla
+intuitivo intuitiva potente potentes robusto robusta sólido sólida flexible flexibles completo completa completos
+completas personalizable ideal ideales destaca destacan líder líderes eficiente eficientes seguro segura cómodo
+cómoda ventaja ventajas excelencia generoso generosa transparente estable estables moderno moderna versátil útil
+útiles buena bueno buenos buenas gran grandes maduro madura favorito favorita preferido preferida puntual
+amable cómodos cómodas cumplidor agradable
+"""
+_ES_NEG = """
+caro cara caros caras costoso costosa costosos costosas lento lenta lentos lentas limitado limitada limitados
+limitadas complejo compleja complicado complicada confuso confusa difícil difíciles peor peores pobre deficiente
+inestable desventaja desventajas inconveniente inconvenientes problema problemas quejas queja retrasos retraso
+retrasado anticuado anticuada obsoleto obsoleta engorroso engorrosa escaso escasa escasos lentitud críticas
+carece carecen falta caída caídas opaco opaca rígido rígida tosco tosca malo mala malos malas pésimo pésima
+incómodo incómoda abusivas abusivos ocultas ocultos elevadas elevados elevada elevado
+"""
+_DE_POS = """
+beste besten bester bestes zuverlässig zuverlässige zuverlässigen zuverlässiger empfehlenswert empfehlenswerte
+empfohlen empfehle beliebt beliebte beliebten schnell schnelle schnellen schneller günstig günstige günstigen
+günstiger preiswert preiswerte einfach einfache einfachen intuitiv intuitive leistungsstark leistungsstarke stark
+starke starken robust robuste solide flexibel flexible flexibler umfassend umfassende ideal ideale führend
+führende führenden effizient effiziente sicher sichere stabil stabile modern moderne vielseitig praktisch gut gute
+guten guter gutes besser bessere hervorragend hervorragende exzellent überzeugt überzeugend sauber saubere
+übersichtlich übersichtliche komfortabel bequem nahtlos punktet punkten vorteil vorteile großzügig großzügige
+transparent transparente pünktlich freundlich reibungslos naheliegende
+sehr empfehlenswert
+"""
+_DE_NEG = """
+teuer teure teuren teurer teures kostspielig kostspielige langsam langsame langsamen langsamer begrenzt begrenzte
+eingeschränkt eingeschränkte komplex komplexe kompliziert komplizierte umständlich umständliche unübersichtlich
+schwierig schwierige schwach schwache schwächer schlecht schlechte schlechter schlechtesten veraltet veraltete
+überladen überladene instabil nachteil nachteile problem probleme beschwerden kritik unzuverlässig unzuverlässige
+verspätungen verspätet mangelhaft dürftig träge starr steil steile fehlt fehlen fehlende mangel hakelig
+unpünktlich unfreundlich undurchsichtig versteckte schwer mängel mängeln gerügt kritisiert bemängelt
+bußgeld strafe ärgerlich nervig enttäuschend
+"""
+_FR_POS = """
+meilleur meilleure meilleurs meilleures fiable fiables recommandé recommandée recommandés recommande recommandable
+populaire populaires rapide rapides économique économiques abordable abordables simple simples facile faciles
+intuitif intuitive puissant puissante robuste robustes solide solides flexible flexibles complet complète
+complets idéal idéale idéaux leader leaders efficace efficaces sûr sûre stable stables moderne modernes
+polyvalent polyvalente pratique pratiques bon bonne bons bonnes excellent excellente excellents avantage avantages
+généreux généreuse transparent transparente agréable confortable fluide réactif réactive incontournable
+séduisant séduit apprécié appréciée ponctuel ponctuelle atout atouts
+"""
+_FR_NEG = """
+cher chère chers chères coûteux coûteuse onéreux onéreuse lent lente lents lentes limité limitée limités
+complexe complexes compliqué compliquée confus confuse difficile difficiles pire faible faibles médiocre instable
+inconvénient inconvénients problème problèmes plaintes retards retard retardé dépassé dépassée vieillot
+vieillotte lourd lourde rigide opaque désavantage manque manquent décevant décevante pénible austère cachés
+cachées peu-fiable
+"""
+
+#: Label phrases with a lexicon word that carry no opinion ("**Best for**: research teams").
+_LABELS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "en": (("best", "for"), ("best", "suited", "for"), ("ideal", "for"), ("top", "picks"), ("top", "options"),
+           ("good", "for"), ("great", "for")),
+    "es": (("ideal", "para"), ("mejor", "para")),
+    "de": (("ideal", "für"), ("gut", "für"), ("geeignet", "für")),
+    "fr": (("idéal", "pour"), ("bon", "pour")),
+}
+#: Multi-word evaluations, matched before single words.
+_PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
+    "en": tuple(
+        [(tuple(p.split()), 1) for p in ("easy to use", "well suited", "highly rated", "stands out", "hard to beat",
+                                         "tough to beat", "second to none", "my pick", "go with", "start with",
+                                         "worth it", "worth the money", "best choice", "best option", "i'd look at",
+                                         "i'd run", "i'd go with", "i'd pick", "i'd start with", "i'd use",
+                                         "i recommend", "i'd recommend", "you can't go wrong")]
+        + [(tuple(p.split()), -1) for p in ("hidden fees", "steep learning curve", "vendor lock-in",
+                                            "not recommended", "hard to get", "difficult to obtain", "long wait",
+                                            "less mature", "falls short", "learning curve", "price hikes",
+                                            "poor support", "slow support", "add up", "adds up")]
+    ),
+    "es": tuple(
+        [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena")]
+        + [(tuple(p.split()), -1) for p in ("curva de aprendizaje", "comisiones ocultas", "deja que desear",
+                                            "se queda corto", "se queda corta")]
+    ),
+    "de": tuple(
+        [(tuple(p.split()), 1) for p in ("die beste wahl", "beste wahl", "einfach zu bedienen", "erste wahl")]
+        + [(tuple(p.split()), -1) for p in ("lässt zu wünschen übrig", "versteckte kosten", "steile lernkurve")]
+    ),
+    "fr": tuple(
+        [(tuple(p.split()), 1) for p in ("le meilleur choix", "meilleur choix", "facile à utiliser",
+                                         "rapport qualité-prix")]
+        + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer")]
+    ),
+}
+_NEGATORS: dict[str, frozenset[str]] = {
+    "en": frozenset("not no never without hardly barely isn't aren't wasn't weren't doesn't don't didn't cannot "
+                    "can't won't nor neither less lacks lack lacking".split()),
+    "es": frozenset("no nunca sin ni tampoco jamás menos".split()),
+    "de": frozenset("nicht kein keine keinen keiner keinem nie niemals ohne kaum weniger".split()),
+    "fr": frozenset("pas ne n' jamais sans aucun aucune guère moins".split()),
+}
+#: Nouns that a product of the domain *handles* (bug trackers: bugs; security: threats; payments: fraud …).
+_DOMAIN_NOUNS: frozenset[str] = frozenset(
+    """bugs bug issues issue incidents incident threats threat attacks attack ransomware breaches breach
+    vulnerabilities vulnerability fraud chargebacks chargeback disputes dispute errors error alerts alert outages
+    outage risks risk problems problem malware phishing exploits failures failure
+    errores error fallos fallo fraude amenazas ataques incidencias incidentes caídas caída problemas problema
+    fehler bugs angriffe bedrohungen betrug ausfälle ausfall störungen vorfälle probleme problem
+    erreurs erreur bogues menaces attaques fraude pannes panne incidents incident problèmes problème""".split()
+)
+#: Words before a domain noun that say the org suffers it ("had a major outage", "known bugs").
+_SUFFER: frozenset[str] = frozenset(
+    """had has have suffered suffers suffer frequent frequently occasional recurring major known reported several
+    many repeated notable serious persistent ongoing its their own
+    tuvo tiene sufre frecuentes frecuente graves varios varias sus
+    hatte hat häufige häufig bekannte schwere mehrere wiederholte seine ihre
+    a eu subi fréquentes fréquent graves plusieurs ses leurs""".split()
+)
+#: "than" in each language: the word after a comparative.
+_THAN: dict[str, frozenset[str]] = {
+    "en": frozenset({"than"}), "es": frozenset({"que"}), "de": frozenset({"als"}), "fr": frozenset({"que", "qu'"}),
+}
+_LESS: dict[str, frozenset[str]] = {
+    "en": frozenset({"less", "fewer"}), "es": frozenset({"menos"}), "de": frozenset({"weniger"}),
+    "fr": frozenset({"moins"}),
+}
+#: Words that are good or bad only when said of a price ("higher fees", "lower than Stripe's pricing").
+_PRICE_UP: frozenset[str] = frozenset("higher more höher höhere höheren teurer élevé élevés élevée élevées alto altos alta altas".split())
+_PRICE_DOWN: frozenset[str] = frozenset("lower less niedriger niedrigere bajo bajos baja bajas bas basse".split())
+_PRICE_WORDS: frozenset[str] = frozenset(
+    """fee fees price prices pricing cost costs rate rates commission commissions markup subscription tarif tarifs
+    prix frais coût coûts commission commissions precio precios tarifa tarifas comisión comisiones coste costes
+    cuota cuotas preis preise gebühr gebühren kosten provision provisionen""".split()
+)
+#: VADER words that describe rather than evaluate in vendor answers (plans, features), left out.
+_VADER_SKIP = frozenset("free freedom security secure save saves win winning support supported care share".split())
+_WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\d+", re.UNICODE)
+_ENDINGS: dict[str, tuple[str, ...]] = {
+    "en": ("s",),
+    "es": ("s", "es", "a", "as", "os", "o"),
+    "de": ("e", "en", "er", "es", "em", "n"),
+    "fr": ("s", "e", "es", "x"),
+}
+
+
+def _set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    pos: frozenset[str]
+    neg: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def _vader() -> dict[str, float]:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return {
+        w: v
+        for w, v in SentimentIntensityAnalyzer().lexicon.items()
+        if abs(v) >= 2.0 and w.isalpha() and w not in _VADER_SKIP and w not in _DOMAIN_NOUNS
+    }
+
+
+@lru_cache(maxsize=8)
+def lexicon(lang: str) -> _Lexicon:
+    """The (positive, negative) word sets of ``lang`` (English when unknown)."""
+    if lang == "es":
+        return _Lexicon(_set(_ES_POS), _set(_ES_NEG))
+    if lang == "de":
+        return _Lexicon(_set(_DE_POS), _set(_DE_NEG))
+    if lang == "fr":
+        return _Lexicon(_set(_FR_POS), _set(_FR_NEG))
+    vader = _vader()
+    pos = _set(_EN_POS) | {w for w, v in vader.items() if v > 0}
+    neg = _set(_EN_NEG) | {w for w, v in vader.items() if v < 0}
+    return _Lexicon(pos - neg.intersection(_set(_EN_POS)), neg - _set(_EN_POS))
+
+
+@lru_cache(maxsize=1)
+def _identifier():  # type: ignore[no-untyped-def]
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False)
+    ident.set_languages(list(LANGUAGES))
+    return ident
+
+
+def detect_language(text: str) -> str:
+    """``en``, ``es``, ``de`` or ``fr`` for a sample of prose ("en" for an empty sample)."""
+    sample = " ".join(text[: LANGUAGE_SAMPLE_CHARS * 2].split())[:LANGUAGE_SAMPLE_CHARS]
+    if len(sample) < 3:
+        return "en"
+    return str(_identifier().classify(sample)[0])
+
+
+def warm_up() -> None:
+    """Load the language model and the lexicons now (the model takes about a second)."""
+    _identifier()
+    for lang in LANGUAGES:
+        lexicon(lang)
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of ``text`` (apostrophes unified; French elisions split: "n'est" → "n'", "est")."""
+    text = unicodedata.normalize("NFC", text).lower().replace("’", "'")
+    out: list[str] = []
+    for w in _WORD_RE.findall(text):
+        if "'" in w and w[:2] in ("n'", "l'", "d'", "j'", "c'", "s'", "m'", "t'", "qu"):
+            head, _, tail = w.partition("'")
+            out.extend((head + "'", tail) if tail else (head + "'",))
+        else:
+            out.append(w)
+    return out
+
+
+def _sign(word: str, lang: str, lex: _Lexicon) -> int:
+    if word in lex.pos:
+        return 1
+    if word in lex.neg:
+        return -1
+    for end in _ENDINGS.get(lang, ()):
+        if len(word) > len(end) + 3 and word.endswith(end):
+            stem = word[: -len(end)]
+            if stem in lex.pos:
+                return 1
+            if stem in lex.neg:
+                return -1
+    return 0
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """Hits in one clause: ``pos``/``neg`` counts of plain evaluations; ``comparison``: the sign of a comparative
+    followed by "than"/"que"/"als" (0 = no comparison) and ``than_at``: the index (in :func:`words`) of that word."""
+
+    pos: int = 0
+    neg: int = 0
+    comparison: int = 0
+    than_at: int = -1
+
+
+def polarity(ws: list[str], lang: str) -> Polarity:
+    """Evaluations in the words ``ws`` of one clause (see the module docstring)."""
+    lex = lexicon(lang)
+    priced = not _PRICE_WORDS.isdisjoint(ws)
+
+    def sign(word: str) -> int:
+        if priced:
+            if word in _PRICE_UP:
+                return -1
+            if word in _PRICE_DOWN:
+                return 1
+        return _sign(word, lang, lex)
+
+    negators = _NEGATORS.get(lang, _NEGATORS["en"])
+    labels = _LABELS.get(lang, ())
+    phrases = _PHRASES.get(lang, ())
+    than = _THAN.get(lang, frozenset())
+    less = _LESS.get(lang, frozenset())
+    pos = neg = 0
+    comparison, than_at = 0, -1
+    n = len(ws)
+    i = 0
+    while i < n:
+        w = ws[i]
+        if w in than and comparison == 0 and i > 0:
+            # The comparative is the evaluative word right before "than" ("cheaper than", "more expensive than").
+            for j in range(i - 1, max(-1, i - 4), -1):
+                s = sign(ws[j])
+                if s:
+                    if any(ws[k] in less for k in range(max(0, j - 2), j)):
+                        s = -s
+                    comparison, than_at = s, i
+                    break
+            i += 1
+            continue
+        hit = 0
+        length = 1
+        for label in labels:
+            if tuple(ws[i : i + len(label)]) == label:
+                hit, length = 0, len(label)
+                break
+        else:
+            for words_, phrase_sign in phrases:
+                if tuple(ws[i : i + len(words_)]) == words_:
+                    hit, length = phrase_sign, len(words_)
+                    break
+            else:
+                if w in _DOMAIN_NOUNS:
+                    before = ws[max(0, i - 3) : i]
+                    hit = -1 if any(b in _SUFFER for b in before) else 0
+                else:
+                    hit = sign(w)
+        if hit:
+            window = ws[max(0, i - 3) : i]
+            if any(b in negators or b.endswith("n't") for b in window):
+                hit = -hit
+            if hit > 0:
+                pos += 1
+            else:
+                neg += 1
+        i += length
+    if comparison:
+        # The comparative itself was counted as a plain hit too: the caller credits it by direction instead.
+        if comparison > 0 and pos:
+            pos -= 1
+        elif comparison < 0 and neg:
+            neg -= 1
+    return Polarity(pos, neg, comparison, than_at)
+
+
+def verdict(pos: int, neg: int) -> str:
+    """POSITIVE / NEGATIVE / MIXED / NEUTRAL from favourable and unfavourable hits (both → MIXED)."""
+    if pos and neg:
+        return "MIXED"
+    if pos:
+        return "POSITIVE"
+    if neg:
+        return "NEGATIVE"
+    return "NEUTRAL"

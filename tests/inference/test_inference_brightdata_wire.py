@@ -228,13 +228,15 @@ async def test_a_trigger_refusing_custom_output_fields_is_sent_again_without_it_
 
 
 async def test_an_undocumented_progress_status_ends_the_poll_after_the_bound(
-    settings: Settings, http: httpx.AsyncClient, sandbox_knobs: Any
+    settings: Settings, http: httpx.AsyncClient, sandbox_knobs: Any, sandbox_admin: httpx.AsyncClient
 ) -> None:
     await sandbox_knobs({"brightdata_progress_status": "collecting", "brightdata_duration_s": 600})
+    cancels = (await sandbox_admin.get("/_sandbox/stats")).json()["brightdata"]["cancels"]
     s = settings.model_copy(update={"brightdata_unknown_status_seconds": 0.5})
     (o,) = await _provider(s, http).complete_batch([_req(0)], deadline=Deadline(60))
     assert isinstance(o, ItemFailure) and o.provider_error_code == "unknown_status"
     assert "'collecting'" in o.message and "starting, running, ready, failed" in o.message
+    assert (await sandbox_admin.get("/_sandbox/stats")).json()["brightdata"]["cancels"] == cancels + 1  # not left
 
 
 # --- the failed-trigger check: from_date and pages ------------------------------------------------------------------

@@ -520,7 +520,7 @@ class BrightDataProvider:
     def _input(self, req: CompletionRequest, index: int) -> dict[str, Any]:
         item: dict[str, Any] = {"url": self.dataset.url, "prompt": prompt_of(req), "index": index}
         if req.location:
-            item["country"] = req.location
+            item["country"] = req.location.lower()  # as the docs' examples send it ("us"; providers-2026-12.md)
         if self.dataset.web_search_field:
             # A permission, not an order (§2.3): ChatGPT decides whether to search. Always granted so that
             # scraped answers look like what a signed-in user sees (the API's own default is true too).
@@ -788,6 +788,8 @@ class BrightDataProvider:
             self._require_key()
             status = await self._wait_ready(job_id, give_up, deadline)
             if status is not None:
+                if status.metadata.get("provider_error_code") == "unknown_status":  # given up on: not left running
+                    await self._cancel_quietly(job_id)
                 return fail_all(status)
             records = await self._download(job_id, give_up, deadline)
         except _GaveUp:
@@ -852,7 +854,7 @@ class BrightDataProvider:
                                 status=status[:40])
                     return Unavailable(
                         f"snapshot {job_id} reported the undocumented progress status {_shown(status)} for "
-                        f"{bound:g} s (documented: starting, running, ready, failed); gave up",
+                        f"{bound:g} s (documented: starting, running, ready, failed); gave up and cancelled it",
                         provider=self.name, metadata={"provider_error_code": "unknown_status"})
                 interval = min(interval, max(0.0, bound - (now - unknown_since)) + 0.001)
             else:

@@ -107,6 +107,7 @@ def run_to_proto(s: RunSummary) -> pb.Run:
         credits=t.credits,
         usage=common_pb2.Usage(input_tokens=t.input_tokens, output_tokens=t.output_tokens),
         error=r.error or "",
+        input_incomplete=not r.input_complete,
     )
     for field, value in (("created_at", r.created_at), ("started_at", r.started_at), ("finished_at", r.finished_at)):
         stamp = ts(value)

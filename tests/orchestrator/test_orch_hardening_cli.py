@@ -22,6 +22,7 @@ from services.orchestrator.inputs import CompanyCsv, InputError, InputRow, rows_
 from services.orchestrator.report import csv_safe, printable
 from services.orchestrator.research import Clients, ResearchOptions
 from services.orchestrator.runs import Orchestrator
+from services.orchestrator.server import run_to_proto
 from services.orchestrator.store import Store
 from shared.config import Settings
 from shared.errors import FailedPrecondition
@@ -238,6 +239,7 @@ async def test_an_incomplete_run_is_refused_by_resume_and_workers(store: Store, 
         for call in (orch.prepare_resume(run.id), orch.prepare_retry(run.id), orch.begin(run.id, join=True)):
             with pytest.raises(FailedPrecondition, match="incomplete: loading its input was interrupted"):
                 await call
+        assert run_to_proto(await orch.summary(run.id)).input_incomplete  # GetRun / ListRuns say so
     assert await store.find_work(stale_seconds=0, limit=10) == []
     assert await store.find_work(stale_seconds=0, limit=10, only=run.id) == []
     assert await store.join_run(run.id, "someone", restart=True) is None

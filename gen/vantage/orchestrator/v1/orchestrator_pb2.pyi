@@ -109,7 +109,7 @@ class RunCounts(_message.Message):
     def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "kind", "status", "name", "counts", "cost_usd", "credits", "usage", "created_at", "started_at", "finished_at", "error")
+    __slots__ = ("run_id", "kind", "status", "name", "counts", "cost_usd", "credits", "usage", "created_at", "started_at", "finished_at", "error", "input_incomplete")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[Run.Status]
@@ -136,6 +136,7 @@ class Run(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    INPUT_INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     kind: RunKind
     status: Run.Status
@@ -148,7 +149,8 @@ class Run(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     error: str
-    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., status: _Optional[_Union[Run.Status, str]] = ..., name: _Optional[str] = ..., counts: _Optional[_Union[RunCounts, _Mapping]] = ..., cost_usd: _Optional[float] = ..., credits: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    input_incomplete: bool
+    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., status: _Optional[_Union[Run.Status, str]] = ..., name: _Optional[str] = ..., counts: _Optional[_Union[RunCounts, _Mapping]] = ..., cost_usd: _Optional[float] = ..., credits: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., input_incomplete: _Optional[bool] = ...) -> None: ...
 
 class UploadInputRequest(_message.Message):
     __slots__ = ("data", "filename")

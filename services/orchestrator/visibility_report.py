@@ -21,7 +21,9 @@ Figures, per model × location and overall:
 Plus the summary line ``N processed, N evaluations, N citations, N competitors, $X total cost`` (processed = question
 runs finished, done or failed; competitors = distinct after merging; cost = Σ of the run's ledger, USD), the Bright
 Data snapshots triggered (and the most questions in one), the answers served from the response cache ($0) against
-those newly asked, and the failures grouped by reason.
+those newly asked, and the failures grouped by reason. When a run asked for a location that a model's provider has
+no way to apply (its ``supports_locations`` capability, :data:`services.inference.router.PROVIDERS`), a note says
+so per model and location (:func:`location_notes`) instead of presenting the group as located.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import select
 
+from services.inference.router import PROVIDERS
 from services.orchestrator.report import run_record, usd
 from services.orchestrator.store import RunRow, RunTotals, Store
+from services.orchestrator.store import models as m
 from services.orchestrator.store.eval_repo import EvalStore
 
 #: Competitors / domains listed per table.
@@ -166,6 +171,8 @@ class Report:
     max_snapshot_size: int
     snapshots_by_provider: dict[str, int]
     failures: list[FailureStat]
+    #: "location GB was not applied for model X (...)" lines, see :func:`location_notes`.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -253,7 +260,28 @@ async def build_report(store: Store, run_id: str) -> Report:
         org_domain=str(run.options.get("org_domain", "")), groups=ordered, overall=overall,
         snapshots=len(batches), max_snapshot_size=max((len(b.member_ids) for b in batches), default=0),
         snapshots_by_provider=dict(by_provider), failures=failures,
+        notes=await _location_notes(store, run_id),
     )
+
+
+def location_notes(rows: list[tuple[str, str, str]], providers: dict[str, Any] = PROVIDERS) -> list[str]:
+    """One line per distinct (model, location, provider) of a run's question runs whose provider cannot apply a
+    location (its ``capabilities.supports_locations`` is false in ``providers``): those answers were not located,
+    whatever the run asked."""
+    out = []
+    for model, location, provider in rows:
+        spec = providers.get(provider)
+        if location and spec is not None and not spec.capabilities.supports_locations:
+            out.append(f"location {location} was not applied for model {model}: {spec.name} has no location option")
+    return out
+
+
+async def _location_notes(store: Store, run_id: str) -> list[str]:
+    qr = m.question_runs.c
+    stmt = (select(qr.model, qr.location, qr.provider).where(qr.run_id == run_id, qr.provider.is_not(None))
+            .distinct().order_by(qr.model, qr.location))
+    async with store.engine.connect() as conn:
+        return location_notes([(r[0], r[1] or "", r[2]) for r in await conn.execute(stmt)])
 
 
 def _order(groups: dict[tuple[str, str], GroupStats], options: dict[str, Any]) -> list[GroupStats]:
@@ -363,7 +391,7 @@ def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None
     if rep.failures:
         out.print(failures_table(rep))
     line = rep.summary_line() + (f" · wall {wall_seconds:.1f}s" if wall_seconds is not None else "")
-    for text in (line, rep.snapshot_line(), rep.cache_line()):
+    for text in (line, rep.snapshot_line(), rep.cache_line(), *rep.notes):
         out.print(text, markup=False, highlight=False)
     hints = [f"run {rep.run.id} ({rep.run.status})"]
     if rep.totals.unfinished:
@@ -408,6 +436,7 @@ def report_dict(rep: Report) -> dict[str, Any]:
         "groups": [_group_dict(gs) for gs in rep.groups],
         "failures": [{"kind": f.kind, "reason": f.code, "count": f.count, "example": f.example}
                      for f in rep.failures],
+        "notes": list(rep.notes),
     }
 
 

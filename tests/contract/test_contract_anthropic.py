@@ -56,7 +56,8 @@ async def test_client_sends_the_documented_web_search_request_and_parses_the_ans
     assert r.web_search_calls == doc["usage"]["server_tool_use"]["web_search_requests"] == 1
     assert (r.input_tokens, r.output_tokens) == (6039, 931) and r.finish_reason == "end_turn"
     s = provider._settings
-    assert r.cost_usd == pricing.token_cost_usd(s, body["model"], 6039, 931) + pricing.web_search_cost_usd(s, 1)
+    assert r.cost_usd == pricing.token_cost_usd(s, body["model"], 6039, 931) + pricing.web_search_cost_usd(
+        s, 1, body["model"])
 
 
 async def test_client_asks_for_structured_output_not_a_forced_tool(documented_server) -> None:

@@ -74,7 +74,7 @@ async def test_client_parses_the_documented_web_search_answer(documented_server)
     assert (r.input_tokens, r.output_tokens) == (usage["input_tokens"], usage["output_tokens"])
     s = provider._settings
     assert r.cost_usd == pricing.token_cost_usd(s, "gpt-4.1", usage["input_tokens"], usage["output_tokens"]) + \
-        pricing.web_search_cost_usd(s, 1)
+        pricing.web_search_cost_usd(s, 1, "gpt-4.1")
 
 
 async def test_client_retries_an_incomplete_answer_once_then_fails_with_its_reason(documented_server) -> None:

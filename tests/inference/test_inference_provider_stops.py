@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 import pytest
 
+from services.inference import pricing
 from shared.config import Settings
 from shared.errors import from_rpc_error
 from vantage.inference.v1 import inference_pb2 as pb
@@ -73,7 +74,7 @@ async def test_openai_incomplete_is_retried_once_with_a_larger_budget(
     assert r.usage.output_tokens >= 1024  # the incomplete call spent its whole budget
     in_p, out_p = settings.token_prices("gpt-5-mini")
     assert r.cost_usd == pytest.approx(billed_in * in_p / 1e6 + billed_out * out_p / 1e6
-                                       + r.web_search_calls * settings.web_search_call_usd)
+                                       + pricing.web_search_cost_usd(settings, r.web_search_calls, "gpt-5-mini"))
 
 
 @pytest.mark.parametrize("web_search", [True, False], ids=["responses", "chat"])

@@ -11,6 +11,7 @@ import httpx
 import jsonschema
 import pytest
 
+from services.inference import pricing
 from services.inference.providers import ChatMessage, CompletionRequest
 from services.inference.providers.anthropic import AnthropicProvider
 from services.inference.providers.perplexity import PerplexityProvider, agent_answer, agent_model
@@ -54,7 +55,7 @@ async def test_openai_responses_web_search(stub: pb_grpc.InferenceServiceStub, s
     assert r.web_search_calls == after.get("web_search_calls", 0) - before.get("web_search_calls", 0) >= 1
     in_p, out_p = settings.token_prices("gpt-4.1")
     assert r.cost_usd == (r.usage.input_tokens * in_p / 1e6 + r.usage.output_tokens * out_p / 1e6
-                          + r.web_search_calls * settings.web_search_call_usd)
+                          + pricing.web_search_cost_usd(settings, r.web_search_calls, "gpt-4.1"))
 
 
 async def test_openai_without_web_search_uses_chat_completions(stub: pb_grpc.InferenceServiceStub,
@@ -83,7 +84,7 @@ async def test_anthropic_web_search(stub: pb_grpc.InferenceServiceStub, settings
     assert r.usage.input_tokens == after["input_tokens"] - before.get("input_tokens", 0)
     in_p, out_p = settings.token_prices("claude-sonnet-5")
     assert r.cost_usd == (r.usage.input_tokens * in_p / 1e6 + r.usage.output_tokens * out_p / 1e6
-                          + r.web_search_calls * settings.web_search_call_usd)
+                          + pricing.web_search_cost_usd(settings, r.web_search_calls, "claude-sonnet-5"))
 
 
 async def test_anthropic_plain_and_schema(stub: pb_grpc.InferenceServiceStub) -> None:

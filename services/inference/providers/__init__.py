@@ -1,6 +1,6 @@
 """The provider interface of the inference service and the domain types it speaks (no gRPC, no protobuf).
 
-A provider is one upstream API (OpenAI-compatible chat completions, Anthropic Messages, Perplexity Sonar, a Bright
+A provider is one upstream API (OpenAI-compatible chat completions, Anthropic Messages, Perplexity's Agent API, a Bright
 Data scraper dataset). The servicer never talks to an SDK: it validates, routes (:mod:`services.inference.router`)
 and calls :meth:`Provider.complete` (or, for batch providers, :class:`BatchProvider`'s methods). Providers raise
 :mod:`shared.errors` classes only — SDK exceptions are translated at the provider boundary, so the interceptor can

@@ -199,7 +199,7 @@ class AnthropicProvider(SdkProvider):
         text = "".join(texts)
         json_text = parse_json_answer(text, finish, self.name) if req.json_schema is not None else ""
         cost = pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok) + pricing.web_search_cost_usd(
-            self._settings, searches
+            self._settings, searches, req.model
         )
         return CompletionResult(
             text=text,

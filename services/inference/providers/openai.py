@@ -237,7 +237,7 @@ class OpenAIProvider(SdkProvider):
             searches = web_search_count(earlier)
             result.web_search_calls += searches
             result.cost_usd += pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok)
-            result.cost_usd += pricing.web_search_cost_usd(self._settings, searches)
+            result.cost_usd += pricing.web_search_cost_usd(self._settings, searches, req.model)
         return result
 
     def _chat_result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
@@ -332,7 +332,7 @@ class OpenAIProvider(SdkProvider):
         in_tok = int(getattr(usage, "input_tokens", 0) or 0)
         out_tok = int(getattr(usage, "output_tokens", 0) or 0)
         cost = pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok) + pricing.web_search_cost_usd(
-            self._settings, searches
+            self._settings, searches, req.model
         )
         return CompletionResult(
             text=text,

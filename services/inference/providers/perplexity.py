@@ -23,8 +23,8 @@ one per search, so every item is read (mvanhorn/last30days-skill PR #913) — th
 ``[n]`` (their ``id``) first, then the other results, each URL once. ``search_queries`` are the items' ``queries``.
 
 Cost, into the ledger: ``usage.cost.total_cost`` (USD; tokens plus per-search billing, vercel/ai PR #18991) when
-present, else tokens × ``settings.token_prices(model)`` + searches × $0.005 ($5 / 1K ``web_search`` calls,
-docs.perplexity.ai/docs/grounded-llm/responses/tools/overview). ``web_search_calls`` =
+present, else tokens × the model's catalogue prices + searches × its catalogue fee per search ($5 / 1K
+``web_search`` calls, docs.perplexity.ai/docs/grounded-llm/responses/tools/overview). ``web_search_calls`` =
 ``usage.tool_calls_details.web_search.invocation``, else the number of ``search_results`` items.
 A response whose ``status`` is not ``completed`` (``failed``, ``cancelled``, …) is never an answer.
 """
@@ -63,8 +63,6 @@ SONAR_PRESETS = {
 }
 #: The preset form of a model name in our routing table: ``pplx:fast``.
 PRESET_PREFIX = "pplx:"
-#: USD per ``web_search`` call when the response carries no cost ($5.00 / 1,000 calls).
-WEB_SEARCH_USD = 0.005
 #: The ``web_search`` tool forced on every call.
 FORCE_WEB_SEARCH: dict[str, str] = {"type": "web_search"}
 _MARKER = re.compile(r"\[(\d{1,4})\]")
@@ -223,7 +221,8 @@ class PerplexityProvider(SdkProvider):
         cost = (
             float(reported)
             if isinstance(reported, int | float)
-            else pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok) + searches * WEB_SEARCH_USD
+            else pricing.token_cost_usd(self._settings, req.model, in_tok, out_tok)
+            + pricing.web_search_cost_usd(self._settings, searches, req.model)
         )
         return CompletionResult(
             text=text,

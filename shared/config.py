@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     tavily_credit_usd: float = Field(0.008, description="USD per Tavily credit (pay-as-you-go price).")
     search_cache_ttl_seconds: float = Field(86_400.0, description="Seconds a cached search result stays fresh.")
     search_cache_entries: int = Field(10_000, description="Search results kept in the in-memory cache.")
-    search_cache_max_chars: int = Field(
-        200_000_000, description="Characters of result text (content + raw content) the search cache may hold."
+    search_cache_max_bytes: int = Field(
+        256 * 1024 * 1024, description="Bytes of memory the search cache may hold (the cached pages' deep size: "
+        "text, URLs, objects); least recently used pages go first. 0 = bounded by entries only."
     )
     tavily_extra_headers: dict[str, str] = Field(
         default_factory=dict,
@@ -304,6 +305,10 @@ class Settings(BaseSettings):
     )
     circuit_cooldown_seconds: float = Field(
         10.0, description="Seconds an open circuit fails fast (UNAVAILABLE + RetryInfo) before one probe call."
+    )
+    provider_fair_share: bool = Field(
+        True, description="Share each provider's concurrency budget fairly between callers (gRPC peer connections):"
+        " while others wait, one caller holds at most ceil(limit / active callers) slots; alone it may use all."
     )
     tavily_rpm: int = Field(1000, description="Tavily requests per minute (production key 1,000; development 100); 0 = unlimited.")
     openai_rpm: int = Field(0, description="OpenAI-compatible API requests per minute (your tier's limit); 0 = unlimited.")

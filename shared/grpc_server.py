@@ -48,7 +48,7 @@ from shared.errors import (
     public_message,
     to_status,
 )
-from shared.resilience import is_timeout
+from shared.resilience import current_caller, is_timeout
 
 log = structlog.get_logger("vantage.grpc")
 
@@ -316,6 +316,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 obs.started.inc()
                 ctx = call_context(context)
                 tokens = structlog.contextvars.bind_contextvars(**ctx)
+                caller = current_caller.set(context.peer() or "")
                 try:
                     if stream_in:
                         request = decoded_requests(request)
@@ -338,6 +339,8 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                         raise
                     await fail(context, exc, start, ctx)
                 finally:
+                    with contextlib.suppress(ValueError):  # a generator finalised in another context
+                        current_caller.reset(caller)
                     structlog.contextvars.reset_contextvars(**tokens)
 
             return stream_handler
@@ -347,6 +350,8 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             obs.started.inc()
             ctx = call_context(context)
             tokens = structlog.contextvars.bind_contextvars(**ctx)
+            # Fair share of provider budgets is per caller: the peer connection (never the token).
+            caller = current_caller.set(context.peer() or "")
             try:
                 if stream_in:
                     request = decoded_requests(request)
@@ -365,6 +370,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 await fail(context, exc, start, ctx)
             finally:
+                current_caller.reset(caller)
                 structlog.contextvars.reset_contextvars(**tokens)
 
         return unary_handler

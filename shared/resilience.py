@@ -35,6 +35,15 @@ What happens on each attempt, in order:
    a resizable ``anyio.CapacityLimiter`` (``total_tokens``), exported as the ``provider_concurrency_limit`` gauge and
    logged when it drops.
 
+4. **Fair share between callers** (:class:`FairShare`): the calls of one provider are admitted per *caller* — the
+   gRPC peer connection that asked (:data:`current_caller`, set by the server interceptor; the shared bearer token
+   says nothing about who calls, and is never a key or a label) — so that one client cannot take the whole budget
+   (the Tavily budget of the search service, an LLM provider's): a caller alone may use every slot, but while other
+   callers are waiting it holds at most ``⌈limit / active callers⌉`` of them (max-min fair share, the idea of
+   Linux CFS and of weighted fair queueing with equal weights); its surplus calls wait at the gate, not in the
+   provider's queue, so a newcomer's call overtakes them. Calls outside any RPC (background work) share one
+   anonymous caller.
+
 Retries (:meth:`ProviderGuard.run`, :class:`RetryPolicy`): on 429 / 5xx / timeouts / connection errors / malformed
 bodies, at most ``max_attempts`` attempts in all (gRFC A6 caps client retries at 5 attempts), waiting
 ``random(0, min(initial · 2ⁿ⁻¹, max))`` seconds — exponential back-off with *full jitter* (AWS Architecture Blog,
@@ -58,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import math
 import random
@@ -102,6 +112,15 @@ CIRCUIT_STATE = Gauge(
     "provider_circuit_state", "Circuit breaker state of a provider: 0 closed, 1 half-open, 2 open.", ["provider"]
 )
 RETRIES = Counter("provider_retries_total", "Provider call attempts retried, by cause.", ["provider", "cause"])
+FAIR_SHARE_WAITS = Counter(
+    "provider_fair_share_waits_total",
+    "Provider calls that waited because their caller already held its fair share of the provider's slots.",
+    ["provider"],
+)
+
+#: Who the current RPC is for (an opaque key: the peer connection); "" outside any RPC. Set by
+#: :class:`shared.grpc_server.ContextInterceptor`, read by :class:`FairShare` through :meth:`ProviderGuard.attempt`.
+current_caller: contextvars.ContextVar[str] = contextvars.ContextVar("vantage_caller", default="")
 
 
 def estimate_tokens(text: str) -> int:
@@ -301,6 +320,100 @@ class _Slot:
 
     def record(self, sig: Signal) -> None:
         self.signal = sig
+
+
+# --- fair share between callers ------------------------------------------------------------------------------
+
+
+class FairShare:
+    """Max-min fair admission of callers to a provider's ``limit`` slots (see the module docstring, step 4).
+
+    A caller is *inside* from admission to the end of its attempt (waiting for the provider's slot or holding it).
+    A call is admitted at once when its caller has fewer than ``⌈limit / active⌉`` calls inside (``active`` =
+    callers inside or waiting), or when fewer than ``limit`` calls are inside in all and no other caller is waiting;
+    otherwise it waits until one of those holds. A caller alone therefore uses every slot (but queues its surplus
+    here, not in the provider's queue), and a greedy caller keeps about its share while others want slots.
+    State per caller lives only while it has calls inside or waiting (memory bounded by concurrent calls).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._inside: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
+        self._wakers: set[asyncio.Future[None]] = set()
+        self._total = 0  # sum of _inside
+        self.waits = 0
+
+    def share(self, limit: int) -> int:
+        """Slots one caller may hold while others wait: ``⌈limit / active callers⌉`` (at least 1)."""
+        active = len(self._inside.keys() | self._waiting.keys())
+        return max(1, math.ceil(limit / max(1, active)))
+
+    def _may_enter(self, caller: str, limit: int) -> bool:
+        if self._inside.get(caller, 0) < self.share(limit):
+            return True
+        # Over its share: only a free slot that no other caller waits for (work-conserving; a surplus call waits
+        # here, at the gate, rather than in the provider's FIFO queue where a newcomer would queue behind it).
+        return self._total < limit and not any(c != caller for c in self._waiting)
+
+    def inside(self, caller: str) -> int:
+        """Calls of ``caller`` admitted and not finished."""
+        return self._inside.get(caller, 0)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, caller: str, limit: Callable[[], int], deadline: Any | None = None) -> AsyncIterator[None]:
+        """Be inside for the block (``limit()`` = the provider's current limit); waiting counts against
+        ``deadline`` (``DeadlineExceeded`` when it passes)."""
+        if not self._may_enter(caller, limit()):
+            self.waits += 1
+            FAIR_SHARE_WAITS.labels(self.name).inc()
+            self._waiting[caller] = self._waiting.get(caller, 0) + 1
+            loop = asyncio.get_running_loop()
+            try:
+                with anyio.fail_after(max(0.0, deadline.remaining(0.0)) if deadline is not None else None):
+                    while True:
+                        self._waiting[caller] -= 1  # our own entry is not "another caller waiting"
+                        ok = self._may_enter(caller, limit())
+                        self._waiting[caller] += 1
+                        if ok:
+                            break
+                        waker: asyncio.Future[None] = loop.create_future()
+                        self._wakers.add(waker)
+                        try:
+                            await waker
+                        finally:
+                            self._wakers.discard(waker)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"the deadline passed while waiting for this caller's fair share of the {self.name} budget",
+                    provider=self.name, reason="FAIR_SHARE_WAIT",
+                ) from None
+            finally:
+                left = self._waiting[caller] - 1
+                if left > 0:
+                    self._waiting[caller] = left
+                else:
+                    del self._waiting[caller]
+                self._wake()
+        self._inside[caller] = self._inside.get(caller, 0) + 1
+        self._total += 1
+        try:
+            yield
+        finally:
+            self._total -= 1
+            left = self._inside[caller] - 1
+            if left > 0:
+                self._inside[caller] = left
+            else:
+                del self._inside[caller]
+            self._wake()
+
+    def _wake(self) -> None:
+        """Let every waiter re-check (no lock, no await: safe in a ``finally`` of a cancelled call)."""
+        for w in self._wakers:
+            if not w.done():
+                w.set_result(None)
+        self._wakers.clear()
 
 
 # --- circuit breaker -------------------------------------------------------------------------------------------
@@ -556,6 +669,7 @@ class ProviderGuard:
         rates: RateLimits,
         retry: RetryPolicy,
         label: str = "",
+        fair: bool = True,
     ) -> None:
         self.name = name
         self.label = label or name
@@ -563,6 +677,7 @@ class ProviderGuard:
         self.breaker = breaker
         self.rates = rates
         self.retry = retry
+        self.fair = FairShare(name) if fair else None
         self.attempts = 0
         self.retries = 0
 
@@ -603,6 +718,7 @@ class ProviderGuard:
                 maximum=float(getattr(settings, "retry_max_seconds", 8.0)),
                 max_retry_after=float(getattr(settings, "provider_retry_after_max_seconds", 60.0)),
             ),
+            fair=bool(getattr(settings, "provider_fair_share", True)),
         )
 
     @property
@@ -635,7 +751,7 @@ class ProviderGuard:
         sig = Signal.IGNORE
         try:
             await self.rates.acquire(tokens, deadline)
-            async with self.limiter.slot(deadline, self.label) as s:
+            async with self._turn(deadline), self.limiter.slot(deadline, self.label) as s:
                 self.attempts += 1
                 try:
                     yield s
@@ -653,6 +769,12 @@ class ProviderGuard:
                     sig = s.signal or Signal.SUCCESS
         finally:
             self.breaker.record(sig, probe=probe)
+
+    def _turn(self, deadline: Any | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """The caller's fair-share turn (:class:`FairShare`), or nothing when fairness is off."""
+        if self.fair is None:
+            return contextlib.nullcontext()
+        return self.fair.turn(current_caller.get(), lambda: self.limiter.limit, deadline)
 
     async def run(self, fn: Callable[[int], Awaitable[T]], *, deadline: Any | None = None) -> T:
         """Call ``fn(attempt)`` (attempt = 1, 2, …; each call should use :meth:`attempt`) until it succeeds, fails
@@ -686,12 +808,14 @@ __all__ = [
     "AIMDLimiter",
     "CircuitBreaker",
     "CircuitState",
+    "FairShare",
     "ProviderGuard",
     "RateLimits",
     "RetryPolicy",
     "Signal",
     "aimd_next",
     "classify",
+    "current_caller",
     "deadline_passed",
     "estimate_tokens",
     "exhausted_for",

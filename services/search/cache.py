@@ -1,7 +1,9 @@
 """In-memory result cache for the search service: TTL + LRU, with single-flight coalescing.
 
-:class:`TTLCache` keeps at most ``max_entries`` values for ``ttl_seconds`` each, evicting the least recently used
-first. :class:`SingleFlight` puts it in front of a fetch function so that concurrent identical requests cause one
+:class:`TTLCache` keeps at most ``max_entries`` values for ``ttl_seconds`` each, and at most ``max_weight`` of their
+weight — bytes, with :func:`deep_sizeof` — evicting the least recently used first: a cache bounded by entries alone
+grows with the size of what it holds (hostile or huge answers), one bounded by bytes does not.
+:class:`SingleFlight` puts it in front of a fetch function so that concurrent identical requests cause one
 fetch: the first caller (the *leader*) fetches, the others await its result. A follower whose leader is cancelled
 (its RPC went away) does not inherit the cancellation: it retries and becomes the leader itself. A leader's error is
 shared with the followers waiting at that moment (same request, same answer) and never cached.
@@ -10,7 +12,9 @@ shared with the followers waiting at that moment (same request, same answer) and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -19,6 +23,21 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+def deep_sizeof(obj: object, _depth: int = 0) -> int:
+    """Bytes ``obj`` holds in memory: ``sys.getsizeof`` of it and, recursively, of the strings, bytes, numbers,
+    containers and dataclass fields it references (shared objects counted each time: an upper bound). Depth ≤ 8."""
+    size = sys.getsizeof(obj)
+    if _depth >= 8 or isinstance(obj, str | bytes | bytearray | int | float | bool | type(None)):
+        return size
+    if isinstance(obj, dict):
+        return size + sum(deep_sizeof(k, _depth + 1) + deep_sizeof(v, _depth + 1) for k, v in obj.items())
+    if isinstance(obj, list | tuple | set | frozenset):
+        return size + sum(deep_sizeof(v, _depth + 1) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return size + sum(deep_sizeof(getattr(obj, f.name), _depth + 1) for f in dataclasses.fields(obj))
+    return size
 
 
 @dataclass
@@ -36,8 +55,9 @@ class CacheStats:
 class TTLCache(Generic[K, V]):
     """A bounded mapping whose entries expire ``ttl_seconds`` after they were stored.
 
-    Bounded by count (``max_entries``) and, when ``weigh`` is given, by total weight (``max_weight``, e.g. characters
-    of text): least recently used entries go first; a single value heavier than ``max_weight`` is not stored.
+    Bounded by count (``max_entries``) and, when ``weigh`` is given, by total weight (``max_weight``; the search
+    engine weighs pages in bytes with :func:`deep_sizeof`): least recently used entries go first; a single value
+    heavier than ``max_weight`` is not stored.
     ``max_entries <= 0`` or ``ttl_seconds <= 0`` disables storage (every lookup misses). ``clock`` returns seconds
     (monotonic by default; tests pass a fake).
     """

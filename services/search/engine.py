@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from services.search.cache import Origin, SingleFlight, TTLCache
+from services.search.cache import Origin, SingleFlight, TTLCache, deep_sizeof
 from services.search.core import (
     Hit,
     SearchBackend,
@@ -44,15 +44,15 @@ class SearchOutcome:
     context_truncated: bool = False
 
 
-def page_chars(page: TavilyPage) -> int:
-    """Characters of text a cached page holds (titles, URLs, snippets, raw content)."""
-    return sum(len(h.title) + len(h.url) + len(h.content) + len(h.raw_content) for h in page.hits)
+def page_bytes(page: TavilyPage) -> int:
+    """Bytes of memory a cached page holds (its objects, titles, URLs, snippets, raw content: :func:`deep_sizeof`)."""
+    return deep_sizeof(page)
 
 
 class SearchEngine:
     """Runs validated searches (:class:`~services.search.core.SearchSpec`) against ``backend`` through a
     TTL/LRU cache with single-flight. ``usd_per_credit``: price of one Tavily credit in USD; the cache holds at
-    most ``cache_entries`` pages and ``cache_max_chars`` characters of text (0 = no character bound)."""
+    most ``cache_entries`` pages and ``cache_max_bytes`` bytes of memory (0 = no byte bound)."""
 
     def __init__(
         self,
@@ -61,12 +61,12 @@ class SearchEngine:
         usd_per_credit: float,
         cache_entries: int,
         cache_ttl_seconds: float,
-        cache_max_chars: int = 0,
+        cache_max_bytes: int = 0,
     ) -> None:
         self.backend = backend
         self.usd_per_credit = usd_per_credit
         self.flight: SingleFlight[tuple[object, ...], TavilyPage] = SingleFlight(
-            TTLCache(cache_entries, cache_ttl_seconds, max_weight=cache_max_chars, weigh=page_chars)
+            TTLCache(cache_entries, cache_ttl_seconds, max_weight=cache_max_bytes, weigh=page_bytes)
         )
 
     async def run(self, spec: SearchSpec, *, timeout_s: float, no_cache: bool = False) -> SearchOutcome:

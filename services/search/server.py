@@ -214,7 +214,7 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
             usd_per_credit=settings.tavily_credit_usd,
             cache_entries=settings.search_cache_entries,
             cache_ttl_seconds=settings.search_cache_ttl_seconds,
-            cache_max_chars=settings.search_cache_max_chars,
+            cache_max_bytes=settings.search_cache_max_bytes,
         )
         servicer = SearchServicer(engine, settings)
         yield [Mount(servicer, search_pb2_grpc.add_SearchServiceServicer_to_server, SERVICE_NAME)]

@@ -99,3 +99,25 @@ async def test_short_client_deadlines_on_search_leave_the_tavily_breaker_closed(
           f"limit {limit} of {budget}")
     assert codes == {"DEADLINE_EXCEEDED": CALLS}
     assert state == CircuitState.CLOSED and limit == budget
+
+
+async def test_a_provider_timeout_with_the_deadline_spent_is_the_callers_and_one_before_it_is_the_providers() -> None:
+    from shared.errors import DeadlineExceeded, Unavailable
+    from shared.grpc_client import Deadline
+    from shared.resilience import ProviderGuard
+
+    guard = ProviderGuard.from_settings(Settings(circuit_failure_threshold=2), "deadline_unit", concurrency=10)
+
+    async def timed_out(deadline: Deadline) -> None:
+        async with guard.attempt(deadline):
+            raise Unavailable("did not answer in time", reason="PROVIDER_TIMEOUT", provider="deadline_unit")
+
+    spent = Deadline(0.0)
+    for _ in range(5):
+        with pytest.raises(DeadlineExceeded):
+            await timed_out(spent)
+    assert guard.limit == 10 and guard.breaker.state is CircuitState.CLOSED and guard.breaker.failures == 0
+    for _ in range(2):  # the same timeout with time left on the deadline: the provider's fault
+        with pytest.raises(Unavailable):
+            await timed_out(Deadline(30.0))
+    assert guard.limit < 10 and guard.breaker.state is CircuitState.OPEN

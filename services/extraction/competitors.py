@@ -57,9 +57,11 @@ from services.extraction.names import (
     merge_keys,
     name_forms,
     tokens,
+    zipf,
 )
 from services.extraction.text import (
     Doc,
+    Unit,
     is_citation_chip,
     is_sentence_start,
     lead_span,
@@ -109,7 +111,10 @@ GENERIC_ACRONYMS: frozenset[str] = frozenset(
     etl saas paas iaas vram ram ssd nvme k8s vm vms os ui ux io eu us uk usa apac emea tldr na tbd etc q&a ceo cto
     cfo vpc iam sso soc hipaa gdpr iso p2p b2b b2c pue kw mw gw tb gb pb hr mo yr fp8 fp16 bf16 int8 fp32 sxm pcie
     nvl hbm dgx hgx cli gui ide pdf csv json yaml http https url urls seo geo aeo kpi kpis mvp poc pov rfp sku
-    note tip new hot""".split()
+    note tip new hot edr xdr mdr siem soar eor peo hris hcm apm rum kyc kyb aml psp ats pos crm erp cms cdp ci cd
+    okr mor smb smbs sme smes pme tpe pyme pymes dsgvo rgpd vat iva mwst dns waf cdn ddos vpn oled qr sql nosql ssl
+    tls mfa 2fa otp byod mdm dlp casb ztna sase tv tvs pc pcs sms mms b2b2c d2c dtc mrr arr ltv cac nps csat sla
+    w-2 1099 401k eu-us""".split()
 )
 #: Leading words of a phrase that is a label, a question or an instruction, not a name.
 LEADING_GENERIC: frozenset[str] = frozenset(
@@ -153,6 +158,7 @@ class Candidate:
     url: str = ""
     cls: str = GENERIC
     cued: bool = False
+    mid: bool = False  # a prose name capitalised in the middle of a sentence
 
 
 def _is_code(word: str) -> bool:
@@ -162,7 +168,7 @@ def _is_code(word: str) -> bool:
 @lru_cache(maxsize=65_536)
 def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
     """GENERIC, WEAK, MEDIUM or STRONG for a cleaned candidate name (see the module docstring)."""
-    name = re.sub(r"['’]s$", "", name)  # "AI's" is not CamelCase
+    name = re.sub(r"['’]s$", "", name).replace("’", "'")  # "AI's" is not CamelCase
     words = tokens(name)
     if not words or len(words) > 5 or len(name) > 50:
         return GENERIC
@@ -172,6 +178,10 @@ def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
         return GENERIC  # names are capitalised in assistant prose; "great for startups" is not a name
     if " ".join(low) in generic or _GENERIC_PATTERN.match(name) or low[0] in LEADING_GENERIC:
         return GENERIC
+    if " ".join(low) in NEVER_NAMES or low[0] in HARDWARE or (
+        len(words) > 1 and any(w[:1].islower() and w not in NAME_CONNECTORS for w in words[1:])
+    ):
+        return GENERIC  # "It"; "HR-Software für den Mittelstand" is a phrase, not a name
     if all(w in generic or w in FUNCTION_WORDS or w in GENERIC_ACRONYMS or _is_code(w) for w in low):
         return GENERIC
     if domain_like:
@@ -205,17 +215,24 @@ def _clean_candidate(raw: str) -> list[str]:
 
 
 _PAREN_RE = re.compile(r"\s*\([^()]*\)")
+_POSSESSIVE_RE = re.compile(r"['’]s\b")
 _VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
 
 
 @lru_cache(maxsize=65_536)
 def _clean_candidate_cached(raw: str) -> tuple[str, ...]:
-    text = _PAREN_RE.sub("", plain(raw))
+    text = _POSSESSIVE_RE.sub("", _PAREN_RE.sub("", plain(raw)))
+    words = text.split()
+    while len(words) > 1 and _CODE_RE.match(words[-1].rstrip("s")):
+        words.pop()  # a model code is not part of the maker's name: "Milwaukee M18", "NVIDIA H100s"
+    text = " ".join(words) if len(words) < len(text.split()) else text
     text = text.split("(", 1)[0]  # an unclosed parenthesis: keep what precedes it
     parts = _VERSUS_RE.split(text)
     return tuple(p for p in (clean_name(x) for x in parts) if p)
 
 
+#: Lower-case words that may join the words of a name ("Bank of America", "Banco de España", "Procter & Gamble").
+NAME_CONNECTORS: frozenset[str] = frozenset("of de del la le du des and y et und the for von van der da di e".split())
 #: First header cell of a comparison table whose columns are brands: "| Feature | CoreWeave | Lambda |".
 COLUMN_TABLE_HEADS: frozenset[str] = frozenset(
     """feature features criteria criterion aspect aspects metric metrics attribute attributes dimension
@@ -350,6 +367,176 @@ def _prose_candidates(
     return out
 
 
+# --- prose names: capitalised spans in running text, kept only with brand evidence ------------------------------
+
+#: Words that are never a name by themselves, in the four languages: pronouns, determiners, sentence openers.
+NEVER_NAMES: frozenset[str] = frozenset(
+    """it its it's they them their theirs this that these those there here we our ours you your he she his her i
+    my me us also however but and or so then when while if for with without both each every either neither many
+    most some any all none one other another such what which who whose how why where after before because since
+    although though yet still even just only overall instead meanwhile finally first second third next last
+    ellos ellas él ella ello esto este esta estos estas ese esa eso su sus nosotros usted ustedes para con sin
+    pero y o si cuando como también además aunque mientras cada muchos muchas otro otra otros otras todos
+    es er sie wir ihr ihre ihren sein seine dies diese dieser dieses das der die den dem des und oder aber wenn
+    für mit ohne auch jedoch außerdem viele andere alle beide jede jeder wer was wie wo man
+    il elle ils elles ce cet cette ces son sa ses leur leurs nous vous on le la les et ou mais si pour avec sans
+    aussi cependant chaque beaucoup autre autres tous toutes qui quoi comme où""".split()
+)
+#: Plan and tier names (a plan of the org is part of the org, never a brand of its own).
+PLAN_NAMES: frozenset[str] = frozenset(
+    """free starter basic pro business enterprise standard team teams plus premium professional growth scale
+    essentials advanced ultimate unlimited personal individual family student lite core""".split()
+)
+#: Regions and other places that no country list has.
+_REGIONS: frozenset[str] = frozenset(
+    x.strip()
+    for x in """europe, asia, africa, america, americas, oceania, eu, emea, apac, latam, nordics, benelux, dach,
+    northeast, northwest, southeast, southwest, midwest, middle east, far east, latin america, north america,
+    south america, west coast, east coast, silicon valley, alps, pyrenees, scandinavia, balkans, caribbean,
+    black friday, cyber monday, prime day""".split(",")
+)
+#: Hardware named as the thing rented or run, not an option.
+HARDWARE: frozenset[str] = frozenset("nvidia amd intel".split())
+#: German nouns are capitalised: a rare capitalised word with a noun ending is a compound, not a name.
+_DE_NOUN_END_RE = re.compile(
+    r"(?:ung|ungen|heit|heiten|keit|keiten|schaft|schaften|tion|tionen|ität|itäten|nis|nisse|ismus|ment|"
+    r"ments|enz|anz|ling|tum|ei|eien|ierung)$"
+)
+_UPPER = "A-ZÀ-ÖØ-ÞĀ-Ž"
+_CAP_WORD = rf"(?:[{_UPPER}][\w'’&.+-]*[\w+]|[{_UPPER}]|[a-z]+[{_UPPER}][\w]*)"
+#: A run of capitalised words (CamelCase and "eBay"-like included), or a lower-case domain-like name
+#: ("incident.io", "monday.com").
+_CAP_SPAN_RE = re.compile(
+    rf"(?<![\w.@/#&'’+-])(?:{_CAP_WORD}(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])|[a-z][a-z0-9-]*\.(?:io|ai|com|app|co|dev|so)\b)"
+)
+
+
+_ACRONYM_RE = re.compile(r"[A-Z]{2,5}")
+#: A single everyday English word capitalised mid-sentence is taken for a name below this Zipf frequency
+#: ("Linear" 4.1, "Stripe" 3.5); above it ("Target" 4.8, "Max" 4.7) it needs more evidence.
+_PROSE_ZIPF_MAX = 4.5
+_NO_UNIT = Unit("sentence", 0, 0, 0, index=-1)
+_PLURAL_ACRONYM_RE = re.compile(r"[A-Z]{2,6}s")
+#: Prepositions that put a place after them ("in Lisbon", "à Lyon", "nach Berlin", "en Madrid").
+_PLACE_PREPOSITIONS: dict[str, frozenset[str]] = {
+    "en": frozenset("in near around from to at across throughout via".split()),
+    "es": frozenset("en desde hacia cerca por".split()),
+    "de": frozenset("in nach bei aus von ab zwischen".split()),
+    "fr": frozenset("à en au aux dans depuis vers près entre".split()),
+}
+_PREV_WORD_RE = re.compile(r"(\w+)[ \t]+$")
+
+
+def _after_place_preposition(doc: Doc, start: int, lang: str) -> bool:
+    m = _PREV_WORD_RE.search(doc.masked, max(0, start - 20), start)
+    return bool(m) and m.group(1).lower() in _PLACE_PREPOSITIONS.get(lang, _PLACE_PREPOSITIONS["en"])
+
+
+@lru_cache(maxsize=1)
+def _places() -> frozenset[str]:
+    """Country and subdivision names (pycountry's ISO 3166 data, offline) and regions, lower case."""
+    import pycountry
+
+    names = set(_REGIONS)
+    for c in pycountry.countries:
+        for attr in ("name", "common_name", "official_name"):
+            v = getattr(c, attr, None)
+            if v:
+                names.add(v.lower())
+    for s in pycountry.subdivisions:
+        names.add(s.name.lower())
+    import gettext
+
+    for lang in ("de", "es", "fr"):  # pycountry ships the iso-codes translations
+        try:
+            tr = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang])
+        except OSError:
+            continue
+        for c in pycountry.countries:
+            names.add(tr.gettext(c.name).lower())
+    return frozenset(names)
+
+
+def is_place(name: str) -> bool:
+    return name.lower() in _places()
+
+
+def _is_common(word: str, threshold: float, lang: str) -> bool:
+    if is_common_word(word, threshold):
+        return True
+    if lang in ("es", "de", "fr"):
+        from wordfreq import zipf_frequency
+
+        return all(zipf_frequency(p, lang, wordlist="small") >= threshold for p in word.lower().split("-") if p)
+    return False
+
+
+def _rule_out(name: str, lang: str) -> bool:
+    """Pronouns, plan names, places, hardware, category acronyms: never brands (rule, not evidence)."""
+    low = name.lower().replace("’", "'")
+    words = low.split()
+    if not words or low in NEVER_NAMES or low in PLAN_NAMES or low in HARDWARE or is_place(name):
+        return True
+    if len(words) == 1 and (low in GENERIC_ACRONYMS or _PLURAL_ACRONYM_RE.fullmatch(name) or (len(name) <= 2 and not name.isupper())):
+        return True
+    if lang == "de" and len(words) == 1 and (_DE_NOUN_END_RE.search(low) or len(low) >= 15 or _de_compound(low)):
+        return True
+    if len(words) == 1 and "-" in low and low.rsplit("-", 1)[1] and (
+        name.rsplit("-", 1)[1][:1].islower() or lang == "de"
+    ):
+        return True  # "Shopify-focused", "Kubernetes-native"; German "B2B-Bereich", "US-Tool"
+    return False
+
+
+@lru_cache(maxsize=65_536)
+def _de_compound(word: str) -> bool:
+    """A German compound noun: its tail (≥ 4 letters) is a common German word and its head ≥ 3 letters
+    ("entwicklerteam" = entwickler + team, "zusatzkosten" = zusatz + kosten)."""
+    from wordfreq import zipf_frequency
+
+    for i in range(3, len(word) - 3):
+        if zipf_frequency(word[i:], "de", wordlist="small") >= 3.0:
+            return True
+    return False
+
+
+def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang: str) -> list[Candidate]:
+    """Capitalised spans in sentences and list items that are not already leads: candidates that must carry
+    brand evidence (:func:`accept`). A sentence-initial dictionary word is dropped from the span (its capital is
+    grammar, as is every German noun's)."""
+    out: list[Candidate] = []
+    masked = doc.masked
+    for unit in doc.units:
+        if unit.kind not in ("sentence", "item"):
+            continue
+        for m in _CAP_SPAN_RE.finditer(masked, unit.body, unit.end):
+            s, e = m.span()
+            if _within(leads, s, e):
+                continue
+            text = m.group(0)
+            words = text.split()
+            # A leading determiner or opener is not part of the name ("The Stripe Dashboard", "Overall Stripe").
+            while words and (
+                words[0].lower() in NEVER_NAMES
+                or words[0].lower() in FUNCTION_WORDS
+            ):
+                cut = text.index(words[0]) + len(words[0])
+                rest = text[cut:]
+                s += cut + (len(rest) - len(rest.lstrip()))
+                text = rest.lstrip()
+                words = words[1:]
+            if not words:
+                continue
+            mid = not is_sentence_start(doc, s)
+            for name in _clean_candidate(text):
+                if _rule_out(name, lang):
+                    continue
+                c = Candidate(name, (s, s + len(text)), "prose", "")
+                c.mid = mid
+                out.append(c)
+    return out
+
+
 def _link_name(text: str, url: str) -> str:
     """The name a link's text gives for its own site: the longest leading words of the text whose identity
     keys match the URL's domain stem ("[CoreWeave blog](https://coreweave.com/blog)" → "CoreWeave"), or ""."""
@@ -364,7 +551,9 @@ def _link_name(text: str, url: str) -> str:
     return ""
 
 
-def candidates(doc: Doc, threshold: float = 3.0, generic: frozenset[str] = GENERIC_TERMS) -> list[Candidate]:
+def candidates(
+    doc: Doc, threshold: float = 3.0, generic: frozenset[str] = GENERIC_TERMS, lang: str = "en"
+) -> list[Candidate]:
     """Every name-like span in a structural position or a prose enumeration, in document order."""
     out: list[Candidate] = []
     leads: list[tuple[int, int]] = []
@@ -407,6 +596,7 @@ def candidates(doc: Doc, threshold: float = 3.0, generic: frozenset[str] = GENER
         if name:
             out.append(Candidate(name, link.text_span, "link", "", url=link.url))
     out.extend(_prose_candidates(doc, leads, threshold, generic))
+    out.extend(_prose_names(doc, leads, threshold, lang))
     out.sort(key=lambda c: c.span)
     return out
 
@@ -467,6 +657,7 @@ def accept(
     cited_stems: set[str],
     threshold: float,
     generic: frozenset[str],
+    lang: str = "en",
 ) -> list[Candidate]:
     """The candidates taken for organisation names (see the module docstring for the rule)."""
     cache: dict[str, list[int]] = {}
@@ -478,15 +669,47 @@ def accept(
 
     for c in cands:
         c.cls = classify(c.text, threshold, generic)
+        if c.cls == GENERIC:
+            continue
+        keys = merge_keys(c.text)
+        declared = bool(
+            c.cued
+            or keys & known_keys
+            or any(stem_match(s, keys) for s in cited_stems)
+            or (c.url and stem_match(domain_stem(c.url), keys))
+        )
+        if c.source == "prose" and c.cls == MEDIUM and all(
+            _is_common(w, threshold, lang) or w.lower() in FUNCTION_WORDS for w in c.text.split()
+        ):
+            c.cls = WEAK  # every word is a dictionary word of the answer's language
+        if c.source == "prose":
+            # A name in running text is a brand on evidence only: declared, or shaped like one / not a dictionary
+            # word and capitalised where a capital means a name (mid-sentence; German capitalises every noun),
+            # or a dictionary word capitalised mid-sentence in two more places.
+            if _rule_out(c.text, lang) and not keys & known_keys:
+                c.cls = GENERIC
+            elif declared:
+                c.cls = STRONG
+            elif _after_place_preposition(doc, c.span[0], lang):
+                c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin"
+            elif _ACRONYM_RE.fullmatch(c.text):
+                # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
+                c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
+            elif c.cls in (STRONG, MEDIUM) and (c.mid or lang == "de"):
+                c.cls = STRONG
+            elif c.cls == WEAK and lang != "de" and c.mid and (
+                len(c.text.split()) > 1 or zipf(c.text.lower()) < _PROSE_ZIPF_MAX or lang in ("es", "fr")
+            ) and not doc.is_title_case(doc.unit_at(c.span[0]) or _NO_UNIT):
+                c.cls = STRONG  # capitalised mid-sentence: "teams on Linear", "Simple Analytics is …"
+            elif c.cls == WEAK and lang != "de" and len(
+                [p for p in capitalised(c.text) if not (c.span[0] <= p < c.span[1])]
+            ) >= 2:
+                c.cls = STRONG
+            else:
+                c.cls = GENERIC
+            continue
         if c.cls in (WEAK, MEDIUM):
-            keys = merge_keys(c.text)
-            if (
-                c.cued
-                or keys & known_keys
-                or any(stem_match(s, keys) for s in cited_stems)
-                or (c.url and stem_match(domain_stem(c.url), keys))
-                or any(not (c.span[0] <= p < c.span[1]) for p in capitalised(c.text))
-            ):
+            if declared or any(not (c.span[0] <= p < c.span[1]) for p in capitalised(c.text)):
                 c.cls = STRONG
     groups: dict[str, list[Candidate]] = {}
     for c in cands:
@@ -550,6 +773,7 @@ def discover(
     cited_urls: Iterable[str],
     threshold: float,
     generic: frozenset[str],
+    lang: str = "en",
 ) -> tuple[Brand, list[Brand]]:
     """The org (mentions filled) and every other organisation named, merged, with mentions, in rank order."""
     known = [clean_name(k) for k in known_competitors if clean_name(k)]
@@ -560,7 +784,9 @@ def discover(
             known_names.setdefault(key, k)
             known_keys.add(key)
     cited_stems = {domain_stem(u) for u in cited_urls} - {""}
-    accepted = accept(doc, candidates(doc, threshold, generic), known_keys, cited_stems, threshold, generic)
+    accepted = accept(
+        doc, candidates(doc, threshold, generic, lang), known_keys, cited_stems, threshold, generic, lang
+    )
 
     raw: list[Brand] = [org]
     for k in known:
@@ -576,6 +802,15 @@ def discover(
                 uf.union(owner[key], i)
             else:
                 owner[key] = i
+    # A product line is its maker's when the maker is named too (or is the org): "CrowdStrike Falcon" with
+    # "CrowdStrike", "HubSpot Free CRM" for org HubSpot, "Microsoft Defender" with "Microsoft".
+    for i, b in enumerate(raw):
+        words = tokens(b.display)
+        for k in range(len(words) - 1, 0, -1):
+            hit = next((owner[key] for key in merge_keys(" ".join(words[:k])) if key in owner), None)
+            if hit is not None and uf.find(hit) != uf.find(i):
+                uf.union(hit, i)
+                break
     merged: dict[int, Brand] = {}
     for i, b in enumerate(raw):
         root = uf.find(i)

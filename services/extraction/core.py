@@ -15,7 +15,7 @@ from services.extraction import citations as cit
 from services.extraction import limits, sentiment
 from services.extraction.competitors import GENERIC_TERMS, Competitor, discover, known_brands, rank_all
 from services.extraction.names import Brand, clean_name, merge_keys, org_forms, zipf
-from services.extraction.org_eval import OrgEval, evaluate
+from services.extraction.org_eval import OrgEval, evaluate, language_of
 from services.extraction.text import parse
 from services.extraction.urls import looks_like_domain, registrable_domain
 from shared.errors import InvalidArgument
@@ -125,8 +125,9 @@ def analyze(
     doc = parse(answer)
     brand, org_domains = org_brand(org, cfg)
     raw = cit.raw_citations(doc, provider_citations)
+    lang = language_of(doc)
     found_org, others = discover(
-        doc, brand, known_competitors, [u for u, _, _ in raw], cfg.common_word_zipf, cfg.generic_terms
+        doc, brand, known_competitors, [u for u, _, _ in raw], cfg.common_word_zipf, cfg.generic_terms, lang
     )
     # Citations may belong to competitors the answer does not name but the caller listed.
     named_keys = set().union(*(b.keys for b in others)) if others else set()
@@ -139,7 +140,7 @@ def analyze(
     rank, competitors = rank_all(found_org, others)
     owned = sum(1 for c in citations if c.owned)
     return Analysis(
-        org_eval=evaluate(doc, found_org, rank, owned, others), competitors=competitors, citations=citations
+        org_eval=evaluate(doc, found_org, rank, owned, others, lang), competitors=competitors, citations=citations
     )
 
 

@@ -287,14 +287,14 @@ def evidence_of(doc: Doc, unit: Unit | None) -> str:
 
 
 def evaluate(
-    doc: Doc, org: Brand, rank: int, owned_citation_count: int, others: Sequence[Brand] = ()
+    doc: Doc, org: Brand, rank: int, owned_citation_count: int, others: Sequence[Brand] = (), lang: str = ""
 ) -> OrgEval:
     """The org evaluation, given the org with its mentions filled, its rank among all brands and the other
     organisations named (their mentions attribute clauses)."""
     if not org.mentions:
         return OrgEval(False, 0, 0, -1, NEUTRAL, "", owned_citation_count)
     first = org.mentions[0][0]
-    lang = language_of(doc)
+    lang = lang or language_of(doc)
     verdict, mentions = sentiment_of_mentions(doc, org, others, lang)
     return OrgEval(
         mentioned=True,

@@ -221,7 +221,8 @@ Note that AWS Lambda functions are not a fit for GPU training. It pays to bring 
         LAMBDA,
         mentioned=False,
         rank=0,
-        competitors=["CoreWeave", "Together AI"],
+        # AWS Lambda is a product named in prose (a brand of its own, AWS not being named); it is not org Lambda.
+        competitors=["CoreWeave", "Together AI", "AWS Lambda"],
     ),
     Case(
         "variants-merged",

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,100 @@ from services.inference.providers import (
 )
 from services.inference.router import ProviderSpec, Route, Router
 from shared.config import Settings
-from shared.errors import InvalidArgument, Unimplemented
+from shared.errors import InvalidArgument, Unimplemented, bounded
 from shared.grpc_client import Deadline
+
+# --- request limits (README "Request limits"; the same bounds are in inference.proto's comments) ----------------
+
+#: Model names: 1-200 characters of letters, digits and ``. _ - : / @ +`` — enough for every provider's names
+#: ("gpt-4.1", "claude-sonnet-4-6", "ft:gpt-4o-mini:org:x:id", vLLM/Ollama "meta-llama/Llama-3-8B", "llama3:8b"),
+#: and never a control character, a space or a quote.
+MAX_MODEL_CHARS = 200
+_MODEL = re.compile(r"[A-Za-z0-9._:/@+-]+")
+#: Messages of one completion request.
+MAX_MESSAGES = 1_000
+#: Characters of a JSON text field (json_schema, item_json_schema, input_json) and its nesting (arrays + objects).
+MAX_JSON_CHARS = 100_000
+MAX_JSON_DEPTH = 32
+#: OpenAI ``response_format.json_schema.name``: "a-z, A-Z, 0-9, or underscores and dashes, with a maximum length
+#: of 64" (openai-python ``ResponseFormatJSONSchema.JSONSchema.name``).
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Largest max_output_tokens accepted (no listed model produces more: Claude 3.7 Sonnet's 128k beta is the top).
+MAX_OUTPUT_TOKENS_LIMIT = 128_000
+#: Idempotency keys travel as an HTTP header (``Idempotency-Key``): visible ASCII only (RFC 9110 §5.5 field-vchar).
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")
+#: Caller ids of stream / batch items and resume members.
+MAX_ID_CHARS = 256
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}]')
+
+
+def shown(value: str) -> str:
+    """Client input as an error message quotes it: ``repr`` of at most 200 characters (:func:`shared.errors.bounded`)."""
+    return repr(bounded(value))
+
+
+def model_problem(model: str) -> str:
+    """Why ``model`` (already stripped) is not an acceptable model name, or "" when it is (empty is the caller's
+    concern: it reports "required")."""
+    if len(model) > MAX_MODEL_CHARS:
+        return f"model is {len(model)} characters; at most {MAX_MODEL_CHARS} are allowed"
+    if model and not _MODEL.fullmatch(model):
+        return (f"model {shown(model)} is not a model name: letters, digits and . _ - : / @ + only "
+                f"(≤ {MAX_MODEL_CHARS} characters)")
+    return ""
+
+
+def check_model(model: str, field: str = "model") -> str:
+    """``model`` stripped; ``InvalidArgument`` (``field``) when it is empty or not a model name."""
+    name = model.strip()
+    problem = "model is required" if not name else model_problem(name)
+    if problem:
+        raise InvalidArgument(problem, field=field, reason="INVALID_MODEL")
+    return name
+
+
+def id_problem(value: str, field: str) -> str:
+    """Why caller id ``value`` is not acceptable (empty, longer than :data:`MAX_ID_CHARS`), or ""."""
+    if not value:
+        return f"{field} is required"
+    if len(value) > MAX_ID_CHARS:
+        return f"{field} is {len(value)} characters; at most {MAX_ID_CHARS} are allowed"
+    return ""
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of arrays and objects in JSON ``text`` (brackets inside strings ignored); a linear scan, so
+    that a 3,000-deep document is refused before the recursive parser (and ``RecursionError``) sees it."""
+    depth = deepest = 0
+    for m in _JSON_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json_field(
+    text: str, field: str, violations: list[tuple[str, str]], *, max_chars: int = MAX_JSON_CHARS
+) -> tuple[bool, Any]:
+    """``(True, value)`` for JSON ``text`` within :data:`MAX_JSON_CHARS` and :data:`MAX_JSON_DEPTH`; otherwise
+    ``(False, None)`` with the problem appended to ``violations`` under ``field``."""
+    if len(text) > max_chars:
+        violations.append((field, f"{field} is {len(text)} characters; at most {max_chars} are allowed"))
+        return False, None
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        violations.append((field, f"{field} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"))
+        return False, None
+    try:
+        return True, json.loads(text)
+    except ValueError as e:  # JSONDecodeError, and int() of a number over Python's digit limit
+        violations.append((field, f"{field} is not valid JSON: {str(e)[:200]}"))
+        return False, None
 
 
 @dataclass
@@ -47,45 +140,75 @@ def build_request(
     idempotency_key: str = "",
     extra_headers: Mapping[str, str] | None = None,
     no_cache: bool = False,
+    max_prompt_chars: int = 2_000_000,
 ) -> InferenceRequest:
     """A validated :class:`InferenceRequest` from wire-level fields.
 
-    Raises one ``InvalidArgument`` listing every problem as a field violation: ``model`` (empty), ``messages``
-    (none), ``messages[i].role`` (not system|user|assistant), ``json_schema`` (not a JSON object),
-    ``location`` (not a 2-letter ISO 3166-1 code), ``max_output_tokens`` (negative).
+    Raises one ``InvalidArgument`` listing every problem as a field violation: ``model`` (empty, over
+    :data:`MAX_MODEL_CHARS`, characters outside ``A-Za-z0-9._:/@+-``), ``messages`` (none, more than
+    :data:`MAX_MESSAGES`, more than ``max_prompt_chars`` characters of content in all), ``messages[i].role`` (not
+    system|user|assistant), ``json_schema`` (over :data:`MAX_JSON_CHARS`, nested deeper than
+    :data:`MAX_JSON_DEPTH`, not a JSON object), ``schema_name`` (not 1-64 of ``A-Za-z0-9_-``), ``location`` (not a
+    2-letter ISO 3166-1 code), ``max_output_tokens`` (outside 0..:data:`MAX_OUTPUT_TOKENS_LIMIT`),
+    ``idempotency_key`` (over :data:`MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII).
     """
     violations: list[tuple[str, str]] = []
-    if not model.strip():
+    name = model.strip()
+    if not name:
         violations.append(("model", "model is required"))
-    msgs = [ChatMessage(role, content) for role, content in messages]
-    if not msgs:
+    elif problem := model_problem(name):
+        violations.append(("model", problem))
+    pairs = list(messages)
+    msgs: list[ChatMessage] = []
+    if not pairs:
         violations.append(("messages", "at least one message is required"))
-    for i, m in enumerate(msgs):
-        if m.role not in ROLES:
-            violations.append((f"messages[{i}].role", f"role must be one of {', '.join(ROLES)}, not {m.role!r}"))
+    elif len(pairs) > MAX_MESSAGES:
+        violations.append(("messages", f"{len(pairs)} messages; at most {MAX_MESSAGES} are allowed"))
+    else:
+        msgs = [ChatMessage(role, content) for role, content in pairs]
+        for i, m in enumerate(msgs):
+            if m.role not in ROLES:
+                violations.append(
+                    (f"messages[{i}].role", f"role must be one of {', '.join(ROLES)}, not {shown(m.role)}")
+                )
+        chars = sum(len(m.content) for m in msgs)
+        if chars > max_prompt_chars:
+            violations.append(
+                ("messages", f"the messages hold {chars} characters; at most {max_prompt_chars} are allowed")
+            )
     schema: dict[str, Any] | None = None
     if json_schema.strip():
-        try:
-            parsed = json.loads(json_schema)
-        except ValueError as e:
-            violations.append(("json_schema", f"json_schema is not valid JSON: {e}"))
-        else:
+        ok, parsed = parse_json_field(json_schema, "json_schema", violations)
+        if ok:
             if isinstance(parsed, dict):
                 schema = parsed
             else:
                 violations.append(("json_schema", "json_schema must be a JSON object (a JSON Schema)"))
+    sname = schema_name.strip()
+    if sname and not _SCHEMA_NAME.fullmatch(sname):
+        violations.append(
+            ("schema_name", f"schema_name {shown(sname)} must be 1-64 characters of a-z, A-Z, 0-9, _ and -")
+        )
     loc = location.strip().upper()
     if loc and not (len(loc) == 2 and loc.isascii() and loc.isalpha()):
-        violations.append(("location", f"location must be an ISO 3166-1 alpha-2 country code, not {location!r}"))
-    if max_output_tokens < 0:
-        violations.append(("max_output_tokens", "max_output_tokens must be ≥ 0 (0 = the configured default)"))
+        violations.append(
+            ("location", f"location must be an ISO 3166-1 alpha-2 country code, not {shown(location)}")
+        )
+    if not 0 <= max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT:
+        violations.append(("max_output_tokens", f"max_output_tokens must be between 0 (the configured default) "
+                                                f"and {MAX_OUTPUT_TOKENS_LIMIT}, got {max_output_tokens}"))
+    if idempotency_key and (
+        len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS or not _IDEMPOTENCY_KEY.fullmatch(idempotency_key)
+    ):
+        violations.append(("idempotency_key", f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} "
+                                              "visible ASCII characters (it is sent as an HTTP header)"))
     if violations:
         raise InvalidArgument("; ".join(d for _, d in violations), violations=violations, reason="INVALID_REQUEST")
     return InferenceRequest(
-        model=model.strip(),
+        model=name,
         messages=msgs,
         json_schema=schema,
-        schema_name=schema_name.strip() or "result",
+        schema_name=sname or "result",
         location=loc,
         web_search=web_search,
         max_output_tokens=max_output_tokens,

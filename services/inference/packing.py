@@ -62,7 +62,13 @@ from services.inference.cache import (
     result_to_json,
     unwrap,
 )
-from services.inference.core import Inference
+from services.inference.core import (
+    Inference,
+    id_problem,
+    model_problem,
+    parse_json_field,
+    shown,
+)
 from services.inference.providers import (
     ChatMessage,
     CompletionRequest,
@@ -96,6 +102,10 @@ _ITEM_SYSTEM = (
     'The user message holds the item between <item> and </item>: its "id" and its "input". Answer with the result '
     "fields for that input."
 )
+#: Request limits (README "Request limits", inference.proto): characters of the instruction, items per LLM call.
+MAX_INSTRUCTION_CHARS = 20_000
+MAX_ITEMS_PER_CALL = 100
+
 # Keywords whose values are one subschema / a list of subschemas / a mapping of name → subschema.
 _SUB_ONE = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
 _SUB_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
@@ -195,23 +205,27 @@ def build_spec(
     extra_headers: dict[str, str] | None = None,
 ) -> PackSpec:
     """A validated :class:`PackSpec`, or one ``InvalidArgument`` listing every problem as a field violation:
-    ``model``, ``instruction`` (blank), ``item_json_schema`` (not JSON, not an object schema with properties, a
-    property named ``id``, not a valid JSON Schema), ``location``, ``max_items_per_call`` (negative)."""
+    ``model`` (empty or not a model name, :func:`~services.inference.core.model_problem`), ``instruction`` (blank,
+    over :data:`MAX_INSTRUCTION_CHARS`), ``item_json_schema`` (over 100,000 characters or 32 levels of nesting, not
+    JSON, not an object schema with properties, a property named ``id``, not a valid JSON Schema), ``location``,
+    ``max_items_per_call`` (outside 0..:data:`MAX_ITEMS_PER_CALL`)."""
     violations: list[tuple[str, str]] = []
     if not model.strip():
         violations.append(("model", "model is required"))
+    elif problem := model_problem(model.strip()):
+        violations.append(("model", problem))
     if not instruction.strip():
         violations.append(("instruction", "instruction is required in packing mode"))
+    elif len(instruction) > MAX_INSTRUCTION_CHARS:
+        violations.append(("instruction", f"instruction is {len(instruction)} characters; at most "
+                                          f"{MAX_INSTRUCTION_CHARS} are allowed"))
     schema: dict[str, Any] = {}
     text = item_json_schema.strip()
     if not text:
         violations.append(("item_json_schema", "item_json_schema is required in packing mode (a JSON Schema object)"))
     else:
-        try:
-            parsed = json.loads(text)
-        except ValueError as e:
-            violations.append(("item_json_schema", f"item_json_schema is not valid JSON: {e}"))
-        else:
+        ok, parsed = parse_json_field(text, "item_json_schema", violations)
+        if ok:
             if not isinstance(parsed, dict):
                 violations.append(("item_json_schema", "item_json_schema must be a JSON object (a JSON Schema)"))
             elif problem := _item_schema_problem(parsed):
@@ -220,9 +234,10 @@ def build_spec(
                 schema = parsed
     loc = location.strip().upper()
     if loc and not (len(loc) == 2 and loc.isascii() and loc.isalpha()):
-        violations.append(("location", f"location must be an ISO 3166-1 alpha-2 country code, not {location!r}"))
-    if max_items_per_call < 0:
-        violations.append(("max_items_per_call", "max_items_per_call must be ≥ 0 (0 = the configured default)"))
+        violations.append(("location", f"location must be an ISO 3166-1 alpha-2 country code, not {shown(location)}"))
+    if not 0 <= max_items_per_call <= MAX_ITEMS_PER_CALL:
+        violations.append(("max_items_per_call", f"max_items_per_call must be between 0 (the configured default) "
+                                                 f"and {MAX_ITEMS_PER_CALL}, got {max_items_per_call}"))
     if violations:
         raise InvalidArgument("; ".join(d for _, d in violations), violations=violations, reason="INVALID_REQUEST")
     strict = strict_schema(schema)
@@ -252,13 +267,14 @@ def _item_schema_problem(schema: dict[str, Any]) -> str:
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
-        return f"item_json_schema is not a valid JSON Schema: {e.message}"
+        return f"item_json_schema is not a valid JSON Schema: {e.message[:200]}"
     return ""
 
 
 def parse_items(pairs: Sequence[tuple[str, str]]) -> tuple[list[PackItem], dict[str, ItemFailure]]:
-    """Items from ``(id, input_json)`` pairs: ``(items to answer, failures of items whose input is not JSON)``.
-    Raises ``InvalidArgument`` for an empty or repeated id (results are mapped back by id)."""
+    """Items from ``(id, input_json)`` pairs: ``(items to answer, failures of items whose input is not JSON, or is
+    over 100,000 characters or 32 levels of nesting)``. Raises ``InvalidArgument`` for an empty, over-long (>
+    :data:`~services.inference.core.MAX_ID_CHARS` characters) or repeated id (results are mapped back by id)."""
     violations: list[tuple[str, str]] = []
     seen: set[str] = set()
     items: list[PackItem] = []
@@ -267,17 +283,22 @@ def parse_items(pairs: Sequence[tuple[str, str]]) -> tuple[list[PackItem], dict[
         if not item_id:
             violations.append((f"items[{i}].id", "every item needs an id"))
             continue
+        if problem := id_problem(item_id, f"items[{i}].id"):
+            violations.append((f"items[{i}].id", problem))
+            continue
         if item_id in seen:
-            violations.append((f"items[{i}].id", f"id {item_id!r} is used by more than one item"))
+            violations.append((f"items[{i}].id", f"id {shown(item_id)} is used by more than one item"))
             continue
         seen.add(item_id)
         if not input_json.strip():
             failures[item_id] = ItemFailure("INVALID_ARGUMENT", f"items[{i}].input_json is required in packing mode")
             continue
-        try:
-            items.append(PackItem(item_id, json.loads(input_json)))
-        except ValueError as e:
-            failures[item_id] = ItemFailure("INVALID_ARGUMENT", f"items[{i}].input_json is not valid JSON: {e}")
+        problems: list[tuple[str, str]] = []
+        ok, value = parse_json_field(input_json, f"items[{i}].input_json", problems)
+        if ok:
+            items.append(PackItem(item_id, value))
+        else:
+            failures[item_id] = ItemFailure("INVALID_ARGUMENT", problems[0][1])
     if violations:
         raise InvalidArgument("; ".join(d for _, d in violations), violations=violations, reason="INVALID_REQUEST")
     return items, failures

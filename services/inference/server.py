@@ -14,9 +14,18 @@ from collections.abc import AsyncIterator
 
 import anyio
 import grpc
+import structlog
 
 from services.inference.cache import ResponseCache, is_cached, purge_periodically
-from services.inference.core import Inference, build_request
+from services.inference.core import (
+    MAX_ID_CHARS,
+    Inference,
+    build_request,
+    check_model,
+    id_problem,
+    model_problem,
+    shown,
+)
 from services.inference.packing import Packer, build_spec, parse_items
 from services.inference.pricing import answer_notes, catalogue_to_proto
 from services.inference.providers import (
@@ -29,7 +38,13 @@ from services.inference.providers import (
     failure_from,
 )
 from services.inference.providers.anthropic import AnthropicProvider
-from services.inference.providers.brightdata import CHATGPT, PERPLEXITY, BrightDataProvider, new_http_client
+from services.inference.providers.brightdata import (
+    CHATGPT,
+    PERPLEXITY,
+    BrightDataProvider,
+    new_http_client,
+    validate_snapshot_id,
+)
 from services.inference.providers.openai import OpenAIProvider
 from services.inference.providers.perplexity import PerplexityProvider
 from services.inference.router import Router
@@ -45,7 +60,7 @@ from services.inference.streaming import (
     totals,
 )
 from shared.config import Settings
-from shared.errors import InvalidArgument, VantageError
+from shared.errors import InvalidArgument, VantageError, public_message
 from shared.grpc_client import MAX_FORWARDED_DEADLINE, Deadline, forward_timeout
 from shared.grpc_server import Mount
 from shared.logging import register_secret
@@ -55,9 +70,15 @@ from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "vantage.inference.v1.InferenceService"
 
+log = structlog.get_logger("vantage.inference.server")
+
 #: Incoming metadata key whose value is forwarded to the sandbox as ``X-Sandbox-Fault`` (tests force provider
 #: faults through the service this way). Honoured only when ``settings.sandbox_url`` is set.
 SANDBOX_FAULT_KEY = "x-sandbox-fault"
+#: Members of one ``ResumeBatch``: one Bright Data snapshot holds ≤ 20 prompts (providers.md §2.7).
+MAX_RESUME_MEMBERS = 20
+#: Providers whose batches ``CancelBatch`` can cancel ("" = brightdata_chatgpt: one cancel endpoint serves both).
+CANCEL_PROVIDERS = ("brightdata_chatgpt", "brightdata_perplexity")
 
 
 def result_to_proto(r: CompletionResult) -> pb.CompleteResponse:
@@ -107,7 +128,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return {}
 
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
-        route = self._core.route(request.model)
+        route = self._core.route(check_model(request.model))
         caps = route.provider.capabilities
         return pb.RouteResponse(
             provider=route.provider.id,
@@ -142,7 +163,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return pb.ListModelsResponse(rules=rules, providers=providers, models=catalogue_to_proto(self._settings))
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
-        req = request_from_proto(request, self._extra_headers(context))
+        req = request_from_proto(request, self._extra_headers(context), self._settings.max_prompt_chars)
         # The caller's deadline when it set one; otherwise each provider's own limit applies (a Bright Data
         # snapshot may take many minutes, an API call at most provider_timeout_seconds).
         result = await self._core.complete(req, deadline=self._caller_deadline(context))
@@ -156,17 +177,74 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             return None
         return Deadline(forward_timeout(context, remaining))
 
-    def _stream_input(self, msg: pb.CompleteStreamRequest, extra_headers: dict[str, str]) -> StreamInput:
-        if msg.HasField("resume"):
-            r = msg.resume
-            return Resume(r.snapshot_id, r.model, r.location.strip().upper(), tuple(r.member_ids))
-        return self._item(msg.item.id, msg.item.request, extra_headers)
+    def _stream_inputs(
+        self, msg: pb.CompleteStreamRequest, extra_headers: dict[str, str], number: int
+    ) -> list[StreamInput]:
+        """What message ``number`` (1-based) of a stream asks: an item (with its validation failure, if any), a
+        valid resume, or — for a resume that breaks a limit — one failed item per member it names. Never raises."""
+        limit = self._settings.stream_max_messages
+        over = (f"a CompleteStream carries at most {limit} messages (VANTAGE_STREAM_MAX_MESSAGES); this is "
+                f"message #{number}") if number > limit else ""
+        kind = msg.WhichOneof("kind")
+        if kind == "resume":
+            return self._resume_inputs(msg.resume, over)
+        item_id = msg.item.id
+        if over:
+            err = InvalidArgument(over, field="item", reason="TOO_MANY_MESSAGES")
+        elif kind is None:
+            err = InvalidArgument("the message carries neither an item nor a resume", field="kind")
+        elif problem := id_problem(item_id, "item.id"):
+            err = InvalidArgument(problem, field="item.id")
+        else:
+            return [self._item(item_id, msg.item.request, extra_headers)]
+        return [Item(item_id[:MAX_ID_CHARS], failure=failure_from(err))]
+
+    def _resume_inputs(self, r: pb.ResumeBatch, over: str) -> list[StreamInput]:
+        """A valid :class:`Resume`, or one failed item per acceptable member id (a resume naming no acceptable
+        member has nobody to answer: it is logged and dropped)."""
+        members = tuple(r.member_ids)
+        violations: list[tuple[str, str]] = []
+        if over:
+            violations.append(("resume", over))
+        snapshot_id = r.snapshot_id.strip()
+        try:
+            validate_snapshot_id(snapshot_id, "resume.snapshot_id")
+        except InvalidArgument as e:
+            violations.extend(e.violations)
+        model = r.model.strip()
+        if not model:
+            violations.append(("resume.model", "resume.model is required"))
+        elif problem := model_problem(model):
+            violations.append(("resume.model", problem))
+        location = r.location.strip().upper()
+        if location and not (len(location) == 2 and location.isascii() and location.isalpha()):
+            violations.append(("resume.location", f"resume.location must be an ISO 3166-1 alpha-2 country code, "
+                                                  f"not {shown(r.location)}"))
+        if not members:
+            violations.append(("resume.member_ids", "resume.member_ids is required"))
+        elif len(members) > MAX_RESUME_MEMBERS:
+            violations.append(("resume.member_ids", f"{len(members)} member ids; a snapshot has at most "
+                                                    f"{MAX_RESUME_MEMBERS}"))
+        bad_ids = [(f"resume.member_ids[{i}]", p) for i, m in enumerate(members)
+                   if (p := id_problem(m, f"resume.member_ids[{i}]"))]
+        violations.extend(bad_ids[:3])
+        if not violations:
+            return [Resume(snapshot_id, model, location, members)]
+        failure = failure_from(InvalidArgument("; ".join(d for _, d in violations), violations=violations,
+                                               reason="INVALID_RESUME"))
+        named = [Item(m, failure=failure) for m in members if not id_problem(m, "")]
+        if not named:
+            log.warning("resume_without_members", problem=failure.message)
+        return named
 
     def _item(self, item_id: str, request: pb.CompleteRequest, extra_headers: dict[str, str]) -> Item:
         try:
-            return Item(item_id, request_from_proto(request, extra_headers))
+            return Item(item_id, request_from_proto(request, extra_headers, self._settings.max_prompt_chars))
         except VantageError as e:
             return Item(item_id, failure=failure_from(e))
+        except Exception as e:  # a bug must fail its item, not the stream
+            log.exception("stream_item_validation_error")
+            return Item(item_id, failure=ItemFailure("INTERNAL", f"internal error: {type(e).__name__}"))
 
     async def CompleteStream(
         self, request_iterator: AsyncIterator[pb.CompleteStreamRequest], context: grpc.aio.ServicerContext
@@ -175,8 +253,11 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         deadline = self._caller_deadline(context)
 
         async def inputs() -> AsyncIterator[StreamInput]:
+            number = 0
             async for msg in request_iterator:
-                yield self._stream_input(msg, headers)
+                number += 1
+                for inp in self._stream_inputs(msg, headers, number):
+                    yield inp
 
         async for event in drive(lambda emit: self._engine.run(inputs(), emit, deadline=deadline)):
             yield event_to_proto(event)
@@ -184,10 +265,16 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def CompleteBatch(
         self, request: pb.CompleteBatchRequest, context: grpc.aio.ServicerContext
     ) -> pb.CompleteBatchResponse:
+        limit = self._settings.complete_batch_max_items
+        if len(request.items) > limit:
+            raise InvalidArgument(
+                f"items: at most {limit} items per CompleteBatch (VANTAGE_COMPLETE_BATCH_MAX_ITEMS), got "
+                f"{len(request.items)}; split the list into several requests", field="items", reason="TOO_MANY_ITEMS")
         if request.instruction:
             return await self._complete_packed(request, context)
         if not request.items:
             raise InvalidArgument("at least one item is required", field="items")
+        check_ids([it.id for it in request.items])
         headers = self._extra_headers(context)
         items: list[Item] = []
         for i, it in enumerate(request.items):
@@ -251,13 +338,15 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         ))
 
     async def CancelBatch(self, request: pb.CancelBatchRequest, context: grpc.aio.ServicerContext) -> pb.CancelBatchResponse:
-        if not request.snapshot_id.strip():
-            raise InvalidArgument("snapshot_id is required", field="snapshot_id")
+        snapshot_id = validate_snapshot_id(request.snapshot_id.strip(), "snapshot_id")
         provider_id = request.provider or "brightdata_chatgpt"  # one cancel endpoint serves every dataset
+        if provider_id not in CANCEL_PROVIDERS:
+            raise InvalidArgument(f"provider {shown(provider_id)} has no batches to cancel; one of "
+                                  f"{', '.join(CANCEL_PROVIDERS)} (or empty)", field="provider")
         provider = self._core.providers.get(provider_id)
         if not isinstance(provider, BatchProvider):
             raise InvalidArgument(f"provider {provider_id!r} has no batches to cancel", field="provider")
-        return pb.CancelBatchResponse(cancelled=await provider.cancel_batch(request.snapshot_id.strip()))
+        return pb.CancelBatchResponse(cancelled=await provider.cancel_batch(snapshot_id))
 
 
 def guard_fields(provider: object) -> dict[str, object]:
@@ -271,8 +360,28 @@ def guard_fields(provider: object) -> dict[str, object]:
             "circuit_state": st["circuit_state"]}
 
 
-def request_from_proto(request: pb.CompleteRequest, extra_headers: dict[str, str]) -> CompletionRequest:
-    """A validated domain request (``InvalidArgument`` with field violations otherwise)."""
+def check_ids(ids: list[str]) -> None:
+    """``InvalidArgument`` (``items[i].id``) unless every id is 1-256 characters and unique: results are mapped
+    back by id. At most the first 5 problems are listed."""
+    violations: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, item_id in enumerate(ids):
+        if problem := id_problem(item_id, f"items[{i}].id"):
+            violations.append((f"items[{i}].id", problem))
+        elif item_id in seen:
+            violations.append((f"items[{i}].id", f"id {shown(item_id)} is used by more than one item"))
+        seen.add(item_id)
+        if len(violations) >= 5:
+            break
+    if violations:
+        raise InvalidArgument("; ".join(d for _, d in violations), violations=violations, reason="INVALID_REQUEST")
+
+
+def request_from_proto(
+    request: pb.CompleteRequest, extra_headers: dict[str, str], max_prompt_chars: int = 2_000_000
+) -> CompletionRequest:
+    """A validated domain request (``InvalidArgument`` with field violations otherwise; limits in
+    :func:`services.inference.core.build_request`)."""
     return build_request(
         model=request.model,
         messages=[(m.role, m.content) for m in request.messages],
@@ -284,17 +393,20 @@ def request_from_proto(request: pb.CompleteRequest, extra_headers: dict[str, str
         idempotency_key=request.idempotency_key,
         extra_headers=extra_headers,
         no_cache=request.no_cache,
+        max_prompt_chars=max_prompt_chars,
     )
 
 
 def outcome_to_proto(item_id: str, outcome: Outcome) -> pb.ItemResult:
     if isinstance(outcome, ItemFailure):
+        # An item's error leaves the service like a unary status does: masked and bounded (public_message); a
+        # provider's error text may quote our key ("Bearer bd-…").
         return pb.ItemResult(
             id=item_id,
             error=common_pb2.ItemError(
                 code=outcome.code,
-                message=outcome.message,
-                provider_error_code=outcome.provider_error_code,
+                message=public_message(outcome.message),
+                provider_error_code=public_message(outcome.provider_error_code, 200),
                 provider=outcome.provider,
             ),
         )

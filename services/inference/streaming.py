@@ -21,7 +21,10 @@ CachedProvider`).
 Structure (ARCHITECTURE.md, "Go-style concurrency"): one ``asyncio.TaskGroup`` per stream owns every task (batch
 runs, linger timers, single calls); the number of items admitted but not yet answered is bounded
 (``max_pending``), so a fast producer waits instead of buffering without limit; results go out through a bounded
-queue (:func:`drive`). An item's failure is a value (:class:`ItemFailure`), never the stream's failure.
+queue (:func:`drive`). An item's failure is a value (:class:`ItemFailure`), never the stream's failure: a task
+that fails unexpectedly (a bug, an exception a provider did not translate) fails its own items with ``INTERNAL``
+and the stream goes on. When the input itself breaks (the client stream carries an undecodable message), nothing
+more is read, every item already admitted still gets its result, and then the input's error ends the run.
 """
 
 from __future__ import annotations
@@ -177,18 +180,24 @@ class _Run:
         self.tg.create_task(coro)
 
     async def run(self, inputs: AsyncIterable[StreamInput]) -> StreamStats:
+        input_error: Exception | None = None
         async with asyncio.TaskGroup() as tg:
             self.tg = tg
-            async for inp in inputs:
-                if isinstance(inp, Resume):
-                    self.spawn(self._resume(inp))
-                    continue
-                await self.slots.acquire()  # backpressure: the reader waits while max_pending items are open
-                self._admit(inp)
+            try:
+                async for inp in inputs:
+                    if isinstance(inp, Resume):
+                        self.spawn(self._resume(inp))
+                        continue
+                    await self.slots.acquire()  # backpressure: the reader waits while max_pending items are open
+                    self._admit(inp)
+            except Exception as e:  # the input broke: answer what was admitted, then report it (see module doc)
+                input_error = e
             # End of input: nothing more will join the partial batches (once the cache lookups under way are done).
             self._input_done = True
             if not self._looking:
                 self._flush_all()
+        if input_error is not None:
+            raise input_error
         return self.stats
 
     def _flush_all(self) -> None:
@@ -221,6 +230,10 @@ class _Run:
                 return
         except VantageError as e:
             self.spawn(self._result(item.id, failure_from(e)))
+            return
+        except Exception as e:  # a bug must fail its item, not the stream
+            log.exception("stream_item_internal_error")
+            self.spawn(self._result(item.id, ItemFailure("INTERNAL", f"internal error: {type(e).__name__}")))
             return
         self.spawn(self._single(provider, item.id, req))
 
@@ -255,7 +268,11 @@ class _Run:
         try:
             while self._lookups:
                 chunk, self._lookups = self._lookups, []
-                hits = await self.cache.get_many(k for *_, k in chunk)  # a database error is all misses
+                try:
+                    hits = await self.cache.get_many(k for *_, k in chunk)  # a database error is all misses
+                except Exception:  # so is anything else: the items are asked, not lost
+                    log.exception("stream_cache_lookup_error")
+                    hits = {}
                 for provider, item_id, req, key in chunk:
                     hit = hits.get(key)
                     if hit is not None:
@@ -305,6 +322,12 @@ class _Run:
             for item_id in ids:
                 await self._result(item_id, failure)
             return
+        except Exception as e:  # a bug must fail the batch's items, not the stream
+            log.exception("stream_batch_internal_error", provider=provider.name)
+            failure = ItemFailure("INTERNAL", f"internal error: {type(e).__name__}", provider=provider.name)
+            for item_id in ids:
+                await self._result(item_id, failure)
+            return
         self.stats.calls += 1
         self.stats.batches += 1
         self.engine.remember(snapshot_id, [self._key(provider, r) for r in reqs])
@@ -322,9 +345,16 @@ class _Run:
             # Cancelled before collecting (the stream ended): the snapshot runs on and can be resumed, but this
             # process stops counting it against the dataset's in-flight cap.
             provider.release_batch(snapshot_id)
-        await self.engine.store_answers(snapshot_id, provider.name, p.model, outcomes)
+        outcomes = _fit(outcomes, len(ids), provider.name)
+        await self._store(snapshot_id, provider.name, p.model, outcomes)
         for item_id, outcome in zip(ids, outcomes, strict=True):
             await self._result(item_id, outcome)
+
+    async def _store(self, snapshot_id: str, provider: str, model: str, outcomes: list[Outcome]) -> None:
+        try:
+            await self.engine.store_answers(snapshot_id, provider, model, outcomes)
+        except Exception:  # the answers still go out; only their caching is lost
+            log.exception("stream_cache_store_error", provider=provider, snapshot_id=snapshot_id)
 
     async def _resume(self, r: Resume) -> None:
         if not r.member_ids:
@@ -342,12 +372,32 @@ class _Run:
             for item_id in r.member_ids:
                 await self._emit(ItemResult(item_id, failure))
             return
-        outcomes = await provider.collect_batch(
-            r.snapshot_id, len(r.member_ids), model=r.model, deadline=self.deadline
-        )
-        await self.engine.store_answers(r.snapshot_id, provider.name, r.model, outcomes)
+        try:
+            outcomes = await provider.collect_batch(
+                r.snapshot_id, len(r.member_ids), model=r.model, deadline=self.deadline
+            )
+        except VantageError as e:
+            outcomes = [failure_from(e, provider=provider.name)] * len(r.member_ids)
+        except Exception as e:  # a bug (or an id the provider did not check) fails this resume, not the stream
+            log.exception("stream_resume_internal_error", provider=provider.name)
+            outcomes = [ItemFailure("INTERNAL", f"internal error: {type(e).__name__}", provider=provider.name)] * len(
+                r.member_ids
+            )
+        outcomes = _fit(outcomes, len(r.member_ids), provider.name)
+        await self._store(r.snapshot_id, provider.name, r.model, outcomes)
         for item_id, outcome in zip(r.member_ids, outcomes, strict=True):
             await self._emit(ItemResult(item_id, outcome))
+
+
+def _fit(outcomes: list[Outcome], count: int, provider: str) -> list[Outcome]:
+    """``outcomes`` as exactly ``count`` outcomes (one per member): a provider that returned another number is a
+    bug, and its missing members fail with ``INTERNAL`` instead of ending the stream."""
+    if len(outcomes) == count:
+        return outcomes
+    log.error("stream_batch_outcome_count", provider=provider, expected=count, got=len(outcomes))
+    missing = ItemFailure("INTERNAL", f"internal error: the provider answered {len(outcomes)} of {count} members",
+                          provider=provider)
+    return [*outcomes[:count], *[missing] * (count - len(outcomes))]
 
 
 async def drive(

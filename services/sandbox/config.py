@@ -54,8 +54,9 @@ def base_urls(root: str) -> dict[str, str]:
     ``root`` is e.g. ``"http://127.0.0.1:8080"`` (a trailing slash is tolerated). The values are
     what each SDK expects as its base (see providers.md §1.6, §3.4, §4.3, §5.1):
     ``AsyncTavilyClient(api_base_url=...)``, ``AsyncOpenAI(base_url=...)`` (includes ``/v1``),
-    ``AsyncAnthropic(base_url=...)`` (no ``/v1``), Perplexity via ``AsyncOpenAI(base_url=...)``
-    (no ``/v1``), and a Bright Data base to which ``/datasets/v3/...`` is appended.
+    ``AsyncAnthropic(base_url=...)`` (no ``/v1``), the Perplexity root (its Agent API is ``/v1/agent`` and
+    ``/v1/responses`` under it: ``AsyncOpenAI(base_url=root + "/v1")``), and a Bright Data base to which
+    ``/datasets/v3/...`` is appended.
     """
     root = root.rstrip("/")
     return {

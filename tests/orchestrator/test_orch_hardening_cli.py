@@ -246,3 +246,53 @@ async def test_an_incomplete_run_is_refused_by_resume_and_workers(store: Store, 
     if db_url.startswith("sqlite"):
         r = vantage(db_url, "resume", run.id)
         assert r.returncode == 2 and "incomplete" in one_line_error(r.stderr), r.stderr
+
+
+# --- Ctrl-C during the load of a large CSV, for real -------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_ctrl_c_while_loading_a_large_csv_leaves_no_run(services: Settings, tmp_path: Path) -> None:
+    """The issue's scenario: SIGINT while `vantage research` stores a 150,000-row CSV. The CLI exits 130 and the
+    database holds no run (before: a run with 28,000 of ~92,000 items that `vantage resume` would "finish")."""
+    import signal
+    import sqlite3
+    import time
+
+    big = tmp_path / "big.csv"
+    big.write_text("company,domain\n" + "".join(f"Company {n:06d},c{n}.example.com\n" for n in range(150_000)))
+    db = tmp_path / "cli.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VANTAGE_")}
+    env.update(VANTAGE_DATABASE_URL=f"sqlite:///{db}", VANTAGE_SEARCH_ADDR=services.addr("search"),
+               VANTAGE_INFERENCE_ADDR=services.addr("inference"), VANTAGE_EXTRACTION_ADDR=services.addr("extraction"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.orchestrator.cli", "research", str(big), "--quiet", env=env, cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+    def items() -> int:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        except sqlite3.OperationalError:
+            return 0
+        try:
+            return con.execute("select count(*) from run_items").fetchone()[0]
+        except sqlite3.OperationalError:  # schema not created yet
+            return 0
+        finally:
+            con.close()
+
+    deadline = time.monotonic() + 120
+    while (n := items()) == 0:
+        assert proc.returncode is None and time.monotonic() < deadline, "the load never started"
+        await asyncio.sleep(0.02)
+    assert n < 150_000  # interrupted in the middle of the load
+    proc.send_signal(signal.SIGINT)
+    _out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("select count(*) from runs").fetchone()[0] == 0
+        assert con.execute("select count(*) from run_items").fetchone()[0] == 0
+    finally:
+        con.close()

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pycountry
+
 from services.inference.cache import ResponseCache, wrap_providers
 from services.inference.pricing import check_lifecycle
 from services.inference.providers import (
@@ -76,6 +78,15 @@ def check_model(model: str, field: str = "model") -> str:
     if problem:
         raise InvalidArgument(problem, field=field, reason="INVALID_MODEL")
     return name
+
+
+def location_problem(location: str, field: str = "location") -> tuple[str, str]:
+    """``(upper-case code, "")`` for an empty location or an assigned ISO 3166-1 alpha-2 code (pycountry's copy of
+    the ISO 3166 Maintenance Agency list: "US", "gb"), else ``("", why)``."""
+    loc = location.strip().upper()
+    if loc and not (len(loc) == 2 and loc.isascii() and loc.isalpha() and pycountry.countries.get(alpha_2=loc)):
+        return "", f"{field} must be an ISO 3166-1 alpha-2 country code (e.g. US, GB), not {shown(location)}"
+    return loc, ""
 
 
 def id_problem(value: str, field: str) -> str:
@@ -189,11 +200,9 @@ def build_request(
         violations.append(
             ("schema_name", f"schema_name {shown(sname)} must be 1-64 characters of a-z, A-Z, 0-9, _ and -")
         )
-    loc = location.strip().upper()
-    if loc and not (len(loc) == 2 and loc.isascii() and loc.isalpha()):
-        violations.append(
-            ("location", f"location must be an ISO 3166-1 alpha-2 country code, not {shown(location)}")
-        )
+    loc, problem = location_problem(location)
+    if problem:
+        violations.append(("location", problem))
     if not 0 <= max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT:
         violations.append(("max_output_tokens", f"max_output_tokens must be between 0 (the configured default) "
                                                 f"and {MAX_OUTPUT_TOKENS_LIMIT}, got {max_output_tokens}"))

@@ -65,6 +65,7 @@ from services.inference.cache import (
 from services.inference.core import (
     Inference,
     id_problem,
+    location_problem,
     model_problem,
     parse_json_field,
     shown,
@@ -232,9 +233,9 @@ def build_spec(
                 violations.append(("item_json_schema", problem))
             else:
                 schema = parsed
-    loc = location.strip().upper()
-    if loc and not (len(loc) == 2 and loc.isascii() and loc.isalpha()):
-        violations.append(("location", f"location must be an ISO 3166-1 alpha-2 country code, not {shown(location)}"))
+    loc, problem = location_problem(location)
+    if problem:
+        violations.append(("location", problem))
     if not 0 <= max_items_per_call <= MAX_ITEMS_PER_CALL:
         violations.append(("max_items_per_call", f"max_items_per_call must be between 0 (the configured default) "
                                                  f"and {MAX_ITEMS_PER_CALL}, got {max_items_per_call}"))

@@ -23,6 +23,7 @@ from services.inference.core import (
     build_request,
     check_model,
     id_problem,
+    location_problem,
     model_problem,
     shown,
 )
@@ -216,10 +217,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             violations.append(("resume.model", "resume.model is required"))
         elif problem := model_problem(model):
             violations.append(("resume.model", problem))
-        location = r.location.strip().upper()
-        if location and not (len(location) == 2 and location.isascii() and location.isalpha()):
-            violations.append(("resume.location", f"resume.location must be an ISO 3166-1 alpha-2 country code, "
-                                                  f"not {shown(r.location)}"))
+        location, problem = location_problem(r.location, "resume.location")
+        if problem:
+            violations.append(("resume.location", problem))
         if not members:
             violations.append(("resume.member_ids", "resume.member_ids is required"))
         elif len(members) > MAX_RESUME_MEMBERS:

@@ -77,6 +77,7 @@ COMPLETE_CASES = [
     (api_request(schema_name="my schema!"), "schema_name", "64"),
     (api_request(schema_name="s" * 65), "schema_name", "64"),
     (api_request(location="U\u0000"), "location", "ISO 3166-1"),
+    (api_request(location="XX"), "location", "ISO 3166-1"),  # two letters, but no country
     (api_request(max_output_tokens=200_000), "max_output_tokens", "128000"),
     (api_request(max_output_tokens=-1), "max_output_tokens", "128000"),
     (api_request(idempotency_key="run:1\r\nX-Injected: 1"), "idempotency_key", "255"),
@@ -158,6 +159,7 @@ async def test_packing_mode_limits(stub: pb_grpc.InferenceServiceStub, sandbox_a
         (packed(item_json_schema=DEEP_SCHEMA), "item_json_schema", "32"),
         (packed(max_items_per_call=101), "max_items_per_call", "100"),
         (packed(model="gpt\u0000mini"), "model", "not a model name"),
+        (packed(location="XX"), "location", "ISO 3166-1"),
         (packed(items=[pb.BatchItem(id="x" * 257, input_json="{}")]), "items[0].id", "256"),
     ]:
         err = await refused(stub.CompleteBatch(request, timeout=30))
@@ -196,8 +198,9 @@ def item(item_id: str, request: pb.CompleteRequest) -> pb.CompleteStreamRequest:
     return pb.CompleteStreamRequest(item=pb.StreamItem(id=item_id, request=request))
 
 
-def resume(snapshot_id: str, members: list[str], model: str = "chatgpt") -> pb.CompleteStreamRequest:
-    return pb.CompleteStreamRequest(resume=pb.ResumeBatch(snapshot_id=snapshot_id, model=model, location="US",
+def resume(snapshot_id: str, members: list[str], model: str = "chatgpt",
+           location: str = "US") -> pb.CompleteStreamRequest:
+    return pb.CompleteStreamRequest(resume=pb.ResumeBatch(snapshot_id=snapshot_id, model=model, location=location,
                                                           member_ids=members))
 
 
@@ -226,7 +229,8 @@ async def test_a_stream_with_good_and_bad_messages_answers_every_good_item(
         resume("s_abcdef123", [f"m{n}" for n in range(21)]),  # more members than a snapshot holds
         item("api", api_request()),
         resume("s_abcdef123", ["wrong-model"], model="gpt-4.1"),  # not a batch provider
-        resume("s_abcdef123", ["bad-loc"], model="chatgpt\u0000"),
+        resume("s_abcdef123", ["bad-model-resume"], model="chatgpt\u0000"),
+        resume("s_abcdef123", ["bad-country"], location="ZZ"),
         item("i" * 300, api_request()),
         pb.CompleteStreamRequest(),  # neither an item nor a resume
         item("g2", chatgpt(2)),
@@ -237,11 +241,12 @@ async def test_a_stream_with_good_and_bad_messages_answers_every_good_item(
     for gid in good:
         assert by_id[gid].WhichOneof("outcome") == "response", by_id[gid]
         assert by_id[gid].response.text
-    invalid = {"bad-model", "deep", "r1", "r2", "wrong-model", "bad-loc", "i" * 256, "", *[f"m{n}" for n in range(21)]}
+    invalid = {"bad-model", "deep", "r1", "r2", "wrong-model", "bad-model-resume", "bad-country", "i" * 256, "", *[f"m{n}" for n in range(21)]}
     for bid in invalid:
         assert by_id[bid].error.code == "INVALID_ARGUMENT", (bid[:20], by_id[bid].error)
     assert "resume.snapshot_id" in by_id["r1"].error.message
     assert "at most 20" in by_id["m0"].error.message
+    assert "ISO 3166-1" in by_id["bad-country"].error.message
     assert by_id["gone"].WhichOneof("outcome") == "error"  # failed, not the stream
     assert len(results) == len(good) + len(invalid) + 1
 

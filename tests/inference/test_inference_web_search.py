@@ -16,7 +16,7 @@ from services.inference.providers import ChatMessage, CompletionRequest
 from services.inference.providers.anthropic import AnthropicProvider
 from services.inference.providers.perplexity import PerplexityProvider, agent_answer, agent_model
 from shared.config import Settings
-from shared.errors import InvalidArgument, from_rpc_error
+from shared.errors import InvalidArgument, Unavailable, from_rpc_error
 from vantage.inference.v1 import inference_pb2 as pb
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
 
@@ -218,3 +218,17 @@ def test_perplexity_request_forces_web_search_and_maps_models() -> None:
     assert agent_model("sonar-deep-research") == {"preset": "high"}
     with pytest.raises(InvalidArgument):
         agent_model("sonar-huge")
+
+
+def test_perplexity_response_that_did_not_complete_is_never_an_answer() -> None:
+    provider = PerplexityProvider(Settings(), None, None)  # type: ignore[arg-type]
+    req = CompletionRequest(model="sonar", messages=[ChatMessage("user", "q")])
+    failed = {"status": "failed", "error": {"message": "search backend down", "code": "internal"}, "output": []}
+    with pytest.raises(Unavailable) as ei:
+        provider.result(req, failed)
+    assert ei.value.reason == "PROVIDER_RESPONSE_FAILED" and "search backend down" in ei.value.message
+    done = {"status": "completed", "model": "perplexity/sonar", "output": [
+        {"type": "message", "content": [{"type": "output_text", "text": "x"}]}],
+        "usage": {"input_tokens": 10, "output_tokens": 2, "cost": {"total_cost": 0.0125}}}
+    r = provider.result(req, done)
+    assert (r.text, r.cost_usd, r.web_search_calls, r.citations) == ("x", 0.0125, 0, [])

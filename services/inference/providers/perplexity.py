@@ -208,7 +208,8 @@ class PerplexityProvider(SdkProvider):
             err = _field(resp, "error")
             detail = f": {_field(err, 'message', '')}" if err else ""
             raise Unavailable(f"Perplexity's response ended {status or 'without a status'}{detail}",
-                              provider=self.name, reason="malformed_response")
+                              provider=self.name, reason="PROVIDER_RESPONSE_FAILED",
+                              metadata={"provider_error_code": str(_field(err, "code", "") or status)})
         text, citations, queries, items = agent_answer(resp)
         if not text:
             raise Unavailable("Perplexity answered without text", provider=self.name, reason="malformed_response")

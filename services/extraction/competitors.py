@@ -471,6 +471,7 @@ def _is_common(word: str, threshold: float, lang: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=65_536)
 def _rule_out(name: str, lang: str) -> bool:
     """Pronouns, plan names, places, hardware, category acronyms: never brands (rule, not evidence)."""
     low = name.lower().replace("’", "'")
@@ -502,38 +503,33 @@ def _de_compound(word: str) -> bool:
 
 def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang: str) -> list[Candidate]:
     """Capitalised spans in sentences and list items that are not already leads: candidates that must carry
-    brand evidence (:func:`accept`). A sentence-initial dictionary word is dropped from the span (its capital is
-    grammar, as is every German noun's)."""
+    brand evidence (:func:`accept`). A leading determiner or opener is dropped from the span."""
     out: list[Candidate] = []
-    masked = doc.masked
-    for unit in doc.units:
-        if unit.kind not in ("sentence", "item"):
+    for m in _CAP_SPAN_RE.finditer(doc.masked):
+        s, e = m.span()
+        unit = doc.unit_at(s)
+        if unit is None or unit.kind not in ("sentence", "item") or e > unit.end or _within(leads, s, e):
             continue
-        for m in _CAP_SPAN_RE.finditer(masked, unit.body, unit.end):
-            s, e = m.span()
-            if _within(leads, s, e):
+        text = m.group(0)
+        words = text.split()
+        # A leading determiner or opener is not part of the name ("The Stripe Dashboard", "Overall Stripe").
+        while words and (words[0].lower() in NEVER_NAMES or words[0].lower() in FUNCTION_WORDS):
+            cut = text.index(words[0]) + len(words[0])
+            rest = text[cut:]
+            s += cut + (len(rest) - len(rest.lstrip()))
+            text = rest.lstrip()
+            words = words[1:]
+        if not words:
+            continue
+        mid = None
+        for name in _clean_candidate(text):
+            if _rule_out(name, lang):
                 continue
-            text = m.group(0)
-            words = text.split()
-            # A leading determiner or opener is not part of the name ("The Stripe Dashboard", "Overall Stripe").
-            while words and (
-                words[0].lower() in NEVER_NAMES
-                or words[0].lower() in FUNCTION_WORDS
-            ):
-                cut = text.index(words[0]) + len(words[0])
-                rest = text[cut:]
-                s += cut + (len(rest) - len(rest.lstrip()))
-                text = rest.lstrip()
-                words = words[1:]
-            if not words:
-                continue
-            mid = not is_sentence_start(doc, s)
-            for name in _clean_candidate(text):
-                if _rule_out(name, lang):
-                    continue
-                c = Candidate(name, (s, s + len(text)), "prose", "")
-                c.mid = mid
-                out.append(c)
+            if mid is None:
+                mid = not is_sentence_start(doc, s)
+            c = Candidate(name, (s, s + len(text)), "prose", "")
+            c.mid = mid
+            out.append(c)
     return out
 
 

@@ -149,3 +149,6 @@ def warm_up() -> None:
     zipf("warm")
     registrable_domain("docs.example.co.uk")
     sentiment.warm_up()
+    from services.extraction.competitors import is_place
+
+    is_place("Lisbon")

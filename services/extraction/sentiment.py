@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 LANGUAGES: tuple[str, ...] = ("en", "es", "de", "fr")
-LANGUAGE_SAMPLE_CHARS = 600
+LANGUAGE_SAMPLE_CHARS = 300
 
 _EN_POS = """
 best leading leader excellent great strong strongest reliable reliability trusted trustworthy popular recommended
@@ -245,11 +245,26 @@ def _identifier():  # type: ignore[no-untyped-def]
     return ident
 
 
+#: Function words of each language, for the fast path of :func:`detect_language`.
+_FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset("the and is are of to for with that this it on in you your or be can".split()),
+    "es": frozenset("el la los las de del y que en es por para con una un su se más".split()),
+    "de": frozenset("der die das und ist nicht mit für ein eine auf den dem zu von sich auch".split()),
+    "fr": frozenset("le la les et est des du une un pour dans que qui pas avec sur plus au".split()),
+}
+
+
 def detect_language(text: str) -> str:
-    """``en``, ``es``, ``de`` or ``fr`` for a sample of prose ("en" for an empty sample)."""
+    """``en``, ``es``, ``de`` or ``fr`` for a sample of prose ("en" for an empty sample). A sample whose
+    function words are clearly of one language (at least 4, and 3× the next language's) is decided without the
+    model — most answers, at a hundredth of its cost; py3langid decides the rest."""
     sample = " ".join(text[: LANGUAGE_SAMPLE_CHARS * 2].split())[:LANGUAGE_SAMPLE_CHARS]
     if len(sample) < 3:
         return "en"
+    ws = set(sample.lower().split())
+    counts = sorted(((len(ws & fw), lang) for lang, fw in _FUNCTION_WORDS.items()), reverse=True)
+    if counts[0][0] >= 4 and counts[0][0] >= 3 * counts[1][0]:
+        return counts[0][1]
     return str(_identifier().classify(sample)[0])
 
 
@@ -299,6 +314,17 @@ class Polarity:
     than_at: int = -1
 
 
+@lru_cache(maxsize=8)
+def _multi(lang: str) -> dict[str, tuple[tuple[tuple[str, ...], int | None], ...]]:
+    """First word → (phrase, sign) for the labels (sign None) and phrases of ``lang``, longest first."""
+    index: dict[str, list[tuple[tuple[str, ...], int | None]]] = {}
+    for label in _LABELS.get(lang, ()):
+        index.setdefault(label[0], []).append((label, None))
+    for phrase, sign in _PHRASES.get(lang, ()):
+        index.setdefault(phrase[0], []).append((phrase, sign))
+    return {k: tuple(sorted(v, key=lambda p: -len(p[0]))) for k, v in index.items()}
+
+
 def polarity(ws: list[str], lang: str) -> Polarity:
     """Evaluations in the words ``ws`` of one clause (see the module docstring)."""
     lex = lexicon(lang)
@@ -313,8 +339,7 @@ def polarity(ws: list[str], lang: str) -> Polarity:
         return _sign(word, lang, lex)
 
     negators = _NEGATORS.get(lang, _NEGATORS["en"])
-    labels = _LABELS.get(lang, ())
-    phrases = _PHRASES.get(lang, ())
+    multi = _multi(lang)
     than = _THAN.get(lang, frozenset())
     less = _LESS.get(lang, frozenset())
     pos = neg = 0
@@ -336,24 +361,19 @@ def polarity(ws: list[str], lang: str) -> Polarity:
             continue
         hit = 0
         length = 1
-        for label in labels:
-            if tuple(ws[i : i + len(label)]) == label:
-                hit, length = 0, len(label)
+        matched = False
+        for phrase, phrase_sign in multi.get(w, ()):
+            if tuple(ws[i : i + len(phrase)]) == phrase:
+                hit, length, matched = phrase_sign or 0, len(phrase), True
                 break
-        else:
-            for words_, phrase_sign in phrases:
-                if tuple(ws[i : i + len(words_)]) == words_:
-                    hit, length = phrase_sign, len(words_)
-                    break
+        if not matched:
+            if w in _DOMAIN_NOUNS:
+                hit = -1 if not _SUFFER.isdisjoint(ws[max(0, i - 3) : i]) else 0
             else:
-                if w in _DOMAIN_NOUNS:
-                    before = ws[max(0, i - 3) : i]
-                    hit = -1 if any(b in _SUFFER for b in before) else 0
-                else:
-                    hit = sign(w)
+                hit = sign(w)
         if hit:
             window = ws[max(0, i - 3) : i]
-            if any(b in negators or b.endswith("n't") for b in window):
+            if not negators.isdisjoint(window) or any(b.endswith("n't") for b in window):
                 hit = -hit
             if hit > 0:
                 pos += 1

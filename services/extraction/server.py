@@ -4,18 +4,23 @@ Thin: translate protobuf ↔ the pure cores (:mod:`.classification`, :mod:`.core
 :mod:`shared.errors` for bad input (the interceptor turns them into INVALID_ARGUMENT with ``BadRequest``
 field violations; every field's bound is in :mod:`.limits`). Extraction is CPU-bound pure Python: a large
 request (its :func:`work` over :data:`INLINE_MAX_WORK`: a long answer, many names or citations, a large
-classification or merge) runs in a worker thread (``asyncio.to_thread``) so the event loop stays free for health
-checks and other calls while it is read — the interpreter hands the loop thread the GIL within its switch
-interval (5 ms) — while a typical request (a few KB, about a millisecond of work) runs inline, because the
-thread hop alone costs a good part of that.
+classification or merge) runs on the servicer's one CPU worker thread so the event loop stays free for health
+checks and other calls while it is read. One thread, not a pool: pure Python gains nothing from more threads
+under the GIL, and with a single competitor the interpreter hands the loop thread the GIL within its switch
+interval (5 ms), where four busy workers kept a health check waiting 300 ms. A typical request (a few KB, about
+a millisecond of work) runs inline, because the thread hop alone costs a good part of that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import grpc
 
@@ -30,6 +35,7 @@ from vantage.extraction.v1 import extraction_pb2 as pb
 from vantage.extraction.v1 import extraction_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "vantage.extraction.v1.ExtractionService"
+T = TypeVar("T")
 #: Largest :func:`work` done on the event loop itself; larger requests go to a worker thread.
 INLINE_MAX_WORK = 5_000
 
@@ -85,10 +91,18 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
     """Classification checks and answer extraction; stateless."""
 
     def __init__(self, settings: Settings) -> None:
+        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extraction-cpu")
         self._categories = list(settings.categories)
         self._cfg = core.ExtractionConfig.from_settings(settings)
         self._schema_json = json.dumps(classification.classification_schema(self._categories))
         self._prompt = classification.system_prompt(self._categories)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the CPU worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._cpu.shutdown(wait=False, cancel_futures=True)
 
     async def GetClassificationSchema(
         self, request: pb.GetClassificationSchemaRequest, context: grpc.aio.ServicerContext
@@ -108,7 +122,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         if len(request.classification_json) <= INLINE_MAX_WORK:
             c = classification.parse_classification(*args, company=request.company)
         else:
-            c = await asyncio.to_thread(classification.parse_classification, *args, company=request.company)
+            c = await self._off_loop(classification.parse_classification, *args, company=request.company)
         return pb.ParseClassificationResponse(
             tier=common_pb2.Tier.Value(c.tier),
             score=c.score,
@@ -130,7 +144,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         if work(request) <= INLINE_MAX_WORK:
             return core.analyze(answer, org, known, provider, self._cfg)
         core.check(answer, org, self._cfg, known, provider)  # fail fast, before taking a thread
-        return await asyncio.to_thread(core.analyze, answer, org, known, provider, self._cfg)
+        return await self._off_loop(core.analyze, answer, org, known, provider, self._cfg)
 
     async def Extract(
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
@@ -202,7 +216,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         if len(weights) * 50 <= INLINE_MAX_WORK:
             merged = identity.merge_names(weights)
         else:
-            merged = await asyncio.to_thread(identity.merge_names, weights)
+            merged = await self._off_loop(identity.merge_names, weights)
         return pb.MergeCompetitorsResponse(names=[pb.MergedName(name=n, canonical=c) for n, c in merged.items()])
 
 
@@ -210,4 +224,12 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
 async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
     """The extraction service's mounts. No clients to open: the word list and suffix list are loaded up front."""
     await asyncio.to_thread(core.warm_up)
-    yield [Mount(ExtractionServicer(settings), pb_grpc.add_ExtractionServiceServicer_to_server, SERVICE_NAME)]
+    # The word lists, language model and place names live as long as the process: keep them out of every full
+    # collection (gc.freeze), so a gen-2 pass under load does not stall the event loop on objects that never die.
+    gc.collect()
+    gc.freeze()
+    servicer = ExtractionServicer(settings)
+    try:
+        yield [Mount(servicer, pb_grpc.add_ExtractionServiceServicer_to_server, SERVICE_NAME)]
+    finally:
+        servicer.close()

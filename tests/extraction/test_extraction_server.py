@@ -148,3 +148,82 @@ async def test_parse_classification_violations_come_back_as_bad_request(
     assert isinstance(err, InvalidArgument)
     assert sorted(f for f, _ in err.violations) == ["category", "evidence_urls[0]", "score", "tier"]
     assert "score" in err.message and "55.5" in err.message
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "limit"),
+    [
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A"), known_competitors=["B"] * 501),
+         "known_competitors", "500"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A"), known_competitors=["B" * 201]),
+         "known_competitors[0]", "200"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A", name_variations=["v"] * 101)),
+         "org.name_variations", "100"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A", known_products=["p"] * 201)),
+         "org.known_products", "200"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A", domain="a" * 254 + ".com")),
+         "org.domain", "253"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A" * 201)), "org.name", "200"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A"),
+                           provider_citations=[common_pb2.Citation(url="https://a.io/" + "x" * 2100)]),
+         "provider_citations[0].url", "2048"),
+        (pb.ExtractRequest(answer_markdown="x", org=pb.Org(name="A"),
+                           provider_citations=[common_pb2.Citation(url="https://a.io")] * 501),
+         "provider_citations", "500"),
+        (pb.ExtractRequest(answer_markdown="x" * 200_001, org=pb.Org(name="A")), "answer_markdown", "200000"),
+    ],
+    ids=["competitors", "competitor-length", "variations", "products", "domain", "name", "citation-url",
+         "citations", "answer"],
+)
+async def test_every_extract_field_is_bounded(
+    stub: pb_grpc.ExtractionServiceStub, request_: pb.ExtractRequest, field: str, limit: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await stub.Extract(request_, timeout=10)
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = from_rpc_error(ei.value)
+    assert isinstance(err, InvalidArgument)
+    assert field in [f for f, _ in err.violations]
+    assert limit in err.message
+
+
+async def test_classification_size_and_depth_are_bounded(stub: pb_grpc.ExtractionServiceStub) -> None:
+    for text, field in (("[" * 40 + "]" * 40, "classification_json"), ("x" * 100_001, "classification_json")):
+        with pytest.raises(grpc.aio.AioRpcError) as ei:
+            await stub.ParseClassification(pb.ParseClassificationRequest(classification_json=text), timeout=10)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [f for f, _ in from_rpc_error(ei.value).violations] == [field]  # type: ignore[attr-defined]
+    req = pb.ParseClassificationRequest(classification_json="{}", search_result_urls=["https://a.io"] * 101)
+    with pytest.raises(grpc.aio.AioRpcError) as ei:
+        await stub.ParseClassification(req, timeout=10)
+    assert "100" in ei.value.details()
+
+
+async def test_health_answers_while_large_requests_are_read() -> None:
+    """Large extraction requests run in worker threads: the health service answers on the event loop while they
+    are in progress (the latencies are printed; speed itself is `make bench`'s business)."""
+    import asyncio
+    import time
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    settings = Settings(grace_seconds=0.5)
+    big = ANSWER * 200  # ≈ 80 kB, well over the inline limit
+    async with serving("extraction", build, settings) as srv:
+        async with grpc.aio.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ExtractionServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            calls = [asyncio.ensure_future(stub.Extract(_request(big), timeout=120)) for _ in range(4)]
+            latencies = []
+            answered_during = 0
+            while not all(c.done() for c in calls):
+                t0 = time.perf_counter()
+                r = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+                latencies.append(time.perf_counter() - t0)
+                assert r.status == health_pb2.HealthCheckResponse.SERVING
+                answered_during += not all(c.done() for c in calls)
+            results = await asyncio.gather(*calls)
+    assert all(r.org_eval.mention_count == 200 for r in results)
+    assert answered_during >= 2, "health checks were not answered while the large requests ran"
+    print(f"health checks under load: {len(latencies)}, max {max(latencies) * 1000:.1f} ms")

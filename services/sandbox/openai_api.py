@@ -42,6 +42,9 @@ MODELS = (
     "gpt-5-nano",
     "o3",
     "o4-mini",
+    "gpt-5.4-nano",
+    "gpt-5.4-mini",
+    "gpt-5.5",
 )
 _CREATED = 1_715_000_000  # fixed "created" for model objects
 SYSTEM_FINGERPRINT = "fp_sandbox_v1"

@@ -21,6 +21,8 @@ The formulas are written once here so that a test can recompute a cost bit for b
 
 from __future__ import annotations
 
+import datetime as dt
+
 import structlog
 
 from shared.catalogue import ModelInfo, load_catalogue
@@ -60,19 +62,21 @@ def record_cost_usd(settings: Settings, records: int) -> float:
     return records * settings.brightdata_record_usd
 
 
-def check_lifecycle(settings: Settings, model: str) -> ModelInfo | None:
+def check_lifecycle(settings: Settings, model: str, today: dt.date | None = None) -> ModelInfo | None:
     """The catalogue entry of ``model`` (None when unknown), after refusing a retired one.
 
     Raises ``FailedPrecondition`` (reason ``MODEL_RETIRED``, metadata ``model``, ``successor``, ``shutdown_date``)
-    for a retired model — or a deprecated one past its shutdown date. A deprecated model logs ``model_deprecated``
-    (warning, with its shutdown date and successor) the first time this process sees it."""
+    for a retired model — or a deprecated one past its shutdown date (``today``: the local date by default). A
+    deprecated model logs ``model_deprecated`` (warning, with its shutdown date and successor) the first time this
+    process sees it."""
     info = model_info(settings, model)
     if info is None:
         return None
-    status = info.effective_status()
+    status = info.effective_status(today)
     if status == "retired":
         raise FailedPrecondition(
-            f"model {model!r}: {info.lifecycle_message()} (model catalogue, checked {info.checked_on.isoformat()})",
+            f"model {model!r}: {info.lifecycle_message(today)} (model catalogue, checked "
+            f"{info.checked_on.isoformat()})",
             reason="MODEL_RETIRED",
             metadata={"model": info.id, "successor": info.successor,
                       "shutdown_date": info.shutdown_date.isoformat() if info.shutdown_date else ""},
@@ -80,11 +84,13 @@ def check_lifecycle(settings: Settings, model: str) -> ModelInfo | None:
     if status == "deprecated" and info.id not in _warned:
         _warned.add(info.id)
         log.warning("model_deprecated", model=info.id, shutdown_date=str(info.shutdown_date or ""),
-                    successor=info.successor, message=info.lifecycle_message())
+                    successor=info.successor, message=info.lifecycle_message(today))
     return info
 
 
-def answer_notes(provider: str, model: str, settings: Settings | None = None) -> tuple[bool, str]:
+def answer_notes(
+    provider: str, model: str, settings: Settings | None = None, today: dt.date | None = None
+) -> tuple[bool, str]:
     """``(cost_estimated, model_warning)`` of an answer that ``provider`` gave as ``model``.
 
     ``cost_estimated``: the model is missing from the catalogue, so its tokens were priced at
@@ -99,7 +105,7 @@ def answer_notes(provider: str, model: str, settings: Settings | None = None) ->
         info = cat.lookup(model.split("/", 1)[1])
     if info is None:
         return True, ""
-    return False, info.lifecycle_message()
+    return False, info.lifecycle_message(today)
 
 
 def catalogue_to_proto(settings: Settings) -> list[pb.ModelInfo]:

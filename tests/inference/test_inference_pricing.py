@@ -52,11 +52,11 @@ def test_dated_snapshots_and_aliases_resolve_to_their_model(settings: Settings) 
 
 def test_unknown_model_is_estimated_and_flagged(settings: Settings) -> None:
     assert pricing.token_cost_usd(settings, "llama-3-70b", 1_000_000, 1_000_000) == pytest.approx(4.0)
-    assert pricing.answer_notes("openai", "llama-3-70b", settings) == (True, "")
-    assert pricing.answer_notes("openai", "gpt-5.5", settings) == (False, "")
+    assert pricing.answer_notes("openai", "llama-3-70b", settings, TODAY) == (True, "")
+    assert pricing.answer_notes("openai", "gpt-5.5", settings, TODAY) == (False, "")
     # Perplexity Agent API ids are provider/model; Bright Data answers are priced per record, never estimated.
-    assert pricing.answer_notes("perplexity", "openai/gpt-5.5", settings) == (False, "")
-    assert pricing.answer_notes("brightdata_chatgpt", "gpt-mystery", settings) == (False, "")
+    assert pricing.answer_notes("perplexity", "openai/gpt-5.5", settings, TODAY) == (False, "")
+    assert pricing.answer_notes("brightdata_chatgpt", "gpt-mystery", settings, TODAY) == (False, "")
 
 
 def test_zero_tokens_cost_nothing_and_search_and_record_fees(settings: Settings) -> None:
@@ -69,24 +69,24 @@ def test_zero_tokens_cost_nothing_and_search_and_record_fees(settings: Settings)
 
 def test_retired_model_is_refused_naming_its_successor(settings: Settings) -> None:
     with pytest.raises(FailedPrecondition) as info:
-        pricing.check_lifecycle(settings, "claude-sonnet-4")
+        pricing.check_lifecycle(settings, "claude-sonnet-4", TODAY)
     err = info.value
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION and err.reason == "MODEL_RETIRED"
     assert "claude-sonnet-5" in err.message and "2026-06-15" in err.message
     assert err.metadata == {"model": "claude-sonnet-4", "successor": "claude-sonnet-5", "shutdown_date": "2026-06-15"}
     with pytest.raises(FailedPrecondition, match=r"use gpt-5\.4-nano"):
-        pricing.check_lifecycle(settings, "gpt-4.1-nano-2025-04-14")
+        pricing.check_lifecycle(settings, "gpt-4.1-nano-2025-04-14", TODAY)
 
 
 def test_deprecated_model_runs_with_a_dated_warning(settings: Settings) -> None:
     pricing._warned.discard("gpt-4.1")
     with structlog.testing.capture_logs() as logs:
-        assert pricing.check_lifecycle(settings, "gpt-4.1").id == "gpt-4.1"
-        pricing.check_lifecycle(settings, "gpt-4.1")  # logged once per process
+        assert pricing.check_lifecycle(settings, "gpt-4.1", TODAY).id == "gpt-4.1"
+        pricing.check_lifecycle(settings, "gpt-4.1", TODAY)  # logged once per process
     assert [(e["event"], e["model"], e["shutdown_date"]) for e in logs] == [
         ("model_deprecated", "gpt-4.1", "2027-01-14")
     ]
-    assert pricing.answer_notes("openai", "gpt-4.1-2025-04-14", settings) == (
+    assert pricing.answer_notes("openai", "gpt-4.1-2025-04-14", settings, TODAY) == (
         False, "gpt-4.1 is deprecated: it shuts down on 2027-01-14; use gpt-5.5")
 
 

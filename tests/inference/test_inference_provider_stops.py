@@ -63,7 +63,7 @@ async def test_openai_incomplete_is_retried_once_with_a_larger_budget(
 ) -> None:
     await sandbox_knobs({"openai_incomplete_times": 1})
     before = await _billing(sandbox_admin, "openai")
-    r = await stub.Complete(_req("gpt-5-mini", web_search=web_search, max_output_tokens=1024), timeout=30)
+    r = await stub.Complete(_req("gpt-5.4-mini", web_search=web_search, max_output_tokens=1024), timeout=30)
     after = await _billing(sandbox_admin, "openai")
     assert r.text and r.finish_reason == "stop"
     assert after["requests"] - before.get("requests", 0) == 2
@@ -72,9 +72,9 @@ async def test_openai_incomplete_is_retried_once_with_a_larger_budget(
     billed_out = after["completion_tokens"] - before.get("completion_tokens", 0)
     assert (r.usage.input_tokens, r.usage.output_tokens) == (billed_in, billed_out)
     assert r.usage.output_tokens >= 1024  # the incomplete call spent its whole budget
-    in_p, out_p = settings.token_prices("gpt-5-mini")
+    in_p, out_p = settings.token_prices("gpt-5.4-mini")
     assert r.cost_usd == pytest.approx(billed_in * in_p / 1e6 + billed_out * out_p / 1e6
-                                       + pricing.web_search_cost_usd(settings, r.web_search_calls, "gpt-5-mini"))
+                                       + pricing.web_search_cost_usd(settings, r.web_search_calls, "gpt-5.4-mini"))
 
 
 @pytest.mark.parametrize("web_search", [True, False], ids=["responses", "chat"])
@@ -83,7 +83,7 @@ async def test_openai_incomplete_twice_fails_with_max_output_tokens(
 ) -> None:
     await sandbox_knobs({"openai_incomplete_times": 2})
     before = await _billing(sandbox_admin, "openai")
-    code, err = await _fails(stub.Complete(_req("gpt-5-mini", web_search=web_search, max_output_tokens=1024),
+    code, err = await _fails(stub.Complete(_req("gpt-5.4-mini", web_search=web_search, max_output_tokens=1024),
                                            timeout=30))
     after = await _billing(sandbox_admin, "openai")
     assert code == grpc.StatusCode.INVALID_ARGUMENT and err.reason == "MAX_OUTPUT_TOKENS"
@@ -95,7 +95,7 @@ async def test_openai_natural_incomplete_of_a_reasoning_model(stub: pb_grpc.Infe
                                                               sandbox_admin: httpx.AsyncClient) -> None:
     """A cap that the sandbox's reasoning tokens exhaust: the retry's larger budget fits, and one answer comes back."""
     before = await _billing(sandbox_admin, "openai")
-    r = await stub.Complete(_req("gpt-5-mini", web_search=True, max_output_tokens=40), timeout=30)
+    r = await stub.Complete(_req("gpt-5.4-mini", web_search=True, max_output_tokens=40), timeout=30)
     after = await _billing(sandbox_admin, "openai")
     assert r.text and after["requests"] - before.get("requests", 0) == 2
 

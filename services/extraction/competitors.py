@@ -216,6 +216,7 @@ def _clean_candidate(raw: str) -> list[str]:
 
 _PAREN_RE = re.compile(r"\s*\([^()]*\)")
 _POSSESSIVE_RE = re.compile(r"['’]s\b")
+_DETERMINERS = frozenset("the a an le la les l' un une el los las der die das ein eine".split())
 _VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
 
 
@@ -223,6 +224,8 @@ _VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
 def _clean_candidate_cached(raw: str) -> tuple[str, ...]:
     text = _POSSESSIVE_RE.sub("", _PAREN_RE.sub("", plain(raw)))
     words = text.split()
+    while len(words) > 1 and words[0].lower() in _DETERMINERS:
+        words.pop(0)  # "Le TGV INOUI", "The Stripe Dashboard"
     while len(words) > 1 and _CODE_RE.match(words[-1].rstrip("s")):
         words.pop()  # a model code is not part of the maker's name: "Milwaukee M18", "NVIDIA H100s"
     text = " ".join(words) if len(words) < len(text.split()) else text
@@ -380,7 +383,8 @@ NEVER_NAMES: frozenset[str] = frozenset(
     es er sie wir ihr ihre ihren sein seine dies diese dieser dieses das der die den dem des und oder aber wenn
     für mit ohne auch jedoch außerdem viele andere alle beide jede jeder wer was wie wo man
     il elle ils elles ce cet cette ces son sa ses leur leurs nous vous on le la les et ou mais si pour avec sans
-    aussi cependant chaque beaucoup autre autres tous toutes qui quoi comme où""".split()
+    aussi cependant chaque beaucoup autre autres tous toutes qui quoi comme où
+    i'd i'm i've i'll we're you're they're it'll let's""".split()
 )
 #: Plan and tier names (a plan of the org is part of the org, never a brand of its own).
 PLAN_NAMES: frozenset[str] = frozenset(
@@ -416,6 +420,32 @@ _ACRONYM_RE = re.compile(r"[A-Z]{2,5}")
 #: ("Linear" 4.1, "Stripe" 3.5); above it ("Target" 4.8, "Max" 4.7) it needs more evidence.
 _PROSE_ZIPF_MAX = 4.5
 _NO_UNIT = Unit("sentence", 0, 0, 0, index=-1)
+#: What precedes a platform the user is on or an integration target (not an option of the answer).
+_INTEGRATION_RE = re.compile(
+    r"(?:integrates? (?:well )?with|integrations? with|syncs? with|connects? (?:to|with)|plugs? into|"
+    r"(?:you're|you are|if you use|already use|already on|built) on|on top of|works with|apps? for|"
+    r"se integra con|integra con|integriert (?:sich )?(?:mit|in)|s'intègre (?:à|avec))[ \t]+(?:the[ \t]+)?$",
+    re.IGNORECASE,
+)
+#: Verbs after a sentence-initial name that make it the subject ("Deel and Remote are", "Fathom is …").
+_SUBJECT_VERB_RE = re.compile(
+    r"(?:['’]s)?[ \t]+(?:and[ \t]+[A-Z][\w.+-]*[ \t]+)?(?:is|are|was|has|have|offers|provides|takes|lets|gives|"
+    r"charges|covers|costs|works|supports|focuses|remains|does|doesn't|can|also|added|launched|started|"
+    r"es|son|tiene|ofrece|cobra|permite|ist|sind|hat|bietet|kostet|est|sont|a|propose|offre|coûte|permet)\b"
+)
+
+
+def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
+    return bool(_SUBJECT_VERB_RE.match(doc.masked, end))
+
+
+@lru_cache(maxsize=65_536)
+def _zipf_in(word: str, lang: str) -> float:
+    if lang not in ("es", "de", "fr"):
+        return 0.0
+    from wordfreq import zipf_frequency
+
+    return float(zipf_frequency(word, lang, wordlist="small"))
 _PLURAL_ACRONYM_RE = re.compile(r"[A-Z]{2,6}s")
 #: Prepositions that put a place after them ("in Lisbon", "à Lyon", "nach Berlin", "en Madrid").
 _PLACE_PREPOSITIONS: dict[str, frozenset[str]] = {
@@ -691,12 +721,16 @@ def accept(
             elif _ACRONYM_RE.fullmatch(c.text):
                 # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
                 c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
-            elif c.cls in (STRONG, MEDIUM) and (c.mid or lang == "de"):
-                c.cls = STRONG
-            elif c.cls == WEAK and lang != "de" and c.mid and (
-                len(c.text.split()) > 1 or zipf(c.text.lower()) < _PROSE_ZIPF_MAX or lang in ("es", "fr")
+            elif _INTEGRATION_RE.search(doc.masked, max(0, c.span[0] - 40), c.span[0]):
+                c.cls = GENERIC  # a platform or integration target: "if you're on Shopify", "syncs with Slack"
+            elif c.cls in (STRONG, MEDIUM) and (c.mid or lang == "de" or _subject_of_verb(doc, c.span[1], lang)):
+                c.cls = STRONG  # "Deel and Remote are …", "Fathom is the other name …"
+            elif c.cls == WEAK and lang != "de" and (
+                c.mid or (len(c.text.split()) > 1 and _subject_of_verb(doc, c.span[1], lang))
+            ) and (
+                len(c.text.split()) > 1 or max(zipf(c.text.lower()), _zipf_in(c.text.lower(), lang)) < _PROSE_ZIPF_MAX
             ) and not doc.is_title_case(doc.unit_at(c.span[0]) or _NO_UNIT):
-                c.cls = STRONG  # capitalised mid-sentence: "teams on Linear", "Simple Analytics is …"
+                c.cls = STRONG  # capitalised mid-sentence: "teams on Linear", "Simple Analytics takes …"
             elif c.cls == WEAK and lang != "de" and len(
                 [p for p in capitalised(c.text) if not (c.span[0] <= p < c.span[1])]
             ) >= 2:

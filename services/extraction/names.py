@@ -246,17 +246,27 @@ _NOT_NAME_WORDS = frozenset(
 )
 
 
+def is_lower_case_answer(doc: Doc) -> bool:
+    """True for an answer written in lower case throughout (most sentences and items start with a small letter)."""
+    starts = [doc.masked[u.body : u.body + 1] for u in doc.units if u.kind in ("sentence", "item")]
+    letters = [c for c in starts if c.isalpha()]
+    return len(letters) >= 2 and sum(c.islower() for c in letters) * 2 > len(letters)
+
+
 def find_mentions(doc: Doc, brands: Sequence[Brand], threshold: float, generic: frozenset[str]) -> None:
     """Fill ``brand.mentions`` / ``brand.surfaces`` for every brand, longest spelling first across all brands."""
     owner: dict[str, tuple[int, str]] = {}
+    casual = is_lower_case_answer(doc)
     for i, b in enumerate(brands):
         b.mentions, b.surfaces = [], []
         for f in b.forms:
             k = _form_key(f)
             if k and k not in owner:
                 kind = ambiguity(f, threshold, generic)
-                if kind == "common_multi" and b.is_org:
-                    kind = "distinct"  # the org's own two-word name in lower case is still the org ("uber eats")
+                if b.is_org and (kind == "common_multi" or (kind == "common" and casual)):
+                    # The org's own two-word name in lower case is still the org ("uber eats"), and so is its
+                    # one-word name in an answer written in lower case throughout ("netflix keeps raising prices").
+                    kind = "distinct"
                 owner[k] = (i, kind)
     if not owner:
         return

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(10.0, description="Seconds in-flight RPCs get to finish on SIGTERM.")
     max_message_bytes: int = Field(64 * 1024 * 1024, description="Max gRPC message size, sent and received (bytes).")
     max_concurrent_rpcs: int = Field(2000, description="RPCs a server serves at once before RESOURCE_EXHAUSTED.")
+    memory_release_interval_seconds: float = Field(
+        30.0, description="Seconds between two returns of freed heap memory to the OS by a service (glibc "
+        "malloc_trim); 0 = never."
+    )
     rpc_timeout_seconds: float = Field(180.0, description="Deadline of an outbound RPC when the caller has none (s).")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["auto", "json", "console"] = Field(

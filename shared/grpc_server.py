@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import inspect
 import json
 import logging
@@ -376,6 +379,35 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         return unary_handler
 
 
+@functools.cache
+def _libc_malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where there is none (musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> bool:
+    """Give the heap pages freed since the last call back to the OS (glibc ``malloc_trim(0)``, which since glibc 2.8
+    trims every arena and the free pages inside the heap, man 3 malloc_trim). False where it is not available.
+
+    Why: a burst of large requests (multi-MB answers parsed in worker threads, each with its own malloc arena)
+    leaves hundreds of MB freed but kept by glibc — measured in the extraction service after a fuzz run: RSS 793 MB,
+    285 MB after one trim, the caches holding ~20 MB of it."""
+    trim = _libc_malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+async def _release_memory_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_memory)
+
+
 @dataclass
 class RunningServer:
     """A started server: its bound port, the server and its health servicer."""
@@ -464,7 +496,8 @@ async def run_service(
     When ``ready_file`` is given, ``{"name", "address", "port", "pid"}`` is written to it (atomically) once the
     server is SERVING, so a parent process can wait for readiness by polling the file. With ``metrics_port`` set,
     Prometheus metrics are served at ``http://host:<metrics_port + offset>/metrics`` (:mod:`shared.metrics`);
-    ``"metrics_port"`` is then in the ready file too.
+    ``"metrics_port"`` is then in the ready file too. Every ``memory_release_interval_seconds`` the freed heap goes
+    back to the OS (:func:`release_memory`).
     """
     port = getattr(settings, f"{name}_port") if port is None else port
     stop = asyncio.Event()
@@ -473,6 +506,8 @@ async def run_service(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics_server = metrics.start_metrics_server(settings, name, host=host)
+    interval = float(getattr(settings, "memory_release_interval_seconds", 0) or 0)
+    trimmer = asyncio.create_task(_release_memory_every(interval)) if interval > 0 else None
     try:
         async with serving(name, builder, settings, host=host, port=port) as running:
             log.info(
@@ -486,6 +521,8 @@ async def run_service(
             await stop.wait()
             log.info("shutting_down", grace_seconds=settings.grace_seconds)
     finally:
+        if trimmer is not None:
+            trimmer.cancel()
         if metrics_server is not None:
             metrics_server.close()
     log.info("stopped")

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup proto proto-check demo demo-eval test test-fast lint bench clean chaos
+.PHONY: setup proto proto-check demo demo-eval test test-fast lint bench clean chaos k8s-check
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ test-fast: setup
 
 chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-like latencies) + the large RPC fuzz run; prints its figures
 	VANTAGE_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -m chaos tests/chaos tests/infra/test_fuzz_rpcs.py
+
+k8s-check: setup  ## render deploy/k8s (kubectl kustomize) and validate every object against the Kubernetes schemas offline
+	VANTAGE_REQUIRE_KUSTOMIZE=1 $(BIN)/python -m pytest -q tests/deploy
 
 lint: setup
 	$(BIN)/ruff check .

@@ -163,29 +163,34 @@ def _score_unit(
     for cs, ce in _clauses(doc, unit):
         inside = [(s, b) for s, _e, b in named if cs <= s < ce]
         ids = {b for _s, b in inside}
-        if len(ids) >= 3:
-            subject = -1
-            continue
-        if inside:
-            subject = inside[0][1]
-        if not (0 in ids or (not ids and subject == 0)):
-            continue
         text = doc.text[cs:ce]
         for s, e, _b in reversed(named):  # names are not evaluations ("Best Buy", "Simple Analytics")
             if cs <= s and e <= ce:
                 text = text[: s - cs] + " " * (e - s) + text[e - cs :]
         pol = sentiment.polarity(sentiment.words(plain(text)), lang)
+        than = _THAN_RE.search(doc.text, cs, ce) if pol.comparison else None
+        # Brands after "than" are the object of a comparison, not the clause's subject.
+        subjects = [(s, b) for s, b in inside if than is None or s < than.start()]
+        if len(ids) >= 3 and not pol.comparison:
+            subject = -1
+            continue  # an enumeration: being listed is no evaluation
+        if subjects:
+            subject = subjects[0][1]
+        about = 0 in ids or subject == 0
+        if not about:
+            continue
         pos, neg = pol.pos, pol.neg
         if pol.comparison:
-            than = _THAN_RE.search(doc.text, cs, ce)
-            org_at = [s for s, b in inside if b == 0]
-            after = bool(than and org_at and org_at[0] > than.start())
-            if after:
+            org_after = bool(than and any(b == 0 and s > than.start() for s, b in inside))
+            org_subject = subject == 0 and not org_after
+            if not org_subject:
                 pos = neg = 0  # the clause's other words describe its subject, not the org
-            if (pol.comparison > 0) != after:
+            if (pol.comparison > 0) == org_subject:
                 pos += 1
             else:
                 neg += 1
+        elif 0 not in ids and inside:
+            continue  # names others only
         if pos or neg:
             out.append(_Clause(cs, ce, pos, neg))
     return out

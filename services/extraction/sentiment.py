@@ -44,7 +44,8 @@ renowned abundant plentiful low-latency good better cheaper cheapest lowest unma
 polished smooth responsive helpful accurate friendly elegant beloved lightweight handy convenient worth
 worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
 strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
-well-priced value
+well-priced value recommendation recommendations stylish flexibility
+favourite-choice
 """
 _EN_NEG = """
 expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
@@ -56,7 +57,7 @@ layoffs disadvantage disadvantages avoid cumbersome clunky outdated dated sluggi
 harder higher-priced premium-priced capped throttled throttling delays delayed failure failures overwhelming
 bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
 heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
-unclear
+unclear faulty crashed crashes crashing damaged
 """
 _ES_POS = """
 mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
@@ -65,7 +66,7 @@ económica económicos económicas barato barata baratos baratas asequible asequ
 intuitivo intuitiva potente potentes robusto robusta sólido sólida flexible flexibles completo completa completos
 completas personalizable ideal ideales destaca destacan líder líderes eficiente eficientes seguro segura cómodo
 cómoda ventaja ventajas excelencia generoso generosa transparente estable estables moderno moderna versátil útil
-útiles buena bueno buenos buenas gran grandes maduro madura favorito favorita preferido preferida puntual
+útiles buena bueno buenos buenas gran grandes maduro madura favorito favorita preferido preferida
 amable cómodos cómodas cumplidor agradable
 """
 _ES_NEG = """
@@ -113,18 +114,18 @@ vieillotte lourd lourde rigide opaque désavantage manque manquent décevant dé
 cachées peu-fiable
 """
 
-#: Label phrases with a lexicon word that carry no opinion ("**Best for**: research teams").
+#: Label phrases that carry no opinion although they contain a lexicon word. The corpus rules count "best for",
+#: "great for", "ideal for" as favourable (an explicit fit), so only bare section labels are here.
 _LABELS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "en": (("best", "for"), ("best", "suited", "for"), ("ideal", "for"), ("top", "picks"), ("top", "options"),
-           ("good", "for"), ("great", "for")),
-    "es": (("ideal", "para"), ("mejor", "para")),
-    "de": (("ideal", "für"), ("gut", "für"), ("geeignet", "für")),
-    "fr": (("idéal", "pour"), ("bon", "pour")),
+    "en": (("top", "picks"), ("top", "options"), ("pros", "and", "cons")),
+    "es": (("pros", "y", "contras"),),
+    "de": (("vor", "und", "nachteile"),),
+    "fr": (("avantages", "et", "inconvénients"),),
 }
 #: Multi-word evaluations, matched before single words.
 _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
     "en": tuple(
-        [(tuple(p.split()), 1) for p in ("easy to use", "well suited", "highly rated", "stands out", "hard to beat",
+        [(tuple(p.split()), 1) for p in ("most common choice", "popular choice", "easy to use", "well suited", "highly rated", "stands out", "hard to beat",
                                          "tough to beat", "second to none", "my pick", "go with", "start with",
                                          "worth it", "worth the money", "best choice", "best option", "i'd look at",
                                          "i'd run", "i'd go with", "i'd pick", "i'd start with", "i'd use",
@@ -190,7 +191,10 @@ _PRICE_WORDS: frozenset[str] = frozenset(
     cuota cuotas preis preise gebühr gebühren kosten provision provisionen""".split()
 )
 #: VADER words that describe rather than evaluate in vendor answers (plans, features), left out.
-_VADER_SKIP = frozenset("free freedom security secure save saves win winning support supported care share".split())
+_VADER_SKIP = frozenset(
+    "free freedom security secure save saves win winning support supported care share honestly benefit benefits "
+    "increase increases".split()
+)
 _WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\d+", re.UNICODE)
 _ENDINGS: dict[str, tuple[str, ...]] = {
     "en": ("s",),

@@ -23,7 +23,7 @@ def _verdict(answer: str, org: Org = ATTIO) -> str:
         ("Attio is not the cheapest option for agencies.", "NEGATIVE"),
         ("Attio tracks bugs, issues and incidents in one inbox.", "NEUTRAL"),  # domain nouns: what it handles
         ("Attio had a major outage in March.", "NEGATIVE"),  # … unless the org suffers them
-        ("**Best for:** product teams. Attio syncs with GitHub.", "NEUTRAL"),  # a label is no opinion
+        ("**Pros and cons:** Attio syncs with GitHub.", "NEUTRAL"),  # a section label is no opinion
     ],
 )
 def test_english_rules(answer: str, expected: str) -> None:

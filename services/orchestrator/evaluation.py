@@ -324,13 +324,14 @@ async def create_eval_run(
 
 
 async def check_models(orch: Orchestrator, models: Sequence[str], *, field: str, rpc_timeout: float = 5.0) -> None:
-    """``InvalidArgument`` (naming ``field``) for the first model the inference service does not route; an
-    unreachable inference service is left for the run to report."""
+    """``InvalidArgument`` (naming ``field``) for the first model the inference service does not route, or refuses
+    as retired (model catalogue: FAILED_PRECONDITION naming the successor); an unreachable inference service is left
+    for the run to report."""
     for model in split_list(list(models)):
         try:
             await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=rpc_timeout)
         except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
                 raise InvalidArgument(e.details() or f"unknown model {model!r}", field=field) from None
 
 

@@ -62,10 +62,27 @@ class Settings(BaseSettings):
     inference_port: int = Field(50052, description="gRPC port of the inference service.")
     extraction_port: int = Field(50053, description="gRPC port of the extraction service.")
     sandbox_port: int = Field(8080, description="HTTP port of the provider sandbox (`vantage up --sandbox`).")
-    search_addr: str = Field("", description="host:port of the search service; empty = host:search_port.")
-    inference_addr: str = Field("", description="host:port of the inference service; empty = host:inference_port.")
-    extraction_addr: str = Field("", description="host:port of the extraction service; empty = host:extraction_port.")
-    orchestrator_addr: str = Field("", description="host:port of the orchestrator; empty = host:orchestrator_port.")
+    # gRPC target URIs (github.com/grpc/grpc/blob/master/doc/naming.md): dns:///name:port re-resolves and yields
+    # every A record (a headless Kubernetes Service), ipv4:a:p,b:p is a static list, host:port is dns:///host:port.
+    search_addr: str = Field(
+        "", description="gRPC target of the search service: host:port, dns:///host:port or ipv4:ip:port,ip:port "
+        "(calls spread by grpc_lb_policy); empty = host:search_port."
+    )
+    inference_addr: str = Field(
+        "", description="gRPC target of the inference service (host:port, dns:///…, ipv4:…); empty = host:inference_port."
+    )
+    extraction_addr: str = Field(
+        "", description="gRPC target of the extraction service (host:port, dns:///…, ipv4:…); empty = "
+        "host:extraction_port."
+    )
+    orchestrator_addr: str = Field(
+        "", description="gRPC target of the orchestrator (host:port, dns:///…, ipv4:…); empty = host:orchestrator_port."
+    )
+    grpc_lb_policy: Literal["round_robin", "pick_first"] = Field(
+        "round_robin", description="Client-side load balancing over a target's addresses (gRPC service config "
+        "loadBalancingConfig); round_robin also health-checks each backend (grpc.health.v1 Watch, healthCheckConfig) "
+        "and skips NOT_SERVING ones."
+    )
     grace_seconds: float = Field(10.0, description="Seconds in-flight RPCs get to finish on SIGTERM.")
     max_message_bytes: int = Field(64 * 1024 * 1024, description="Max gRPC message size, sent and received (bytes).")
     max_concurrent_rpcs: int = Field(2000, description="RPCs a server serves at once before RESOURCE_EXHAUSTED.")

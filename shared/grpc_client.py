@@ -10,6 +10,7 @@ call when ``auth_token`` is set (call credentials over TLS, plain metadata on lo
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -36,15 +37,35 @@ log = structlog.get_logger("vantage.client")
 MAX_FORWARDED_DEADLINE = 3600.0
 
 
+def service_config(settings: Settings) -> dict[str, Any]:
+    """The channels' gRPC service config (https://github.com/grpc/grpc/blob/master/doc/service_config.md):
+    ``loadBalancingConfig`` = ``settings.grpc_lb_policy`` over every address the target resolves to, and with
+    round_robin ``healthCheckConfig`` (gRFC A17 client-side health checking: each backend is watched through
+    ``grpc.health.v1.Health/Watch`` on the server-wide name ``""``; a NOT_SERVING one gets no calls until it
+    serves again; a server without the health service counts as healthy). pick_first ignores health checking."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{settings.grpc_lb_policy: {}}]}
+    if settings.grpc_lb_policy == "round_robin":
+        config["healthCheckConfig"] = {"serviceName": ""}
+    return config
+
+
 def channel_options(settings: Settings) -> list[tuple[str, Any]]:
-    """Channel args: explicit message limits and keepalive pings every 30 s for long polls (keepalive.md)."""
+    """Channel args: explicit message limits, the :func:`service_config`, and keepalive (keepalive.md).
+
+    Keepalive pings every 30 s, idle included (``max_pings_without_data`` 0: gRPC core otherwise stops after 2
+    pings without data), stay below the idle timeouts of the balancers and NATs in between (AWS NLB 350 s, GCP
+    10 min, Azure LB 4 min), so an idle connection is not reaped silently; our servers accept pings every 10 s
+    (shared/grpc_server.py). The resolver's own service config (DNS TXT) is ignored: ours is the one in force."""
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(service_config(settings))),
+        ("grpc.service_config_disable_resolution", 1),
     ]
 
 
@@ -301,5 +322,6 @@ __all__ = [
     "channel_options",
     "forward_timeout",
     "is_retryable",
+    "service_config",
     "with_retries",
 ]

@@ -216,7 +216,11 @@ def _clean_candidate(raw: str) -> list[str]:
 
 _PAREN_RE = re.compile(r"\s*\([^()]*\)")
 _POSSESSIVE_RE = re.compile(r"['’]s\b")
-_DETERMINERS = frozenset("the a an le la les l' un une el los las der die das ein eine".split())
+_DETERMINERS = frozenset(
+    "the a an le la les l' un une el los las der die das ein eine im am beim zum zur vom del al au aux".split()
+)
+#: A hyphenated adjective before a name: "Self-hosted", "Open-source", "Cloud-based".
+_ADJECTIVE_PREFIX_RE = re.compile(r"[A-Z][a-z]+-[a-z]+")
 _VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
 
 
@@ -224,8 +228,8 @@ _VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
 def _clean_candidate_cached(raw: str) -> tuple[str, ...]:
     text = _POSSESSIVE_RE.sub("", _PAREN_RE.sub("", plain(raw)))
     words = text.split()
-    while len(words) > 1 and words[0].lower() in _DETERMINERS:
-        words.pop(0)  # "Le TGV INOUI", "The Stripe Dashboard"
+    while len(words) > 1 and (words[0].lower() in _DETERMINERS or _ADJECTIVE_PREFIX_RE.fullmatch(words[0])):
+        words.pop(0)  # "Le TGV INOUI", "The Stripe Dashboard", "Self-hosted Prometheus", "Im B2B-Bereich"
     while len(words) > 1 and _CODE_RE.match(words[-1].rstrip("s")):
         words.pop()  # a model code is not part of the maker's name: "Milwaukee M18", "NVIDIA H100s"
     text = " ".join(words) if len(words) < len(text.split()) else text
@@ -417,7 +421,7 @@ _CAP_SPAN_RE = re.compile(
 
 _ACRONYM_RE = re.compile(r"[A-Z]{2,5}")
 #: A single everyday English word capitalised mid-sentence is taken for a name below this Zipf frequency
-#: ("Linear" 4.1, "Stripe" 3.5); above it ("Target" 4.8, "Max" 4.7) it needs more evidence.
+#: ("Linear" 4.1, "Stripe" 3.5); above it ("Target" 4.8, "Internet" 5+) it needs more evidence.
 _PROSE_ZIPF_MAX = 4.5
 _NO_UNIT = Unit("sentence", 0, 0, 0, index=-1)
 #: What precedes a platform the user is on or an integration target (not an option of the answer).
@@ -502,15 +506,20 @@ def _is_common(word: str, threshold: float, lang: str) -> bool:
 
 
 @lru_cache(maxsize=65_536)
-def _rule_out(name: str, lang: str) -> bool:
-    """Pronouns, plan names, places, hardware, category acronyms: never brands (rule, not evidence)."""
+def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
+    """Pronouns, plan names, places, hardware, category acronyms: never brands (rule, not evidence). German
+    compounds are ruled out from seven letters in running text, from ten in a list or heading ("Lufthansa")."""
     low = name.lower().replace("’", "'")
     words = low.split()
     if not words or low in NEVER_NAMES or low in PLAN_NAMES or low in HARDWARE or is_place(name):
         return True
     if len(words) == 1 and (low in GENERIC_ACRONYMS or _PLURAL_ACRONYM_RE.fullmatch(name) or (len(name) <= 2 and not name.isupper())):
         return True
-    if lang == "de" and len(words) == 1 and (_DE_NOUN_END_RE.search(low) or len(low) >= 15 or _de_compound(low)):
+    if lang == "de" and len(words) == 1 and (
+        _DE_NOUN_END_RE.search(low)
+        or len(low) >= 15
+        or (len(low) >= (7 if prose else 10) and low.isalpha() and _de_compound(low))
+    ):
         return True
     if len(words) == 1 and "-" in low and low.rsplit("-", 1)[1] and (
         name.rsplit("-", 1)[1][:1].islower() or lang == "de"
@@ -527,7 +536,10 @@ def _de_compound(word: str) -> bool:
 
     for i in range(3, len(word) - 3):
         if zipf_frequency(word[i:], "de", wordlist="small") >= 3.0:
-            return True
+            head = word[:i]
+            for h in (head, head[:-1] if head.endswith("s") else head, head + "e", head + "en"):
+                if zipf_frequency(h, "de", wordlist="small") >= 2.5:
+                    return True
     return False
 
 
@@ -704,10 +716,13 @@ def accept(
             or any(stem_match(s, keys) for s in cited_stems)
             or (c.url and stem_match(domain_stem(c.url), keys))
         )
-        if c.source == "prose" and c.cls == MEDIUM and all(
+        if c.cls == MEDIUM and lang != "en" and all(
             _is_common(w, threshold, lang) or w.lower() in FUNCTION_WORDS for w in c.text.split()
         ):
-            c.cls = WEAK  # every word is a dictionary word of the answer's language
+            c.cls = WEAK  # every word is a dictionary word of the answer's language ("Fazit", "Stunde Flugzeit")
+        if c.source != "prose" and not declared and _rule_out(c.text, lang, False):
+            c.cls = GENERIC  # German compounds, places, plans … are no names in a heading or a list either
+            continue
         if c.source == "prose":
             # A name in running text is a brand on evidence only: declared, or shaped like one / not a dictionary
             # word and capitalised where a capital means a name (mid-sentence; German capitalises every noun),

@@ -159,9 +159,9 @@ def build_request(
     :data:`MAX_MODEL_CHARS`, characters outside ``A-Za-z0-9._:/@+-``), ``messages`` (none, more than
     :data:`MAX_MESSAGES`, more than ``max_prompt_chars`` characters of content in all), ``messages[i].role`` (not
     system|user|assistant), ``json_schema`` (over :data:`MAX_JSON_CHARS`, nested deeper than
-    :data:`MAX_JSON_DEPTH`, not a JSON object), ``schema_name`` (not 1-64 of ``A-Za-z0-9_-``), ``location`` (not a
-    2-letter ISO 3166-1 code), ``max_output_tokens`` (outside 0..:data:`MAX_OUTPUT_TOKENS_LIMIT`),
-    ``idempotency_key`` (over :data:`MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII).
+    :data:`MAX_JSON_DEPTH`, not a JSON object), ``schema_name`` (not 1-64 of ``A-Za-z0-9_-``), ``location`` (not an
+    assigned ISO 3166-1 alpha-2 code, :func:`location_problem`), ``max_output_tokens`` (outside
+    0..:data:`MAX_OUTPUT_TOKENS_LIMIT`), ``idempotency_key`` (over :data:`MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII).
     """
     violations: list[tuple[str, str]] = []
     name = model.strip()

@@ -34,6 +34,7 @@ from typing import IO, Annotated, Any
 import structlog
 import typer
 
+from services.orchestrator.report import csv_safe_row
 from shared.config import Settings
 from shared.grpc_client import Channels, call_metadata, with_retries
 from vantage.inference.v1 import inference_pb2 as pb
@@ -370,18 +371,28 @@ def open_rows(path: Path) -> Iterator[tuple[list[str], Iterator[dict[str, str]]]
     except OSError as e:
         raise EnrichError(f"cannot read input file {path}: {e.strerror or e}") from None
     with f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, strict=True)
         try:
             header = reader.fieldnames
         except (UnicodeDecodeError, csv.Error) as e:
             raise EnrichError(f"input file {path} is not a UTF-8 CSV: {e}") from None
         if not header:
             raise EnrichError(f"input file {path} has no header row")
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                raise EnrichError(f"input file {path}, line 1: the column {name!r} appears twice in the header")
+            seen.add(name)
 
         def rows() -> Iterator[dict[str, str]]:
-            for row in reader:
-                row.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header are not sent
-                yield {k: (v if v is not None else "") for k, v in row.items()}
+            last_line = reader.line_num  # the line a bad row starts on is the one after the last good row
+            try:
+                for row in reader:
+                    last_line = reader.line_num
+                    row.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header are not sent
+                    yield {k: (v if v is not None else "") for k, v in row.items()}
+            except (UnicodeDecodeError, csv.Error) as e:
+                raise EnrichError(f"input file {path}, line {last_line + 1}: {e}") from None
 
         yield [str(c) for c in header], rows()
 
@@ -399,7 +410,7 @@ async def enrich_csv(
         with open_rows(csv_path) as (fieldnames, rows), _open_out(tmp) as out:
             columns = output_columns(fieldnames, opts.schema["properties"])
             writer = csv.writer(out)
-            writer.writerow([*fieldnames, *(c for c, _ in columns), ERROR_COLUMN])
+            writer.writerow(csv_safe_row([*fieldnames, *(c for c, _ in columns), ERROR_COLUMN]))
             async for chunk, results, totals in _run_chunks(stub, _chunks(rows, per_request), opts, settings):
                 summary.totals.add(totals)
                 _write(writer, fieldnames, columns, chunk, results)
@@ -475,9 +486,9 @@ def _write(
     for row_id, row in chunk:
         r = by_id.get(row_id) or PackedResult(row_id, None, error="INTERNAL: no result for this row")
         fields = r.fields or {}
-        writer.writerow([
+        writer.writerow(csv_safe_row([
             *(row.get(c, "") for c in fieldnames), *(cell(fields.get(p)) for _, p in columns), r.error,
-        ])
+        ]))
 
 
 def format_summary(summary: EnrichSummary) -> str:

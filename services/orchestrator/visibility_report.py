@@ -41,7 +41,7 @@ from rich.text import Text
 from sqlalchemy import select
 
 from services.inference.router import PROVIDERS
-from services.orchestrator.report import run_record, usd
+from services.orchestrator.report import csv_safe_row, run_record, usd
 from services.orchestrator.store import RunRow, RunTotals, Store
 from services.orchestrator.store import models as m
 from services.orchestrator.store.eval_repo import EvalStore
@@ -487,7 +487,7 @@ async def write_eval_csv(store: Store, run_id: str, out: IO[str]) -> int:
     n = 0
     async for rec in iter_question_runs(store, run_id):
         rec["competitors"] = "; ".join(rec["competitors"])
-        w.writerow(rec)
+        w.writerow(csv_safe_row(rec))
         n += 1
     return n
 

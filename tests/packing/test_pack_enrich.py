@@ -156,7 +156,13 @@ def test_bad_input_is_one_line_and_exit_2(stack: tuple[Stack, dict[str, str]], t
     not_json.write_text("{oops")
     with_id = tmp_path / "id.json"
     with_id.write_text(json.dumps({"type": "object", "properties": {"id": {"type": "string"}}}))
+    dup_header = tmp_path / "dup.csv"
+    dup_header.write_text("company,domain,company\nA,a.com,B\n")
+    open_quote = tmp_path / "quote.csv"
+    open_quote.write_text('company,domain\nA,a.com\n"B Labs,b.com\n')
     cases = [
+        ([str(dup_header), "-i", INSTRUCTION, "-s", str(good_schema)], "line 1: the column 'company' appears twice"),
+        ([str(open_quote), "-i", INSTRUCTION, "-s", str(good_schema)], "line 3"),
         ([str(tmp_path / "missing.csv"), "-i", INSTRUCTION, "-s", str(good_schema)], "input file not found"),
         ([str(data), "-i", INSTRUCTION, "-s", str(tmp_path / "nope.json")], "schema file not found"),
         ([str(data), "-i", INSTRUCTION, "-s", str(not_json)], "is not valid JSON"),
@@ -169,6 +175,25 @@ def test_bad_input_is_one_line_and_exit_2(stack: tuple[Stack, dict[str, str]], t
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
     assert not (tmp_path / "d.enriched.csv").exists()
+    assert not (tmp_path / "dup.enriched.csv").exists() and not (tmp_path / "quote.enriched.csv").exists()
+
+
+def test_formula_like_cells_are_written_escaped(stack: tuple[Stack, dict[str, str]], tmp_path: Path) -> None:
+    """OWASP CSV injection guidance (https://owasp.org/www-community/attacks/CSV_Injection): a cell that begins with
+    ``=``, ``+``, ``-``, ``@``, tab or CR is exported with a leading quote, so no spreadsheet evaluates it."""
+    _, env = stack
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps(SCHEMA))
+    data = tmp_path / "formula.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["company", "domain"])
+        w.writerows([["=HYPERLINK(\"http://x\",\"y\")", "a.com"], ["@SUM(A1)", "b.com"], ["+1+1", "c.com"]])
+    out = tmp_path / "formula.out.csv"
+    r = enrich(env, str(data), "-i", INSTRUCTION, "-s", str(schema), "--out", str(out))
+    assert r.returncode in (0, 1), r.stderr
+    companies = [row["company"] for row in read_rows(out)]
+    assert companies == ["'=HYPERLINK(\"http://x\",\"y\")", "'@SUM(A1)", "'+1+1"]
 
 
 def test_unreachable_services_exit_3(tmp_path: Path, sandbox_url: str) -> None:

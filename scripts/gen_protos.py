@@ -1,7 +1,8 @@
 """Generate the Python protobuf and gRPC stubs from ``protos/`` into ``gen/``.
 
 ``protoc -I protos`` makes imports absolute (``from vantage.common.v1 import common_pb2``), so ``gen/`` is a
-package root (declared in pyproject.toml) and no generated file is edited afterwards.
+package root (declared in pyproject.toml) and no generated file is edited afterwards. ``gen/vantage/py.typed`` marks
+the package as typed (PEP 561), so mypy reads the generated ``.pyi`` stubs.
 
 Usage: ``python scripts/gen_protos.py [--out DIR]`` (default ``gen``). The test suite generates into a temporary
 directory and compares, so a stale ``gen/`` fails the tests.
@@ -40,6 +41,8 @@ def generate(out: Path) -> list[Path]:
         raise RuntimeError(f"protoc failed with exit code {rc}")
     for d in [out / "vantage", *(p for p in (out / "vantage").rglob("*") if p.is_dir())]:
         (d / "__init__.py").touch()
+    # PEP 561: the stubs (.pyi) are part of the package, so type checkers read them (https://peps.python.org/pep-0561/).
+    (out / "vantage" / "py.typed").touch()
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 

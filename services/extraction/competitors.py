@@ -412,11 +412,18 @@ _DE_NOUN_END_RE = re.compile(
 )
 _UPPER = "A-ZÀ-ÖØ-ÞĀ-Ž"
 _CAP_WORD = rf"(?:[{_UPPER}][\w'’&.+-]*[\w+]|[{_UPPER}]|[a-z]+[{_UPPER}][\w]*)"
-#: A run of capitalised words (CamelCase and "eBay"-like included), or a lower-case domain-like name
-#: ("incident.io", "monday.com").
+#: A run of capitalised words (CamelCase included). It starts with a bare capital and checks what precedes it
+#: with a lookbehind after that character, so ``re`` skips every other position (as :data:`_ENUM_RE` does).
 _CAP_SPAN_RE = re.compile(
-    rf"(?<![\w.@/#&'’+-])(?:{_CAP_WORD}(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])|[a-z][a-z0-9-]*\.(?:io|ai|com|app|co|dev|so)\b)"
+    rf"[{_UPPER}](?<![\w.@/#&'’+-].)(?:[\w'’&.+-]*[\w+])?(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
 )
+#: Names that start with a small letter: "eBay", "iPhone", "incident.io", "monday.com" (scanned only when
+#: :data:`_LOWER_HINT_RE` finds one).
+_LOWER_NAME_RE = re.compile(
+    rf"(?<![\w.@/#&'’+-])(?:[a-z]+[{_UPPER}]\w*|[a-z][a-z0-9-]*\.(?:io|ai|com|app|co|dev|so)\b)"
+    rf"(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
+)
+_LOWER_HINT_RE = re.compile(rf"[a-z][{_UPPER}]|\.(?:io|ai|com|app|co|dev|so)\b")
 
 
 _ACRONYM_RE = re.compile(r"[A-Z]{2,5}")
@@ -547,7 +554,11 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
     """Capitalised spans in sentences and list items that are not already leads: candidates that must carry
     brand evidence (:func:`accept`). A leading determiner or opener is dropped from the span."""
     out: list[Candidate] = []
-    for m in _CAP_SPAN_RE.finditer(doc.masked):
+    masked = doc.masked
+    matches = list(_CAP_SPAN_RE.finditer(masked))
+    if _LOWER_HINT_RE.search(masked):
+        matches = sorted([*matches, *_LOWER_NAME_RE.finditer(masked)], key=lambda m: m.start())
+    for m in matches:
         s, e = m.span()
         unit = doc.unit_at(s)
         if unit is None or unit.kind not in ("sentence", "item") or e > unit.end or _within(leads, s, e):

@@ -60,6 +60,7 @@ from services.inference.streaming import (
     drive,
     totals,
 )
+from services.inference.trigger_intents import TriggerIntents
 from shared.config import Settings
 from shared.errors import InvalidArgument, VantageError, public_message
 from shared.grpc_client import MAX_FORWARDED_DEADLINE, Deadline, forward_timeout
@@ -78,6 +79,9 @@ log = structlog.get_logger("vantage.inference.server")
 SANDBOX_FAULT_KEY = "x-sandbox-fault"
 #: Members of one ``ResumeBatch``: one Bright Data snapshot holds ≤ 20 prompts (providers.md §2.7).
 MAX_RESUME_MEMBERS = 20
+#: Members of a refused ``ResumeBatch`` that get their own error (a resume naming more is a broken client: one
+#: message must not turn into millions of results).
+MAX_RESUME_REPORTED = 1_000
 #: Providers whose batches ``CancelBatch`` can cancel ("" = brightdata_chatgpt: one cancel endpoint serves both).
 CANCEL_PROVIDERS = ("brightdata_chatgpt", "brightdata_perplexity")
 
@@ -201,8 +205,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return [Item(item_id[:MAX_ID_CHARS], failure=failure_from(err))]
 
     def _resume_inputs(self, r: pb.ResumeBatch, over: str) -> list[StreamInput]:
-        """A valid :class:`Resume`, or one failed item per acceptable member id (a resume naming no acceptable
-        member has nobody to answer: it is logged and dropped)."""
+        """A valid :class:`Resume`, or one failed item per acceptable member id, at most
+        :data:`MAX_RESUME_REPORTED` (a resume naming no acceptable member has nobody to answer: it is logged and
+        dropped)."""
         members = tuple(r.member_ids)
         violations: list[tuple[str, str]] = []
         if over:
@@ -233,9 +238,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         failure = failure_from(InvalidArgument("; ".join(d for _, d in violations), violations=violations,
                                                reason="INVALID_RESUME"))
         named = [Item(m, failure=failure) for m in members if not id_problem(m, "")]
-        if not named:
-            log.warning("resume_without_members", problem=failure.message)
-        return named
+        if not named or len(named) > MAX_RESUME_REPORTED:
+            log.warning("resume_refused_unreported", members=len(members), reported=min(len(named),
+                        MAX_RESUME_REPORTED), problem=failure.message)
+        return named[:MAX_RESUME_REPORTED]
 
     def _item(self, item_id: str, request: pb.CompleteRequest, extra_headers: dict[str, str]) -> Item:
         try:
@@ -453,6 +459,11 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
     }
     # The response cache lives in the database (table response_cache); None when disabled or unusable (logged).
     cache = await ResponseCache.open(settings)
+    # Bright Data trigger intents in the same database, seen by every replica (services/inference/trigger_intents.py).
+    intents = await TriggerIntents.open(cache.engine if cache is not None else None)
+    for p in providers.values():
+        if isinstance(p, BrightDataProvider):
+            p.intents = intents
     core = Inference(settings, router, providers, cache=cache)
     engine = StreamEngine(core, linger=settings.batch_linger_seconds, max_pending=settings.stream_max_pending_items)
     # Expired cache rows are deleted in the background, one bounded batch per interval: never on a call's path.

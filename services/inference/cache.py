@@ -8,7 +8,8 @@ fault header is ever set: a forced fault must not be answered from the cache); f
 its parameters — so packed items hit whatever pack they land in. :data:`CACHE_VERSION` is part of every key: bump it
 when the meaning of a stored answer changes.
 
-**Store.** Table ``response_cache`` (migration ``0002_response_cache``): ``key`` → ``response`` (the answer as
+**Store.** Table ``response_cache`` of the inference service's own schema (:mod:`services.inference.store`: its
+models and Alembic chain, version table ``alembic_version_inference``): ``key`` → ``response`` (the answer as
 JSON: :func:`result_to_json`), ``provider``, ``model``, ``created_at``, ``expires_at`` (NULL = never; set from
 ``settings.response_cache_ttl_seconds``). Hits are read back with one ``SELECT … WHERE key IN (…)`` per 500 keys;
 stores are upserts (a fresh answer replaces an expired or bypassed one). The database is a cache here, never a
@@ -47,7 +48,10 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inference.providers import Citation, CompletionRequest, CompletionResult, Outcome, Provider
+from services.inference.store import CHAIN
+from services.inference.store.models import response_cache
 from shared.config import Settings
+from shared.db import create_engine, display_url
 from shared.grpc_client import Deadline
 
 log = structlog.get_logger("vantage.inference.cache")
@@ -170,8 +174,6 @@ class ResponseCache:
         self, engine: AsyncEngine, *, ttl_seconds: float = 0.0, clock: Callable[[], float] = time.time,
         owns_engine: bool = False,
     ) -> None:
-        from services.orchestrator.store.models import response_cache
-
         self.engine = engine
         self.table = response_cache
         self.ttl_seconds = ttl_seconds
@@ -181,18 +183,17 @@ class ResponseCache:
 
     @classmethod
     async def open(cls, settings: Settings) -> ResponseCache | None:
-        """The cache on ``settings.database_url`` — an empty database gets the schema (the store's policy), one at
-        another revision is left alone — or None (logged) when it is disabled or the database cannot serve it: the
-        service then answers every call from its provider."""
+        """The cache on ``settings.database_url`` — the inference service's own tables are created or migrated
+        (:data:`services.inference.store.CHAIN`; no other service's table is touched), a revision newer than this
+        code is left alone — or None (logged) when it is disabled or the database cannot serve it: the service then
+        answers every call from its provider."""
         if not settings.response_cache_enabled:
             return None
-        from services.orchestrator.store.db import create_engine, display_url, ensure_schema
-
         engine = create_engine(settings.database_url, pool_size=5)
         try:
             # Bounded: an unreachable database must not hold the service's start-up.
             async with asyncio.timeout(SCHEMA_CHECK_TIMEOUT_S):
-                await ensure_schema(engine)
+                await CHAIN.ensure_schema(engine)
         except Exception as e:  # the cache is an optimisation: serve without it rather than not at all
             log.error(
                 "response_cache_disabled",
@@ -297,8 +298,7 @@ async def purge(
     ``now``. Works in transactions of at most ``batch`` rows until none is left or ``max_batches`` transactions ran.
     Returns the number of rows deleted. Raises the database's errors (SQLAlchemy ``DBAPIError`` …), ``ValueError``
     for a negative ``older_than_seconds`` or a ``batch`` < 1."""
-    from services.orchestrator.store.models import response_cache as t
-
+    t = response_cache
     if batch < 1:
         raise ValueError("batch must be ≥ 1")
     cond = t.c.expires_at <= now

@@ -552,34 +552,15 @@ async def db_current(settings: Settings) -> int:
 
 
 async def db_prune_cache(settings: Settings, *, older_than: float | None = None) -> int:
-    """``vantage db prune-cache``: delete the expired rows of the inference response cache (and, with ``older_than``
-    seconds, every row stored at least that long ago) in bounded batches; print how many were removed. A database
-    without the ``response_cache`` table has nothing to prune (exit 0); an unreachable one exits 3."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy import inspect
-
-    from services.inference.cache import purge
-
-    where = display_url(settings.database_url)
-    engine = create_engine(settings.database_url)
-    try:
-        async with engine.connect() as conn:
-            has_table = await conn.run_sync(lambda c: inspect(c).has_table("response_cache"))
-        removed = await purge(engine, now=datetime.now(UTC), older_than_seconds=older_than) if has_table else 0
-    except (OperationalError, InterfaceError, DBAPIError, OSError) as e:
-        raise CliError(f"database not reachable at {where}: {_first_line(e)}", EXIT_UNAVAILABLE) from None
-    finally:
-        await engine.dispose()
-    if not has_table:
-        print(f"{where}: no response_cache table (run `vantage db upgrade`); removed 0 rows")
-        return EXIT_OK
-    rows = f"response cache row{'s' if removed != 1 else ''}"
-    if older_than is None:
-        print(f"{where}: removed {removed} expired {rows}")
-    else:
-        print(f"{where}: removed {removed} {rows} (expired, or stored at least {older_than:g} s ago)")
-    return EXIT_OK
+    """``vantage db prune-cache``: the response cache is the inference service's data, so this runs its own
+    maintenance command, ``python -m services.inference prune-cache [--older-than S]`` (:mod:`services.inference.admin`:
+    expired rows — and with ``older_than`` seconds every row stored at least that long ago — deleted in bounded
+    batches, the count printed), on ``settings.database_url``, and returns its exit code (0 done, 2 bad option, 3
+    database unreachable)."""
+    args = ["prune-cache"] + ([] if older_than is None else ["--older-than", repr(float(older_than))])
+    env = {**os.environ, "VANTAGE_DATABASE_URL": settings.database_url}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.inference", *args, env=env)
+    return await proc.wait()
 
 
 # --- shared steps -----------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from services.inference.providers.brightdata import CHATGPT_DATASET_ID
-from services.orchestrator.store.db import create_engine
-from services.orchestrator.store.models import response_cache
+from services.inference.store.models import response_cache
 from shared.config import Settings
+from shared.db import create_engine
 from vantage.inference.v1 import inference_pb2 as pb
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
 

@@ -1,4 +1,5 @@
-"""Purging the response cache: ``vantage db prune-cache`` (a real subprocess) removes only the expired rows (and,
+"""Purging the response cache: ``vantage db prune-cache`` (a real subprocess, which runs the inference service's
+``python -m services.inference prune-cache``) removes only the expired rows (and,
 with ``--older-than``, the old ones), prints how many, exits 0 / 2; :func:`purge` works in bounded batches on SQLite
 and PostgreSQL; the inference service purges expired rows in the background."""
 
@@ -18,9 +19,10 @@ from sqlalchemy import select
 from services.inference.cache import ResponseCache, purge
 from services.inference.providers import CompletionResult
 from services.inference.server import build
-from services.orchestrator.store.db import create_engine, ensure_schema
-from services.orchestrator.store.models import response_cache
+from services.inference.store import CHAIN
+from services.inference.store.models import response_cache
 from shared.config import Settings
+from shared.db import create_engine
 from shared.grpc_server import serving
 
 pytestmark = pytest.mark.integration
@@ -37,7 +39,7 @@ async def _seed(url: str, *, now: float = T0) -> None:
     """Rows: ``e1``/``e2`` expire 60 s after ``now``; ``live`` expires a day after; ``forever`` never expires."""
     engine = create_engine(url)
     try:
-        await ensure_schema(engine)
+        await CHAIN.ensure_schema(engine)
         short = ResponseCache(engine, ttl_seconds=60, clock=lambda: now)
         for k in ("e1", "e2"):
             await short.put(k * 32, "brightdata_chatgpt", "chatgpt", _answer(k))

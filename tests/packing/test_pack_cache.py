@@ -20,9 +20,10 @@ from services.inference.cache import ResponseCache, request_key
 from services.inference.core import build_request
 from services.inference.providers import Citation, CompletionResult
 from services.inference.server import build
-from services.orchestrator.store.db import alembic_config, create_engine, head_revision, upgrade
-from services.orchestrator.store.models import response_cache
+from services.inference.store import CHAIN, VERSION_TABLE
+from services.inference.store.models import response_cache
 from shared.config import Settings
+from shared.db import create_engine
 from shared.grpc_server import serving
 from vantage.inference.v1 import inference_pb2 as pb
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
@@ -211,7 +212,7 @@ async def _cache_roundtrip(url: str) -> None:
     engine = create_engine(url)
     now = [1_000_000.0]
     try:
-        await upgrade(engine)
+        await CHAIN.upgrade(engine)
         cache = ResponseCache(engine, ttl_seconds=60, clock=lambda: now[0])
         r = CompletionResult(text="hi", provider="openai", model="gpt-4.1", json_text="", input_tokens=5,
                              output_tokens=2, cost_usd=0.01, citations=[Citation("https://a.example", "A")])
@@ -255,12 +256,16 @@ async def test_the_service_caches_in_postgres(pg_url: str, pack_settings: Settin
     assert len(await rows(pg_url)) == 1 + 21
 
 
-async def test_a_database_at_an_older_revision_serves_without_cache(
+async def test_a_database_at_an_unknown_cache_revision_serves_without_cache(
     pack_settings: Settings, sandbox_url: str
 ) -> None:
     engine = create_engine(pack_settings.database_url)
-    await upgrade(engine, "0001")  # before response_cache existed
-    await engine.dispose()
+    try:
+        await CHAIN.upgrade(engine)
+        async with engine.begin() as conn:  # as if newer code had migrated the cache
+            await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'i9999_future'"))
+    finally:
+        await engine.dispose()
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as admin, \
             serving("inference", build, pack_settings) as srv, grpc.aio.insecure_channel(srv.address) as ch:
         stub = pb_grpc.InferenceServiceStub(ch)
@@ -282,24 +287,24 @@ async def test_the_cache_can_be_switched_off(pack_settings: Settings, sandbox_ur
 
 
 def test_the_migrations_have_one_head_and_it_creates_the_cache_table() -> None:
-    scripts = ScriptDirectory.from_config(alembic_config())
+    scripts = ScriptDirectory.from_config(CHAIN.config())
     assert len(scripts.get_heads()) == 1, f"several Alembic heads: {scripts.get_heads()} — re-point down_revision"
     revisions = {s.revision for s in scripts.walk_revisions()}
-    assert "0002_response_cache" in revisions and head_revision() == scripts.get_current_head()
+    assert "i0001_response_cache" in revisions and CHAIN.head_revision() == scripts.get_current_head()
 
 
 async def test_the_migration_creates_and_drops_the_table(sqlite_url: str) -> None:
+    from alembic import command
+
     engine = create_engine(sqlite_url)
     try:
-        await upgrade(engine, "0002_response_cache")
+        await CHAIN.upgrade(engine, "i0001_response_cache")
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: c.dialect.get_table_names(c))
         assert "response_cache" in names
-        from alembic import command
-
         async with engine.begin() as conn:
-            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0001"))
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "0001"
+            await conn.run_sync(lambda c: command.downgrade(CHAIN.config(c), "base"))
+            assert (await conn.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}"))).scalar() == 0
             names = await conn.run_sync(lambda c: c.dialect.get_table_names(c))
         assert "response_cache" not in names
     finally:

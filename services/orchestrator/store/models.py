@@ -180,19 +180,8 @@ run_events = Table(
     PrimaryKeyConstraint("run_id", "seq", name="pk_run_events"),
 )
 
-#: Response cache of the inference service (services/inference/cache.py): one row per distinct request, keyed by the
-#: sha256 (hex) of its canonical JSON; ``response`` is the answer as JSON. Written and read by the inference service
-#: only; created by migration 0002_response_cache.
-response_cache = Table(
-    "response_cache",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("provider", String(32), nullable=False),
-    Column("model", Text, nullable=False),
-    Column("response", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True)),  # NULL = never expires
-)
+# The inference service's response cache (table response_cache) is not the orchestrator's: its model and migrations
+# are in services/inference/store/ (own Alembic version table). Migration 0002_response_cache is a no-op now.
 
 
 # --- AI visibility (org evaluation, migration 0003_org_eval) ----------------------------------------------------

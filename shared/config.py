@@ -207,7 +207,8 @@ class Settings(BaseSettings):
         2000, description="Items one CompleteStream admits before the answers come back (backpressure)."
     )
     stream_max_messages: int = Field(
-        100_000, ge=1, description="Messages (items and resumes) one CompleteStream accepts; later ones fail one by one."
+        1_000_000, ge=1, description="Messages (items and resumes) one CompleteStream accepts (an org evaluation sends a "
+        "whole run, up to max_run_items, on one stream); later ones fail one by one."
     )
     complete_batch_max_items: int = Field(
         1_000, ge=1, le=1_000, description="Items one CompleteBatch request may carry (≤ 1,000); more = INVALID_ARGUMENT."

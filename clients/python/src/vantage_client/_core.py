@@ -48,13 +48,16 @@ IDEMPOTENT_RPCS: dict[str, tuple[str, ...]] = {
 
 def service_config(max_attempts: int = 4) -> str:
     """The channel's service config (gRFC A6 retries, https://github.com/grpc/proposal/blob/master/A6-client-retries.md;
-    ``round_robin`` over every address the name resolves to): the idempotent RPCs are retried on UNAVAILABLE up to
+    ``round_robin`` over every address the name resolves to, with gRFC A17 client-side health checking —
+    ``healthCheckConfig`` on the server-wide name "", as the services' own channels do (``shared/grpc_client.py``):
+    a NOT_SERVING replica gets no calls): the idempotent RPCs are retried on UNAVAILABLE up to
     ``max_attempts`` (2..5, gRPC caps it at 5) with exponential back-off 0.1 s → 2 s, under retry throttling
     (10 tokens, ratio 0.1). A server-sent ``grpc-retry-pushback-ms`` is honoured by gRPC itself."""
     if not 2 <= max_attempts <= 5:
         raise ValueError(f"max_attempts must be 2..5 (gRFC A6 caps it at 5), got {max_attempts}")
     return json.dumps({
         "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": ""},
         "methodConfig": [{
             "name": [{"service": svc, "method": m} for svc, methods in IDEMPOTENT_RPCS.items() for m in methods],
             "retryPolicy": {"maxAttempts": max_attempts, "initialBackoff": "0.1s", "maxBackoff": "2s",
@@ -103,7 +106,7 @@ class Connection:
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target.strip():
-            raise ValueError("target: give a gRPC target such as 'dns:///orchestrator:50054' or 'localhost:50054'")
+            raise ValueError("target: give a gRPC target such as 'dns:///orchestrator:50050' or 'localhost:50050'")
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together (mTLS)")
         if self.token is not None and (not self.token or any(c in self.token for c in "\r\n")):
@@ -152,16 +155,6 @@ def _pem(value: bytes | str | Path | None, name: str) -> bytes | None:
         return Path(value).read_bytes()
     except OSError as e:
         raise ValueError(f"{name}: cannot read {value}: {e.strerror or e}") from None
-
-
-def connection(value: str | Connection | None, base: Connection | None) -> Connection | None:
-    """A per-service target: a :class:`Connection`, or a target string with ``base``'s security options."""
-    if value is None or isinstance(value, Connection):
-        return value
-    if base is None:
-        return Connection(value)
-    return Connection(value, base.tls, base.ca_cert, base.client_cert, base.client_key, base.server_name, base.token,
-                      base.max_message_bytes, base.max_attempts)
 
 
 # --- requests ----------------------------------------------------------------------------------------------------

@@ -77,23 +77,19 @@ class _Base:
         reconnect_attempts: int = 8,
         channels: Mapping[str, Any] | None = None,
     ) -> None:
-        base = None
-        if isinstance(target, Connection):
-            base = target
-        elif target is not None:
-            base = Connection(target, tls, ca_cert, client_cert, client_key, server_name, token,
-                              max_attempts=max_attempts)
+        # Security options given here apply to every target given as a string; a Connection carries its own.
+        opts: dict[str, Any] = {"tls": tls, "ca_cert": ca_cert, "client_cert": client_cert, "client_key": client_key,
+                                "server_name": server_name, "token": token, "max_attempts": max_attempts}
+
+        def conn(value: str | Connection | None) -> Connection | None:
+            if value is None or isinstance(value, Connection):
+                return value
+            return Connection(value, **opts)
+
         self._conns: dict[str, Connection | None] = {
-            "orchestrator": base,
-            "search": _core.connection(search_target, base),
-            "inference": _core.connection(inference_target, base),
-            "extraction": _core.connection(extraction_target, base),
+            "orchestrator": conn(target), "search": conn(search_target), "inference": conn(inference_target),
+            "extraction": conn(extraction_target),
         }
-        if base is None and token is not None:  # only per-service targets given: they still carry the token
-            for k, c in self._conns.items():
-                if c is not None and c.token is None:
-                    self._conns[k] = _core.connection(c.target, Connection(c.target, tls, ca_cert, client_cert,
-                                                                           client_key, server_name, token))
         self._given = dict(channels or {})
         unknown = set(self._given) - set(SERVICES)
         if unknown:
@@ -138,7 +134,7 @@ class VantageClient(_Base):
 
     ``target`` is the orchestrator's gRPC target (``dns:///host:port``, ``host:port``, ``ipv4:…``); ``search_target``,
     ``inference_target`` and ``extraction_target`` those of the services behind the thin per-service calls (a string
-    inherits the security options given here; a :class:`~vantage_client.Connection` sets its own). Security:
+    gets the security options given here; a :class:`~vantage_client.Connection` sets its own). Security:
     ``tls`` / ``ca_cert`` / ``client_cert`` + ``client_key`` (mTLS) / ``server_name``, and ``token`` (sent as
     ``authorization: Bearer <token>``, what the services' ``VANTAGE_AUTH_TOKEN`` requires). Each call gets its
     default deadline from ``deadlines`` (:class:`~vantage_client.Deadlines`, seconds) unless given ``timeout=``.
@@ -151,7 +147,7 @@ class VantageClient(_Base):
 
     Use as a context manager, or call :meth:`close`::
 
-        with VantageClient("localhost:50054") as client:
+        with VantageClient("localhost:50050") as client:
             run = client.wait(client.research(companies=[("Anthropic", "anthropic.com")]).run_id)
     """
 

@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-proto: setup  ## regenerate gen/ from protos/
+proto: setup  ## regenerate gen/ and the stubs vendored in clients/python from protos/
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python clients/python/scripts/gen.py
 
 demo: setup  ## start the stack on loopback, research examples/companies.csv, stop the stack
 	$(BIN)/vantage demo examples/companies.csv

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from res_testkit import endpoint, stats
 
-from services.inference.providers import ChatMessage, CompletionRequest, CompletionResult, ItemFailure
+from services.inference.providers import ChatMessage, CompletionRequest, CompletionResult
 from services.inference.providers.brightdata import CHATGPT, BrightDataProvider, new_http_client
 from shared.config import Settings
 from shared.errors import Unavailable
@@ -86,26 +86,41 @@ async def test_a_garbled_trigger_answer_adopts_the_snapshot_it_created(
 async def test_another_clients_snapshot_is_never_taken_for_ours(
     bd: Any, knobs: Any, sandbox_admin: httpx.AsyncClient
 ) -> None:
+    # The only snapshot created since our failed trigger is someone else's: its records carry other prompts, so it
+    # is not adopted (issue 17: never "the single unknown snapshot"); each failed trigger is verified and repeated.
     provider = bd()
     await foreign_trigger(sandbox_admin, "someone else's question")
     await knobs({"endpoints": {TRIGGER: {"rate_500": 1.0}}})
+    with pytest.raises(Unavailable):
+        await provider.complete_batch([req(0)], deadline=Deadline(30))
+    st = await stats(sandbox_admin)
+    assert triggers_accepted(st) == 1  # the foreign one only: nothing of ours was paid for, nothing adopted
+    attempts = provider._settings.provider_max_attempts
+    assert (await endpoint(sandbox_admin, TRIGGER))["calls"] == 1 + attempts
+
+
+async def test_a_failed_trigger_is_repeated_past_foreign_snapshots_once_none_is_ours(
+    bd: Any, knobs: Any, sandbox_admin: httpx.AsyncClient
+) -> None:
+    provider = bd()
+    await foreign_trigger(sandbox_admin, "first foreign question")
+    await foreign_trigger(sandbox_admin, "second foreign question")
+    # Seed 32 draws "fault, fault, ok" at rate 0.5: two 500s (each checked: two foreign snapshots, neither ours).
+    await knobs({"seed": 32, "endpoints": {TRIGGER: {"rate_500": 0.5}}})
     outcomes = await provider.complete_batch([req(0)], deadline=Deadline(30))
-    (o,) = outcomes
-    assert isinstance(o, ItemFailure) and o.provider_error_code == "unknown_snapshot"
-    assert "other prompts than ours" in o.message
+    assert all(isinstance(o, CompletionResult) for o in outcomes)
+    assert triggers_accepted(await stats(sandbox_admin)) == 3  # two foreign + exactly one of ours
 
 
 async def test_a_failed_trigger_is_not_repeated_when_its_outcome_is_ambiguous(
     bd: Any, knobs: Any, sandbox_admin: httpx.AsyncClient
 ) -> None:
     provider = bd()
-    await foreign_trigger(sandbox_admin, "first foreign question")
-    await foreign_trigger(sandbox_admin, "second foreign question")
-    await knobs({"endpoints": {TRIGGER: {"rate_500": 1.0}}})
+    await knobs({"endpoints": {TRIGGER: {"rate_500": 1.0}, "brightdata.snapshots": {"rate_500": 1.0}}})
     with pytest.raises(Unavailable) as ei:
         await provider.submit_batch([req(0)], deadline=Deadline(30))
-    assert "the trigger was not repeated" in ei.value.message and "2 snapshots of unknown origin" in ei.value.message
-    assert (await endpoint(sandbox_admin, TRIGGER))["calls"] == 3  # two foreign + ours (failed), never repeated
+    assert "the trigger was not repeated: the snapshot list could not be read" in ei.value.message
+    assert (await endpoint(sandbox_admin, TRIGGER))["calls"] == 1  # ours (failed), never repeated
 
 
 async def test_a_garbled_download_is_downloaded_again(bd: Any, knobs: Any, sandbox_admin: httpx.AsyncClient) -> None:

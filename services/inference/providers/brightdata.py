@@ -7,9 +7,9 @@ One job = one *snapshot* of ≤ 20 prompts of the same model and location:
    A 429 ("too many running jobs for this dataset", §2.5) is retried with back-off (at least its Retry-After) and
    shrinks the adaptive in-flight cap (AIMD, :mod:`shared.resilience`). After a 5xx, a timeout, a broken connection
    or an unreadable answer — a trigger that failed half-way may still have created a paid snapshot — the dataset's
-   snapshot list says what happened (:meth:`BrightDataProvider._verified_trigger`): nothing created → trigger
-   again; one snapshot of unknown origin → adopt it (its records must carry our prompts); more → give up, saying
-   why. Consecutive trigger failures open the dataset's circuit breaker: triggers then fail fast with
+   snapshot list and the replicas' trigger intents say what happened (:meth:`BrightDataProvider._verified_trigger`,
+   :mod:`services.inference.trigger_intents`): a snapshot no intent holds whose records carry exactly our prompts
+   is ours → claimed and adopted; none → trigger again; undecidable → give up, saying why. Consecutive trigger failures open the dataset's circuit breaker: triggers then fail fast with
    ``UNAVAILABLE`` + RetryInfo.
 2. ``GET /datasets/v3/progress/{id}`` with growing intervals (``settings.brightdata_poll_seconds`` × 1.5ⁿ, ≤ 30 s)
    until ``ready`` or ``failed``; every other status (``starting``, ``running``, ``collecting``, ``digesting``, …)
@@ -43,6 +43,7 @@ import contextlib
 import json
 import re
 import time
+from collections import Counter as CounterOf
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ from services.inference.providers import (
     parse_retry_after,
 )
 from services.inference.providers.errors import map_status
+from services.inference.trigger_intents import TriggerIntents
 from shared.config import Settings
 from shared.errors import (
     Cancelled,
@@ -108,6 +110,8 @@ PENDING_STATUSES = frozenset({"starting", "running"})
 #: Page size of ``GET /datasets/v3/snapshots`` (docs: default 1,000, max 5,000) and the most pages read.
 SNAPSHOT_PAGE = 1000
 SNAPSHOT_PAGES = 5
+#: Most unclaimed snapshots a failed trigger's check downloads to find its own; more → the outcome stays unknown.
+MAX_CANDIDATES = 20
 #: Downloads larger than this are parsed in a worker thread, off the event loop (bytes).
 THREAD_PARSE_BYTES = 256 * 1024
 #: Record fields kept after a download (the rest, e.g. 2–3 MB ``answer_html``, is dropped at once).
@@ -452,6 +456,10 @@ class BrightDataProvider:
         self._has_key = has_key
         self._triggered: dict[str, None] = {}  # snapshot ids this process triggered, oldest first
         self._adopted: dict[str, None] = {}  # snapshots adopted after an unreadable trigger answer (verified later)
+        self._foreign: dict[str, None] = {}  # snapshots whose records were checked and are not this process's
+        # Trigger intents: in memory until the service hands over the shared table (server.build: the database of
+        # the response cache), so that every replica sees every other's triggers.
+        self.intents = TriggerIntents()
         self._triggering = 0  # triggers of this process awaiting their answer
         self._no_triggers = asyncio.Event()
         self._no_triggers.set()
@@ -579,60 +587,138 @@ class BrightDataProvider:
         """Trigger once, and after a failure (5xx, timeout, broken connection, an unreadable answer) find out from
         Bright Data what that trigger did before anything else is paid for — Bright Data has no idempotency key.
 
-        The check lists the dataset's snapshots (``GET /datasets/v3/snapshots?dataset_id=…``) created since the
-        failed trigger began (minus :data:`CLOCK_SKEW`), ignoring those this process triggered itself (after waiting
-        for its other triggers in flight to be answered):
+        Every trigger is first recorded as an intent (:mod:`services.inference.trigger_intents`: dataset, prompts
+        hash, time; the shared table, so every replica sees it) and, once answered, gets its snapshot id there.
+        After a failure (:meth:`_own_snapshot`) the dataset's snapshots created since the trigger began (minus
+        :data:`CLOCK_SKEW`) are listed, those this process or any intent holds are dropped, and each remaining one
+        is downloaded once ready: the snapshot whose records carry exactly our prompts is ours — claimed for this
+        intent (UNIQUE, so no two replicas adopt one snapshot) and adopted instead of paying again. Never "the
+        single unknown snapshot": another replica's or client's snapshot is recognised by its prompts.
 
-        - none: the trigger created nothing — trigger again (up to ``settings.provider_max_attempts`` triggers, full
-          jitter back-off);
-        - exactly one: most likely ours (e.g. a 200 whose body was garbled) — adopt it instead of paying again; its
-          records are checked against our prompts when collected (:meth:`_outcomes`), so another client's snapshot is
-          never taken for ours;
-        - several, or the list cannot be read: ambiguous — not repeated, the error says why.
+        - none is ours: the trigger created nothing — trigger again (up to ``settings.provider_max_attempts``
+          triggers, full jitter back-off);
+        - the list or the intents cannot be read, more than :data:`MAX_CANDIDATES` candidates, or a candidate
+          that fails or is not ready in time: ambiguous — not repeated, the error says why.
 
         After a timeout or a broken connection the check waits :data:`TRIGGER_SETTLE` seconds first, so that a slow
         trigger still being processed has time to show up. 429s ("too many running jobs": nothing was created)
         propagate to the caller's 429 retries.
         """
         attempts = max(1, self._settings.provider_max_attempts)
+        prompts = [str(i.get("prompt", "")) for i in inputs]
         n = 0
         while True:
             n += 1
             began = time.time()
+            intent = await self._record_intent(prompts, began)
             try:
-                return await self._guarded_trigger(inputs, deadline)
+                snapshot_id = await self._guarded_trigger(inputs, deadline)
             except Unavailable as e:
                 if e.reason == CIRCUIT_OPEN:
+                    await self._resolve_intent(intent, "none")  # refused before anything was sent
                     raise
                 settle = TRIGGER_SETTLE if e.reason in ("PROVIDER_TIMEOUT", "PROVIDER_CONNECTION") else 0.0
                 if settle >= deadline.remaining(0.0):
+                    await self._resolve_intent(intent, "unknown")
                     raise
                 await asyncio.sleep(settle)
-                unknown = await self._snapshots_since(began - CLOCK_SKEW, deadline)
-                if unknown is not None and len(unknown) == 1:
-                    sid = unknown[0]
-                    self._adopted[sid] = None
-                    self._remember(sid)
-                    log.warning("brightdata_trigger_adopted", provider=self.name, snapshot_id=sid, reason=e.reason,
-                                error=e.message)
-                    return sid
-                if unknown is None or unknown:
-                    why = ("the snapshot list could not be read" if unknown is None else
-                           f"{len(unknown)} snapshots of unknown origin appeared meanwhile ({', '.join(unknown[:3])})")
+                found, why = await self._own_snapshot(intent, prompts, began - CLOCK_SKEW, deadline)
+                if found:
+                    self._adopted[found] = None
+                    self._remember(found)
+                    log.warning("brightdata_trigger_adopted", provider=self.name, snapshot_id=found, reason=e.reason,
+                                error=e.message, verified="records carry our prompts")
+                    return found
+                if why:
+                    await self._resolve_intent(intent, "unknown")
                     raise Unavailable(f"{e.message}; the trigger was not repeated: {why}", provider=self.name,
                                       reason=e.reason, retry_after=e.retry_after, metadata=e.metadata) from None
+                await self._resolve_intent(intent, "none")
                 wait = self.guard.retry.backoff(n, e.retry_after)
                 if n >= attempts or wait >= deadline.remaining(0.0):
                     raise
                 log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason,
                          verified="no snapshot created", wait_s=round(wait, 3))
                 await asyncio.sleep(wait)
+            except ResourceExhausted:
+                await self._resolve_intent(intent, "none")  # 429: "too many running jobs", nothing was created
+                raise
+            except BaseException:
+                await self._resolve_intent(intent, "unknown")
+                raise
+            else:
+                await self._resolve_intent(intent, "triggered", snapshot_id)
+                return snapshot_id
+
+    async def _record_intent(self, prompts: list[str], began: float) -> str | None:
+        """A pending intent for this trigger; None (logged) when the store cannot take it — the trigger goes ahead,
+        and a failure of it is then checked by the records alone."""
+        try:
+            return await self.intents.record(self.dataset.dataset_id, prompts, began)
+        except Exception as e:  # the intents make the check cheaper and exclusive; the records keep it correct
+            log.warning("brightdata_intent_unrecorded", provider=self.name, error=type(e).__name__)
+            return None
+
+    async def _resolve_intent(self, intent: str | None, state: str, snapshot_id: str | None = None) -> None:
+        if intent is None:
+            return
+        try:
+            await self.intents.resolve(intent, state, snapshot_id)
+        except Exception as e:
+            log.warning("brightdata_intent_unresolved", provider=self.name, state=state, error=type(e).__name__)
+
+    async def _own_snapshot(
+        self, intent: str | None, prompts: list[str], since: float, deadline: Deadline
+    ) -> tuple[str | None, str]:
+        """``(snapshot_id, "")`` when a snapshot created since ``since`` that no intent holds carries exactly
+        ``prompts`` (claimed for ``intent``); ``(None, "")`` when none does (verified: nothing of ours was created);
+        ``(None, why)`` when that cannot be established."""
+        listed = await self._snapshots_since(since, deadline)
+        if listed is None:
+            return None, "the snapshot list could not be read"
+        try:
+            held = await self.intents.held(listed)
+        except Exception:
+            return None, "the trigger intents could not be read"
+        candidates = [sid for sid in listed if sid not in held and sid not in self._foreign]
+        if len(candidates) > MAX_CANDIDATES:
+            return None, f"{len(candidates)} snapshots of unknown origin appeared meanwhile ({', '.join(candidates[:3])})"
+        undecided: list[str] = []
+        for sid in candidates:
+            try:
+                if await self.intents.held([sid]):  # another replica's trigger was answered meanwhile
+                    continue
+                give_up = Deadline(min(deadline.remaining(), self._settings.brightdata_timeout_seconds))
+                err = await self._wait_ready(sid, give_up, deadline)
+                records = [] if err is not None else await self._download(sid, give_up, deadline)
+            except Exception:  # not ready in time, unreadable: neither ours nor not ours
+                undecided.append(sid)
+                continue
+            if err is not None:
+                undecided.append(sid)  # a failed snapshot has no records to tell whose it was
+                continue
+            if not _carries_exactly(records, prompts):
+                self._foreign[sid] = None
+                continue
+            claimed = True
+            if intent is not None:
+                try:
+                    claimed = await self.intents.claim(intent, sid)
+                except Exception:
+                    return None, "the trigger intents could not be written"
+            if claimed:
+                return sid, ""
+        if undecided:
+            return None, f"{len(undecided)} snapshots of unknown origin could not be checked ({', '.join(undecided[:3])})"
+        return None, ""
 
     def _remember(self, snapshot_id: str) -> None:
         """Note a snapshot as ours (bounded memory, oldest forgotten first)."""
         self._triggered[snapshot_id] = None
         while len(self._triggered) > 10_000:
             self._triggered.pop(next(iter(self._triggered)))
+        while len(self._foreign) > 10_000:
+            self._foreign.pop(next(iter(self._foreign)))
         while len(self._adopted) > 1_000:
             self._adopted.pop(next(iter(self._adopted)))
 
@@ -1026,6 +1112,22 @@ def _all_ours(slots: Sequence[dict[str, Any] | None], prompts: Sequence[str]) ->
         if theirs is not None and prompt and theirs != prompt:
             return False
     return True
+
+
+def _carries_exactly(records: Sequence[Any], prompts: Sequence[str]) -> bool:
+    """True when ``records`` are a snapshot of ``prompts``: at least one, each carrying a prompt (its own or its
+    echoed input's, §2.6) and together no prompt that is not one of ours (a record may be missing: Bright Data can
+    drop an input, which then fails as "batch returned X records")."""
+    ours = CounterOf(prompts)
+    seen: CounterOf[str] = CounterOf()
+    for rec in records:
+        if not isinstance(rec, dict):
+            return False
+        theirs = _echo(rec).get("prompt", rec.get("prompt"))
+        if not isinstance(theirs, str):
+            return False
+        seen[theirs] += 1
+    return bool(seen) and all(ours[p] >= k for p, k in seen.items())
 
 
 def parse_records(content: bytes) -> list[Any]:

@@ -104,7 +104,7 @@ class InferenceServiceServicer:
 
     def CompleteStream(self, request_iterator, context):
         """Many completions over one stream: batch providers pack requests per (model, location) and stream each answer
-        back as soon as its batch completes; other providers run concurrently under their budget. At most 100,000
+        back as soon as its batch completes; other providers run concurrently under their budget. At most 1,000,000
         messages per stream (VANTAGE_STREAM_MAX_MESSAGES); later items fail one by one. A message that breaks a limit
         fails only its own item (a bad `resume`: each member it names); an undecodable message ends the input: the
         items already received still get their results, then the stream ends with INVALID_ARGUMENT.

@@ -42,7 +42,7 @@ from typing import Any, ParamSpec, TypeVar
 import structlog
 from sqlalchemy import and_, bindparam, case, delete, exists, func, not_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.orchestrator.inputs import InputRow
@@ -55,6 +55,7 @@ from services.orchestrator.store.db import (
     is_sqlite,
     write_transaction,
 )
+from shared.db import is_transient
 
 #: Rows per INSERT when ingesting input.
 INGEST_BATCH = 500
@@ -144,17 +145,7 @@ def owner_is_dead_here(owner: str | None) -> bool:
 # --- transient database errors ----------------------------------------------------------------------------------
 
 
-def is_transient(e: BaseException) -> bool:
-    """A PostgreSQL error worth retrying: the connection was lost or refused (server restarting, backend
-    terminated), a deadlock or serialization failure. (On SQLite ``OperationalError`` also means "no such table",
-    so nothing is retried there: its busy timeout already waits for the writer lock.)"""
-    if not isinstance(e, DBAPIError):
-        return False
-    if e.connection_invalidated:
-        return True
-    orig = getattr(e, "orig", None)
-    module = type(orig).__module__ if orig is not None else ""
-    return module.startswith("psycopg") and isinstance(e, OperationalError | InterfaceError)
+# is_transient (which errors are worth retrying) is shared with every service: shared.db.retry.
 
 
 def _retrying(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

@@ -44,7 +44,7 @@ renowned abundant plentiful low-latency good better cheaper cheapest lowest unma
 polished smooth responsive helpful accurate friendly elegant beloved lightweight handy convenient worth
 worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
 strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
-well-priced value recommendation recommendations stylish flexibility
+well-priced value recommendation recommendations stylish flexibility widest largest
 favourite-choice
 """
 _EN_NEG = """
@@ -57,7 +57,7 @@ layoffs disadvantage disadvantages avoid cumbersome clunky outdated dated sluggi
 harder higher-priced premium-priced capped throttled throttling delays delayed failure failures overwhelming
 bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
 heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
-unclear faulty crashed crashes crashing damaged
+unclear faulty crashed crashes crashing damaged complaint raising rising crept hikes hike
 """
 _ES_POS = """
 mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
@@ -75,7 +75,7 @@ limitadas complejo compleja complicado complicada confuso confusa difícil difí
 inestable desventaja desventajas inconveniente inconvenientes problema problemas quejas queja retrasos retraso
 retrasado anticuado anticuada obsoleto obsoleta engorroso engorrosa escaso escasa escasos lentitud críticas
 carece carecen falta caída caídas opaco opaca rígido rígida tosco tosca malo mala malos malas pésimo pésima
-incómodo incómoda abusivas abusivos ocultas ocultos elevadas elevados elevada elevado
+incómodo incómoda abusivas abusivos ocultas ocultos elevadas elevados elevada elevado suben subido
 """
 _DE_POS = """
 beste besten bester bestes zuverlässig zuverlässige zuverlässigen zuverlässiger empfehlenswert empfehlenswerte
@@ -104,14 +104,15 @@ intuitif intuitive puissant puissante robuste robustes solide solides flexible f
 complets idéal idéale idéaux leader leaders efficace efficaces sûr sûre stable stables moderne modernes
 polyvalent polyvalente pratique pratiques bon bonne bons bonnes excellent excellente excellents avantage avantages
 généreux généreuse transparent transparente agréable confortable fluide réactif réactive incontournable
-séduisant séduit apprécié appréciée ponctuel ponctuelle atout atouts
+séduisant séduit apprécié appréciée ponctuel ponctuelle atout atouts compétitif compétitive compétitifs
+compétitives avancé avancée avancés avancées évident évidents évidente évite
 """
 _FR_NEG = """
 cher chère chers chères coûteux coûteuse onéreux onéreuse lent lente lents lentes limité limitée limités
 complexe complexes compliqué compliquée confus confuse difficile difficiles pire faible faibles médiocre instable
 inconvénient inconvénients problème problèmes plaintes retards retard retardé dépassé dépassée vieillot
 vieillotte lourd lourde rigide opaque désavantage manque manquent décevant décevante pénible austère cachés
-cachées peu-fiable
+cachées peu-fiable restreint restreinte datée daté datés datées payants payant excentrées excentrée excentré montent augmenté hausse
 """
 
 #: Label phrases that carry no opinion although they contain a lexicon word. The corpus rules count "best for",
@@ -133,7 +134,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
         + [(tuple(p.split()), -1) for p in ("hidden fees", "steep learning curve", "vendor lock-in",
                                             "not recommended", "hard to get", "difficult to obtain", "long wait",
                                             "less mature", "falls short", "learning curve", "price hikes",
-                                            "poor support", "slow support", "add up", "adds up")]
+                                            "poor support", "slow support", "add up", "adds up", "push the bill up",
+                                            "pushes the bill up", "prices rise", "price increase", "price increases")]
     ),
     "es": tuple(
         [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena")]
@@ -146,7 +148,7 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
     ),
     "fr": tuple(
         [(tuple(p.split()), 1) for p in ("le meilleur choix", "meilleur choix", "facile à utiliser",
-                                         "rapport qualité-prix")]
+                                         "rapport qualité-prix", "la plus utilisée", "le plus utilisé")]
         + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer")]
     ),
 }

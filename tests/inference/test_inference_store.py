@@ -8,6 +8,7 @@ same database independently, in either order; a database where the orchestrator'
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, inspect, select
+from sqlalchemy import MetaData, inspect, select, text
 
 from services.inference.cache import ResponseCache
 from services.inference.providers import CompletionResult
@@ -29,13 +30,15 @@ from services.orchestrator.store import db as orch_db
 from services.orchestrator.store import open_store
 from services.orchestrator.store.models import metadata as orchestrator_metadata
 from shared.config import Settings
-from shared.db import create_engine
+from shared.db import SchemaOutOfDate, create_engine
 from shared.grpc_server import serving
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_TABLES = {*inference_metadata.tables, VERSION_TABLE}
+#: Created by the running service (services/inference/trigger_intents.py, not yet in the Alembic chain).
+RUNTIME_TABLES = {"brightdata_trigger_intents"}
 
 
 async def _tables(url: str) -> set[str]:
@@ -80,7 +83,7 @@ async def test_the_inference_service_alone_on_an_empty_database_creates_only_its
     s = settings.model_copy(update={"database_url": db_url})
     async with serving("inference", build, s) as srv, grpc.aio.insecure_channel(srv.address):
         pass
-    assert await _tables(db_url) == INFERENCE_TABLES
+    assert await _tables(db_url) == INFERENCE_TABLES | RUNTIME_TABLES
     assert await _diff(db_url, inference_metadata) == []
     engine = create_engine(db_url)
     try:
@@ -138,6 +141,19 @@ async def test_a_database_whose_cache_the_orchestrator_created_is_adopted_with_i
     st = await open_store(db_url)
     await st.close()
     assert await _diff(db_url, orchestrator_metadata) == []
+
+
+async def test_a_database_holding_someone_elses_tables_is_migrated_by_neither_service(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE notes (x TEXT)"))
+        for chain in (CHAIN, orch_db.CHAIN):
+            with pytest.raises(SchemaOutOfDate, match=re.escape(f"run `{chain.upgrade_hint}`")):
+                await chain.ensure_schema(engine)
+        assert await _tables(sqlite_url) == {"notes"}
+    finally:
+        await engine.dispose()
 
 
 async def test_an_orchestrator_downgrade_keeps_the_inference_tables(sqlite_url: str) -> None:

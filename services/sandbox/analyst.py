@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .corpus import Corpus, domain_matches, domain_of
@@ -303,30 +304,72 @@ def _score_block(block: Block, company: str, domain: str | None = None) -> None:
     """
     about = _about(block, company) or bool(domain and domain_matches(block.url, [domain]))
     mention_rx = _mention_rx(company)
-    sentences = [s for s in _SENT_SPLIT.split(block.text) if s.strip()]
+    weak = 0.25 if block.weight >= 1.0 else 0.1
+    if block.signals or block.quotes:
+        _accumulate(block.signals, block.quotes, block.text, about, mention_rx, weak)
+        return
+    # When the source is about the company every sentence weighs 1.0: the mention pattern and weak weight are moot.
+    signals, quotes = _text_signals(block.text, about, None if about else mention_rx, 1.0 if about else weak)
+    block.signals.update(signals)
+    block.quotes.update(quotes)
+
+
+# Pure in its arguments; prompts are built from the bundled corpus, so the same source texts come back request after
+# request (docs/benchmarks.md, "Sandbox CPU per researched item").
+@lru_cache(maxsize=4096)
+def _text_signals(
+    text: str, about: bool, mention_rx: re.Pattern[str] | None, weak: float
+) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, tuple[float, str]], ...]]:
+    signals: dict[str, float] = {}
+    quotes: dict[str, tuple[float, str]] = {}
+    _accumulate(signals, quotes, text, about, mention_rx, weak)
+    return tuple(signals.items()), tuple(quotes.items())
+
+
+def _accumulate(
+    signals: dict[str, float],
+    quotes: dict[str, tuple[float, str]],
+    text: str,
+    about: bool,
+    mention_rx: re.Pattern[str] | None,
+    weak: float,
+) -> None:
+    sentences = [s for s in _SENT_SPLIT.split(text) if s.strip()]
     for sent in sentences:
         if about or mention_rx is None:
             sw = 1.0
         elif mention_rx.search(sent):
             sw = 0.9
         else:
-            sw = 0.25 if block.weight >= 1.0 else 0.1
-        for sig, w, rx, negatable in _COMPILED:
-            hits = 0
-            for m in rx.finditer(sent):
-                if negatable and _NEG.search(sent[: m.start()]):
-                    continue
-                hits += 1
-            if not hits:
-                continue
+            sw = weak
+        for sig, w, hits in sentence_signals(sent):
             # Diminishing returns: a page repeating "H100" ten times is not ten signals.
             gain = sw * w * (1 + math.log(hits))
-            block.signals[sig] = block.signals.get(sig, 0.0) + gain
-            best = block.quotes.get(sig)
+            signals[sig] = signals.get(sig, 0.0) + gain
+            best = quotes.get(sig)
             if best is None or gain > best[0]:
-                block.quotes[sig] = (gain, _clean_quote(sent))
+                quotes[sig] = (gain, _clean_quote(sent))
 
 
+# Pure in the sentence; prompts are built from the bundled corpus, so the same sentences come back request after
+# request and the ~60 pattern scans per sentence were most of the sandbox's CPU (docs/benchmarks.md).
+@lru_cache(maxsize=1 << 16)
+def sentence_signals(sent: str) -> tuple[tuple[str, float, int], ...]:
+    """``(signal, weight, hits)`` for every signal pattern matching ``sent``, in :data:`_SIGNALS` order; a
+    negatable pattern's match preceded by a negation (:data:`_NEG`) does not count."""
+    out = []
+    for sig, w, rx, negatable in _COMPILED:
+        hits = 0
+        for m in rx.finditer(sent):
+            if negatable and _NEG.search(sent[: m.start()]):
+                continue
+            hits += 1
+        if hits:
+            out.append((sig, w, hits))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1024)
 def _mention_rx(company: str) -> re.Pattern[str] | None:
     if company == "the company":
         return None
@@ -349,6 +392,7 @@ def _about(block: Block, company: str) -> bool:
     return squashed in host or squashed in path or squashed in head
 
 
+@lru_cache(maxsize=1 << 14)
 def _clean_quote(sentence: str) -> str:
     s = re.sub(r"[*_`#>]+|\[\.\.\.\]", "", sentence)
     s = re.sub(r"^\s*(?:\[\d+\]\s*)?(?:content|snippet|title)\s*:\s*", "", s, flags=re.IGNORECASE)

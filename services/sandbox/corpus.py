@@ -39,6 +39,16 @@ _PART_SPLIT_RE = re.compile(r"[.\-']")
 
 def tokenize(text: str) -> list[str]:
     """Lower-case word tokens without stop words; dotted names ("together.ai") are split too."""
+    return list(_query_tokens(text)) if len(text) <= 400 else _tokenize(text)
+
+
+# Queries and prompts' company names come back request after request (a search tokenises its query once per hit).
+@lru_cache(maxsize=4096)
+def _query_tokens(text: str) -> tuple[str, ...]:
+    return tuple(_tokenize(text))
+
+
+def _tokenize(text: str) -> list[str]:
     out: list[str] = []
     for tok in _TOKEN_RE.findall(text.lower()):
         parts = _PART_SPLIT_RE.split(tok)
@@ -49,6 +59,7 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=8192)  # pure; corpus and prompt URLs repeat
 def domain_of(url: str) -> str:
     """Host without a leading ``www.`` (``https://www.together.ai/x`` → ``together.ai``)."""
     host = (urlsplit(url).hostname or "").lower()
@@ -191,6 +202,18 @@ class Corpus:
         # Title twice: a page titled with the query terms is what a search engine ranks first.
         docs = [tokenize(f"{p.title}\n{p.title}\n{p.content}") for p in self.pages]
         self._doc_terms = [frozenset(d) for d in docs]
+        #: Term → number of pages containing it (document frequency), for the coverage IDF.
+        self._df: dict[str, int] = {}
+        for terms in self._doc_terms:
+            for t in terms:
+                self._df[t] = self._df.get(t, 0) + 1
+        #: Per company (registry order, third parties left out): its names, longest first, with their patterns.
+        self._name_res = [
+            (c, [(len(name), re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.IGNORECASE))
+                 for name in (c.name, *c.aliases)])
+            for c in self.companies.values() if not c.third_party
+        ]
+        self._in_text: dict[str, Company | None] = {}
         self._doc_bigrams = [frozenset(pairwise(d)) for d in docs]
         self._retriever = bm25s.BM25(k1=1.2, b=0.75)
         self._retriever.index(docs, show_progress=False)
@@ -198,16 +221,19 @@ class Corpus:
 
     def company_in_text(self, text: str) -> Company | None:
         """The known company whose name or alias appears in ``text`` (longest match wins)."""
+        if len(text) <= 400 and text in self._in_text:
+            return self._in_text[text]
         best: tuple[int, Company] | None = None
-        for c in self.companies.values():
-            if c.third_party:
-                continue
-            for name in (c.name, *c.aliases):
-                if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text, re.IGNORECASE) and (
-                    best is None or len(name) > best[0]
-                ):
-                    best = (len(name), c)
-        return best[1] if best else None
+        for c, names in self._name_res:
+            for n, rx in names:
+                if rx.search(text) and (best is None or n > best[0]):
+                    best = (n, c)
+        found = best[1] if best else None
+        if len(text) <= 400:
+            if len(self._in_text) >= 4096:
+                self._in_text.clear()
+            self._in_text[text] = found
+        return found
 
     @staticmethod
     def _mention_regex(company: Company) -> re.Pattern[str]:
@@ -265,7 +291,7 @@ class Corpus:
         n = len(self.pages)
         idf = {}
         for t in q_terms:
-            df = sum(t in d for d in self._doc_terms)
+            df = self._df.get(t, 0)
             idf[t] = max(0.05, math.log((n - df + 0.5) / (df + 0.5)))
         idf_total = sum(idf.values()) or 1.0
         q_bigrams = set(pairwise(q_terms))

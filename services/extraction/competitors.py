@@ -770,22 +770,45 @@ def accept(
     groups: dict[str, list[Candidate]] = {}
     for c in cands:
         groups.setdefault(c.group, []).append(c)
+    # Tables whose first header cell names a category ("| ATS | Best for |", "| Provider | Price |") list brands in
+    # their first column; the header cells of a comparison table ("| | Square | Toast |") are brands by position.
+    declared_columns = {
+        u.group
+        for u in doc.units
+        if u.kind == "row" and u.header and u.cells and _is_category(doc.text[u.cells[0][0] : u.cells[0][1]])
+    }
     out: list[Candidate] = []
     for group, members in groups.items():
         labels = [c for c in members if c.cls == GENERIC]
         names = [c for c in members if c.cls != GENERIC]
         brandish = [c for c in names if c.cls in (STRONG, MEDIUM)]
+        by_position = group.endswith(".cols") or group in declared_columns
         listy = (
             bool(group)
             and len(names) >= 2
             and len(labels) * 2 < len(members)
-            and len(brandish) * 2 >= len(names)
+            and (by_position or len(brandish) * 2 >= len(names))
             # "Google Search and Workspace": a two-name phrase in prose needs one brand-shaped name.
             and (not group.startswith("enum") or len(members) >= 3 or any(c.cls == STRONG for c in names))
         )
         out.extend(c for c in names if c.cls == STRONG or listy)
     out.sort(key=lambda c: c.span)
     return out
+
+
+#: First-column headers that say the column lists organisations or products.
+_CATEGORY_HEADS: frozenset[str] = frozenset(
+    """tool tools provider providers platform platforms vendor vendors app apps service services company companies
+    brand brands bank banks airline airlines retailer retailers store stores option options name product products
+    software solution solutions marketplace marketplaces network carrier carriers exchange broker brokers
+    herramienta proveedor plataforma empresa banco aerolínea tienda opción producto anbieter plattform werkzeug
+    unternehmen bank marke produkt outil fournisseur plateforme entreprise banque compagnie enseigne produit""".split()
+)
+
+
+def _is_category(cell: str) -> bool:
+    low = clean_name(cell).lower()
+    return low in _CATEGORY_HEADS or (bool(low) and low in GENERIC_ACRONYMS)
 
 
 def _display(brand: Brand, known_names: dict[str, str]) -> str:

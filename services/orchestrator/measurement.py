@@ -394,22 +394,20 @@ class _Clusters:
         qids = sorted({a.question_id for a in rows}) if ids is None else list(ids)
         at = {q: i for i, q in enumerate(qids)}
         q = len(qids)
-        max_rank = max((a.position or 0 for a in rows), default=0)
-        z = np.zeros
-        c = cls(qids, z(q), z(q), z(q), z(q), z(q), z(q), z(q), z((q, max(max_rank, 1))))
-        for a in rows:
-            i = at.get(a.question_id)
-            if i is None:
-                continue
-            c.answers[i] += 1
-            c.mentioned[i] += a.mentioned
-            c.org[i] += a.org_mentions
-            c.brand[i] += a.brand_mentions
-            if (pos := a.position) is not None:
-                c.first[i] += pos == 1
-                c.rank_sum[i] += pos
-                c.ranked[i] += 1
-                c.hist[i, pos - 1] += 1
+        kept = [a for a in rows if a.question_id in at]
+        idx = np.fromiter((at[a.question_id] for a in kept), dtype=np.int64, count=len(kept))
+        pos = np.fromiter((a.position or 0 for a in kept), dtype=np.int64, count=len(kept))
+
+        def per_q(weights: Iterable[float] | None = None) -> np.ndarray:
+            w = None if weights is None else np.fromiter(weights, dtype=float, count=len(kept))
+            return np.bincount(idx, weights=w, minlength=q).astype(float)
+
+        ranked = pos > 0
+        hist = np.zeros((q, max(int(pos.max(initial=0)), 1)))
+        np.add.at(hist, (idx[ranked], pos[ranked] - 1), 1.0)
+        c = cls(qids, per_q(), per_q(float(a.mentioned) for a in kept), per_q((pos == 1).astype(float)),
+                per_q(float(a.org_mentions) for a in kept), per_q(float(a.brand_mentions) for a in kept),
+                per_q(pos.astype(float)), per_q(ranked.astype(float)), hist)
         return c
 
     def stats(self, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -565,10 +563,11 @@ def methods_note(summary: SweepSummary) -> str:
             f"{max((c.max_samples for c in summary.cells), default=0)} samples per question and cell.")
 
 
-def format_estimate(est: Estimate, *, percent: bool | None = None, digits: int | None = None) -> str:
+def format_estimate(est: Estimate, *, percent: bool | None = None, digits: int | None = None,
+                    signed: bool = False) -> str:
     """Table form: ``81 % [74–87]`` for a rate (``percent``, the default for a 0..1 unit), ``2.3 [1.8–2.9]``
     for a rank; ``—`` when undefined; ``81 %`` alone when there is no interval. ``digits``: decimals (0 for %,
-    1 otherwise, by default)."""
+    1 otherwise, by default). ``signed`` (for a delta): ``+5 % [-3 to +12]``."""
     if est.value is None:
         return "—"
     if percent is None:
@@ -578,11 +577,14 @@ def format_estimate(est: Estimate, *, percent: bool | None = None, digits: int |
 
     def f(x: float) -> str:
         s = f"{x * scale:.{d}f}"
-        return "0" if s.lstrip("-").strip("0.") == "" else s  # no "-0"
+        if float(s) == 0.0:
+            return f"{0.0:.{d}f}"  # no "-0"
+        return f"+{s}" if signed and not s.startswith("-") else s
 
     if est.ci_low is None or est.ci_high is None:
         return f"{f(est.value)}{suffix}"
-    return f"{f(est.value)}{suffix} [{f(est.ci_low)}–{f(est.ci_high)}]"
+    sep = " to " if signed else "–"
+    return f"{f(est.value)}{suffix} [{f(est.ci_low)}{sep}{f(est.ci_high)}]"
 
 
 # --- diff of two sweeps -----------------------------------------------------------------------------------------

@@ -364,6 +364,9 @@ def test_format_estimate() -> None:
     assert format_estimate(Estimate(None, None, None, 0, "wilson")) == "—"
     assert format_estimate(Estimate(0.5, None, None, 3, "wilson")) == "50 %"
     assert format_estimate(Estimate(-0.001, -0.004, 0.2, 3, "n")) == "0 % [0–20]"
+    assert format_estimate(Estimate(0.0, -1.0, 1.0, 3, "b", unit="named answers")) == "0.0 [-1.0–1.0]"
+    assert format_estimate(Estimate(0.05, -0.03, 0.12, 9, "n"), signed=True) == "+5 % [-3 to +12]"
+    assert format_estimate(Estimate(-0.49, -0.6, -0.35, 9, "n"), signed=True) == "-49 % [-60 to -35]"
 
 
 def test_bad_inputs_raise() -> None:

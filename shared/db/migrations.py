@@ -5,11 +5,12 @@ its own Alembic ``version_table``, so on one shared database (one SQLite file, o
 services migrate independently and never see each other's revisions (Alembic: ``context.configure(version_table=…)``,
 https://alembic.sqlalchemy.org/en/latest/api/runtime.html#alembic.runtime.environment.EnvironmentContext.configure).
 
-Policy at start-up (:meth:`MigrationChain.ensure_schema`): a database where none of the chain's tables exist yet is
-upgraded to the head revision automatically (other services' tables do not count); with ``upgrade_behind`` a
-database at an older revision of the chain, or without the chain's version table, is upgraded too (the inference
-service's cache: its first revision adopts tables that already exist), otherwise it is refused with one line naming
-the upgrade command (:class:`SchemaOutOfDate`); a revision the code does not know (newer code
+Policy at start-up (:meth:`MigrationChain.ensure_schema`): a database that is empty for the chain — none of its
+tables, and nothing but other Vantage chains' tables (recognised by their ``alembic_version*`` table) — is upgraded to
+the head revision automatically; with ``upgrade_behind`` a database at an older revision of the chain, or holding the
+chain's tables without its version table, is upgraded too (the inference service's cache: its first revision adopts
+tables that already exist); otherwise it is refused with one line naming the upgrade command
+(:class:`SchemaOutOfDate`); a revision the code does not know (newer code
 migrated it) is always refused. Concurrent first starts are serialised: ``BEGIN IMMEDIATE`` on SQLite, a
 transaction-scoped advisory lock (one key per chain) on PostgreSQL.
 """
@@ -97,17 +98,13 @@ class MigrationChain:
         if current == head:
             return current, head
         known = {s.revision for s in self.scripts().walk_revisions()}
-        behind_ok = self.upgrade_behind and (current is None or current in known)
-        if (current is None and auto_upgrade_empty) or behind_ok:
+        if (current is None and auto_upgrade_empty) or (self.upgrade_behind and current in known):
             self._lock(conn)
             # Re-read under the lock: another process may have just migrated.
             current = self.current_revision_sync(conn)
             if current == head:
                 return current, head
-            owned = set(self.owned_tables())
-            if (current is None and not owned & set(inspect(conn).get_table_names())) or (
-                self.upgrade_behind and (current is None or current in known)
-            ):
+            if self._may_upgrade(conn, current, known, auto_upgrade_empty=auto_upgrade_empty):
                 command.upgrade(self.config(conn), "head")
                 return head, head
         shown = current or f"empty (no {self.version_table})"
@@ -121,6 +118,21 @@ class MigrationChain:
         raise SchemaOutOfDate(
             f"database schema is at {shown}, code needs {head}: run `{self.upgrade_hint}`", current=current, head=head
         )
+
+    def _may_upgrade(self, conn: Connection, current: str | None, known: set[str], *, auto_upgrade_empty: bool) -> bool:
+        """The start-up policy (module docstring). Without a revision of this chain the database is "empty" for it
+        when none of its tables exist and every other table is another Vantage chain's (an ``alembic_version*``
+        table is there): a database holding someone else's tables is never migrated silently."""
+        if current is not None:
+            return self.upgrade_behind and current in known
+        if not auto_upgrade_empty:
+            return False
+        tables = set(inspect(conn).get_table_names())
+        owned = set(self.owned_tables()) & tables
+        others = tables - set(self.owned_tables()) - {self.version_table}
+        if owned:
+            return self.upgrade_behind  # the chain's first revision adopts tables that already exist
+        return not others or any(t.startswith("alembic_version") for t in others)
 
     async def ensure_schema(self, engine: AsyncEngine, *, auto_upgrade_empty: bool = True) -> str:
         """Check (and when the policy allows, migrate) the schema. Returns the revision. Raises

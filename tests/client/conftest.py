@@ -1,56 +1,27 @@
-"""Fixtures of the client-library tests: ``clients/python/src`` on the path (the package is tested from the
-source tree here, and as a built wheel in a fresh venv by ``test_client_wheel``), and a whole real stack — sandbox,
+"""Fixtures of the client-library tests: ``clients/python/src`` on the path (``client_kit``: the package is tested
+from the source tree here, and as a built wheel in a fresh venv by ``test_client_wheel``), and a whole real stack — sandbox,
 search, inference, extraction and orchestrator as processes on free loopback ports — that the clients reach only
 over gRPC; and an inference service alone that requires a bearer token.
 
 The whole stack runs without a token: with VANTAGE_AUTH_TOKEN set the orchestrator's CompleteStream calls to the
-inference service are refused UNAUTHENTICATED (a server bug, reported; see test_client_e2e.test_token_is_required)."""
+inference service are refused UNAUTHENTICATED and retried ~1,800 times per item (a server bug, reported), so the token is
+tested on the services alone (token_inference, test_client_tls)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from client_kit import TOKEN, vendored_stubs_stale
 
 from shared.procs import Stack, start_child, start_stack, stop_child
-
-ROOT = Path(__file__).resolve().parents[2]
-CLIENT_SRC = ROOT / "clients" / "python" / "src"
-if str(CLIENT_SRC) not in sys.path:
-    sys.path.insert(0, str(CLIENT_SRC))
-
-
-
-def _vendored_stubs_stale() -> bool:
-    """True when a ``*_pb2.py`` (the serialized descriptors) of clients/python/src/vantage_client/_pb differs from
-    what scripts/gen.py makes of protos/ now (a comment-only change touches the ``_grpc.py`` docstrings only)."""
-    import importlib.util
-    import tempfile
-
-    spec = importlib.util.spec_from_file_location("_vantage_client_gen", ROOT / "clients/python/scripts/gen.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    vendored = CLIENT_SRC / "vantage_client" / "_pb"
-
-    def tree(root: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*_pb2.py")}
-
-    with tempfile.TemporaryDirectory() as tmp:
-        gen.generate(Path(tmp) / "_pb")
-        return tree(Path(tmp) / "_pb") != tree(vendored)
-
 
 # Stale vendored stubs register the same .proto file names as gen/ with other contents, and protobuf refuses that
 # in one process ("duplicate file name"): importing vantage_client next to gen/ would then break the collection of
 # the whole suite. Only test_client_stubs (which says to run clients/python/scripts/gen.py) is collected then.
-if _vendored_stubs_stale():
+if vendored_stubs_stale():
     collect_ignore = [p.name for p in Path(__file__).parent.glob("test_*.py") if p.name != "test_client_stubs.py"]
-
-#: The bearer token (VANTAGE_AUTH_TOKEN) of :func:`token_inference`.
-TOKEN = "client-test-token-5f0c"
 
 
 @pytest.fixture(scope="session")

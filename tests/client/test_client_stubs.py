@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from conftest import ROOT
+from client_kit import ROOT
 
 CLIENT = ROOT / "clients" / "python"
 VENDORED = CLIENT / "src" / "vantage_client" / "_pb"

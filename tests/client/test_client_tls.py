@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TOKEN
+from client_kit import ROOT, TOKEN
 from vantage_client import AsyncVantageClient, Unauthenticated, Unavailable, VantageClient
 
 from shared.procs import start_child, stop_child

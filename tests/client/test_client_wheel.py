@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from client_kit import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,11 @@ wheel never ships a top-level ``vantage`` package that would clash with the serv
 has no Python import-prefix option, so the absolute imports it writes (``from vantage.common.v1 import …``) are
 rewritten to the package namespace; nothing else of the generated text changes. The ``.proto`` file names stay
 ``vantage/…/*.proto``, so the serialized descriptors are byte-identical to ``gen/``'s and both sets of stubs can be
-imported in one process (protobuf accepts a second registration of an identical file).
+imported in one process (protobuf accepts a second registration of an identical file, and refuses a different
+one: "duplicate file name" — so a process that imports both needs them generated from the same protos/).
 
-Usage: ``python clients/python/scripts/gen.py [--out DIR]`` (default: the package's ``_pb``). ``tests/client``
+Usage: ``python clients/python/scripts/gen.py [--out DIR]`` (default: the package's ``_pb``; ``make proto`` runs it
+after ``scripts/gen_protos.py``). ``tests/client``
 generates into a temporary directory and compares, so stale vendored stubs fail the tests.
 """
 

@@ -1,0 +1,175 @@
+"""Multi-replica run with kills (issue 17 item 4, small size): 2 search, 2 inference and 1 extraction replica as
+processes, 2 ``vantage worker`` processes on one PostgreSQL, every client dialling ``ipv4:`` targets (round_robin).
+A research run is queued; once a third of it is done, one inference replica and one worker are SIGKILLed, then
+restarted. Checked: the run completes with every company classified exactly once, both replicas of each
+replicated service served ≥ 30 % of its calls before the kill (each replica's own Prometheus counters), and the
+sandbox saw one search and one LLM call per company plus at most the calls in flight at the kills.
+
+``VANTAGE_SCALE_COMPANIES`` sets the size (default 120)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from shared.procs import Child, start_child, stop_child
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+ROOT = Path(__file__).resolve().parents[2]
+N = int(os.environ.get("VANTAGE_SCALE_COMPANIES", "120"))
+LATENCIES = {"tavily.search": {"latency_s": 0.02}, "openai.chat_completions": {"latency_s": 0.1, "latency_cv": 0.5}}
+OFFSET = {"search": 1, "inference": 2, "extraction": 3}
+IN_FLIGHT = 16
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"not within {timeout:.0f} s: {what}")
+
+
+def handled(metrics_port: int, service: str) -> int:
+    """RPCs of ``service`` (not Health) this replica completed, from its /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("grpc_server_handled_total{") and f'grpc_service="{service}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+class Replica:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.env, self.log_dir = name, env, log_dir
+        self.metrics_base = free_port() - OFFSET[name]
+        self.port = 0
+        self.child: Child | None = None
+
+    def start(self) -> None:
+        env = {**self.env, "VANTAGE_METRICS_PORT": str(self.metrics_base)}
+        self.child = start_child(self.name, port=self.port, env=env, log_dir=self.log_dir)
+        self.port = self.child.port
+
+    @property
+    def metrics_port(self) -> int:
+        return self.metrics_base + OFFSET[self.name]
+
+    def kill(self) -> None:
+        assert self.child is not None
+        os.kill(self.child.proc.pid, signal.SIGKILL)
+        self.child.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.child is not None and self.child.alive():
+            stop_child(self.child, grace=3)
+
+
+def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str, tmp_path: Path) -> None:
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("VANTAGE_")}
+    sandbox = start_child("sandbox", env={**base_env, "VANTAGE_LOG_LEVEL": "WARNING",
+                                          "VANTAGE_SANDBOX_ENDPOINTS": json.dumps(LATENCIES)}, log_dir=tmp_path)
+    replicas: list[Replica] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        svc_env = {**base_env, "VANTAGE_LOG_LEVEL": "WARNING", "VANTAGE_SANDBOX_URL": f"http://{sandbox.address}",
+                   "VANTAGE_DATABASE_URL": pg_url, "VANTAGE_GRACE_SECONDS": "1"}
+        search = [Replica("search", svc_env, tmp_path / "s0"), Replica("search", svc_env, tmp_path / "s1")]
+        inference = [Replica("inference", svc_env, tmp_path / "i0"), Replica("inference", svc_env, tmp_path / "i1")]
+        replicas += [*search, *inference]
+        for r in replicas:
+            r.start()
+        inference_target = "ipv4:" + ",".join(f"127.0.0.1:{r.port}" for r in inference)
+        search_target = "ipv4:" + ",".join(f"127.0.0.1:{r.port}" for r in search)
+        extraction = Replica("extraction", {**svc_env, "VANTAGE_INFERENCE_ADDR": inference_target}, tmp_path / "e0")
+        extraction.start()
+        replicas.append(extraction)
+
+        env = {**base_env, "VANTAGE_DATABASE_URL": pg_url, "VANTAGE_SANDBOX_URL": f"http://{sandbox.address}",
+               "VANTAGE_SEARCH_ADDR": search_target, "VANTAGE_INFERENCE_ADDR": inference_target,
+               "VANTAGE_EXTRACTION_ADDR": f"127.0.0.1:{extraction.port}",
+               "VANTAGE_SEARCH_CONCURRENCY": "8", "VANTAGE_INFERENCE_CONCURRENCY": "8",
+               "VANTAGE_EXTRACTION_CONCURRENCY": "8", "VANTAGE_MAX_ITEMS_IN_FLIGHT": str(IN_FLIGHT),
+               "VANTAGE_CLAIM_BATCH_SIZE": "8", "VANTAGE_LEASE_SECONDS": "4", "VANTAGE_CONTROL_POLL_SECONDS": "0.5",
+               "VANTAGE_WORKER_POLL_SECONDS": "0.5", "VANTAGE_GRACE_SECONDS": "2",
+               "VANTAGE_RETRY_INITIAL_SECONDS": "0.01", "VANTAGE_RETRY_MAX_SECONDS": "0.05",
+               "VANTAGE_LOG_LEVEL": "WARNING"}
+        csv = tmp_path / "companies.csv"
+        csv.write_text("company,domain\n" + "".join(f"Scaleco {i:04d} Labs,scaleco{i:04d}.example\n" for i in range(N)))
+        cli = [sys.executable, "-m", "services.orchestrator.cli"]
+        q = subprocess.run([*cli, "research", "--detach", "--no-cache", "--quiet", str(csv)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert q.returncode == 0, q.stderr
+        run_id = q.stdout.strip().splitlines()[-1]
+
+        def worker(i: int) -> subprocess.Popen[bytes]:
+            with open(tmp_path / f"worker-{i}.log", "wb") as fh:
+                return subprocess.Popen([*cli, "worker", "--once"], cwd=tmp_path, env=env, stdout=fh,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+        workers += [worker(0), worker(1)]
+        sync = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+        def done() -> int:
+            with psycopg.connect(sync, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM run_items WHERE run_id = %s AND status = 'done'",
+                                   (run_id,)).fetchone()
+            return int(row[0]) if row else 0
+
+        wait_for(lambda: done() >= N // 3, 300, f"a third of {N} items done")
+        before = {name: [handled(r.metrics_port, svc) for r in group] for name, svc, group in (
+            ("search", "vantage.search.v1.SearchService", search),
+            ("inference", "vantage.inference.v1.InferenceService", inference))}
+        inference[1].kill()
+        os.kill(workers[0].pid, signal.SIGKILL)
+        workers[0].wait(timeout=30)
+        inference[1].start()  # same port: the channels reconnect to it
+        workers.append(worker(2))
+        codes = [w.wait(timeout=600) for w in workers[1:]]
+        assert codes == [0, 0], codes
+
+        with psycopg.connect(sync, autocommit=True) as conn:
+            status = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+            cls = conn.execute("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
+                               "ON i.id = c.item_id WHERE i.run_id = %s", (run_id,)).fetchone()
+        stats = httpx.get(f"http://{sandbox.address}/_sandbox/stats", timeout=10).json()["endpoints"]
+        calls = {k: int(v["calls"]) for k, v in stats.items()}
+        shares = {k: [round(c / max(1, sum(v)), 2) for c in v] for k, v in before.items()}
+        print(f"\nscale chaos ({N} companies; 2 search, 2 inference, 1 extraction, 2 workers; 1 inference replica and "
+              f"1 worker SIGKILLed at {N // 3}+ done): status {status}; classifications {cls}; calls before the kill "
+              f"{before} (shares {shares}); sandbox calls search {calls.get('tavily.search')}, "
+              f"LLM {calls.get('openai.chat_completions')}")
+        assert status == ("completed",)
+        assert cls == (N, N)  # every company classified exactly once
+        for name, counts in before.items():
+            assert all(c >= 0.3 * sum(counts) for c in counts), (name, counts)
+        for ep in ("tavily.search", "openai.chat_completions"):
+            assert N <= calls.get(ep, 0) <= N + 2 * IN_FLIGHT, (ep, calls.get(ep))  # repeats ≤ in flight at the kills
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.kill(w.pid, signal.SIGKILL)
+                w.wait(timeout=30)
+        for r in replicas:
+            r.stop()
+        stop_child(sandbox, grace=3)

@@ -44,7 +44,7 @@ def _buf() -> str:
 def test_the_import_contracts_hold_for_the_tree() -> None:
     out = _lint_imports(ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert "BROKEN" not in out.stdout and "Contracts: 6 kept, 0 broken." in out.stdout
+    assert "BROKEN" not in out.stdout and re.search(r"Contracts: ([6-9]|\d\d+) kept, 0 broken\.", out.stdout)
 
 
 def _package(root: Path, dotted: str, body: str = "") -> None:

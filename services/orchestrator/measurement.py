@@ -39,7 +39,7 @@ Verdicts (:func:`verdict` documents the rule): ``moved_up`` / ``moved_down`` whe
 80 % power, otherwise ``insufficient_data`` with the number of samples needed (Fleiss, Levin & Paik (2003),
 *Statistical Methods for Rates and Proportions*, 3rd ed., ch. 4, for proportions; the normal-approximation
 two-sample formula for means, e.g. Chow, Shao & Wang (2008), *Sample Size Calculations in Clinical Research*,
-§3.2, for ranks). Fewer than ``min_questions`` common questions is always ``insufficient_data``: with very few
+ch. 3, for ranks). Fewer than ``min_questions`` common questions is always ``insufficient_data``: with very few
 clusters the cluster bootstrap has only a handful of distinct resamples and its intervals are too narrow (Cameron,
 Gelbach & Miller (2008), "Bootstrap-based improvements for inference with clustered errors", REStat 90:414–427).
 """
@@ -308,7 +308,7 @@ def _z(confidence: float) -> float:
 
 def wilson_interval(successes: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion ``successes / n`` (0..1):
-    ``(p + z²/2n ± z·sqrt(p(1−p)/n + z²/4n²)) / (1 + z²/n)`` (Wilson 1927; Agresti & Coull 1998, eq. 2).
+    ``(p + z²/2n ± z·sqrt(p(1−p)/n + z²/4n²)) / (1 + z²/n)`` (Wilson 1927; Agresti & Coull 1998).
     Raises ValueError when n <= 0 or successes is outside 0..n."""
     if n <= 0:
         raise ValueError(f"n must be > 0, got {n}")
@@ -363,7 +363,7 @@ def samples_needed_two_proportions(p1: float, p2: float, *, confidence: float = 
 def samples_needed_two_means(sd: float, delta: float, *, confidence: float = DEFAULT_CONFIDENCE,
                              power: float = DEFAULT_POWER) -> float:
     """Samples per group to detect a difference ``delta`` of two means with common standard deviation ``sd``
-    (two-sided, normal approximation; Chow, Shao & Wang 2008, §3.2): ``n = 2·(z_{α/2} + z_β)²·sd² / delta²``.
+    (two-sided, normal approximation; Chow, Shao & Wang 2008, ch. 3): ``n = 2·(z_{α/2} + z_β)²·sd² / delta²``.
     Not rounded; ``inf`` when delta == 0."""
     if delta == 0:
         return math.inf
@@ -725,9 +725,18 @@ def diff_sweeps(a: Iterable[Answer], b: Iterable[Answer], *, resamples: int = DE
     overall, per figure: A, B (with their intervals), delta = B − A with its interval — Newcombe's hybrid score
     interval for a cell's visibility rate, a paired cluster bootstrap over the common questions otherwise — and
     the :func:`verdict`. Models whose provider reported other versions in B than in A are listed in
-    ``model_changes`` and flagged on their cells. Deterministic given ``seed``."""
+    ``model_changes`` and flagged on their cells. Deterministic given ``seed``. Raises ValueError on a
+    parameter out of range (resamples < 1, min_questions < 1, min_effect outside (0, 1], power or confidence
+    outside (0, 1))."""
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if min_questions < 1:
+        raise ValueError(f"min_questions must be >= 1, got {min_questions}")
+    if not 0.0 < min_effect <= 1.0:
+        raise ValueError(f"min_effect must be in (0, 1], got {min_effect}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    _z(confidence)
     rows_a, rows_b = list(a), list(b)
 
     def triples(rows: list[Answer]) -> set[tuple[str, str, str]]:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.proportion import (
@@ -384,3 +384,31 @@ def test_bad_inputs_raise() -> None:
         cluster_bootstrap([], resamples=0)
     assert wilson(0, 0).value is None
     assert all(e.value is None for e in cluster_bootstrap([]).values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(1, 25), st.integers(1, 4), st.integers(0, 10**6))
+def test_verdicts_are_coherent(pa: float, pb: float, questions: int, samples: int, seed: int) -> None:
+    """Whatever the data: a move excludes 0 from the interval; within_noise has needed_n <= n; insufficient_data
+    has needed_n > n, too few questions, or no data on a side."""
+    d = diff_sweeps(sweep(pa, questions, samples, seed=seed), sweep(pb, questions, samples, seed=seed + 1),
+                    resamples=200, seed=seed)
+    for cell in (*d.cells, d.overall):
+        for fd in cell.figures.values():
+            lo, hi = fd.delta.ci_low, fd.delta.ci_high
+            if fd.verdict in ("moved_up", "moved_down"):
+                assert lo is not None and hi is not None and cell.questions >= 5
+                assert (lo > 0) if fd.verdict == "moved_up" else (hi < 0)
+            elif fd.verdict == "within_noise":
+                assert fd.needed_n is not None and fd.needed_n <= fd.delta.n
+                assert lo is not None and hi is not None and lo <= 0 <= hi
+            else:
+                assert fd.delta.value is None or cell.questions < 5 or (
+                    fd.needed_n is not None and fd.needed_n > fd.delta.n)
+
+
+def test_diff_parameters_are_checked() -> None:
+    rows = sweep(0.5, 3, 1, seed=0)
+    for kw in ({"resamples": 0}, {"min_questions": 0}, {"min_effect": 0.0}, {"power": 1.0}, {"confidence": 0.0}):
+        with pytest.raises(ValueError):
+            diff_sweeps(rows, rows, **kw)  # type: ignore[arg-type]

@@ -65,7 +65,7 @@ def test_sync_research_end_to_end(addrs: dict[str, str]) -> None:
 def test_token_is_required(token_inference: str) -> None:
     """shared/security.py: ``authorization: Bearer <token>`` on every call; the client sends it as metadata on a
     plaintext channel."""
-    with VantageClient(inference_target=token_inference, token=TOKEN) as client:
+    with VantageClient(inference_target=f"ipv4:{token_inference}", token=TOKEN) as client:  # a static address list
         assert client.route("gpt-5.5").provider == "openai"
     with VantageClient(inference_target=token_inference) as anonymous, pytest.raises(Unauthenticated):
         anonymous.route("gpt-5.5")

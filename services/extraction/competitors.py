@@ -304,6 +304,7 @@ _CUE_BEFORE_WORDS: tuple[str, ...] = (
 )
 _SUFFIXED_HINT_RE = re.compile(r"[ \t](?:AI|Labs|Inc|Technologies)")
 _AFTER_FOR_RE = re.compile(r"\bfor[ \t]+$")
+_CAPITAL_BEFORE_FOR_RE = re.compile(r"[A-Z][\w.+-]*[ \t]+for[ \t]+$")
 
 
 def _within(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
@@ -343,9 +344,13 @@ def _prose_candidates(
             after_for = _AFTER_FOR_RE.search(segment[max(0, m.start() - 8) : m.start()]) is not None
             group = f"enum{unit.index}.{m.start()}" if not after_for else ""
             pos = m.start("list")
-            for part in _ENUM_SPLIT_RE.split(m.group("list")):
+            # "Microsoft Defender for Endpoint and SentinelOne": the first part ends the name before "for".
+            inside_name = after_for and _CAPITAL_BEFORE_FOR_RE.search(segment[max(0, m.start() - 60) : m.start()])
+            for k, part in enumerate(_ENUM_SPLIT_RE.split(m.group("list"))):
                 at = segment.find(part, pos)
                 pos = at + len(part)
+                if k == 0 and inside_name:
+                    continue
                 words = part.split()
                 if len(words) > 1 and words[0].lower() in _LEADING_VERBS:
                     cut = len(words[0]) + (len(part) - len(part.lstrip()))
@@ -415,7 +420,8 @@ _CAP_WORD = rf"(?:[{_UPPER}][\w'’&.+-]*[\w+]|[{_UPPER}]|[a-z]+[{_UPPER}][\w]*)
 #: A run of capitalised words (CamelCase included). It starts with a bare capital and checks what precedes it
 #: with a lookbehind after that character, so ``re`` skips every other position (as :data:`_ENUM_RE` does).
 _CAP_SPAN_RE = re.compile(
-    rf"[{_UPPER}](?<![\w.@/#&'’+-].)(?:[\w'’&.+-]*[\w+])?(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
+    rf"[{_UPPER}](?<![\w.@/#&'’+-].)(?:[\w'’&.+-]*[\w+])?"
+    rf"(?:[ \t]+(?:{_CAP_WORD}|&|(?:of|for|de|del|du|des)(?=[ \t]+[{_UPPER}])))*(?<![&\s])"
 )
 #: Names that start with a small letter: "eBay", "iPhone", "incident.io", "monday.com" (scanned only when
 #: :data:`_LOWER_HINT_RE` finds one).

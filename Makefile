@@ -30,8 +30,8 @@ test: setup  ## the whole suite (PostgreSQL tests skip when no server answers, u
 test-fast: setup
 	$(BIN)/python -m pytest -q -x -m "not postgres and not e2e"
 
-chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-like latencies) + the large RPC fuzz run; prints its figures
-	VANTAGE_CHAOS_FULL=1 $(BIN)/python -m pytest -q -s -m chaos tests/chaos tests/infra/test_fuzz_rpcs.py
+chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-like latencies) + the large RPC fuzz run + the multi-replica kill run (1,000 companies); prints its figures
+	VANTAGE_CHAOS_FULL=1 VANTAGE_SCALE_COMPANIES=1000 $(BIN)/python -m pytest -q -s -m chaos tests/chaos tests/infra/test_fuzz_rpcs.py tests/scale/test_scale_replicas_chaos.py
 
 k8s-check: setup  ## render deploy/k8s (kubectl kustomize) and validate every object against the Kubernetes schemas offline
 	VANTAGE_REQUIRE_KUSTOMIZE=1 $(BIN)/python -m pytest -q tests/deploy

@@ -5,7 +5,10 @@ restarted. Checked: the run completes with every company classified exactly once
 replicated service served ≥ 30 % of its calls before the kill (each replica's own Prometheus counters), and the
 sandbox saw one search and one LLM call per company plus at most the calls in flight at the kills.
 
-``VANTAGE_SCALE_COMPANIES`` sets the size (default 120)."""
+The ledger's completed search credits match the credits the sandbox billed for answers it delivered, up to the
+searches in flight at the two kills (a killed process's answers were billed but never recorded).
+
+``VANTAGE_SCALE_COMPANIES`` sets the size (default 120; ``make chaos`` runs 1,000)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import pytest
 
 from shared.procs import Child, start_child, stop_child
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.chaos]
 
 ROOT = Path(__file__).resolve().parents[2]
 N = int(os.environ.get("VANTAGE_SCALE_COMPANIES", "120"))
@@ -150,21 +153,28 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
 
         with psycopg.connect(sync, autocommit=True) as conn:
             status = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+            led = conn.execute("SELECT coalesce(sum(units), 0) FROM cost_ledger WHERE run_id = %s AND kind = 'search' "
+                               "AND status = 'completed'", (run_id,)).fetchone()
             cls = conn.execute("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
                                "ON i.id = c.item_id WHERE i.run_id = %s", (run_id,)).fetchone()
-        stats = httpx.get(f"http://{sandbox.address}/_sandbox/stats", timeout=10).json()["endpoints"]
-        calls = {k: int(v["calls"]) for k, v in stats.items()}
+        sandbox_stats = httpx.get(f"http://{sandbox.address}/_sandbox/stats", timeout=10).json()
+        calls = {k: int(v["calls"]) for k, v in sandbox_stats["endpoints"].items()}
+        billed = int(sandbox_stats["billing"].get("tavily", {}).get("credits", 0)) - int(
+            sandbox_stats.get("billing_unread", {}).get("tavily", {}).get("credits", 0))
+        ledger_credits = int(led[0]) if led else 0
         shares = {k: [round(c / max(1, sum(v)), 2) for c in v] for k, v in before.items()}
         print(f"\nscale chaos ({N} companies; 2 search, 2 inference, 1 extraction, 2 workers; 1 inference replica and "
               f"1 worker SIGKILLed at {N // 3}+ done): status {status}; classifications {cls}; calls before the kill "
               f"{before} (shares {shares}); sandbox calls search {calls.get('tavily.search')}, "
-              f"LLM {calls.get('openai.chat_completions')}")
+              f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed {billed}")
         assert status == ("completed",)
         assert cls == (N, N)  # every company classified exactly once
         for name, counts in before.items():
             assert all(c >= 0.3 * sum(counts) for c in counts), (name, counts)
         for ep in ("tavily.search", "openai.chat_completions"):
             assert N <= calls.get(ep, 0) <= N + 2 * IN_FLIGHT, (ep, calls.get(ep))  # repeats ≤ in flight at the kills
+        per_search = billed // max(1, calls["tavily.search"])
+        assert 0 <= billed - ledger_credits <= 2 * IN_FLIGHT * max(1, per_search), (ledger_credits, billed)
     finally:
         for w in workers:
             if w.poll() is None:

@@ -42,9 +42,14 @@ def service_config(settings: Settings) -> dict[str, Any]:
     ``loadBalancingConfig`` = ``settings.grpc_lb_policy`` over every address the target resolves to, and with
     round_robin ``healthCheckConfig`` (gRFC A17 client-side health checking: each backend is watched through
     ``grpc.health.v1.Health/Watch`` on the server-wide name ``""``; a NOT_SERVING one gets no calls until it
-    serves again; a server without the health service counts as healthy). pick_first ignores health checking."""
+    serves again; a server without the health service counts as healthy). pick_first ignores health checking.
+
+    gRPC core's health watch carries no call credentials or interceptor metadata, so when the servers require the
+    bearer token for health too (``auth_allow_health`` false) client-side health checking is left off: every watch
+    would be refused and every backend counted as down."""
     config: dict[str, Any] = {"loadBalancingConfig": [{settings.grpc_lb_policy: {}}]}
-    if settings.grpc_lb_policy == "round_robin":
+    health_open = settings.auth_allow_health or security.auth_token(settings) is None
+    if settings.grpc_lb_policy == "round_robin" and health_open:
         config["healthCheckConfig"] = {"serviceName": ""}
     return config
 

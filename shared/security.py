@@ -223,12 +223,7 @@ def channel_security_options(settings: Settings) -> list[tuple[str, Any]]:
     return []
 
 
-class _TokenMetadata(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _TokenMetadata:
     """Adds ``authorization: Bearer <token>`` to every call of an insecure channel (loopback use: gRPC refuses
     call credentials without a secure transport)."""
 
@@ -239,15 +234,26 @@ class _TokenMetadata(
         pairs = [(k, v) for k, v in (details.metadata or ()) if k != AUTHORIZATION_KEY]
         return details._replace(metadata=grpc.aio.Metadata(*pairs, self._pair))
 
+
+# grpc.aio files each interceptor under the FIRST call shape it implements (an if/elif chain over the four
+# interfaces in grpc/aio/_channel.py), so one object implementing all four only ever sees unary-unary calls: the
+# token must come from four objects, one per shape, or streaming calls go out without it.
+class _UnaryUnaryToken(_TokenMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
 
+
+class _UnaryStreamToken(_TokenMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
 
+
+class _StreamUnaryToken(_TokenMetadata, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _StreamStreamToken(_TokenMetadata, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)
 
@@ -257,7 +263,7 @@ def client_interceptors(settings: Settings) -> list[grpc.aio.ClientInterceptor]:
     credentials instead, see :func:`channel_credentials`)."""
     token = auth_token(settings)
     if token and not client_tls_enabled(settings):
-        return [_TokenMetadata(token)]
+        return [cls(token) for cls in (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)]
     return []
 
 

@@ -417,7 +417,21 @@ def _check_spec(s: Settings, spec: orchestrator_pb2.OrgEvalInput, prefix: str, q
 
 
 class StreamBroken(Exception):
-    """The run's CompleteStream ended or failed; answers still awaited on it will not come."""
+    """The run's CompleteStream ended or failed; answers still awaited on it will not come. ``code`` is the stream's
+    gRPC status when it ended with one (None when it just ended or was closed)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: Stream statuses that another attempt cannot change (a wrong token, a refused request): the question run fails at
+#: once with that status instead of re-opening the stream until ``rpc_timeout_seconds`` runs out.
+PERMANENT_STREAM_CODES = frozenset({
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.ALREADY_EXISTS,
+})
 
 
 OnBatch = Callable[[ipb.BatchSubmitted], Awaitable[None]]
@@ -490,7 +504,7 @@ class StreamSession:
             error = StreamBroken("inference: the stream was closed")
             raise
         except grpc.aio.AioRpcError as e:
-            error = StreamBroken(describe("inference", from_rpc_error(e)))
+            error = StreamBroken(describe("inference", from_rpc_error(e)), e.code())
         except Exception as e:  # persisting a BatchSubmitted failed (database): fatal for the run
             error = e
         finally:
@@ -708,6 +722,8 @@ class Evaluator:
                     result = await self.session.ask(item.id, self._request(st, api_key))
                 break
             except StreamBroken as e:
+                if e.code in PERMANENT_STREAM_CODES:
+                    raise ItemFailed(str(e), e.code) from None
                 # The outcome of a call in flight is unknown: its pending ledger row (if any) stays.
                 # An inference restart takes seconds: keep re-opening (with back-off) for up to rpc_timeout_seconds.
                 pause = min(s.retry_max_seconds, s.retry_initial_seconds * 2 ** min(tries, 16))

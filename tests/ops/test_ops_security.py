@@ -150,11 +150,18 @@ async def test_token_missing_or_wrong_is_unauthenticated_right_is_ok_health_stay
                 search_pb2.SearchRequest(query="x"), metadata=(("authorization", f"bearer {TOKEN}"),), timeout=5
             )
             assert ok.query == "x"
-        # Channels sends the token by itself (plain metadata on an insecure loopback channel).
+        # Channels sends the token by itself (plain metadata on an insecure loopback channel), on streaming calls
+        # too: grpc.aio files an interceptor under the first call shape it implements only.
         channels = Channels(Settings(auth_token=SecretStr(TOKEN)))
         wrong = Channels(Settings(auth_token=SecretStr("not-the-token")))
         try:
             assert await echo(channels.get(srv.address)) == "hello"
+            watch = health_pb2_grpc.HealthStub(channels.get(srv.address)).Watch(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            first = await watch.read()
+            watch.cancel()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
             assert await code_of(echo(wrong.get(srv.address))) == grpc.StatusCode.UNAUTHENTICATED
         finally:
             await channels.close()
@@ -176,6 +183,13 @@ async def test_health_can_require_the_token_too():
                 health_pb2.HealthCheckRequest(), timeout=5
             )
             assert r.status == health_pb2.HealthCheckResponse.SERVING
+            # A server-streaming call (Health/Watch) carries the token as well.
+            watch = health_pb2_grpc.HealthStub(channels.get(srv.address)).Watch(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            first = await watch.read()
+            watch.cancel()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
         finally:
             await channels.close()
 

@@ -15,8 +15,10 @@ Environment knobs:
 - ``BENCH_SECONDS`` (5): length of each ceiling measurement (s); ``BENCH_RATE`` (1000): its open-loop rate (calls/s).
 - ``BENCH_DB`` (auto): ``postgresql`` (a fresh database on the server at ``VANTAGE_TEST_PG``), ``sqlite``, or auto
   (PostgreSQL when it answers).
-- ``BENCH_PARTS`` (a,b,c,p): which parts to run (b includes d and e; p = prompt packing, :mod:`bench.packing`,
-  against the bench's own inference service, ~10-20 s, run before b so that b's budget accounts for it).
+- ``BENCH_PARTS`` (a,b,c,p,s): which parts to run (b includes d and e; p = prompt packing, :mod:`bench.packing`,
+  against the bench's own inference service, ~10-20 s, run before b so that b's budget accounts for it; s = the
+  sandbox's CPU per researched item alone, :mod:`bench.sandbox_cpu`, after the stack has stopped, ``BENCH_SANDBOX_N``
+  items, 300 by default, ~30 s).
 - The stack's services use a fresh SQLite database in the run's temporary directory (``VANTAGE_DATABASE_URL``), so
   the inference response cache of an earlier run (``./vantage.db``) never answers for this one.
 - ``BENCH_LATENCY_BOUND_N`` (600): items of the latency-bound variant of part b (×1/10 latencies, 8,000-character
@@ -36,7 +38,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, packing, pipeline, scrape
+from bench import ceiling, packing, pipeline, sandbox_cpu, scrape
 from bench.common import CLOCK, ROOT, loadavg, machine_cpu_s, ncpu, ratio, sandbox_config, say
 from shared.procs import start_stack
 
@@ -94,7 +96,7 @@ def main() -> int:
     budget = _env_float("BENCH_BUDGET_S", 540.0)
     seconds = _env_float("BENCH_SECONDS", 5.0)
     rate = _env_float("BENCH_RATE", 1000.0)
-    parts = {p.strip() for p in os.environ.get("BENCH_PARTS", "a,b,c,p").split(",") if p.strip()}
+    parts = {p.strip() for p in os.environ.get("BENCH_PARTS", "a,b,c,p,s").split(",") if p.strip()}
     db_prefer = os.environ.get("BENCH_DB", "auto")
     scrape_n = _env_int("BENCH_SCRAPE_N", 1000)
     scrape_cap = _env_int("BENCH_SCRAPE_CAP", 10)
@@ -182,10 +184,22 @@ def main() -> int:
                     nulls["b"] = f"{type(e).__name__}: {e}"
     finally:
         stack.stop(grace=5)
+    # --- s. the sandbox's CPU per researched item, alone (bench.sandbox_cpu: its own sandbox, after the stack) ---
+    if "s" in parts:
+        try:
+            say("s. sandbox CPU per researched item")
+            out["s"] = sandbox_cpu.measure(n=_env_int("BENCH_SANDBOX_N", 300))
+            say(f"  {out['s']['sandbox_cpu_ms_per_item']} ms of sandbox CPU per item (goal <= {sandbox_cpu.GOAL_MS})")
+        except Exception as e:
+            traceback.print_exc()
+            nulls["s"] = f"{type(e).__name__}: {e}"
     out["wall_s"] = round(CLOCK(), 1)
     info["loadavg_at_end"] = loadavg()
     info["machine_cores_busy"] = round((machine_cpu_s() - m0) / CLOCK(), 2)
     summary = flatten(out)
+    if "s" in out:  # issue 16 item 6, reported apart from the stack's figures
+        summary["sandbox_cpu_ms_per_item"] = out["s"]["sandbox_cpu_ms_per_item"]
+        summary["s_sandbox_cpu"] = out["s"]
     print_summary(summary)
     sys.stdout.write(json.dumps(summary, separators=(",", ":")) + "\n")
     return 0

@@ -334,8 +334,7 @@ def _accumulate(
     mention_rx: re.Pattern[str] | None,
     weak: float,
 ) -> None:
-    sentences = [s for s in _SENT_SPLIT.split(text) if s.strip()]
-    for sent in sentences:
+    for sent in _sentences(text):
         if about or mention_rx is None:
             sw = 1.0
         elif mention_rx.search(sent):
@@ -349,6 +348,12 @@ def _accumulate(
             best = quotes.get(sig)
             if best is None or gain > best[0]:
                 quotes[sig] = (gain, _clean_quote(sent))
+
+
+@lru_cache(maxsize=4096)
+def _sentences(text: str) -> tuple[str, ...]:
+    """The non-blank sentences of a source text (:data:`_SENT_SPLIT`)."""
+    return tuple(s for s in _SENT_SPLIT.split(text) if s.strip())
 
 
 # Pure in the sentence; prompts are built from the bundled corpus, so the same sentences come back request after

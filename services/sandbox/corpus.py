@@ -214,6 +214,10 @@ class Corpus:
             for c in self.companies.values() if not c.third_party
         ]
         self._in_text: dict[str, Company | None] = {}
+        self._own_site: dict[str, list[bool]] = {}
+        #: (query, limit, include, exclude) → ranked hits: the corpus is ranked once per distinct query. Hits are
+        #: never mutated by callers; each call gets its own list.
+        self._ranked: dict[tuple[object, ...], list[SearchHit]] = {}
         self._doc_bigrams = [frozenset(pairwise(d)) for d in docs]
         self._retriever = bm25s.BM25(k1=1.2, b=0.75)
         self._retriever.index(docs, show_progress=False)
@@ -250,6 +254,14 @@ class Corpus:
             self._mentions[company.key] = found
         return found
 
+    def _on_site(self, company: Company) -> list[bool]:
+        """Per page: is it on ``company``'s domain (computed once per company)."""
+        found = self._own_site.get(company.key)
+        if found is None:
+            found = [domain_matches(p.url, [company.domain]) for p in self.pages]
+            self._own_site[company.key] = found
+        return found
+
     def company_pages(self, key: str) -> list[Page]:
         return [p for p in self.pages if p.company == key]
 
@@ -266,13 +278,26 @@ class Corpus:
         include_domains: list[str] | None = None,
         exclude_domains: list[str] | None = None,
     ) -> list[SearchHit]:
-        """Rank pages for ``query``; scores in 0..1, sorted descending, ties broken by URL.
+        """Rank pages for ``query``; scores in 0..1, sorted descending, ties broken by URL (cached per distinct
+        query, limit and domain filters).
 
         The score squashes BM25 relative to the best hit together with query-term coverage,
         so that the best matches land around 0.6–0.95 and weak matches (a page that shares
         only generic words like "GPU" or "training") fall below 0.4 — the share of
         low-scoring results real Tavily searches show and the search service filters out.
         """
+        key = (query, limit, tuple(include_domains or ()), tuple(exclude_domains or ()))
+        cached = self._ranked.get(key)
+        if cached is None:
+            cached = self._rank(query, limit, include_domains, exclude_domains)
+            if len(self._ranked) >= 2048:
+                self._ranked.clear()
+            self._ranked[key] = cached
+        return list(cached)
+
+    def _rank(
+        self, query: str, limit: int, include_domains: list[str] | None, exclude_domains: list[str] | None
+    ) -> list[SearchHit]:
         q_terms = list(dict.fromkeys(tokenize(query)))
         if not q_terms or limit <= 0:
             return []
@@ -300,6 +325,7 @@ class Corpus:
         other = [t for t in q_terms if t not in ent_terms]
         other_total = sum(idf[t] for t in other)
         mentioned = self._mentioned_in(entity) if entity else None
+        own_site = self._on_site(entity) if entity else []
         hits: list[SearchHit] = []
         for i, page in enumerate(self.pages):
             if scores[i] <= 0:
@@ -315,9 +341,7 @@ class Corpus:
                 # Query names a known company: what matters most is whether the page is about
                 # that company (its own site, or its news), then whether it merely mentions
                 # it, then how well it matches the rest of the query.
-                own = domain_matches(page.url, [entity.domain]) or (
-                    page.company == entity.key and page.kind != "unrelated"
-                )
+                own = own_site[i] or (page.company == entity.key and page.kind != "unrelated")
                 mentions = mentioned[i]
                 other_cov = sum(idf[t] for t in other if t in terms) / other_total if other_total else 1.0
                 x = (0.5 if own else 0.25 if mentions else 0.0) + 0.25 * rel + 0.2 * other_cov

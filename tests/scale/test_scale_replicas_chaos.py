@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.chaos]
 
 ROOT = Path(__file__).resolve().parents[2]
 N = int(os.environ.get("VANTAGE_SCALE_COMPANIES", "120"))
+Q = int(os.environ.get("VANTAGE_SCALE_QUESTIONS", "40"))
+CHATGPT_DATASET = "gd_m7aof0k82r803d5bjm"
 LATENCIES = {"tavily.search": {"latency_s": 0.02}, "openai.chat_completions": {"latency_s": 0.1, "latency_cv": 0.5}}
 OFFSET = {"search": 1, "inference": 2, "extraction": 3}
 IN_FLIGHT = 16
@@ -124,6 +126,13 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
                            capture_output=True, text=True, timeout=120)
         assert q.returncode == 0, q.stderr
         run_id = q.stdout.strip().splitlines()[-1]
+        questions = tmp_path / "questions.txt"
+        questions.write_text("".join(f"best GPU cloud for a {i}-person research lab?\n" for i in range(Q)))
+        e = subprocess.run([*cli, "evaluate", "--detach", "--org", "Together AI", "--domain", "together.ai",
+                            "--questions", str(questions), "--models", "chatgpt"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert e.returncode == 0, e.stderr
+        eval_id = e.stdout.strip().splitlines()[-1]
 
         def worker(i: int) -> subprocess.Popen[bytes]:
             with open(tmp_path / f"worker-{i}.log", "wb") as fh:
@@ -153,6 +162,10 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
 
         with psycopg.connect(sync, autocommit=True) as conn:
             status = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
+            eval_status = conn.execute("SELECT status FROM runs WHERE id = %s", (eval_id,)).fetchone()
+            answered, snapshots = conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'answered'), count(DISTINCT snapshot_id) FROM question_runs "
+                "WHERE run_id = %s", (eval_id,)).fetchone() or (0, 0)
             led = conn.execute("SELECT coalesce(sum(units), 0) FROM cost_ledger WHERE run_id = %s AND kind = 'search' "
                                "AND status = 'completed'", (run_id,)).fetchone()
             cls = conn.execute("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
@@ -162,13 +175,18 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
         billed = int(sandbox_stats["billing"].get("tavily", {}).get("credits", 0)) - int(
             sandbox_stats.get("billing_unread", {}).get("tavily", {}).get("credits", 0))
         ledger_credits = int(led[0]) if led else 0
+        triggers = int(sandbox_stats["brightdata"]["triggers"].get(CHATGPT_DATASET, 0))
         shares = {k: [round(c / max(1, sum(v)), 2) for c in v] for k, v in before.items()}
         print(f"\nscale chaos ({N} companies; 2 search, 2 inference, 1 extraction, 2 workers; 1 inference replica and "
               f"1 worker SIGKILLed at {N // 3}+ done): status {status}; classifications {cls}; calls before the kill "
               f"{before} (shares {shares}); sandbox calls search {calls.get('tavily.search')}, "
-              f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed {billed}")
+              f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed {billed}; evaluation ({Q} questions, "
+              f"chatgpt via Bright Data): {eval_status}, {answered} answered from {snapshots} snapshots, "
+              f"{triggers} snapshots paid")
         assert status == ("completed",)
         assert cls == (N, N)  # every company classified exactly once
+        assert eval_status == ("completed",) and answered == Q
+        assert triggers == snapshots  # every paid snapshot is the one its questions' answers came from: 0 duplicates
         for name, counts in before.items():
             assert all(c >= 0.3 * sum(counts) for c in counts), (name, counts)
         for ep in ("tavily.search", "openai.chat_completions"):

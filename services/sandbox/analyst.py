@@ -393,7 +393,7 @@ def _about(block: Block, company: str) -> bool:
         return False
     host = re.sub(r"[^a-z0-9]", "", domain_of(block.url))
     path = re.sub(r"[^a-z0-9]", "", block.url.lower().split("://", 1)[-1])
-    head = re.sub(r"[^a-z0-9]", "", " ".join(block.text.splitlines()[:2]).lower())
+    head = re.sub(r"[^a-z0-9]", "", " ".join(_first_lines(block.text, 2)).lower())
     return squashed in host or squashed in path or squashed in head
 
 
@@ -413,12 +413,23 @@ def _mentions(block: Block, company: str) -> bool:
         return True
     squashed = re.sub(r"[^a-z0-9]", "", company.lower())
     host = re.sub(r"[^a-z0-9]", "", domain_of(block.url))
-    first = re.escape(company.split()[0])
+    first = company.split()[0]
+    text = block.text
+    # ASCII only, where IGNORECASE is lower-casing: a name absent from the text cannot match its pattern.
+    ascii_text = text.isascii() and company.isascii()
     return bool(
-        re.search(rf"(?<!\w){re.escape(company)}(?!\w)", block.text, re.IGNORECASE)
-        or re.search(rf"(?<!\w){first}(?!\w)", block.text)
+        ((not ascii_text or company.lower() in text.lower())
+         and re.search(rf"(?<!\w){re.escape(company)}(?!\w)", text, re.IGNORECASE))
+        or (first in text and re.search(rf"(?<!\w){re.escape(first)}(?!\w)", text))
         or (len(squashed) >= 4 and squashed[:12] in host)
     )
+
+
+def _first_lines(text: str, n: int) -> list[str]:
+    """``text.splitlines()[:n]`` without splitting the whole text when its first lines are short."""
+    head = text[:4096].splitlines()
+    # n + 1 pieces in the prefix: the first n lines ended inside it, so they are the text's first n lines.
+    return head[:n] if len(head) > n else text.splitlines()[:n]
 
 
 def classify(user_text: str, corpus: Corpus | None = None) -> Classification:

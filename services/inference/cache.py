@@ -432,23 +432,23 @@ class CachedBatchProvider(CachedProvider):
     the same :func:`request_key` (:mod:`services.inference.streaming`)."""
 
     async def submit_batch(self, reqs: Sequence[CompletionRequest], *, deadline: Deadline | None = None) -> str:
-        return await self.inner.submit_batch(reqs, deadline=deadline)  # type: ignore[attr-defined, no-any-return]
+        return await self.inner.submit_batch(reqs, deadline=deadline)  # type: ignore[attr-defined]
 
     async def collect_batch(
         self, job_id: str, count: int, *, prompts: Sequence[str] | None = None, model: str = "",
         deadline: Deadline | None = None,
     ) -> list[Outcome]:
-        return await self.inner.collect_batch(  # type: ignore[attr-defined, no-any-return]
+        return await self.inner.collect_batch(  # type: ignore[attr-defined]
             job_id, count, prompts=prompts, model=model, deadline=deadline
         )
 
     async def complete_batch(
         self, reqs: Sequence[CompletionRequest], *, deadline: Deadline | None = None
     ) -> list[Outcome]:
-        return await self.inner.complete_batch(reqs, deadline=deadline)  # type: ignore[attr-defined, no-any-return]
+        return await self.inner.complete_batch(reqs, deadline=deadline)  # type: ignore[attr-defined]
 
     async def cancel_batch(self, job_id: str) -> bool:
-        return await self.inner.cancel_batch(job_id)  # type: ignore[attr-defined, no-any-return]
+        return await self.inner.cancel_batch(job_id)  # type: ignore[attr-defined]
 
     def release_batch(self, job_id: str) -> None:
         self.inner.release_batch(job_id)  # type: ignore[attr-defined]

@@ -47,7 +47,9 @@ async def check(settings: Settings, target: str, *, service: str = "", wait_seco
     """Probe ``target`` (host:port) once, waiting at most ``wait_seconds`` (connection included)."""
     from shared.grpc_client import Channels
 
-    channels = Channels(settings)
+    # pick_first: a probe reports the server's own answer (NOT_SERVING → exit 1, UNAUTHENTICATED → exit 3);
+    # round_robin's client-side health checking would turn both into UNAVAILABLE.
+    channels = Channels(settings.model_copy(update={"grpc_lb_policy": "pick_first"}))
     try:
         stub = health_pb2_grpc.HealthStub(channels.get(target))
         resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=wait_seconds, wait_for_ready=False)

@@ -152,11 +152,39 @@ async def pack_complete(
     rpc_timeout: float = 180.0,
     settings: Settings | None = None,
 ) -> tuple[list[PackedResult], EnrichTotals]:
-    """Run one packing request; with ``settings``, retried on UNAVAILABLE / RESOURCE_EXHAUSTED as configured
-    (``retry_attempts``…). Raises :class:`shared.errors.VantageError` for the request as a whole (bad schema or
-    model: ``InvalidArgument``; service down: ``Unavailable``); an item's trouble is that item's ``error``."""
+    """Run the packing requests for ``items``: one ``CompleteBatch`` per ``complete_batch_max_items`` items (the
+    inference service refuses larger requests; 1,000 without ``settings``), one after the other; with ``settings``,
+    each retried on UNAVAILABLE / RESOURCE_EXHAUSTED as configured (``retry_attempts``…). Raises
+    :class:`shared.errors.VantageError` for a request as a whole (bad schema or model: ``InvalidArgument``; service
+    down: ``Unavailable``); an item's trouble is that item's ``error``."""
     if not items:
         return [], EnrichTotals()
+    per_request = max(1, settings.complete_batch_max_items if settings is not None else 1000)
+    results: list[PackedResult] = []
+    totals = EnrichTotals()
+    for start in range(0, len(items), per_request):
+        part, part_totals = await _pack_request(
+            stub, instruction=instruction, item_schema=item_schema, items=items[start:start + per_request],
+            model=model, max_items_per_call=max_items_per_call, no_cache=no_cache, rpc_timeout=rpc_timeout,
+            settings=settings,
+        )
+        results.extend(part)
+        totals.add(part_totals)
+    return results, totals
+
+
+async def _pack_request(
+    stub: pb_grpc.InferenceServiceStub,
+    *,
+    instruction: str,
+    item_schema: Mapping[str, Any],
+    items: Sequence[tuple[str, Any]],
+    model: str,
+    max_items_per_call: int,
+    no_cache: bool,
+    rpc_timeout: float,
+    settings: Settings | None,
+) -> tuple[list[PackedResult], EnrichTotals]:
     req = batch_request(
         instruction=instruction, item_schema=item_schema, items=items, model=model,
         max_items_per_call=max_items_per_call, no_cache=no_cache,

@@ -17,6 +17,7 @@ import pytest
 from pack_testkit import calls
 
 from services.orchestrator.enrich import group_variants, merge_competitor_variants, name_variations
+from shared.config import Settings
 from shared.procs import Stack, start_stack
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
 
@@ -241,3 +242,14 @@ async def test_competitor_variants_merge_into_one_name(
         "Mistral": ["Mistral AI", "Mistral"],
         "CoreWeave": ["CoreWeave"],
     }
+
+
+async def test_more_names_than_one_batch_takes_are_sent_in_several_requests(
+    stub: pb_grpc.InferenceServiceStub, sandbox_admin: httpx.AsyncClient
+) -> None:
+    """The inference service refuses a CompleteBatch over ``complete_batch_max_items``: the merge splits its names
+    into requests of at most that many instead of failing as a whole."""
+    names = [f"Split {i} Cloud" for i in range(7)]
+    settings = Settings(complete_batch_max_items=3, retry_attempts=1)
+    merged = await merge_competitor_variants(stub, names, model="gpt-4.1-mini", settings=settings)
+    assert set(merged) == set(names) and all(merged[n] for n in names)

@@ -253,6 +253,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Extra words/phrases never taken for organisation names, as JSON."
     )
     extraction_max_answer_chars: int = Field(200_000, description="Longest answer_markdown Extract accepts (chars).")
+    extraction_cache_max_bytes: int = Field(
+        48 * 1024 * 1024,
+        ge=0,
+        description="Total budget (bytes, estimated) of the extraction service's memo caches, split evenly among "
+        "them; 0 = no memoisation.",
+    )
 
     # --- orchestrator ---
     search_concurrency: int = Field(50, description="Budget of concurrent calls to the search service.")

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from services.extraction.identity import BRAND_MARKERS, STEM_SUFFIXES
+from services.extraction.memo import memo
 from services.extraction.names import (
     Brand,
     clean_name,
@@ -165,7 +166,7 @@ def _is_code(word: str) -> bool:
     return bool(_CODE_RE.match(word))
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
     """GENERIC, WEAK, MEDIUM or STRONG for a cleaned candidate name (see the module docstring)."""
     name = re.sub(r"['’]s$", "", name).replace("’", "'")  # "AI's" is not CamelCase
@@ -224,7 +225,7 @@ _ADJECTIVE_PREFIX_RE = re.compile(r"[A-Z][a-z]+-[a-z]+")
 _VERSUS_RE = re.compile(r"\s+(?:vs\.?|versus)\s+|\s+/\s+", re.IGNORECASE)
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _clean_candidate_cached(raw: str) -> tuple[str, ...]:
     text = _POSSESSIVE_RE.sub("", _PAREN_RE.sub("", plain(raw)))
     words = text.split()
@@ -456,7 +457,7 @@ def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
     return bool(_SUBJECT_VERB_RE.match(doc.masked, end))
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _zipf_in(word: str, lang: str) -> float:
     if lang not in ("es", "de", "fr"):
         return 0.0
@@ -518,7 +519,7 @@ def _is_common(word: str, threshold: float, lang: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
     """Pronouns, plan names, places, hardware, category acronyms: never brands (rule, not evidence). German
     compounds are ruled out from seven letters in running text, from ten in a list or heading ("Lufthansa")."""
@@ -541,7 +542,7 @@ def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
     return False
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _de_compound(word: str) -> bool:
     """A German compound noun: its tail (≥ 4 letters) is a common German word and its head ≥ 3 letters
     ("entwicklerteam" = entwickler + team, "zusatzkosten" = zusatz + kosten)."""
@@ -660,7 +661,7 @@ _STEM_PREFIX_RE = re.compile(r"^(?:get|try|use|join|go|hey|with|the|my)(?=[a-z]{
 _STEM_SUFFIX_RE = re.compile(r"(?<=[a-z]{3})(?:" + "|".join(STEM_SUFFIXES) + ")$")
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _stem_forms(stem: str) -> tuple[str, str]:
     """(lower-case stem without hyphens, the same without a usual prefix/suffix) for :func:`stem_match`."""
     stem = stem.lower().replace("-", "")

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 
+from services.extraction.memo import memo
 from services.extraction.urls import domain_stem, looks_like_domain, registrable_domain
 
 LEGAL, BRAND, KEY, GLUED = "legal", "brand", "key", "glued"
@@ -102,7 +102,7 @@ def strip_suffixes(words: list[str], suffixes: frozenset[str]) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def merge_keys(name: str) -> frozenset[str]:
     """Identity keys of a name (see the module docstring); ``name`` is already free of Markdown."""
     name = _SPACES_RE.sub(" ", name).strip(" \t\"'“”‘’`*_-–—:;,.!?()[]{}")

@@ -37,7 +37,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from services.extraction.identity import (
     BRAND_MARKERS,
@@ -47,6 +46,7 @@ from services.extraction.identity import (
     tokens,
 )
 from services.extraction.identity import merge_keys as _merge_keys
+from services.extraction.memo import memo
 from services.extraction.text import Doc, is_sentence_start, lead_span, plain, words_of
 from services.extraction.urls import domain_stem, looks_like_domain, registrable_domain
 
@@ -74,7 +74,7 @@ _WORD_RE = re.compile(r"[^\W\d_]+")
 _SPACES_RE = re.compile(r"\s+")
 
 
-@lru_cache(maxsize=131_072)
+@memo
 def zipf(word: str) -> float:
     """Zipf frequency of a lower-case English word (0 when unknown); wordfreq's small offline list."""
     from wordfreq import zipf_frequency
@@ -88,14 +88,14 @@ def is_common_word(word: str, threshold: float) -> bool:
     return all(bool(_WORD_RE.fullmatch(p)) and zipf(p) >= threshold for p in parts)
 
 
-@lru_cache(maxsize=65_536)  # pure; called for every candidate, form and known competitor of every answer
+@memo  # pure; called for every candidate, form and known competitor of every answer
 def clean_name(name: str) -> str:
     """A name as written, without Markdown, quotes, outer punctuation or a trailing ``, Inc.``."""
     text = plain(name).strip(" \t\"'“”‘’`*_-–—:;,.!?()[]{}")
     return _SPACES_RE.sub(" ", text)
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def merge_keys(name: str) -> frozenset[str]:
     """Identity keys of a name written in Markdown (:func:`services.extraction.identity.merge_keys`)."""
     return _merge_keys(clean_name(name))
@@ -106,7 +106,7 @@ def name_forms(name: str) -> set[str]:
     return set(_name_forms(name))
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _name_forms(name: str) -> frozenset[str]:
     name = clean_name(name)
     if not name:
@@ -172,7 +172,7 @@ def _form_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def ambiguity(form: str, threshold: float, generic: frozenset[str]) -> str:
     """``"distinct"``, ``"common_multi"`` (all words common, ≥ 2 words) or ``"common"`` (one common word)."""
     words = tokens(form)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.extraction import classification, core, identity, limits
+from services.extraction import classification, core, identity, limits, memo
 from services.extraction.citations import Citation
 from services.extraction.urls import domain_stem
 from shared.config import Settings
@@ -94,6 +94,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extraction-cpu")
         self._categories = list(settings.categories)
         self._cfg = core.ExtractionConfig.from_settings(settings)
+        memo.configure(settings.extraction_cache_max_bytes)
         self._schema_json = json.dumps(classification.classification_schema(self._categories))
         self._prompt = classification.system_prompt(self._categories)
 

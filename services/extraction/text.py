@@ -33,12 +33,12 @@ import bisect
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import accumulate
 from typing import Any, NamedTuple
 
 from markdown_it_pyrs import MarkdownIt
 
+from services.extraction.memo import memo
 from services.extraction.urls import looks_like_domain, registrable_domain, strip_trailing_punctuation
 
 #: An inline link ``[text](url "title")`` (not an image), for reading small fragments (:func:`plain`, leads).
@@ -138,7 +138,7 @@ def words_of(name: str) -> list[str]:
     return list(_words_of(name))
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _words_of(name: str) -> tuple[str, ...]:
     out = []
     for m in TOKEN_RE.finditer(name):
@@ -275,7 +275,7 @@ class Doc:
                 yield s0, ends[i + n - 1]
 
 
-@lru_cache(maxsize=4096)  # pure; the same fragments are cleaned several times per answer
+@memo  # pure; the same fragments are cleaned several times per answer
 def plain(markdown: str) -> str:
     """Readable text of a Markdown fragment: links → their text, emphasis/code/HTML markers and citation markers
     like ``[1]`` removed, whitespace collapsed."""
@@ -330,7 +330,7 @@ def is_citation_chip(link: Link) -> bool:
     return _is_chip(link.text, link.url)
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _is_chip(text: str, url: str) -> bool:
     label = plain(text).strip("()[] ")
     if not label or " " in label:

@@ -21,10 +21,11 @@ gives the same answer on every machine with the same tldextract version. ``docs.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import tldextract
+
+from services.extraction.memo import memo
 
 #: Query parameters that only track a click, never select content. ``utm_*`` is matched as a prefix.
 TRACKING_PARAMS: frozenset[str] = frozenset(
@@ -114,7 +115,7 @@ def _is_tracking(param: str) -> bool:
     return name.startswith("utm_") or name in TRACKING_PARAMS
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def normalize_url(url: str) -> str | None:
     """The citation form of ``url``, or None when it is not an absolute http(s) URL with a host.
 
@@ -140,14 +141,14 @@ def light_url_key(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), _netloc(parts), _path(parts.path), parts.query, parts.fragment))
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def _extract(host: str) -> tuple[str, str]:
     r = _EXTRACT(host)
     registrable = f"{r.domain}.{r.suffix}" if r.domain and r.suffix else ""
     return registrable, r.domain
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def host_of(url_or_host: str) -> str:
     """The lower-case host of a URL or of a bare host name (``"Docs.Together.ai"``, ``"https://x.io/a"``)."""
     text = url_or_host.strip()
@@ -187,7 +188,7 @@ def domain_stem(url_or_host: str) -> str:
 _DOMAIN_LIKE = re.compile(r"^(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/\S*)?$", re.IGNORECASE)
 
 
-@lru_cache(maxsize=65_536)
+@memo
 def looks_like_domain(text: str) -> bool:
     """True for ``together.ai``, ``https://lambda.ai/x``; False for names such as ``Character AI``."""
     text = text.strip()

@@ -325,32 +325,35 @@ class Corpus:
         other = [t for t in q_terms if t not in ent_terms]
         other_total = sum(idf[t] for t in other)
         mentioned = self._mentioned_in(entity) if entity else None
+        q_idf = [(t, idf[t]) for t in q_terms]
+        other_idf = [(t, idf[t]) for t in other]
         own_site = self._on_site(entity) if entity else []
+        bm25 = scores.tolist()  # Python floats (the same values): numpy scalar indexing per page is slow
         hits: list[SearchHit] = []
         for i, page in enumerate(self.pages):
-            if scores[i] <= 0:
+            if bm25[i] <= 0:
                 continue
             if include_domains and not domain_matches(page.url, include_domains):
                 continue
             if exclude_domains and domain_matches(page.url, exclude_domains):
                 continue
             terms = self._doc_terms[i]
-            coverage = sum(idf[t] for t in q_terms if t in terms) / idf_total
-            rel = float(scores[i]) / top
+            coverage = sum([w for t, w in q_idf if t in terms]) / idf_total
+            rel = bm25[i] / top
             if entity is not None and mentioned is not None:
                 # Query names a known company: what matters most is whether the page is about
                 # that company (its own site, or its news), then whether it merely mentions
                 # it, then how well it matches the rest of the query.
                 own = own_site[i] or (page.company == entity.key and page.kind != "unrelated")
                 mentions = mentioned[i]
-                other_cov = sum(idf[t] for t in other if t in terms) / other_total if other_total else 1.0
+                other_cov = sum([w for t, w in other_idf if t in terms]) / other_total if other_total else 1.0
                 x = (0.5 if own else 0.25 if mentions else 0.0) + 0.25 * rel + 0.2 * other_cov
             else:
                 # Adjacent query-term pairs found adjacent in the page count as a phrase match.
                 phrase = len(q_bigrams & self._doc_bigrams[i]) / len(q_bigrams) if q_bigrams else coverage
                 x = 0.45 * rel + 0.35 * coverage + 0.20 * phrase
             score = 1.0 / (1.0 + math.exp(-10.0 * (x - 0.55)))
-            hits.append(SearchHit(page, float(scores[i]), coverage, round(min(score, 0.99), 5)))
+            hits.append(SearchHit(page, bm25[i], coverage, round(min(score, 0.99), 5)))
         hits.sort(key=lambda h: (-h.score, -h.bm25, h.page.url))
         return hits[:limit]
 
@@ -358,7 +361,8 @@ class Corpus:
         """The ``n`` chunks of ``page`` sharing most query terms, in page order."""
         q = set(tokenize(query))
         terms = page.chunk_terms
-        ranked = sorted(range(len(page.chunks)), key=lambda i: (-len(q & terms[i]), i))
+        shared = [-len(q & t) for t in terms]
+        ranked = sorted(range(len(page.chunks)), key=lambda i: (shared[i], i))
         chosen = sorted(ranked[: max(n, 1)])
         return [page.chunks[i] for i in chosen]
 

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import analyst, answers, packing
-from .common import bearer_token, estimate_tokens, new_id
+from .common import bearer_token, estimate_tokens, json_response, new_id
 from .errors import context_length_message, error_response
 from .state import SandboxState
 
@@ -202,7 +202,7 @@ async def chat_completions(request: Request) -> Any:
             _stream(cid, created, model, content, finish, prompt_tokens, completion_tokens, include_usage),
             media_type="text/event-stream",
         )
-    return JSONResponse(
+    return json_response(
         {
             "id": cid,
             "object": "chat.completion",

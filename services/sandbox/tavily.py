@@ -30,8 +30,8 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
+from .common import json_response
 from .corpus import Corpus, SearchHit
 from .errors import error_response
 from .state import SandboxState
@@ -245,4 +245,4 @@ async def search(request: Request) -> Any:
         payload["auto_parameters"] = {"topic": p["topic"], "search_depth": p["search_depth"]}
     if p["include_usage"]:
         payload["usage"] = {"credits": credits}
-    return JSONResponse(payload)
+    return json_response(payload)

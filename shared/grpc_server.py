@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -133,15 +133,27 @@ def tolerant_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callab
     return deserialize
 
 
-async def decoded_requests(requests: Any) -> AsyncIterator[Any]:
+async def decoded_requests(requests: Any, *, pass_undecodable: bool = False) -> AsyncIterator[Any]:
     """The messages of a client stream; an undecodable one ends the stream with ``INVALID_ARGUMENT`` (its index),
-    raised where the servicer reads it so the servicer's own error handling applies."""
+    raised where the servicer reads it so the servicer's own error handling applies — unless the servicer method
+    is marked :func:`reads_undecodable`, which then receives the :class:`Undecodable` itself and goes on reading."""
     index = 0
     async for request in requests:
-        if type(request) is Undecodable:
+        if type(request) is Undecodable and not pass_undecodable:
             raise request.to_error(index)
         index += 1
         yield request
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_undecodable(fn: F) -> F:
+    """Marks a client- or bidi-streaming servicer method that handles an :class:`Undecodable` message itself (e.g.
+    reports it as one failed item and keeps serving the stream's other messages) instead of the stream ending with
+    ``INVALID_ARGUMENT`` at the corrupt message."""
+    fn.reads_undecodable = True  # type: ignore[attr-defined]
+    return fn
 
 
 def _domain_error(exc: BaseException) -> VantageError | None:
@@ -252,6 +264,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         # e.g. the token check's deny handler): grpc.aio accepts both, so must the wrapper (`async for` over a
         # coroutine is a TypeError).
         coroutine_stream = stream_out and inspect.iscoroutinefunction(fn)
+        pass_undecodable = bool(getattr(fn, "reads_undecodable", False))
         # structlog's filtering loggers fix their level at configure time (before servers start); a logger without
         # the method (another wrapper class) is treated as DEBUG-enabled.
         is_enabled = getattr(logger, "is_enabled_for", None)
@@ -322,7 +335,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 caller = current_caller.set(context.peer() or "")
                 try:
                     if stream_in:
-                        request = decoded_requests(request)
+                        request = decoded_requests(request, pass_undecodable=pass_undecodable)
                     elif type(request) is Undecodable:
                         raise request.to_error()
                     if coroutine_stream:
@@ -357,7 +370,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             caller = current_caller.set(context.peer() or "")
             try:
                 if stream_in:
-                    request = decoded_requests(request)
+                    request = decoded_requests(request, pass_undecodable=pass_undecodable)
                 elif type(request) is Undecodable:
                     raise request.to_error()
                 response = await fn(request, context)

@@ -64,7 +64,7 @@ from services.inference.trigger_intents import TriggerIntents
 from shared.config import Settings
 from shared.errors import InvalidArgument, VantageError, public_message
 from shared.grpc_client import MAX_FORWARDED_DEADLINE, Deadline, forward_timeout
-from shared.grpc_server import Mount
+from shared.grpc_server import Mount, Undecodable, reads_undecodable
 from shared.logging import register_secret
 from vantage.common.v1 import common_pb2
 from vantage.inference.v1 import inference_pb2 as pb
@@ -252,8 +252,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             log.exception("stream_item_validation_error")
             return Item(item_id, failure=ItemFailure("INTERNAL", f"internal error: {type(e).__name__}"))
 
+    @reads_undecodable
     async def CompleteStream(
-        self, request_iterator: AsyncIterator[pb.CompleteStreamRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.CompleteStreamRequest | Undecodable],
+        context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.CompleteStreamResponse]:
         headers = self._extra_headers(context)
         deadline = self._caller_deadline(context)
@@ -262,6 +264,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             number = 0
             async for msg in request_iterator:
                 number += 1
+                if type(msg) is Undecodable:
+                    # Corrupt bytes name no item: reported as a failed item without an id; the stream goes on.
+                    yield Item("", failure=failure_from(msg.to_error(number - 1)))
+                    continue
                 for inp in self._stream_inputs(msg, headers, number):
                     yield inp
 

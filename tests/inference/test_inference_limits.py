@@ -262,9 +262,11 @@ async def test_messages_over_the_stream_limit_fail_one_by_one(settings: Settings
         assert "at most 3 messages" in by_id[late].error.message
 
 
-async def test_an_undecodable_message_ends_the_input_after_the_good_items_are_answered(
+async def test_an_undecodable_message_is_one_failed_item_and_the_stream_goes_on(
     inference: Any,
 ) -> None:
+    """Corrupt bytes in the middle of a CompleteStream: the message is answered as one failed item (no id: corrupt
+    bytes name none) with INVALID_ARGUMENT, and the items before and after it are all answered."""
     async with grpc.aio.insecure_channel(inference.address) as ch:
         call = ch.stream_stream(STREAM_METHOD, request_serializer=None,
                                 response_deserializer=pb.CompleteStreamResponse.FromString)
@@ -273,16 +275,16 @@ async def test_an_undecodable_message_ends_the_input_after_the_good_items_are_an
             yield item("a", api_request()).SerializeToString()
             yield item("b", api_request(model="claude-sonnet-5")).SerializeToString()
             yield b"\x0a\x05\xff\xfe\xfd"  # field 1 (item) claims 5 bytes and has 3: not a message
-            yield item("never-read", api_request()).SerializeToString()
+            yield item("after", api_request()).SerializeToString()
 
-        it = call(raw(), timeout=60)
         seen: dict[str, pb.ItemResult] = {}
-        with pytest.raises(grpc.aio.AioRpcError) as ei:
-            async for ev in it:
+        async for ev in call(raw(), timeout=60):
+            if ev.WhichOneof("kind") == "result":
                 seen[ev.result.id] = ev.result
-    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT, ei.value.details()
-    assert set(seen) == {"a", "b"}
-    assert all(r.WhichOneof("outcome") == "response" for r in seen.values()), seen
+    assert set(seen) == {"a", "b", "", "after"}
+    assert all(seen[i].WhichOneof("outcome") == "response" for i in ("a", "b", "after")), seen
+    assert seen[""].error.code == "INVALID_ARGUMENT"
+    assert "request message #2 is not a valid" in seen[""].error.message
 
 
 # --- CompleteStream: item errors are redacted like unary errors -------------------------------------------------

@@ -53,12 +53,13 @@ def start_sandbox(tmp: Path) -> tuple[subprocess.Popen[bytes], str, int]:
     """Start ``python -m services.sandbox --port 0``; returns (process, base URL, pid of the sandbox itself)."""
     ready = tmp / "sandbox.ready"
     cmd = [sys.executable, "-m", "services.sandbox", "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL,
-                            stderr=open(tmp / "sandbox.log", "wb"))
+    with open(tmp / "sandbox.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 60
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
             raise RuntimeError(f"sandbox did not start: {(tmp / 'sandbox.log').read_text()[-2000:]}")
         time.sleep(0.02)
     info = json.loads(ready.read_text())

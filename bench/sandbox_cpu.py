@@ -123,6 +123,7 @@ class ItemDriver:
 
     async def close(self) -> None:
         await self.openai.close()
+        await self.tavily.close()
 
 
 def companies(n: int, tag: str) -> list[tuple[str, str]]:

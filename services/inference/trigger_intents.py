@@ -15,7 +15,8 @@ the snapshot is ready; and the datasets validate their inputs (the Perplexity da
 know, e.g. ``web_search``: providers.md §2.3), so an extra "intent id" input field could fail every trigger.
 
 Store: table ``brightdata_trigger_intents`` in the inference service's database (``settings.database_url``, the
-engine of the response cache), created if missing. Without a database (cache disabled or unusable) the process keeps
+engine of the response cache), one of the inference service's own tables (services/inference/store/models.py,
+Alembic migration ``i0002_brightdata_trigger_intents``, version table ``alembic_version_inference``). Without a database (cache disabled or unusable) the process keeps
 its intents in memory: one replica stays exact, replicas then only fall back on the records check.
 """
 
@@ -31,9 +32,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import structlog
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.inference.store import CHAIN
+from services.inference.store.models import brightdata_trigger_intents
 
 log = structlog.get_logger("vantage.inference.trigger_intents")
 
@@ -45,21 +49,9 @@ STATES = ("pending", "triggered", "adopted", "none", "unknown")
 #: but a failed trigger is only ever checked within its own call's deadline.
 RETENTION_SECONDS = 7 * 86_400.0
 
-metadata = MetaData()
-trigger_intents = Table(
-    "brightdata_trigger_intents",
-    metadata,
-    Column("intent_id", String(36), primary_key=True),
-    Column("dataset_id", String(64), nullable=False),
-    Column("prompts_sha256", String(64), nullable=False),
-    Column("inputs", Integer, nullable=False),
-    Column("began_at", Float, nullable=False),  # Unix s
-    Column("replica", String(255), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("snapshot_id", String(128), nullable=True, unique=True),
-    Column("updated_at", Float, nullable=False),
-    Index("ix_brightdata_trigger_intents_dataset_began", "dataset_id", "began_at"),
-)
+#: The table (services/inference/store/models.py), created and changed only by the inference chain
+#: (migration i0002_brightdata_trigger_intents).
+trigger_intents = brightdata_trigger_intents
 
 
 def prompts_sha256(prompts: Sequence[str]) -> str:
@@ -88,8 +80,9 @@ class TriggerIntents:
 
     @classmethod
     async def open(cls, engine: AsyncEngine | None, *, timeout_s: float = 10.0) -> TriggerIntents:
-        """The shared store on ``engine`` with its table created if missing; the in-memory store (logged) when
-        ``engine`` is None or the table cannot be made within ``timeout_s`` — start-up never waits longer."""
+        """The shared store on ``engine``, the inference chain at its head (:data:`services.inference.store.CHAIN`,
+        migrated when behind); the in-memory store (logged) when ``engine`` is None or the schema cannot be brought
+        there within ``timeout_s`` (s) — start-up never waits longer."""
         store = cls(engine)
         if engine is None:
             return store
@@ -108,11 +101,12 @@ class TriggerIntents:
         return self.engine is not None
 
     async def ensure_schema(self) -> None:
-        """Create ``brightdata_trigger_intents`` if it is missing (once per process; concurrent callers wait)."""
+        """Check the inference chain, migrating it to the head when behind (once per process; concurrent callers
+        wait). Raises :class:`shared.db.SchemaOutOfDate` for a revision this code does not know, or the driver's
+        errors."""
         async with self._lock:
             if not self._ready and self.engine is not None:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all, checkfirst=True)
+                await CHAIN.ensure_schema(self.engine)
                 self._ready = True
 
     async def _schema(self) -> None:
@@ -195,4 +189,4 @@ class TriggerIntents:
         return int(res.rowcount or 0)
 
 
-__all__ = ["RETENTION_SECONDS", "STATES", "TriggerIntents", "metadata", "prompts_sha256", "trigger_intents"]
+__all__ = ["RETENTION_SECONDS", "STATES", "TriggerIntents", "prompts_sha256", "trigger_intents"]

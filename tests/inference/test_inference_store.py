@@ -25,7 +25,7 @@ from services.inference.providers import CompletionResult
 from services.inference.server import build
 from services.inference.store import CHAIN, VERSION_TABLE
 from services.inference.store import metadata as inference_metadata
-from services.inference.store.models import response_cache
+from services.inference.store.models import brightdata_trigger_intents, response_cache
 from services.orchestrator.store import db as orch_db
 from services.orchestrator.store import open_store
 from services.orchestrator.store.models import metadata as orchestrator_metadata
@@ -37,8 +37,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 INFERENCE_TABLES = {*inference_metadata.tables, VERSION_TABLE}
-#: Created by the running service (services/inference/trigger_intents.py, not yet in the Alembic chain).
-RUNTIME_TABLES = {"brightdata_trigger_intents"}
 
 
 async def _tables(url: str) -> set[str]:
@@ -65,7 +63,7 @@ async def _diff(url: str, metadata: MetaData) -> list[object]:
 
 def test_the_services_declare_disjoint_tables_and_version_tables() -> None:
     assert not set(inference_metadata.tables) & set(orchestrator_metadata.tables)
-    assert "response_cache" in inference_metadata.tables
+    assert {"response_cache", "brightdata_trigger_intents"} <= set(inference_metadata.tables)
     assert CHAIN.version_table == "alembic_version_inference" != orch_db.CHAIN.version_table
 
 
@@ -83,7 +81,7 @@ async def test_the_inference_service_alone_on_an_empty_database_creates_only_its
     s = settings.model_copy(update={"database_url": db_url})
     async with serving("inference", build, s) as srv, grpc.aio.insecure_channel(srv.address):
         pass
-    assert await _tables(db_url) == INFERENCE_TABLES | RUNTIME_TABLES
+    assert await _tables(db_url) == INFERENCE_TABLES
     assert await _diff(db_url, inference_metadata) == []
     engine = create_engine(db_url)
     try:
@@ -141,6 +139,26 @@ async def test_a_database_whose_cache_the_orchestrator_created_is_adopted_with_i
     st = await open_store(db_url)
     await st.close()
     assert await _diff(db_url, orchestrator_metadata) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_trigger_intent_table_made_by_create_all_is_adopted_by_i0002_with_its_rows(db_url: str) -> None:
+    # The state the service's former create_all left: the chain at i0001, the intent table made outside it.
+    engine = create_engine(db_url)
+    try:
+        await CHAIN.upgrade(engine, "i0001_response_cache")
+        legacy = brightdata_trigger_intents.to_metadata(MetaData())  # no naming convention, as create_all had
+        async with engine.begin() as conn:
+            await conn.run_sync(legacy.create)
+            await conn.execute(brightdata_trigger_intents.insert().values(
+                intent_id="i-1", dataset_id="gd_x", prompts_sha256="0" * 64, inputs=1, began_at=1.0,
+                replica="r:1", state="triggered", snapshot_id="s_kept", updated_at=1.0))
+        assert await CHAIN.ensure_schema(engine) == CHAIN.head_revision() == "i0002_brightdata_trigger_intents"
+        async with engine.connect() as conn:
+            ids = [s for (s,) in await conn.execute(select(brightdata_trigger_intents.c.snapshot_id))]
+        assert ids == ["s_kept"]
+    finally:
+        await engine.dispose()
 
 
 async def test_a_database_holding_someone_elses_tables_is_migrated_by_neither_service(sqlite_url: str) -> None:

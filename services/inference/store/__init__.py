@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.inference.store.models import metadata, response_cache
+from services.inference.store.models import brightdata_trigger_intents, metadata, response_cache
 from shared.db import MigrationChain
 
 #: Alembic version table of the inference chain (the orchestrator's is ``alembic_version``).
@@ -28,4 +28,4 @@ CHAIN = MigrationChain(
     upgrade_behind=True,
 )
 
-__all__ = ["CHAIN", "VERSION_TABLE", "metadata", "response_cache"]
+__all__ = ["CHAIN", "VERSION_TABLE", "brightdata_trigger_intents", "metadata", "response_cache"]

@@ -1,4 +1,5 @@
-"""Tables of the inference service (SQLAlchemy Core, its own ``MetaData``): the response cache.
+"""Tables of the inference service (SQLAlchemy Core, its own ``MetaData``): the response cache and the Bright Data
+trigger intents.
 
 The schema is created and changed only by the inference service's Alembic chain (``migrations/versions``, version
 table ``alembic_version_inference``); these ``Table`` objects are what the queries are written against, and a test
@@ -7,7 +8,7 @@ checks that both agree. Timestamps are UTC. No other service reads or writes the
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 # Deterministic constraint names (same convention as the orchestrator's), so migrations can refer to them.
 metadata = MetaData(
@@ -30,4 +31,23 @@ response_cache = Table(
     Column("response", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True)),
+)
+
+#: Bright Data trigger intents (services/inference/trigger_intents.py), shared by every inference replica: one row per
+#: trigger, recorded before it is sent. ``prompts_sha256`` = SHA-256 (hex) of the prompts as JSON; ``began_at`` and
+#: ``updated_at`` are Unix seconds; ``state`` one of ``trigger_intents.STATES``; ``snapshot_id`` (Bright Data's id)
+#: is UNIQUE so two intents never hold the same snapshot.
+brightdata_trigger_intents = Table(
+    "brightdata_trigger_intents",
+    metadata,
+    Column("intent_id", String(36), primary_key=True),
+    Column("dataset_id", String(64), nullable=False),
+    Column("prompts_sha256", String(64), nullable=False),
+    Column("inputs", Integer, nullable=False),
+    Column("began_at", Float, nullable=False),
+    Column("replica", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("snapshot_id", String(128), nullable=True, unique=True),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_brightdata_trigger_intents_dataset_began", "dataset_id", "began_at"),
 )

@@ -28,7 +28,7 @@ DEFAULT_MODELS = "chatgpt,perplexity,gpt-5.5,claude-sonnet-5"
 async def evaluate(
     settings: object, *, org: str, domain: str, questions_path: Path, models: str, locations: str,
     competitors: str, variations: str, name: str | None, no_cache: bool, output: str, quiet: bool,
-    detach: bool = False,
+    detach: bool = False, html_out: Path | None = None,
 ) -> int:
     """Create the ORG_EVAL run, execute it here, print the report (``detach``: queue it for ``vantage worker``
     processes and print its id instead). Returns the exit code."""
@@ -73,7 +73,10 @@ async def evaluate(
                 note.print(f"  skipped {msg}", markup=False, highlight=False, soft_wrap=True, style="dim")
         if detach:
             return await detach_run(s, run.id, quiet=quiet)
-        return await _execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+        code = await _execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+        if html_out is not None:
+            await _write_html(s.store, run.id, html_out)
+        return code
 
 
 async def remote_evaluate(
@@ -104,13 +107,25 @@ async def remote_evaluate(
                             quiet=quiet, detach=detach, output=output)
 
 
-async def report(settings: object, run_id: str, *, output: str) -> int:
-    """Print a run's report (the AI-visibility report of an ORG_EVAL run; the results table of a research run)."""
+async def report(settings: object, run_id: str, *, output: str, html_out: Path | None = None) -> int:
+    """Print a run's report (the AI-visibility report of an ORG_EVAL run; the results table of a research run), or
+    with ``html_out`` write it as one self-contained HTML file (:mod:`services.orchestrator.html_report`)."""
     from services.orchestrator.commands import _report, resolve_run, session
 
     async with session(settings) as s:  # type: ignore[arg-type]
         rid = await resolve_run(s.store, run_id)
+        if html_out is not None:
+            return await _write_html(s.store, rid, html_out)
         return await _report(s, rid, output=output, started=None)
+
+
+async def _write_html(store: object, run_id: str, path: Path) -> int:
+    from services.orchestrator.html_report import write_html
+    from services.orchestrator.report import make_console
+
+    size = await write_html(store, run_id, path)
+    make_console(stderr=True).print(f"HTML report: {path} ({size / 1e6:.2f} MB)", markup=False, highlight=False)
+    return 0
 
 
 def register(app: typer.Typer) -> None:
@@ -142,6 +157,8 @@ def register(app: typer.Typer) -> None:
         remote: Annotated[bool, typer.Option("--remote", help="Send the questions to the orchestrator service "
                                              "(VANTAGE_ORCHESTRATOR_ADDR), which stores and executes the run; this "
                                              "process opens no database.")] = False,
+        html: Annotated[Path | None, typer.Option("--html", help="Also write the report as one self-contained "
+                                                  "HTML file here at the end of the run.")] = None,
     ) -> None:
         """Ask every question × model × location, read each answer for the org, its competitors and its citations,
         and print the visibility report (visibility rate, average rank, share of voice, sentiment, top competitors,
@@ -161,31 +178,47 @@ def register(app: typer.Typer) -> None:
         path = questions.expanduser()
         if path.exists():
             path = path.resolve()
-        impl = remote_evaluate if remote else evaluate
-        raise typer.Exit(run_command(lambda: impl(
+        if html is not None and (remote or detach):
+            raise fail("--html needs a run executed here (not --remote / --detach): use vantage report RUN_ID "
+                       "--format html --out FILE")
+        if remote:
+            raise typer.Exit(run_command(lambda: remote_evaluate(
+                get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
+                competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out,
+                quiet=quiet, detach=detach,
+            )))
+        raise typer.Exit(run_command(lambda: evaluate(
             get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
             competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out, quiet=quiet,
-            detach=detach,
+            detach=detach, html_out=html,
         )))
 
     @app.command("report")
     def report_command(
         run_id: Annotated[str, typer.Argument(help="Run id (or its first characters).")],
         output: Annotated[str, typer.Option("--output", "-o", help="table | json | csv")] = "table",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table (the terminal, --output applies) | html "
+                                         "(one self-contained file, needs --out)")] = "table",
+        out_path: Annotated[Path | None, typer.Option("--out", help="File of --format html.")] = None,
     ) -> None:
         """Print a run's report: for an evaluation, per model × location and overall — visibility rate, average
         rank when named, share of voice, sentiment, top competitors, top cited domains, owned-citation share — the
         summary line, the snapshots triggered and the failures by reason; for a research run, its results table.
 
-        Example: vantage report 3f2a9c1e
+        Example: vantage report 3f2a9c1e  (or: vantage report 3f2a9c1e --format html --out report.html)
         """
-        from services.orchestrator.cli import _check_output, _setup_cli
+        from services.orchestrator.cli import _check_output, _setup_cli, fail
         from services.orchestrator.commands import run_command
         from shared.config import get_settings
 
         out = _check_output(output)
+        if fmt not in ("table", "html"):
+            raise fail(f"--format must be table or html, got {fmt!r}")
+        if fmt == "html" and out_path is None:
+            raise fail("--format html needs --out FILE, e.g. --out report.html")
         _setup_cli()
-        raise typer.Exit(run_command(lambda: report(get_settings(), run_id, output=out)))
+        html_out = out_path if fmt == "html" else None
+        raise typer.Exit(run_command(lambda: report(get_settings(), run_id, output=out, html_out=html_out)))
 
     @app.command("demo-eval")
     def demo_eval_command(

@@ -100,8 +100,8 @@ DEMO_EVAL_ARGS = (
 
 def run_demo_eval(settings: Settings, questions_path: Path, extra_args: list[str] | None = None) -> int:
     """Start the whole stack against the sandbox on free ports, run ``vantage evaluate`` for Together AI on
-    ``questions_path`` × 4 models × 2 locations as its own process, print its output (the visibility report), stop
-    the stack. Returns its exit code."""
+    ``questions_path`` × 4 models × 2 locations as its own process, print its output (the visibility report) and the
+    path of its HTML report (``report.html`` next to the logs), stop the stack. Returns its exit code."""
     log_dir = Path(tempfile.mkdtemp(prefix="vantage-demo-eval-"))
     db = log_dir / "demo.db"
     env = {
@@ -115,10 +115,13 @@ def run_demo_eval(settings: Settings, questions_path: Path, extra_args: list[str
     try:
         for name, child in stack.children.items():
             print(f"  {name:<13} {child.address}  pid {child.proc.pid}", flush=True)
+        html_path = log_dir / "report.html"
         cmd = [sys.executable, "-m", "services.orchestrator.cli", "evaluate", *DEMO_EVAL_ARGS,
-               "--questions", str(questions_path), *(extra_args or [])]
+               "--questions", str(questions_path), "--html", str(html_path), *(extra_args or [])]
         code = subprocess.call(cmd, env={**os.environ, **env, **stack.env()})
         print(f"demo-eval: {time.monotonic() - started:.1f}s wall, stack start-up included", flush=True)
+        if html_path.exists():
+            print(f"HTML report: {html_path}", flush=True)
         return code
     finally:
         stack.stop()

@@ -18,7 +18,7 @@ Environment examples::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -155,6 +155,13 @@ class Knobs(BaseModel):
     )
     brightdata_progress_status: str = Field(
         "", max_length=40, description="progress reports this status instead of starting/running ('' = real)"
+    )
+    # Synthetic answers (services/sandbox/answers.py): the probability that a vendor is named in an answer, by
+    # vendor name (case-insensitive), e.g. {"Together AI": 0.3}; unlisted vendors keep the corpus's own odds. A
+    # sandbox-only knob that lets a test change an org's true mention probability between two sweeps (issue 14).
+    answer_mention_probability: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, max_length=50,
+        description="vendor name -> probability (0..1) that an answer names it ({} = the corpus's own odds)",
     )
 
     def endpoint(self, name: str) -> EndpointKnobs:

@@ -429,6 +429,12 @@ from services.orchestrator.models_cli import register as _register_models  # noq
 _register_models(app)
 
 
+# --- diff: two sweeps (verdicts with intervals) or two research runs (services/orchestrator/diff_cli.py) ---------
+from services.orchestrator.diff_cli import register as _register_diff  # noqa: E402
+
+_register_diff(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -665,8 +665,11 @@ def _strip_question(q: str) -> str:
     return q.strip() or "AI providers"
 
 
-def generate(corpus: Corpus, question: str, model: str, location: str | None = None) -> Answer:
-    """Build the deterministic answer for ``(question, model, location)``."""
+def generate(corpus: Corpus, question: str, model: str, location: str | None = None,
+             mention_probability: dict[str, float] | None = None) -> Answer:
+    """Build the deterministic answer for ``(question, model, location)``. ``mention_probability`` (the
+    ``answer_mention_probability`` knob): vendor name (case-insensitive) → probability that the answer names it,
+    drawn from a hash of (question, model, location, vendor), so deterministic too."""
     loc = (location or "US").upper()
     seed = stable_hash(question.strip().lower(), model.strip().lower(), loc)
     rng = random.Random(seed)
@@ -677,6 +680,17 @@ def generate(corpus: Corpus, question: str, model: str, location: str | None = N
     noisy = sorted(vendors, key=lambda v: vendors.index(v) + rng.gauss(0, 1.9))
     n_items = min(len(noisy), rng.randint(4, 7))
     chosen = [v for v in noisy if rng.random() > 0.12][:n_items] or noisy[:3]
+    if mention_probability:
+        odds = {k.casefold(): p for k, p in mention_probability.items()}
+
+        def keep(v: Vendor) -> bool:
+            p = odds.get(v.name.casefold())
+            if p is None:
+                return v in chosen
+            draw = random.Random(stable_hash(question.strip().lower(), model.strip().lower(), loc, v.name))
+            return draw.random() < p
+
+        chosen = [v for v in noisy if keep(v)] or [v for v in noisy if v.name.casefold() not in odds][:3]
 
     low_model = model.lower()
     shapes = ["numbered", "headings", "table", "prose"]

@@ -156,7 +156,7 @@ async def messages(request: Request) -> Any:
         )
     else:
         location = (search_tool or {}).get("user_location", {}) or {}
-        ans = answers.generate(state.corpus, question, model, location.get("country"))
+        ans = answers.generate(state.corpus, question, model, location.get("country"), state.knobs.answer_mention_probability)
         if search_tool is not None:
             searches = 1
             tool_id = new_id("srvtoolu_", 24)

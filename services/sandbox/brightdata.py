@@ -259,7 +259,7 @@ def _chatgpt_record(state: SandboxState, snap: Snapshot, pos: int, ts: float) ->
     item = snap.inputs[pos]
     prompt: str = item["prompt"]
     country = (item.get("country") or "").upper()
-    ans = answers.generate(state.corpus, prompt, "chatgpt", country or None)
+    ans = answers.generate(state.corpus, prompt, "chatgpt", country or None, state.knobs.answer_mention_probability)
     web = item.get("web_search", True) is not False
     if web:
         md, _ = ans.render_openai()
@@ -299,7 +299,7 @@ def _chatgpt_record(state: SandboxState, snap: Snapshot, pos: int, ts: float) ->
         filler = '<div class="sr-only" data-pad="1">' + "x" * 1000 + "</div>"
         rec["answer_html"] += filler * (pad // len(filler) + 1)
     if isinstance(item.get("additional_prompt"), str) and item["additional_prompt"]:
-        follow = answers.generate(state.corpus, item["additional_prompt"], "chatgpt", country or None)
+        follow = answers.generate(state.corpus, item["additional_prompt"], "chatgpt", country or None, state.knobs.answer_mention_probability)
         rec["additional_answer_text"] = answers.markdown_to_text(follow.render_plain())
     return rec
 
@@ -308,7 +308,7 @@ def _perplexity_record(state: SandboxState, snap: Snapshot, pos: int, ts: float)
     item = snap.inputs[pos]
     prompt: str = item["prompt"]
     country = (item.get("country") or "").upper()
-    ans = answers.generate(state.corpus, prompt, "perplexity", country or None)
+    ans = answers.generate(state.corpus, prompt, "perplexity", country or None, state.knobs.answer_mention_probability)
     md, cited = ans.render_numbered()
     html = answers.markdown_to_html(md)
     slug = quote("-".join(prompt.lower().split()[:8]))[:80]

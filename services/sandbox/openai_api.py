@@ -104,7 +104,7 @@ def generate_content(
         return json.dumps(cls.as_dict(), ensure_ascii=False)
     if analyst.extract_urls(evidence_text) or analyst.find_company(user, None) != "the company":
         return analyst.plain_text(analyst.classify(evidence_text, state.corpus))
-    ans = answers.generate(state.corpus, user, model, location)
+    ans = answers.generate(state.corpus, user, model, location, state.knobs.answer_mention_probability)
     return ans.render_plain()
 
 

@@ -130,7 +130,7 @@ async def agent(request: Request) -> Any:
         text = json.dumps(analyst.conform_to_schema(cls, (rf.get("json_schema") or {}).get("schema")),
                           ensure_ascii=False)
     else:
-        ans = answers.generate(state.corpus, question, served, location if searching else None)
+        ans = answers.generate(state.corpus, question, served, location if searching else None, state.knobs.answer_mention_probability)
         if searching:
             text, cited = ans.render_numbered()
             retrieved = [*cited, *[p for p in ans.search_results if p not in cited]]

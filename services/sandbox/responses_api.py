@@ -111,7 +111,7 @@ async def create_response(request: Request) -> Any:
         )
         text, annotations = json.dumps(obj, ensure_ascii=False), []
     else:
-        ans = answers.generate(state.corpus, question, model, location)
+        ans = answers.generate(state.corpus, question, model, location, state.knobs.answer_mention_probability)
         if search_tool is not None and body.get("tool_choice") != "none":
             searches = 1
             text, annotations = ans.render_openai()

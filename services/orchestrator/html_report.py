@@ -242,18 +242,19 @@ def research_sections(d: dict[str, Any]) -> list[Section]:
     items, der = d["items"], d["derived"]
     tiers, cats = der["tiers"], der["categories"]
     scores = [it["score"] for it in items if it["score"] is not None]
+    # Bins counted here (the basic bundle has no histogram trace; the table and the bars share the counts).
+    bins = [(f"{lo}–{lo + 9}", sum(1 for s in scores if lo <= s <= lo + 9)) for lo in range(0, 100, 10)]
+    bins.append(("100", sum(1 for s in scores if s == 100)))
     out = [
         Section("Tier distribution", {
             "data": [{"type": "bar", "x": list(tiers), "y": list(tiers.values()), "marker": {"color": OKABE_ITO[4]}}],
             "layout": _layout("Companies per tier", "tier", "companies")},
             _table(["Tier", "Companies"], [[k, v] for k, v in tiers.items()])),
         Section("Score histogram", {
-            "data": [{"type": "histogram", "x": scores, "xbins": {"start": 0, "end": 101, "size": 10},
+            "data": [{"type": "bar", "x": [b for b, _ in bins], "y": [n for _, n in bins],
                       "marker": {"color": OKABE_ITO[2]}}],
             "layout": _layout("Scores (bins of 10)", "score", "companies")},
-            _table(["Score range", "Companies"],
-                   [[f"{lo}–{lo + 9}", sum(1 for s in scores if lo <= s <= lo + 9)] for lo in range(0, 100, 10)]
-                   + [["100", sum(1 for s in scores if s == 100)]])),
+            _table(["Score range", "Companies"], [[b, n] for b, n in bins])),
         Section("Categories", {
             "data": [{"type": "bar", "orientation": "h", "y": list(cats)[::-1], "x": list(cats.values())[::-1],
                       "marker": {"color": OKABE_ITO[0]}}],

@@ -113,6 +113,36 @@ class RunDiff:
         return out
 
 
+def _est(e: Any) -> dict[str, Any]:
+    out = {"n": e.n, "method": e.method}
+    out.update({k: v for k, v in (("value", e.value), ("ci_low", e.ci_low), ("ci_high", e.ci_high)) if v is not None})
+    return out
+
+
+def proto_fields(d: RunDiff) -> dict[str, Any]:
+    """The keyword arguments of a ``vantage.orchestrator.v1.DiffRunsResponse`` (nested messages as dicts, unset
+    optional fields left out), so that this module stays free of gRPC and generated code."""
+    out: dict[str, Any] = {"kind": "ORG_EVAL" if d.kind == "org_eval" else "RESEARCH", "run_a": d.run_a,
+                           "run_b": d.run_b, "model_versions_stored": d.model_versions_stored, "notes": d.notes}
+    if d.sweep is not None:
+        s = d.sweep
+        out.update({"basket": s.basket, "only_a": s.only_a, "only_b": s.only_b, "resamples": s.resamples,
+                    "seed": s.seed, "confidence": s.confidence})
+        out["cells"] = [
+            {"model": c.model, "location": c.location, "questions": c.questions,
+             "model_version_changed": c.model_version_changed,
+             "figures": [{"name": f.name, "a": _est(f.a), "b": _est(f.b), "delta": _est(f.delta),
+                          "verdict": f.verdict, "needed_n": min(f.needed_n or 0, 2**31 - 1), "unit": f.unit, "reason": f.reason}
+                         for f in c.figures.values()]}
+            for c in [*s.cells, s.overall]]
+    out["companies"] = [
+        {"company": c.company, "domain": c.domain, "tier_a": c.tier_a, "tier_b": c.tier_b, "tier_change": c.change,
+         "new_evidence_urls": list(c.new_evidence_urls),
+         **{k: v for k, v in (("score_a", c.score_a), ("score_b", c.score_b)) if v is not None}}
+        for c in d.companies]
+    return out
+
+
 def check_params(*, seed: int, resamples: int) -> None:
     """Raises :class:`InvalidArgument` naming ``seed`` (0..2³²−1) or ``resamples`` (1..10,000)."""
     if not 0 <= seed <= MAX_SEED:
@@ -205,4 +235,4 @@ async def diff_runs(store: Store, run_a: str, run_b: str, *, seed: int = 0,
 
 
 __all__ = ["MAX_RESAMPLES", "MAX_SEED", "CompanyChange", "RunDiff", "check_params", "company_match_key",
-           "diff_companies", "diff_runs", "eval_answers", "question_key", "research_rows"]
+           "diff_companies", "diff_runs", "eval_answers", "proto_fields", "question_key", "research_rows"]

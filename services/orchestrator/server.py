@@ -509,6 +509,18 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             out.next_page_token = _token(items[size - 1].seq)
         return out
 
+    async def DiffRuns(self, request: pb.DiffRunsRequest, context: grpc.aio.ServicerContext) -> pb.DiffRunsResponse:
+        """Validate, :func:`services.orchestrator.diff.diff_runs`, translate (see the proto for the bounds)."""
+        from services.orchestrator.diff import diff_runs, proto_fields
+        from services.orchestrator.measurement import DEFAULT_RESAMPLES
+
+        run_a, run_b = check_run_id(request.run_a, "run_a"), check_run_id(request.run_b, "run_b")
+        if request.resamples < 0:
+            raise InvalidArgument(f"resamples must be in 0..10,000, got {request.resamples}", field="resamples")
+        d = await diff_runs(self._store, run_a, run_b, seed=request.seed,
+                            resamples=request.resamples or DEFAULT_RESAMPLES)
+        return pb.DiffRunsResponse(**proto_fields(d))
+
 
 @contextlib.asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[list[Mount]]:

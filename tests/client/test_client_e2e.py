@@ -50,6 +50,14 @@ def test_sync_research_end_to_end(addrs: dict[str, str]) -> None:
         assert header.startswith("key,domain,status,tier,score")
         assert run.run_id in {r.run_id for r in client.list_runs(page_size=1)}  # paged one run at a time
 
+        d = client.diff(run.run_id, run.run_id)  # DiffRuns: a research run against itself, nothing moved
+        assert d.kind is RunKind.RESEARCH and not d.cells
+        assert {c.company: c.tier_change for c in d.companies} == {n: "same" for n, _ in COMPANIES}
+        assert all(c.score_a == c.score_b and not c.new_evidence_urls for c in d.companies)
+        with pytest.raises(InvalidArgument) as e:
+            client.diff(run.run_id, "not-a-run")
+        assert e.value.fields == ["run_b"]
+
         assert client.resume(run.run_id).status is RunStatus.COMPLETED  # nothing to do
         with pytest.raises(FailedPrecondition):
             client.cancel(run.run_id)
@@ -104,6 +112,11 @@ async def test_async_evaluation_end_to_end(addrs: dict[str, str]) -> None:
         assert rep.evaluated == 4 and rep.visibility_rate is not None and 0 <= rep.visibility_rate <= 1
         assert {(g.model, g.location) for g in rep.groups} == {("gpt-5.5", "US"), ("claude-sonnet-5", "US")}
         assert (await client.export(run.run_id, "jsonl")).count("\n") == 4
+        d = await client.diff(run.run_id, run.run_id, seed=3)  # 2 questions < 5: insufficient_data, with N
+        assert d.kind is RunKind.ORG_EVAL and d.basket == 4 and d.seed == 3 and not d.model_versions_stored
+        assert d.overall is not None and d.overall.model == "all"
+        vis = d.overall.figures["visibility_rate"]
+        assert vis.verdict == "insufficient_data" and vis.needed_n and vis.delta.value == 0.0
 
         # The thin per-service calls, each on its own target.
         route = await client.route("gpt-5.5")

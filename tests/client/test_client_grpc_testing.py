@@ -329,6 +329,45 @@ def test_export_csv_escapes_formula_cells_and_report_counts(channel, client, poo
         client.export(RID, "xlsx")
 
 
+def test_diff_returns_a_dataclass(channel, client, pool) -> None:
+    fut = in_thread(pool, lambda: client.diff(RID, RID, seed=5))
+    _md, request, rpc = channel.take_unary_unary(method("DiffRuns"))
+    assert (request.run_a, request.run_b, request.seed, request.resamples) == (RID, RID, 5, 0)
+    est = opb.DiffEstimate
+    fig = opb.DiffFigure(name="visibility_rate", a=est(value=0.8, ci_low=0.6, ci_high=0.9, n=40),
+                         b=est(value=0.3, ci_low=0.2, ci_high=0.45, n=40), delta=est(value=-0.5, n=40),
+                         verdict="moved_down", unit="answers")
+    none = opb.DiffFigure(name="median_rank", a=est(n=0), b=est(n=0), delta=est(n=0), verdict="insufficient_data",
+                          needed_n=12)
+    rpc.terminate(opb.DiffRunsResponse(kind=opb.ORG_EVAL, run_a=RID, run_b=RID, basket=40, seed=5,
+                                       cells=[opb.DiffCell(model="all", location="all", questions=20,
+                                                           figures=[fig, none])],
+                                       notes=["model versions: not stored"]), (), grpc.StatusCode.OK, "")
+    d = fut.result(timeout=30)
+    assert d.kind is RunKind.ORG_EVAL and d.basket == 40 and d.overall is not None and d.companies == []
+    vis = d.overall.figures["visibility_rate"]
+    assert vis.verdict == "moved_down" and vis.a.ci_low == 0.6 and vis.delta.value == -0.5
+    assert vis.delta.ci_low is None and vis.needed_n is None  # unset optional fields → None, not 0
+    rank = d.overall.figures["median_rank"]
+    assert rank.a.value is None and rank.needed_n == 12
+
+    fut = in_thread(pool, lambda: client.diff(RID, RID))
+    _md, _req, rpc = channel.take_unary_unary(method("DiffRuns"))
+    rpc.terminate(opb.DiffRunsResponse(kind=opb.RESEARCH, companies=[
+        opb.CompanyDiff(company="Cohere", tier_a="WARM", tier_b="HOT", tier_change="up", score_a=60, score_b=85,
+                        new_evidence_urls=["https://cohere.com/x"]),
+        opb.CompanyDiff(company="Jasper", tier_b="COLD", tier_change="new", score_b=0)]), (), grpc.StatusCode.OK, "")
+    d = fut.result(timeout=30)
+    cohere, jasper = d.companies
+    assert d.kind is RunKind.RESEARCH and cohere.tier_change == "up" and cohere.new_evidence_urls == ["https://cohere.com/x"]
+    assert jasper.score_a is None and jasper.score_b == 0 and jasper.tier_a == ""
+
+    fut = in_thread(pool, lambda: client.diff(RID, RID))
+    fail_unary(channel, "DiffRuns", grpc.StatusCode.NOT_FOUND, "run_a: run not found")
+    with pytest.raises(NotFound):
+        fut.result(timeout=30)
+
+
 def test_service_config_retries_only_idempotent_rpcs() -> None:
     cfg = json.loads(service_config())
     assert cfg["loadBalancingConfig"] == [{"round_robin": {}}]

@@ -38,7 +38,7 @@ EXTRACTION = "vantage.extraction.v1.ExtractionService"
 #: UploadInput, ResumeRun, RetryFailed, CancelRun (a repeated cancel of a cancelled run is FAILED_PRECONDITION),
 #: Complete / CompleteStream / CompleteBatch (paid calls), CancelBatch.
 IDEMPOTENT_RPCS: dict[str, tuple[str, ...]] = {
-    ORCH: ("GetRun", "WatchRun", "ListRuns", "ListRunItems"),
+    ORCH: ("GetRun", "WatchRun", "ListRuns", "ListRunItems", "DiffRuns"),
     SEARCH: ("Search", "SearchCompany"),
     INFERENCE: ("Route", "ListModels"),
     EXTRACTION: ("ParseClassification", "GetClassificationSchema", "Extract", "ExtractOrgEval", "ExtractCompetitors",

@@ -24,6 +24,7 @@ from vantage_client.types import (
     Report,
     Route,
     Run,
+    RunDiff,
     RunEvent,
     RunItem,
     RunStatus,
@@ -203,6 +204,12 @@ class AsyncVantageClient(_Base):
         return Run.from_pb(await self._call("orchestrator", "RetryFailed",
                                             opb.RetryFailedRequest(run_id=run_id, detach=detach),
                                             timeout or self.deadlines.start))
+
+    async def diff(self, run_a: str, run_b: str, *, seed: int = 0, resamples: int = 0,
+                   timeout: float | None = None) -> RunDiff:
+        """As :meth:`vantage_client.VantageClient.diff`."""
+        req = opb.DiffRunsRequest(run_a=run_a, run_b=run_b, seed=seed, resamples=resamples)
+        return RunDiff.from_pb(await self._call("orchestrator", "DiffRuns", req, timeout or self.deadlines.read))
 
     # --- thin per-service calls ---------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from vantage_client.types import (
     Report,
     Route,
     Run,
+    RunDiff,
     RunEvent,
     RunItem,
     RunStatus,
@@ -351,6 +352,16 @@ class VantageClient(_Base):
         """Process the failed items of a run again."""
         return Run.from_pb(self._call("orchestrator", "RetryFailed", opb.RetryFailedRequest(run_id=run_id,
                                       detach=detach), timeout or self.deadlines.start))
+
+    def diff(self, run_a: str, run_b: str, *, seed: int = 0, resamples: int = 0,
+             timeout: float | None = None) -> RunDiff:
+        """``OrchestratorService/DiffRuns``: run B against run A (two sweeps: per figure and cell, A, B, delta
+        with its interval and a verdict; two research runs: per company tier / score change and new evidence
+        URLs). ``seed``: 0..2³²−1; ``resamples``: 0..10,000 (0 = the server's default, 2,000).
+        :class:`~vantage_client.NotFound` for an unknown run, :class:`~vantage_client.FailedPrecondition` for runs
+        of different kinds, :class:`~vantage_client.InvalidArgument` for a bad id or bound."""
+        req = opb.DiffRunsRequest(run_a=run_a, run_b=run_b, seed=seed, resamples=resamples)
+        return RunDiff.from_pb(self._call("orchestrator", "DiffRuns", req, timeout or self.deadlines.read))
 
     # --- thin per-service calls ---------------------------------------------------------------------------------
 

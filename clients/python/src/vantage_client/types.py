@@ -360,11 +360,121 @@ class Report:
     groups: tuple[GroupVisibility, ...] = ()
 
 
+@dataclass(frozen=True)
+class DiffEstimate:
+    """A figure with its interval in the figure's unit (0..1 for rates, positions for ranks; a delta is B − A);
+    None when undefined (``DiffEstimate`` of orchestrator.proto)."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    method: str
+
+    @classmethod
+    def from_pb(cls, m: opb.DiffEstimate) -> DiffEstimate:
+        def opt(name: str) -> float | None:
+            return getattr(m, name) if m.HasField(name) else None
+
+        return cls(opt("value"), opt("ci_low"), opt("ci_high"), m.n, m.method)
+
+
+@dataclass(frozen=True)
+class DiffFigure:
+    """One figure of a sweep diff: ``verdict`` is moved_up | moved_down | within_noise | insufficient_data;
+    ``needed_n`` the sample per sweep needed (insufficient_data) or that vouches for within_noise (None = none)."""
+
+    name: str
+    a: DiffEstimate
+    b: DiffEstimate
+    delta: DiffEstimate
+    verdict: str
+    needed_n: int | None
+    unit: str
+    reason: str
+
+    @classmethod
+    def from_pb(cls, m: opb.DiffFigure) -> DiffFigure:
+        return cls(m.name, DiffEstimate.from_pb(m.a), DiffEstimate.from_pb(m.b), DiffEstimate.from_pb(m.delta),
+                   m.verdict, m.needed_n or None, m.unit, m.reason)
+
+
+@dataclass(frozen=True)
+class DiffCell:
+    """A model × location cell of a sweep diff (``model`` = ``location`` = "all": the overall)."""
+
+    model: str
+    location: str
+    questions: int
+    model_version_changed: bool
+    figures: dict[str, DiffFigure]
+
+    @classmethod
+    def from_pb(cls, m: opb.DiffCell) -> DiffCell:
+        return cls(m.model, m.location, m.questions, m.model_version_changed,
+                   {f.name: DiffFigure.from_pb(f) for f in m.figures})
+
+
+@dataclass(frozen=True)
+class CompanyDiff:
+    """A company of a research diff: tiers ("" = not in that run), scores 0..100 (None = not in that run),
+    ``tier_change`` up | down | same | new | gone, and B's evidence URLs not among A's."""
+
+    company: str
+    domain: str
+    tier_a: str
+    tier_b: str
+    tier_change: str
+    score_a: int | None
+    score_b: int | None
+    new_evidence_urls: list[str]
+
+    @classmethod
+    def from_pb(cls, m: opb.CompanyDiff) -> CompanyDiff:
+        return cls(m.company, m.domain, m.tier_a, m.tier_b, m.tier_change,
+                   m.score_a if m.HasField("score_a") else None, m.score_b if m.HasField("score_b") else None,
+                   list(m.new_evidence_urls))
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """``OrchestratorService/DiffRuns``: run B against run A. Sweeps: ``cells`` (the overall last) with the
+    basket counts; research runs: ``companies``."""
+
+    kind: RunKind
+    run_a: str
+    run_b: str
+    basket: int
+    only_a: int
+    only_b: int
+    resamples: int
+    seed: int
+    confidence: float
+    model_versions_stored: bool
+    cells: list[DiffCell]
+    companies: list[CompanyDiff]
+    notes: list[str]
+
+    @property
+    def overall(self) -> DiffCell | None:
+        return self.cells[-1] if self.cells else None
+
+    @classmethod
+    def from_pb(cls, m: opb.DiffRunsResponse) -> RunDiff:
+        return cls(RunKind(opb.RunKind.Name(m.kind)), m.run_a, m.run_b, m.basket, m.only_a, m.only_b, m.resamples, m.seed,
+                   m.confidence, m.model_versions_stored, [DiffCell.from_pb(c) for c in m.cells],
+                   [CompanyDiff.from_pb(c) for c in m.companies], list(m.notes))
+
+
 __all__ = [
     "TERMINAL",
     "Citation",
+    "CompanyDiff",
     "Competitor",
     "Completion",
+    "DiffCell",
+    "DiffEstimate",
+    "DiffFigure",
     "ExtractedCitation",
     "Extraction",
     "GroupVisibility",
@@ -374,6 +484,7 @@ __all__ = [
     "Route",
     "Run",
     "RunCounts",
+    "RunDiff",
     "RunEvent",
     "RunItem",
     "RunKind",

@@ -369,3 +369,113 @@ class ListRunItemsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[RunItem]
     next_page_token: str
     def __init__(self, items: _Optional[_Iterable[_Union[RunItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DiffRunsRequest(_message.Message):
+    __slots__ = ("run_a", "run_b", "seed", "resamples")
+    RUN_A_FIELD_NUMBER: _ClassVar[int]
+    RUN_B_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLES_FIELD_NUMBER: _ClassVar[int]
+    run_a: str
+    run_b: str
+    seed: int
+    resamples: int
+    def __init__(self, run_a: _Optional[str] = ..., run_b: _Optional[str] = ..., seed: _Optional[int] = ..., resamples: _Optional[int] = ...) -> None: ...
+
+class DiffEstimate(_message.Message):
+    __slots__ = ("value", "ci_low", "ci_high", "n", "method")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    method: str
+    def __init__(self, value: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., n: _Optional[int] = ..., method: _Optional[str] = ...) -> None: ...
+
+class DiffFigure(_message.Message):
+    __slots__ = ("name", "a", "b", "delta", "verdict", "needed_n", "unit", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_N_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    a: DiffEstimate
+    b: DiffEstimate
+    delta: DiffEstimate
+    verdict: str
+    needed_n: int
+    unit: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., a: _Optional[_Union[DiffEstimate, _Mapping]] = ..., b: _Optional[_Union[DiffEstimate, _Mapping]] = ..., delta: _Optional[_Union[DiffEstimate, _Mapping]] = ..., verdict: _Optional[str] = ..., needed_n: _Optional[int] = ..., unit: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DiffCell(_message.Message):
+    __slots__ = ("model", "location", "questions", "model_version_changed", "figures")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    location: str
+    questions: int
+    model_version_changed: bool
+    figures: _containers.RepeatedCompositeFieldContainer[DiffFigure]
+    def __init__(self, model: _Optional[str] = ..., location: _Optional[str] = ..., questions: _Optional[int] = ..., model_version_changed: _Optional[bool] = ..., figures: _Optional[_Iterable[_Union[DiffFigure, _Mapping]]] = ...) -> None: ...
+
+class CompanyDiff(_message.Message):
+    __slots__ = ("company", "domain", "tier_a", "tier_b", "tier_change", "score_a", "score_b", "new_evidence_urls")
+    COMPANY_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    TIER_A_FIELD_NUMBER: _ClassVar[int]
+    TIER_B_FIELD_NUMBER: _ClassVar[int]
+    TIER_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_A_FIELD_NUMBER: _ClassVar[int]
+    SCORE_B_FIELD_NUMBER: _ClassVar[int]
+    NEW_EVIDENCE_URLS_FIELD_NUMBER: _ClassVar[int]
+    company: str
+    domain: str
+    tier_a: str
+    tier_b: str
+    tier_change: str
+    score_a: int
+    score_b: int
+    new_evidence_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, company: _Optional[str] = ..., domain: _Optional[str] = ..., tier_a: _Optional[str] = ..., tier_b: _Optional[str] = ..., tier_change: _Optional[str] = ..., score_a: _Optional[int] = ..., score_b: _Optional[int] = ..., new_evidence_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DiffRunsResponse(_message.Message):
+    __slots__ = ("kind", "run_a", "run_b", "basket", "only_a", "only_b", "resamples", "seed", "confidence", "model_versions_stored", "cells", "companies", "notes")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RUN_A_FIELD_NUMBER: _ClassVar[int]
+    RUN_B_FIELD_NUMBER: _ClassVar[int]
+    BASKET_FIELD_NUMBER: _ClassVar[int]
+    ONLY_A_FIELD_NUMBER: _ClassVar[int]
+    ONLY_B_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_STORED_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    COMPANIES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    kind: RunKind
+    run_a: str
+    run_b: str
+    basket: int
+    only_a: int
+    only_b: int
+    resamples: int
+    seed: int
+    confidence: float
+    model_versions_stored: bool
+    cells: _containers.RepeatedCompositeFieldContainer[DiffCell]
+    companies: _containers.RepeatedCompositeFieldContainer[CompanyDiff]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., run_a: _Optional[str] = ..., run_b: _Optional[str] = ..., basket: _Optional[int] = ..., only_a: _Optional[int] = ..., only_b: _Optional[int] = ..., resamples: _Optional[int] = ..., seed: _Optional[int] = ..., confidence: _Optional[float] = ..., model_versions_stored: _Optional[bool] = ..., cells: _Optional[_Iterable[_Union[DiffCell, _Mapping]]] = ..., companies: _Optional[_Iterable[_Union[CompanyDiff, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -84,6 +84,11 @@ class OrchestratorServiceStub:
                 request_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListRunItemsRequest.SerializeToString,
                 response_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListRunItemsResponse.FromString,
                 _registered_method=True)
+        self.DiffRuns = channel.unary_unary(
+                '/vantage.orchestrator.v1.OrchestratorService/DiffRuns',
+                request_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DiffRunsRequest.SerializeToString,
+                response_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DiffRunsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -159,6 +164,16 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffRuns(self, request, context):
+        """Run B against run A (issue 14 item 4, `vantage diff`): two ORG_EVAL sweeps → per figure, per model × location
+        cell and overall, A, B, delta (B − A) with its interval and a verdict; two RESEARCH runs → per company the tier
+        and score change and the new evidence URLs. NOT_FOUND for an unknown run, FAILED_PRECONDITION for runs of
+        different kinds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +221,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListRunItems,
                     request_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListRunItemsRequest.FromString,
                     response_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListRunItemsResponse.SerializeToString,
+            ),
+            'DiffRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffRuns,
+                    request_deserializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DiffRunsRequest.FromString,
+                    response_serializer=vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DiffRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -456,6 +476,33 @@ class OrchestratorService:
             '/vantage.orchestrator.v1.OrchestratorService/ListRunItems',
             vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListRunItemsRequest.SerializeToString,
             vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListRunItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vantage.orchestrator.v1.OrchestratorService/DiffRuns',
+            vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DiffRunsRequest.SerializeToString,
+            vantage_dot_orchestrator_dot_v1_dot_orchestrator__pb2.DiffRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,12 +8,12 @@ and ``research`` (a research run). A diff or history report plugs in as another 
 dict (``{"kind": ..., "title": ..., ...}``) and a renderer returning its sections (:class:`Section`).
 
 Chart library: **plotly.js, the "basic" partial bundle** (``plotly.js-basic-dist-min`` 4.1.1 from npm, MIT; bar,
-scatter and pie traces; 1.19 MB minified) vendored in ``services/orchestrator/html_assets/`` with its licence and
+scatter and pie traces — no histogram trace, so score bins are counted here; 1.19 MB minified) vendored in ``services/orchestrator/html_assets/`` with its licence and
 checked by SHA-256 (:data:`PLOTLY_SHA256`). Why: it is a well-kept library (Plotly, Inc.) with error bars
 (``error_y`` for the Wilson intervals), horizontal bars and hover built in, one ``<script>`` and no runtime
 dependencies, and it renders SVG in the page without network access. The full ``plotly.min.js`` the ``plotly``
-PyPI package ships is ~4.6 MB, too close to the 5 MB budget; Vega-Lite needs three runtimes (vega, vega-lite,
-vega-embed, ~1.3 MB together) and a compiler step in the browser for the same charts. The Python side needs no
+PyPI package ships is ~4.6 MB, too close to the 5 MB budget; Vega-Lite needs three runtimes inlined (vega,
+vega-lite, vega-embed) and compiles each spec in the browser for the same charts. The Python side needs no
 plotting package: the figures are plain plotly.js JSON specs (https://plotly.com/javascript/reference/).
 
 Palette: Okabe–Ito (Okabe & Ito 2008, "Color Universal Design", https://jfly.uni-koeln.de/color/), readable with

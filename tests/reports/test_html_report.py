@@ -135,6 +135,8 @@ def test_report_format_usage_errors(runs: Any) -> None:
     assert r.returncode == 2 and "--out" in r.stderr
     r = runs.cli("report", runs.eval_id, "--format", "pdf", "--out", "x")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = runs.cli("evaluate", "--org", "Together AI", "--questions", "questions.txt", "--detach", "--html", "x.html")
+    assert r.returncode == 2 and "--html" in r.stderr and not (runs.dir / "x.html").exists()
 
 
 def test_160_answer_report_is_under_5_mb() -> None:

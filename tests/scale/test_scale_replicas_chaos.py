@@ -1,14 +1,21 @@
 """Multi-replica run with kills (issue 17 item 4, small size): 2 search, 2 inference and 1 extraction replica as
 processes, 2 ``vantage worker`` processes on one PostgreSQL, every client dialling ``ipv4:`` targets (round_robin).
-A research run is queued; once a third of it is done, one inference replica and one worker are SIGKILLed, then
-restarted. Checked: the run completes with every company classified exactly once, both replicas of each
-replicated service served ≥ 30 % of its calls before the kill (each replica's own Prometheus counters), and the
-sandbox saw one search and one LLM call per company plus at most the calls in flight at the kills.
+A research run is queued; at a quarter of it an evaluation (chatgpt via Bright Data) is queued on the same workers;
+once a third of the research is done *and* one of the evaluation's snapshots is in flight (a ``provider_batches``
+row still ``submitted``, not every question answered), one inference replica and one worker are SIGKILLed, then
+restarted. Checked: the research completes with every company classified exactly once; the evaluation completes
+with every question answered exactly once (one answered row and one Bright Data ledger row per question), 0
+duplicate snapshots (the snapshots the sandbox was asked to trigger = the evaluation's recorded batches = the
+snapshots the answers came from) and the ledger's Bright Data records = the records the sandbox billed; both
+replicas of each replicated service served ≥ 30 % of its calls before the kill (each replica's own Prometheus
+counters); the sandbox saw one search and one LLM call per company plus at most the calls in flight at the kills.
 
 The ledger's completed search credits match the credits the sandbox billed for answers it delivered, up to the
 searches in flight at the two kills (a killed process's answers were billed but never recorded).
 
-``VANTAGE_SCALE_COMPANIES`` sets the size (default 120; ``make chaos`` runs 1,000)."""
+Knobs: ``VANTAGE_SCALE_COMPANIES`` (default 120; ``make chaos`` runs 1,000), ``VANTAGE_SCALE_QUESTIONS`` (default
+40, 400 from 1,000 companies: issue 17 item 4), ``VANTAGE_SCALE_SNAPSHOT_SECONDS`` (the sandbox's trigger-to-ready
+time per snapshot, default 3 s, so the evaluation is still in flight at the kill)."""
 
 from __future__ import annotations
 
@@ -31,11 +38,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.chaos]
 
 ROOT = Path(__file__).resolve().parents[2]
 N = int(os.environ.get("VANTAGE_SCALE_COMPANIES", "120"))
-Q = int(os.environ.get("VANTAGE_SCALE_QUESTIONS", "40"))
+Q = int(os.environ.get("VANTAGE_SCALE_QUESTIONS", "400" if N >= 1000 else "40"))
+SNAPSHOT_S = os.environ.get("VANTAGE_SCALE_SNAPSHOT_SECONDS", "3")
 CHATGPT_DATASET = "gd_m7aof0k82r803d5bjm"
 LATENCIES = {"tavily.search": {"latency_s": 0.02}, "openai.chat_completions": {"latency_s": 0.1, "latency_cv": 0.5}}
 OFFSET = {"search": 1, "inference": 2, "extraction": 3}
 IN_FLIGHT = 16
+#: Deadline (s) for the runs to finish, and the test's own timeout (the project's 300 s is for the small size).
+RUN_TIMEOUT_S = 240 if N <= 200 else 3000
 
 
 def free_port() -> int:
@@ -90,10 +100,12 @@ class Replica:
             stop_child(self.child, grace=3)
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S + 240)
 def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str, tmp_path: Path) -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("VANTAGE_")}
     sandbox = start_child("sandbox", env={**base_env, "VANTAGE_LOG_LEVEL": "WARNING",
-                                          "VANTAGE_SANDBOX_ENDPOINTS": json.dumps(LATENCIES)}, log_dir=tmp_path)
+                                          "VANTAGE_SANDBOX_ENDPOINTS": json.dumps(LATENCIES),
+                                          "VANTAGE_SANDBOX_BRIGHTDATA_DURATION_S": SNAPSHOT_S}, log_dir=tmp_path)
     replicas: list[Replica] = []
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -126,17 +138,11 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
                            capture_output=True, text=True, timeout=120)
         assert q.returncode == 0, q.stderr
         run_id = q.stdout.strip().splitlines()[-1]
-        questions = tmp_path / "questions.txt"
-        questions.write_text("".join(f"best GPU cloud for a {i}-person research lab?\n" for i in range(Q)))
-        e = subprocess.run([*cli, "evaluate", "--detach", "--org", "Together AI", "--domain", "together.ai",
-                            "--questions", str(questions), "--models", "chatgpt"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120)
-        assert e.returncode == 0, e.stderr
-        eval_id = e.stdout.strip().splitlines()[-1]
 
         def worker(i: int) -> subprocess.Popen[bytes]:
             with open(tmp_path / f"worker-{i}.log", "wb") as fh:
-                return subprocess.Popen([*cli, "worker", "--once"], cwd=tmp_path, env=env, stdout=fh,
+                # Not --once: a worker that finds the queue empty before the evaluation is queued must stay.
+                return subprocess.Popen([*cli, "worker"], cwd=tmp_path, env=env, stdout=fh,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
         workers += [worker(0), worker(1)]
@@ -148,7 +154,32 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
                                    (run_id,)).fetchone()
             return int(row[0]) if row else 0
 
-        wait_for(lambda: done() >= N // 3, 300, f"a third of {N} items done")
+        def in_flight() -> tuple[int, int]:
+            """(questions answered, snapshots still ``submitted``) of the evaluation."""
+            with psycopg.connect(sync, autocommit=True) as conn:
+                answered = conn.execute("SELECT count(*) FROM question_runs WHERE run_id = %s AND status = "
+                                        "'answered'", (eval_id,)).fetchone()
+                pending = conn.execute("SELECT count(*) FROM provider_batches WHERE run_id = %s AND status = "
+                                       "'submitted'", (eval_id,)).fetchone()
+            return (int(answered[0]) if answered else 0), (int(pending[0]) if pending else 0)
+
+        wait_for(lambda: done() >= N // 4, RUN_TIMEOUT_S, f"a quarter of {N} items done")
+        questions = tmp_path / "questions.txt"
+        questions.write_text("".join(f"best GPU cloud for a {i}-person research lab?\n" for i in range(Q)))
+        e = subprocess.run([*cli, "evaluate", "--detach", "--org", "Together AI", "--domain", "together.ai",
+                            "--questions", str(questions), "--models", "chatgpt"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert e.returncode == 0, e.stderr
+        eval_id = e.stdout.strip().splitlines()[-1]
+        # The kill lands while the evaluation's snapshots are in flight (triggered, not yet downloaded and stored).
+        def kill_point() -> bool:
+            if done() < N // 3:
+                return False
+            answered_now, submitted = in_flight()
+            return answered_now < Q and submitted > 0
+
+        wait_for(kill_point, RUN_TIMEOUT_S, f"a third of {N} items done with evaluation snapshots in flight")
+        at_kill = in_flight()
         before = {name: [handled(r.metrics_port, svc) for r in group] for name, svc, group in (
             ("search", "vantage.search.v1.SearchService", search),
             ("inference", "vantage.inference.v1.InferenceService", inference))}
@@ -157,8 +188,19 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
         workers[0].wait(timeout=30)
         inference[1].start()  # same port: the channels reconnect to it
         workers.append(worker(2))
-        codes = [w.wait(timeout=600) for w in workers[1:]]
-        assert codes == [0, 0], codes
+
+        def finished() -> bool:
+            with psycopg.connect(sync, autocommit=True) as conn:
+                rows = conn.execute("SELECT count(*) FROM runs WHERE id IN (%s, %s) AND status IN "
+                                    "('completed', 'failed', 'cancelled')", (run_id, eval_id)).fetchone()
+            return bool(rows and rows[0] == 2)
+
+        wait_for(finished, RUN_TIMEOUT_S, "the research and the evaluation finished")
+        for w in workers[1:]:
+            w.send_signal(signal.SIGTERM)
+        codes = [w.wait(timeout=60) for w in workers[1:]]
+        # 0 = stopped by its handler; -SIGTERM = the signal came before the worker had installed it (still starting)
+        assert all(c in (0, -signal.SIGTERM) for c in codes), codes
 
         with psycopg.connect(sync, autocommit=True) as conn:
             status = conn.execute("SELECT status FROM runs WHERE id = %s", (run_id,)).fetchone()
@@ -168,6 +210,12 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
                 "WHERE run_id = %s", (eval_id,)).fetchone() or (0, 0)
             led = conn.execute("SELECT coalesce(sum(units), 0) FROM cost_ledger WHERE run_id = %s AND kind = 'search' "
                                "AND status = 'completed'", (run_id,)).fetchone()
+            once = conn.execute("SELECT count(*), count(DISTINCT question_id) FROM question_runs WHERE run_id = %s",
+                                (eval_id,)).fetchone()
+            batches = conn.execute("SELECT count(*) FROM provider_batches WHERE run_id = %s", (eval_id,)).fetchone()
+            bd_led = conn.execute("SELECT count(*), count(DISTINCT item_id), coalesce(sum(units), 0) FROM cost_ledger "
+                                  "WHERE run_id = %s AND kind = 'scrape' AND status = 'completed'",
+                                  (eval_id,)).fetchone() or (0, 0, 0)
             cls = conn.execute("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
                                "ON i.id = c.item_id WHERE i.run_id = %s", (run_id,)).fetchone()
         sandbox_stats = httpx.get(f"http://{sandbox.address}/_sandbox/stats", timeout=10).json()
@@ -176,17 +224,25 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
             sandbox_stats.get("billing_unread", {}).get("tavily", {}).get("credits", 0))
         ledger_credits = int(led[0]) if led else 0
         triggers = int(sandbox_stats["brightdata"]["triggers"].get(CHATGPT_DATASET, 0))
+        bd_billed = int(sandbox_stats["billing"].get("brightdata", {}).get("records", 0))
         shares = {k: [round(c / max(1, sum(v)), 2) for c in v] for k, v in before.items()}
         print(f"\nscale chaos ({N} companies; 2 search, 2 inference, 1 extraction, 2 workers; 1 inference replica and "
               f"1 worker SIGKILLed at {N // 3}+ done): status {status}; classifications {cls}; calls before the kill "
               f"{before} (shares {shares}); sandbox calls search {calls.get('tavily.search')}, "
-              f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed {billed}; evaluation ({Q} questions, "
-              f"chatgpt via Bright Data): {eval_status}, {answered} answered from {snapshots} snapshots, "
-              f"{triggers} snapshots paid")
+              f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed "
+              f"{billed}; evaluation ({Q} questions, chatgpt via Bright Data, {SNAPSHOT_S} s per snapshot): at the "
+              f"kill {at_kill[0]} answered, {at_kill[1]} snapshots in flight; {eval_status}, {answered} answered "
+              f"({once[0]} rows, {once[1]} questions) from {snapshots} snapshots, {batches[0] if batches else 0} "
+              f"batches recorded, {triggers} snapshots paid; Bright Data records: ledger {bd_led[2]} "
+              f"({bd_led[0]} rows, {bd_led[1]} questions), sandbox billed {bd_billed}")
         assert status == ("completed",)
         assert cls == (N, N)  # every company classified exactly once
         assert eval_status == ("completed",) and answered == Q
-        assert triggers == snapshots  # every paid snapshot is the one its questions' answers came from: 0 duplicates
+        assert at_kill[0] < Q and at_kill[1] > 0  # the kill landed inside the evaluation
+        assert once == (Q, Q)  # one row per question, each answered (above): exactly once
+        # 0 duplicate snapshots: every paid snapshot is a recorded batch, and the one its questions' answers came from
+        assert triggers == snapshots == (batches[0] if batches else 0)
+        assert tuple(bd_led) == (Q, Q, Q) and bd_billed == Q  # one record billed per question, ledger = sandbox
         for name, counts in before.items():
             assert all(c >= 0.3 * sum(counts) for c in counts), (name, counts)
         for ep in ("tavily.search", "openai.chat_completions"):

@@ -135,14 +135,6 @@ class Knobs(BaseModel):
     brightdata_scrape_timeout_s: float = Field(
         60.0, ge=0, description="/scrape hands off to a snapshot (202) after this long"
     )
-
-    # Packed enrichment prompts (services/sandbox/packing.py): corrupt the next N packs answered
-    pack_fault: Literal["", "pack_wrong_count", "pack_missing_id", "pack_duplicate_id", "pack_not_array"] = Field(
-        "", description="how the next pack_fault_times packed answers are corrupted ('' = never)"
-    )
-    pack_fault_times: int = Field(
-        0, ge=0, description="packed answers still to corrupt with pack_fault (counts down by one per pack)"
-    )
     # The 429 IP block (docs.brightdata.com/products/scrapers/error-codes): ≥ N 429s in the window → 403 on every
     # Bright Data call until POST /_sandbox/reset (Bright Data: until support unblocks it). 0 = never block.
     brightdata_block_after_429s: int = Field(25, ge=0, description="429s within the block window that block the IP")
@@ -162,6 +154,14 @@ class Knobs(BaseModel):
     answer_mention_probability: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict, max_length=50,
         description="vendor name -> probability (0..1) that an answer names it ({} = the corpus's own odds)",
+    )
+
+    # Packed enrichment prompts (services/sandbox/packing.py): corrupt the next N packs answered
+    pack_fault: Literal["", "pack_wrong_count", "pack_missing_id", "pack_duplicate_id", "pack_not_array"] = Field(
+        "", description="how the next pack_fault_times packed answers are corrupted ('' = never)"
+    )
+    pack_fault_times: int = Field(
+        0, ge=0, description="packed answers still to corrupt with pack_fault (counts down by one per pack)"
     )
 
     def endpoint(self, name: str) -> EndpointKnobs:

@@ -50,12 +50,12 @@ def downgrade() -> None:
         b.drop_column("cost_estimated")
     # --- end model catalogue (#18): downgrade ---
     # --- bright data sources (#18): downgrade ---
+    with op.batch_alter_table("question_runs") as b:
+        b.drop_column("links_attached")
+        b.drop_column("web_search_triggered")
     # --- end bright data sources (#18): downgrade ---
     # --- hardening (#11): downgrade ---
     with op.batch_alter_table("runs") as b:
         b.drop_column("input_complete")
     # --- end hardening (#11): downgrade ---
     pass
-    with op.batch_alter_table("question_runs") as b:
-        b.drop_column("links_attached")
-        b.drop_column("web_search_triggered")

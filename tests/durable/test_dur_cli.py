@@ -75,10 +75,12 @@ async def test_dur_detached_research_and_evaluation_run_in_a_worker(services: Se
 async def test_dur_cancel_from_the_cli_stops_a_run_in_a_worker_and_resume_detach_hands_it_back(
     services: Settings, tmp_path: Path, knobs
 ) -> None:
-    knobs({"endpoints": {"openai.chat_completions": {"latency_s": 0.3}}})
+    # 60 items × 0.5 s over 2 slots ≈ 15 s: the run is still going when the `vantage cancel` process has started,
+    # even on a loaded machine (20 × 0.3 s could finish first).
+    knobs({"endpoints": {"openai.chat_completions": {"latency_s": 0.5}}})
     settings = services.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'cli.db'}"})
     csv = tmp_path / "companies.csv"
-    csv.write_text("company,domain\n" + "".join(f"Cancelco {i},c{i}.example\n" for i in range(20)))
+    csv.write_text("company,domain\n" + "".join(f"Cancelco {i},c{i}.example\n" for i in range(60)))
     code, out, err = await vantage(settings, "research", "--detach", "--no-cache", str(csv))
     assert code == 0, err
     run_id = out.strip()
@@ -113,7 +115,7 @@ async def test_dur_cancel_from_the_cli_stops_a_run_in_a_worker_and_resume_detach
         while (await store.get_run(run_id)).status != "completed":  # type: ignore[union-attr]
             assert loop.time() < deadline and worker.returncode is None
             await asyncio.sleep(0.1)
-        assert (await store.run_totals(run_id)).counts["done"] == 20
+        assert (await store.run_totals(run_id)).counts["done"] == 60
     finally:
         await store.close()
         if worker.returncode is None:

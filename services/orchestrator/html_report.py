@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -72,18 +71,12 @@ def plotly_js() -> str:
 # --- data -------------------------------------------------------------------------------------------------------
 
 
-def _norm(s: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", s.lower())
-
-
-def domain_class(domain: str, owned: int, competitors: list[str]) -> str:
-    """``owned`` (a citation of the org's domain), ``competitor`` (the domain's first label is a competitor's name,
-    letters and digits only: ``coreweave.com`` → CoreWeave) or ``third-party``."""
+def domain_class(owned: int, competitor: int) -> str:
+    """``owned`` (citations of the org's domain), ``competitor`` (the extraction service matched the domain to a
+    competitor) or ``third-party`` — the classes the extraction service gave the domain's citations."""
     if owned:
         return "owned"
-    label = _norm(domain.split(".")[0])
-    names = {_norm(c) for c in competitors}
-    return "competitor" if label and label in names else "third-party"
+    return "competitor" if competitor else "third-party"
 
 
 def evaluation_data(report: dict[str, Any], question_runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -99,11 +92,8 @@ def evaluation_data(report: dict[str, Any], question_runs: list[dict[str, Any]])
     evaluated = [r for r in question_runs if r["mentioned"] is not None]
     answers = [Answer(question_id=str(r["question_seq"]), model=r["model"], location=r["location"] or "",
                       mentioned=bool(r["mentioned"]), rank=r["rank"] or None) for r in evaluated]
-    competitors = [c["name"] for c in report["overall"]["top_competitors"]]
-    for c in report["overall"]["top_competitors"]:
-        competitors.extend(c["variants"])
     domains = [{"domain": d["domain"], "citations": d["citations"], "owned": d["owned"],
-                "class": domain_class(d["domain"], d["owned"], competitors)}
+                "class": domain_class(d["owned"], d.get("competitor", 0))}
                for d in report["overall"]["top_domains"]]
     negative = [{"question": r["question"], "model": r["model"], "location": r["location"] or "",
                  "evidence": r["evidence"] or ""}

@@ -79,6 +79,7 @@ class DomainStat:
     domain: str
     citations: int = 0
     owned: int = 0
+    competitor: int = 0  # citations the extraction service matched to a competitor's domain
 
 
 @dataclass
@@ -149,6 +150,7 @@ class GroupStats:
             dm = self.domains.setdefault(d.domain, DomainStat(d.domain))
             dm.citations += d.citations
             dm.owned += d.owned
+            dm.competitor += d.competitor
 
 
 @dataclass(frozen=True)
@@ -240,13 +242,14 @@ async def build_report(store: Store, run_id: str) -> Report:
         c.mentions += mentions
         c.rank_sum += rank_sum
         c.variants.add(found)
-    for model, loc, domain, n, owned in await ev.citation_stats(run_id):
+    for model, loc, domain, n, owned, competitor in await ev.citation_stats(run_id):
         gs = g(model, loc)
         gs.citations += n
         gs.owned_citations += owned
         d = gs.domains.setdefault(domain, DomainStat(domain))
         d.citations += n
         d.owned += owned
+        d.competitor += competitor
     ordered = _order(groups, run.options)
     overall = GroupStats("all", "all")
     for gs in ordered:
@@ -417,7 +420,8 @@ def _group_dict(gs: GroupStats) -> dict[str, Any]:
             {"name": c.name, "answers": c.answers, "mentions": c.mentions, "average_rank": c.average_rank,
              "variants": sorted(c.variants)} for c in gs.top_competitors
         ],
-        "top_domains": [{"domain": d.domain, "citations": d.citations, "owned": d.owned} for d in gs.top_domains],
+        "top_domains": [{"domain": d.domain, "citations": d.citations, "owned": d.owned, "competitor": d.competitor}
+                        for d in gs.top_domains],
     }
 
 

@@ -623,18 +623,19 @@ class EvalStore:
             return [(r[0], r[1], r[2], r[3] or r[2], int(r[4]), int(r[5] or 0), int(r[6] or 0))
                     for r in await conn.execute(stmt)]
 
-    async def citation_stats(self, run_id: str) -> list[tuple[str, str, str, int, int]]:
-        """(model, location, cited domain, citations, owned citations)."""
+    async def citation_stats(self, run_id: str) -> list[tuple[str, str, str, int, int, int]]:
+        """(model, location, cited domain, citations, owned citations, competitor citations) — owned and competitor
+        as the extraction service flagged each citation."""
         qr, ci = m.question_runs.c, m.org_citations.c
         stmt = (
             select(qr.model, qr.location, ci.domain, func.count(),
-                   func.sum(case((ci.owned, 1), else_=0)))
+                   func.sum(case((ci.owned, 1), else_=0)), func.sum(case((ci.competitor, 1), else_=0)))
             .select_from(m.org_citations.join(m.question_runs, qr.item_id == ci.item_id))
             .where(ci.run_id == run_id)
             .group_by(qr.model, qr.location, ci.domain)
         )
         async with self.engine.connect() as conn:
-            return [(r[0], r[1], r[2], int(r[3]), int(r[4] or 0)) for r in await conn.execute(stmt)]
+            return [(r[0], r[1], r[2], int(r[3]), int(r[4] or 0), int(r[5] or 0)) for r in await conn.execute(stmt)]
 
     async def failure_stats(self, run_id: str) -> list[tuple[str, str, int, str]]:
         """Failed question runs grouped by reason: (kind, code, count, an example message). ``kind`` is

@@ -97,10 +97,12 @@ async def test_start_watch_get(stub: pb_grpc.OrchestratorServiceStub) -> None:
 
 
 async def test_cancel_then_resume_completes(stub: pb_grpc.OrchestratorServiceStub, knobs) -> None:
-    knobs({"endpoints": {"openai.chat_completions": {"latency_s": 0.15}}})  # ~10 × 0.15 s with 10 LLM slots
+    # 60 items × 1 s over 10 LLM slots ≥ 6 s: the run is still going when the (batched) ITEM_DONE events of the
+    # first few items reach this watcher, even on a loaded machine (30 × 0.15 s could finish first).
+    knobs({"endpoints": {"openai.chat_completions": {"latency_s": 1.0}}})
     run = await stub.StartRun(
         pb.StartRunRequest(kind=pb.RESEARCH, research=pb.ResearchInput(companies=[
-            pb.Company(company=f"Company {n}", domain=f"c{n}.example") for n in range(30)
+            pb.Company(company=f"Company {n}", domain=f"c{n}.example") for n in range(60)
         ])),
         timeout=30,
     )
@@ -113,7 +115,7 @@ async def test_cancel_then_resume_completes(stub: pb_grpc.OrchestratorServiceStu
     cancelled = await stub.CancelRun(pb.CancelRunRequest(run_id=run.run_id), timeout=30)
     assert cancelled.status == pb.Run.CANCELLED
     assert cancelled.counts.running == 0 and cancelled.counts.pending > 0
-    assert 3 <= cancelled.counts.done < 30
+    assert 3 <= cancelled.counts.done < 60
 
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await stub.CancelRun(pb.CancelRunRequest(run_id=run.run_id), timeout=10)
@@ -125,7 +127,7 @@ async def test_cancel_then_resume_completes(stub: pb_grpc.OrchestratorServiceStu
     assert events[-1].type == pb.RunEvent.RUN_FINISHED
     final = await stub.GetRun(pb.GetRunRequest(run_id=run.run_id), timeout=10)
     assert final.status == pb.Run.COMPLETED
-    assert final.counts.done + final.counts.failed == 30
+    assert final.counts.done + final.counts.failed == 60
     done_keys = [e.item_key for e in events if e.type == pb.RunEvent.ITEM_DONE]
     assert len(done_keys) == len(set(done_keys)) == final.counts.done  # each company finished exactly once
     assert any(e.type == pb.RunEvent.RUN_CANCELLED for e in events)

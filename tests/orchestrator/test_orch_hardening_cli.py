@@ -287,7 +287,12 @@ async def test_ctrl_c_while_loading_a_large_csv_leaves_no_run(services: Settings
         await asyncio.sleep(0.02)
     assert n < 150_000  # interrupted in the middle of the load
     proc.send_signal(signal.SIGINT)
-    _out, err = await asyncio.wait_for(proc.communicate(), 120)
+    try:
+        _out, err = await asyncio.wait_for(proc.communicate(), 120)
+    except TimeoutError:
+        proc.kill()  # never leave a 150,000-item research running behind a failed test
+        await proc.wait()
+        raise AssertionError(f"the CLI did not exit within 120 s of SIGINT ({items()} items stored)") from None
     assert proc.returncode == 130, err.decode()
     assert "Traceback" not in err.decode()
     con = sqlite3.connect(db)

@@ -186,7 +186,10 @@ async def chat_completions(request: Request) -> Any:
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     content, finish = _truncate(content, max_tokens if isinstance(max_tokens, int) else None)
     completion_tokens = estimate_tokens(content)
-    if state.knobs.openai_incomplete_times > 0:  # a reasoning model spent the whole budget thinking
+    # A reasoning model that spends the whole budget thinking ends ``finish_reason: "length"`` with empty content
+    # (openai SDK ``ChatCompletion.Choice.finish_reason`` Literal includes "length"; providers-2026-12.md, OpenAI:
+    # reasoning tokens come out of ``max_completion_tokens``).
+    if state.knobs.openai_incomplete_times > 0:
         state.knobs.openai_incomplete_times -= 1
         content, finish = "", "length"
         completion_tokens = max_tokens if isinstance(max_tokens, int) else completion_tokens

@@ -27,7 +27,10 @@ naming result ids. ``usage``: ``input_tokens``, ``output_tokens``, ``total_token
 overview). A ``user_location.country`` seeds the answer (``ToolWebSearchToolUserLocation``).
 
 The retired ``POST /perplexity/chat/completions`` (and ``/perplexity/v1/chat/completions``) answers ``410`` with an
-OpenAI-style error body naming the retirement and the migration guide, and bills nothing.
+OpenAI-style error body naming the retirement and the migration guide, and bills nothing. The retirement and its
+date are documented (docs.perplexity.ai/docs/agent-api/migrate-from-sonar/overview); the status code and body a
+retired endpoint returns are not, so ``410 Gone`` (RFC 9110 §15.5.11) is our choice: a client must meet a clear,
+permanent error rather than a silent answer.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 
 from services.extraction.memo import memo
 from services.extraction.urls import domain_stem, looks_like_domain, registrable_domain
+from shared.text import merge_variations
 
 LEGAL, BRAND, KEY, GLUED = "legal", "brand", "key", "glued"
 
@@ -152,19 +153,6 @@ def name_variations(name: str, domain: str = "", extra: Iterable[str] = ()) -> l
             out.append(stem)
     out.extend(extra)
     return merge_variations(out)
-
-
-def merge_variations(*lists: Iterable[str]) -> list[str]:
-    """Concatenate, whitespace collapsed, keeping the first occurrence of each exact spelling."""
-    seen: set[str] = set()
-    out = []
-    for lst in lists:
-        for v in lst:
-            v = " ".join(str(v).split())
-            if v and v not in seen:
-                seen.add(v)
-                out.append(v)
-    return out
 
 
 def merge_names(counts: Mapping[str, int]) -> dict[str, str]:

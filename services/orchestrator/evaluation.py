@@ -69,6 +69,7 @@ from services.orchestrator.store.eval_repo import (
 from shared.config import Settings
 from shared.errors import InvalidArgument, VantageError, from_rpc_error
 from shared.grpc_client import RetryThrottle, call_metadata, with_retries
+from shared.text import merge_variations
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2
 from vantage.inference.v1 import inference_pb2 as ipb
@@ -266,19 +267,6 @@ async def normalize_org(orch: Orchestrator, run_id: str, name: str, domain: str)
     except grpc.aio.AioRpcError as e:
         err = from_rpc_error(e)
         raise SetupError(describe("extraction", err), err) from None
-
-
-def merge_variations(*lists: Iterable[str]) -> list[str]:
-    """Concatenate, keeping the first occurrence of each exact spelling."""
-    seen: set[str] = set()
-    out = []
-    for lst in lists:
-        for v in lst:
-            v = " ".join(str(v).split())
-            if v and v not in seen:
-                seen.add(v)
-                out.append(v)
-    return out
 
 
 # --- creating a run ---------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import email.utils
 import enum
 import math
 import random
@@ -75,7 +76,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -532,6 +533,42 @@ def parse_duration(value: str) -> float | None:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait that a response's headers ask for: ``retry-after-ms`` (milliseconds; OpenAI's, honoured by
+    its SDK, providers.md §3.3) first, else ``retry-after`` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3; a
+    date in the past is 0). None when both are absent or unparsable (negative, not finite). ``headers`` is any
+    case-insensitive mapping (``httpx.Headers``) or a dict with lower-case names; ``now`` is Unix seconds (tests)."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        secs = _seconds(ms, 1000.0)
+        if secs is not None:
+            return secs
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    secs = _seconds(ra, 1.0)
+    if secs is not None:
+        return secs
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110's IMF-fixdate is GMT; an obsolete form may come without a zone
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _seconds(raw: str, per_second: float) -> float | None:
+    """``raw`` / ``per_second`` when ``raw`` is a finite, non-negative number; else None."""
+    try:
+        value = float(raw) / per_second
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def _reset_seconds(value: str, now: float) -> float | None:
     """Seconds until a reset given as a duration, delta-seconds, epoch seconds or an RFC 3339 timestamp."""
     secs = parse_duration(value)
@@ -821,4 +858,5 @@ __all__ = [
     "exhausted_for",
     "is_timeout",
     "parse_duration",
+    "parse_retry_after",
 ]

@@ -18,7 +18,7 @@ dependency: a failed read is a miss, a failed write is logged, and the call's an
 **Hits** are :class:`CachedResult`: ``cached`` true, ``cost_usd`` 0, token counts and web-search calls 0 (nothing
 was billed), everything else as first answered.
 
-**Concurrency.** Identical misses in one process are single-flighted (:class:`SingleFlight`): the first caller pays,
+**Concurrency.** Identical misses in one process are single-flighted (:class:`shared.concurrency.SingleFlight`): the first caller pays,
 callers that arrive while it is in flight wait for its answer and get it as a hit ($0); if it fails they get the same
 error. Across processes (several replicas) identical misses may each call the provider; the last store wins.
 
@@ -38,10 +38,10 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from sqlalchemy import delete, or_, select
@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.inference.providers import Citation, CompletionRequest, CompletionResult, Outcome, Provider
 from services.inference.store import CHAIN
 from services.inference.store.models import response_cache
+from shared.concurrency import SingleFlight
 from shared.config import Settings
 from shared.db import create_engine, display_url
 from shared.grpc_client import Deadline
@@ -64,8 +65,6 @@ _READ_CHUNK = 500
 SCHEMA_CHECK_TIMEOUT_S = 30.0
 #: Rows deleted per purge transaction.
 PURGE_BATCH = 1000
-
-T = TypeVar("T")
 
 
 # --- keys -------------------------------------------------------------------------------------------------------
@@ -337,52 +336,6 @@ def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
-# --- single flight -----------------------------------------------------------------------------------------------
-
-
-class _LeaderGone(Exception):
-    """The call the followers were waiting for was cancelled: they make their own."""
-
-
-class SingleFlight:
-    """At most one in-flight call per key in this process (Go's ``singleflight``)."""
-
-    def __init__(self) -> None:
-        self._flights: dict[str, asyncio.Future[Any]] = {}
-
-    def in_flight(self) -> int:
-        return len(self._flights)
-
-    async def do(self, key: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """``(fn()'s result, shared)``: ``shared`` is True when another caller's call answered this one."""
-        while True:
-            fut = self._flights.get(key)
-            if fut is None:
-                break
-            try:
-                # shield: a follower that gives up must not cancel the leader's call
-                return await asyncio.shield(fut), True
-            except _LeaderGone:
-                continue
-        fut = asyncio.get_running_loop().create_future()
-        self._flights[key] = fut
-        try:
-            value = await fn()
-        except asyncio.CancelledError:
-            fut.set_exception(_LeaderGone())
-            raise
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-        else:
-            fut.set_result(value)
-            return value, False
-        finally:
-            self._flights.pop(key, None)
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # mark retrieved: no "exception was never retrieved" when nobody waited
-
-
 # --- the provider wrapper ----------------------------------------------------------------------------------------
 
 
@@ -391,7 +344,7 @@ class CachedProvider:
     (capabilities, budget, ``check``, …) is the wrapped provider's. ``inner`` is the provider itself, for callers
     that cache at another grain (packing caches per item)."""
 
-    def __init__(self, inner: Provider, cache: ResponseCache, settings: Settings, flights: SingleFlight) -> None:
+    def __init__(self, inner: Provider, cache: ResponseCache, settings: Settings, flights: SingleFlight[str, CompletionResult]) -> None:
         self.inner = inner
         self.cache = cache
         self._settings = settings
@@ -462,7 +415,7 @@ def wrap_providers(
         return dict(providers)
     from services.inference.providers import BatchProvider
 
-    flights = SingleFlight()
+    flights: SingleFlight[str, CompletionResult] = SingleFlight()
     out: dict[str, Provider] = {}
     for pid, p in providers.items():
         cls = CachedBatchProvider if isinstance(p, BatchProvider) else CachedProvider

@@ -3,15 +3,15 @@
 :class:`TTLCache` keeps at most ``max_entries`` values for ``ttl_seconds`` each, and at most ``max_weight`` of their
 weight — bytes, with :func:`deep_sizeof` — evicting the least recently used first: a cache bounded by entries alone
 grows with the size of what it holds (hostile or huge answers), one bounded by bytes does not.
-:class:`SingleFlight` puts it in front of a fetch function so that concurrent identical requests cause one
-fetch: the first caller (the *leader*) fetches, the others await its result. A follower whose leader is cancelled
-(its RPC went away) does not inherit the cancellation: it retries and becomes the leader itself. A leader's error is
-shared with the followers waiting at that moment (same request, same answer) and never cached.
+:class:`CachedFlight` puts it in front of a fetch function with the shared
+:class:`~shared.concurrency.SingleFlight`, so that concurrent identical requests cause one fetch: the first caller
+(the *leader*) fetches, the others await its result. A follower whose leader is cancelled (its RPC went away) does
+not inherit the cancellation: it retries and becomes the leader itself. A leader's error is shared with the
+followers waiting at that moment (same request, same answer) and never cached.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
 import sys
@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from shared.concurrency import SingleFlight
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -136,62 +138,38 @@ class Origin(enum.Enum):
     COALESCED = "coalesced"
 
 
-class _LeaderCancelled(Exception):
-    """Set on a shared future when its leader was cancelled; followers retry."""
-
-
-def _consume(fut: asyncio.Future[object]) -> None:
-    # Mark the exception as retrieved, so a failed fetch nobody else waited for does not log "never retrieved".
-    if not fut.cancelled():
-        fut.exception()
-
-
-class SingleFlight(Generic[K, V]):
-    """A :class:`TTLCache` plus one in-flight fetch per key."""
+class CachedFlight(Generic[K, V]):
+    """A :class:`TTLCache` in front of a :class:`shared.concurrency.SingleFlight`: a fresh cached value, else the
+    fetch already in flight for the key, else a fetch of this call's own (then cached)."""
 
     def __init__(self, cache: TTLCache[K, V]) -> None:
         self.cache = cache
-        self._inflight: dict[K, asyncio.Future[V]] = {}
+        self._flight: SingleFlight[K, V] = SingleFlight()
 
     @property
     def in_flight(self) -> int:
         """Fetches running now."""
-        return len(self._inflight)
+        return self._flight.in_flight
 
     async def get(self, key: K, fetch: Callable[[], Awaitable[V]], *, refresh: bool = False) -> tuple[V, Origin]:
         """The value for ``key``: from the cache, from a fetch already in flight, or from ``fetch()`` (then cached).
 
         ``refresh=True`` skips both the cache and any fetch in flight, fetches anew and stores the fresh value.
+        Raises what ``fetch`` raised (errors are shared with the callers waiting for it, never cached).
         """
-        while not refresh:
+        if not refresh:
             value = self.cache.get(key)
             if value is not None:
                 return value, Origin.HIT
-            fut = self._inflight.get(key)
-            if fut is None:
-                break
-            try:
-                value = await asyncio.shield(fut)
-            except _LeaderCancelled:
-                continue
+
+        async def fetch_and_store() -> V:
+            self.cache.stats.fetches += 1
+            fetched = await fetch()
+            self.cache.put(key, fetched)  # before the flight ends, so a caller arriving after it finds the value
+            return fetched
+
+        value, shared = await self._flight.do(key, fetch_and_store, fresh=refresh)
+        if shared:
             self.cache.stats.coalesced += 1
             return value, Origin.COALESCED
-
-        fut = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_consume)
-        self._inflight[key] = fut
-        self.cache.stats.fetches += 1
-        try:
-            value = await fetch()
-        except asyncio.CancelledError:
-            fut.set_exception(_LeaderCancelled())
-            raise
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-        finally:
-            if self._inflight.get(key) is fut:
-                del self._inflight[key]
-        self.cache.put(key, value)
-        fut.set_result(value)
         return value, Origin.FETCHED

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from services.search.cache import Origin, SingleFlight, TTLCache, deep_sizeof
+from services.search.cache import CachedFlight, Origin, TTLCache, deep_sizeof
 from services.search.core import (
     Hit,
     SearchBackend,
@@ -65,7 +65,7 @@ class SearchEngine:
     ) -> None:
         self.backend = backend
         self.usd_per_credit = usd_per_credit
-        self.flight: SingleFlight[tuple[object, ...], TavilyPage] = SingleFlight(
+        self.flight: CachedFlight[tuple[object, ...], TavilyPage] = CachedFlight(
             TTLCache(cache_entries, cache_ttl_seconds, max_weight=cache_max_bytes, weigh=page_bytes)
         )
 

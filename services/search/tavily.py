@@ -57,7 +57,7 @@ from shared.errors import (
 )
 from shared.grpc_client import Deadline
 from shared.logging import register_secret
-from shared.resilience import ProviderGuard
+from shared.resilience import ProviderGuard, parse_retry_after
 
 log = structlog.get_logger("vantage.search.tavily")
 
@@ -75,21 +75,6 @@ async def _record_response(response: httpx.Response) -> None:
     if holder is not None:
         holder["status"] = response.status_code
         holder["retry_after"] = parse_retry_after(response.headers)
-
-
-def parse_retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (delta-seconds form only), or None."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw) / scale
-        except ValueError:
-            continue
-        if math.isfinite(value) and value >= 0:
-            return value
-    return None
 
 
 def query_hash(query: str) -> str:

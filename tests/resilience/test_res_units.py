@@ -8,6 +8,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from shared.config import Settings
@@ -34,6 +35,7 @@ from shared.resilience import (
     estimate_tokens,
     exhausted_for,
     parse_duration,
+    parse_retry_after,
 )
 
 # --- AIMD --------------------------------------------------------------------------------------------------------
@@ -381,3 +383,34 @@ async def test_open_circuit_fails_fast_and_is_not_retried() -> None:
         await g.run(fn, deadline=Deadline(5))
     assert calls == 2 and time.monotonic() - t0 < 0.05 and ei.value.reason == CIRCUIT_OPEN
     assert g.status()["circuit_state"] == "open"
+
+
+# --- Retry-After (one parser for the search and inference services) ---------------------------------------------
+
+
+def test_retry_after_delay_seconds_and_milliseconds() -> None:
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5  # OpenAI's -ms form first
+    assert parse_retry_after({"retry-after-ms": "soon", "retry-after": "9"}) == 9.0  # an unusable -ms falls back
+
+
+def test_retry_after_http_date() -> None:
+    now = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after({"retry-after": "Wed, 02 Dec 2026 10:00:30 GMT"}, now=now) == 30.0
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=now) == 0.0  # past: go now
+
+
+def test_retry_after_case_insensitive_headers() -> None:
+    assert parse_retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
+
+
+@pytest.mark.parametrize("value", ["soon", "-3", "inf", "nan", ""])
+def test_retry_after_unusable_is_none(value: str) -> None:
+    assert parse_retry_after({"retry-after": value}) is None
+    assert parse_retry_after({"retry-after-ms": value}) is None
+
+
+def test_retry_after_absent_is_none() -> None:
+    assert parse_retry_after({}) is None
+    assert parse_retry_after(None) is None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.search.cache import Origin, SingleFlight, TTLCache
+from services.search.cache import CachedFlight, Origin, TTLCache
 
 
 class FakeClock:
@@ -56,7 +56,7 @@ async def poll(cond: Callable[[], bool], within_s: float = 5.0) -> None:
 
 
 async def test_concurrent_identical_requests_fetch_once() -> None:
-    flight: SingleFlight[str, int] = SingleFlight(TTLCache(10, 60.0))
+    flight: CachedFlight[str, int] = CachedFlight(TTLCache(10, 60.0))
     release = asyncio.Event()
     calls = 0
 
@@ -80,7 +80,7 @@ async def test_concurrent_identical_requests_fetch_once() -> None:
 
 
 async def test_refresh_bypasses_lookup_but_stores() -> None:
-    flight: SingleFlight[str, int] = SingleFlight(TTLCache(10, 60.0))
+    flight: CachedFlight[str, int] = CachedFlight(TTLCache(10, 60.0))
     n = 0
 
     async def fetch() -> int:
@@ -94,7 +94,7 @@ async def test_refresh_bypasses_lookup_but_stores() -> None:
 
 
 async def test_errors_are_shared_not_cached() -> None:
-    flight: SingleFlight[str, int] = SingleFlight(TTLCache(10, 60.0))
+    flight: CachedFlight[str, int] = CachedFlight(TTLCache(10, 60.0))
     release = asyncio.Event()
     calls = 0
 
@@ -118,7 +118,7 @@ async def test_errors_are_shared_not_cached() -> None:
 
 
 async def test_follower_survives_cancelled_leader() -> None:
-    flight: SingleFlight[str, int] = SingleFlight(TTLCache(10, 60.0))
+    flight: CachedFlight[str, int] = CachedFlight(TTLCache(10, 60.0))
     started = asyncio.Event()
     calls = 0
 
@@ -146,7 +146,7 @@ async def test_follower_survives_cancelled_leader() -> None:
 
 
 async def test_cancelled_follower_does_not_cancel_leader() -> None:
-    flight: SingleFlight[str, int] = SingleFlight(TTLCache(10, 60.0))
+    flight: CachedFlight[str, int] = CachedFlight(TTLCache(10, 60.0))
     release = asyncio.Event()
 
     async def fetch() -> int:

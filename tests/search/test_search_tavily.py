@@ -1,4 +1,5 @@
-"""Unit tests of the Tavily backend's pure parts: response parsing, Retry-After, error mapping."""
+"""Unit tests of the Tavily backend's pure parts: response parsing, error mapping (Retry-After parsing is shared:
+tests/resilience/test_res_units.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tavily.errors import (
 from tavily.errors import TimeoutError as TavilyTimeoutError
 
 from services.search.core import SearchParams
-from services.search.tavily import map_error, parse_response, parse_retry_after, query_hash
+from services.search.tavily import map_error, parse_response, query_hash
 
 PARAMS = SearchParams("acme", 20, "advanced", True)
 
@@ -50,13 +51,6 @@ def test_parse_response_refuses_non_objects() -> None:
     with pytest.raises(Exception) as info:
         parse_response(["not", "an", "object"], PARAMS)
     assert getattr(info.value, "code", None) == grpc.StatusCode.UNAVAILABLE
-
-
-def test_retry_after() -> None:
-    assert parse_retry_after({"retry-after": "3"}) == 3.0
-    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
-    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
-    assert parse_retry_after({}) is None
 
 
 def test_query_hash_is_short_and_stable() -> None:

@@ -11,9 +11,8 @@ Units: tokens are counts as the provider reports them; money is USD (``float``);
 
 from __future__ import annotations
 
-import email.utils
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +31,7 @@ from shared.errors import (
     VantageError,
 )
 from shared.grpc_client import Deadline
+from shared.resilience import parse_retry_after  # re-exported: the providers' one parser (shared with search)
 
 log = structlog.get_logger("vantage.inference.provider")
 
@@ -220,32 +220,6 @@ class BatchProvider(Provider, Protocol):
     def release_batch(self, job_id: str) -> None:
         """Forget a submitted job that will not be collected by this caller (frees its in-flight slot)."""
         ...
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` (milliseconds, OpenAI's) or ``retry-after`` (seconds or an HTTP
-    date, RFC 9110 §10.2.3); None when absent or unparsable. Same headers the OpenAI SDK honours (providers.md §3.3).
-    """
-    if not headers:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if not ra:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def log_call(

@@ -1,5 +1,7 @@
-"""Client side of our gRPC calls: one channel per target per process, deadlines that travel, ids in metadata,
-retries with exponential back-off and full jitter, throttled per target (gRFC A6 retry throttling).
+"""Client side of our gRPC calls: one channel per target per process, deadlines that travel, ids in metadata, and
+gRPC's own retries with retry throttling per target from the channels' service config (gRFC A6:
+:func:`retry_service_config`) — the one retry layer of a hop to a service; provider retries live in the services
+(:class:`shared.resilience.ProviderGuard`).
 
 Channel reuse matters (a new channel per call costs ~2.8× a reused one on loopback: reference/performance.md §1.2),
 so :class:`Channels` keeps one ``grpc.aio.Channel`` per target and closes them all at shutdown. Its channels follow
@@ -37,12 +39,79 @@ log = structlog.get_logger("vantage.client")
 MAX_FORWARDED_DEADLINE = 3600.0
 
 
+#: Methods that are safe to send again after UNAVAILABLE, per service (gRFC A6 ``retryPolicy``; an empty tuple =
+#: every method of the service). Reads and pure computations; ``Complete`` because the response cache and the
+#: ``idempotency_key`` it forwards make a second identical call free; ``CancelBatch`` because cancelling twice is
+#: cancelling once. Not ``CompleteBatch`` (a new Bright Data snapshot per call) nor ``CompleteStream`` (a
+#: client stream: gRPC could replay only its first 256 KiB), nor any orchestrator method (they start and change runs).
+IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
+    "vantage.search.v1.SearchService": ("Search", "SearchCompany"),
+    "vantage.inference.v1.InferenceService": ("Route", "ListModels", "Complete", "CancelBatch"),
+    "vantage.extraction.v1.ExtractionService": (),
+}
+#: gRFC A6: ``maxAttempts`` above 5 is treated as 5.
+MAX_GRPC_ATTEMPTS = 5
+
+
+#: Shortest back-off put in the service config (s). With grpcio 1.85.1 a 1 ms ``initialBackoff`` left a retry pending
+#: until the call's deadline (tests/resilience/test_res_one_retry_layer.py caught it); 5 ms and up retried at once.
+MIN_GRPC_BACKOFF = 0.01
+
+
+def _duration(seconds: float) -> str:
+    """A service-config back-off (protobuf JSON ``Duration``: decimal seconds with an ``s``), ≥ MIN_GRPC_BACKOFF."""
+    return f"{max(seconds, MIN_GRPC_BACKOFF):.3f}s"
+
+
+def retry_service_config(settings: Settings) -> dict[str, Any]:
+    """The retry part of the service config (gRFC A6, https://github.com/grpc/proposal/blob/master/A6-client-retries.md):
+
+    - ``methodConfig``: one ``retryPolicy`` for the :data:`IDEMPOTENT_METHODS` — ``settings.retry_attempts``
+      attempts in all (at most :data:`MAX_GRPC_ATTEMPTS`), back-off ``random(0, min(initial · 2ⁿ, max))``
+      (``retry_initial_seconds``, ``retry_max_seconds``; gRPC core's full jitter), on ``UNAVAILABLE`` only. The
+      call's deadline covers every attempt and back-off (A6: retries never extend it). Our servers add
+      ``grpc-retry-pushback-ms: -1`` (:func:`shared.grpc_server.without_client_retry`) to an
+      UNAVAILABLE that their provider guard already retried, so the attempts are not multiplied hop by hop;
+      what gRPC retries is a server that could not be reached, restarted or shut down mid-call.
+    - ``retryThrottling``: ``retry_throttle_max_tokens`` / ``retry_throttle_token_ratio`` — per target, each failed
+      attempt takes a token, each success gives back ``token_ratio``; at or below half of ``max_tokens`` no call is
+      retried (so retries stop when more than ``r / (1 + r)`` of the attempts fail).
+
+    Empty when ``retry_attempts`` ≤ 1 (A6 requires ``maxAttempts`` ≥ 2)."""
+    attempts = min(MAX_GRPC_ATTEMPTS, int(settings.retry_attempts))
+    if attempts < 2:
+        return {}
+    names: list[dict[str, str]] = []
+    for svc, methods in IDEMPOTENT_METHODS.items():
+        names += [{"service": svc, "method": m} for m in methods] or [{"service": svc}]
+    return {
+        "methodConfig": [
+            {
+                "name": names,
+                "retryPolicy": {
+                    "maxAttempts": attempts,
+                    "initialBackoff": _duration(settings.retry_initial_seconds),
+                    "maxBackoff": _duration(max(settings.retry_max_seconds, settings.retry_initial_seconds)),
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+        "retryThrottling": {
+            # gRPC core parses maxTokens as an integer (A6: 0 < maxTokens ≤ 1000) and keeps 3 decimals of tokenRatio.
+            "maxTokens": max(1, min(1000, round(settings.retry_throttle_max_tokens))),
+            "tokenRatio": round(max(settings.retry_throttle_token_ratio, 0.001), 3),
+        },
+    }
+
+
 def service_config(settings: Settings) -> dict[str, Any]:
     """The channels' gRPC service config (https://github.com/grpc/grpc/blob/master/doc/service_config.md):
     ``loadBalancingConfig`` = ``settings.grpc_lb_policy`` over every address the target resolves to, and with
     round_robin ``healthCheckConfig`` (gRFC A17 client-side health checking: each backend is watched through
     ``grpc.health.v1.Health/Watch`` on the server-wide name ``""``; a NOT_SERVING one gets no calls until it
     serves again; a server without the health service counts as healthy). pick_first ignores health checking.
+    Retries and retry throttling: :func:`retry_service_config`.
 
     gRPC core's health watch carries no call credentials or interceptor metadata, so when the servers require the
     bearer token for health too (``auth_allow_health`` false) client-side health checking is left off: every watch
@@ -51,6 +120,7 @@ def service_config(settings: Settings) -> dict[str, Any]:
     health_open = settings.auth_allow_health or security.auth_token(settings) is None
     if settings.grpc_lb_policy == "round_robin" and health_open:
         config["healthCheckConfig"] = {"serviceName": ""}
+    config.update(retry_service_config(settings))
     return config
 
 
@@ -75,7 +145,11 @@ def channel_options(settings: Settings) -> list[tuple[str, Any]]:
 
 
 class RetryThrottle:
-    """Retry throttling of one server (target), exactly as gRFC A6 "Throttling Retry Attempts and Hedged RPCs"
+    """Deprecated: the channels throttle retries themselves now (``retryThrottling`` in :func:`retry_service_config`,
+    applied by gRPC core per target). Kept importable until the orchestrator stops passing it to
+    :func:`with_retries`; new code must not use it.
+
+    Retry throttling of one server (target), exactly as gRFC A6 "Throttling Retry Attempts and Hedged RPCs"
     (https://github.com/grpc/proposal/blob/master/A6-client-retries.md#throttling-retry-attempts-and-hedged-rpcs).
 
     A token bucket shared by every call to the target: ``token_count`` starts at ``max_tokens``; every failed RPC
@@ -135,9 +209,10 @@ class RetryThrottle:
 
 
 class Channels:
-    """One ``grpc.aio`` channel per target, created on first use, closed by :meth:`close`; and one
-    :class:`RetryThrottle` per target (:meth:`throttle`), which every caller of that target passes to
-    :func:`with_retries`.
+    """One ``grpc.aio`` channel per target, created on first use, closed by :meth:`close`. Its channels retry the
+    idempotent methods on UNAVAILABLE and throttle those retries per target (:func:`retry_service_config`), so a
+    caller makes one call and no retry loop of its own. (:meth:`throttle` and :meth:`throttle_for_service` hand out
+    the deprecated :class:`RetryThrottle` until the orchestrator stops using it.)
 
     Credentials are built once, here: an unreadable certificate or half-configured pair raises
     :class:`shared.security.TLSConfigError` at start-up rather than on the first call.
@@ -239,7 +314,10 @@ async def with_retries(
     retryable: Callable[[BaseException], bool] = is_retryable,
     throttle: RetryThrottle | None = None,
 ) -> T:
-    """Call ``fn`` up to ``attempts`` times; wait with exponential back-off and full jitter
+    """Deprecated for calls over :class:`Channels` (their service config retries the idempotent methods, and our
+    servers push back on errors they already retried): kept for the orchestrator until it drops it.
+
+    Call ``fn`` up to ``attempts`` times; wait with exponential back-off and full jitter
     (``random(0, min(initial·2^n, maximum))``, gRFC A6 / AWS "Exponential Backoff and Jitter"), at least the
     provider's retry-after when it gave one. ``AioRpcError`` is re-raised as a :class:`VantageError`.
 
@@ -327,6 +405,7 @@ __all__ = [
     "channel_options",
     "forward_timeout",
     "is_retryable",
+    "retry_service_config",
     "service_config",
     "with_retries",
 ]

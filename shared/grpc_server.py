@@ -17,6 +17,7 @@ on exit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -65,6 +66,25 @@ _UNOBSERVED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 #: Seconds left on the caller's deadline at or below which a provider timeout is answered DEADLINE_EXCEEDED: calls
 #: made for it got the time left minus 0.05 s (shared.grpc_client.forward_timeout), so they time out just before.
 CLIENT_DEADLINE_SLACK = 0.1
+#: Trailing-metadata key of gRFC A6 server pushback; a negative value tells a gRPC client not to retry the call.
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+
+def without_client_retry(status: grpc.Status) -> grpc.Status:
+    """``status`` (from :func:`shared.errors.to_status`) plus ``grpc-retry-pushback-ms: -1``: gRPC clients whose
+    service config retries the method (:func:`shared.grpc_client.retry_service_config`) will not send it again.
+
+    Every UNAVAILABLE this error boundary sends gets it: the service behind it has already spent its own retries on
+    the dependency that is down (the provider guard, :class:`shared.resilience.ProviderGuard`) or fails fast on
+    purpose (an open circuit), so a retry at the hop above would multiply the attempts (gRFC A6 "Pushback"). An
+    UNAVAILABLE that gRPC itself produces — the server unreachable, restarting, shutting down — has no pushback
+    and is retried."""
+    metadata = (*(status.trailing_metadata or ()), (RETRY_PUSHBACK_KEY, "-1"))
+    return _PushedBack(status.code, status.details, metadata)
+
+
+class _PushedBack(collections.namedtuple("_PushedBack", ("code", "details", "trailing_metadata")), grpc.Status):
+    """A ``grpc.Status`` built the way ``grpc_status.rpc_status`` builds its own."""
 
 
 @dataclass(frozen=True)
@@ -315,7 +335,10 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             logger.info("rpc", code=err.code.name, error=err.message, ms=round(elapsed * 1000, 2), **ctx)
             if isinstance(exc, asyncio.CancelledError):
                 raise exc
-            await context.abort_with_status(to_status(err))
+            status = to_status(err)
+            if err.code is grpc.StatusCode.UNAVAILABLE:
+                status = without_client_retry(status)
+            await context.abort_with_status(status)
 
         def aborted(context: grpc.aio.ServicerContext, start: float, ctx: dict[str, str]) -> None:
             # The handler (or an inner interceptor, e.g. the token check) called context.abort(...): the status is

@@ -717,6 +717,9 @@ class ProviderGuard:
         self.fair = FairShare(name) if fair else None
         self.attempts = 0
         self.retries = 0
+        #: Seconds a successful attempt takes, as an exponentially weighted moving average (0 until the first one):
+        #: a retry is not started when the back-off plus this much would outlast the deadline.
+        self.latency = 0.0
 
     @classmethod
     def from_settings(
@@ -783,13 +786,19 @@ class ProviderGuard:
         """One attempt: circuit check (fail fast), rate limits, a concurrency slot — all within ``deadline`` — then
         the block; its outcome (the exception leaving it, or the signal recorded on the yielded slot) feeds the
         breaker and the limiter. A provider timeout that ended with ``deadline`` spent feeds neither and leaves the
-        block as ``DeadlineExceeded`` (reason ``DEADLINE``)."""
+        block as ``DeadlineExceeded`` (reason ``DEADLINE``); so does a ``deadline`` already spent on entry (no call is
+        made: it could not finish)."""
+        if deadline_passed(deadline):
+            raise DeadlineExceeded(
+                f"the deadline passed before {self.label} could be called", provider=self.name, reason="DEADLINE"
+            )
         probe = self.breaker.check()
         sig = Signal.IGNORE
         try:
             await self.rates.acquire(tokens, deadline)
             async with self._turn(deadline), self.limiter.slot(deadline, self.label) as s:
                 self.attempts += 1
+                started = time.monotonic()
                 try:
                     yield s
                 except BaseException as e:
@@ -804,8 +813,16 @@ class ProviderGuard:
                     raise
                 finally:
                     sig = s.signal or Signal.SUCCESS
+                    if sig is Signal.SUCCESS:
+                        self._note_latency(time.monotonic() - started)
         finally:
             self.breaker.record(sig, probe=probe)
+
+    #: Weight of the newest sample in :attr:`latency` (an EWMA over roughly the last 1 / α = 5 successes).
+    LATENCY_ALPHA = 0.2
+
+    def _note_latency(self, seconds: float) -> None:
+        self.latency = seconds if self.latency == 0.0 else self.latency + self.LATENCY_ALPHA * (seconds - self.latency)
 
     def _turn(self, deadline: Any | None) -> contextlib.AbstractAsyncContextManager[None]:
         """The caller's fair-share turn (:class:`FairShare`), or nothing when fairness is off."""
@@ -815,8 +832,14 @@ class ProviderGuard:
 
     async def run(self, fn: Callable[[int], Awaitable[T]], *, deadline: Any | None = None) -> T:
         """Call ``fn(attempt)`` (attempt = 1, 2, …; each call should use :meth:`attempt`) until it succeeds, fails
-        with a non-retryable error, runs out of attempts, or the next retry could not start before ``deadline``.
-        Raises the last error."""
+        with a non-retryable error, runs out of attempts (``retry.max_attempts`` in all), or the next retry could
+        not finish before ``deadline`` — the caller's, e.g. the RPC's remaining time: its back-off plus the
+        provider's usual answer time (:attr:`latency`, at least :data:`DEADLINE_SLACK`) would outlast it.
+
+        Raises the last error, at once: a provider that keeps failing costs at most ``max_attempts`` calls and
+        answers its own error (UNAVAILABLE, RESOURCE_EXHAUSTED + RetryInfo) before the deadline rather than
+        DEADLINE_EXCEEDED after it. An attempt cut by the deadline itself raises ``DeadlineExceeded`` and feeds
+        neither the breaker nor the limiter (:meth:`attempt`)."""
         attempt = 0
         while True:
             attempt += 1
@@ -831,7 +854,7 @@ class ProviderGuard:
                     raise
                 wait = self.retry.backoff(attempt, hint)
                 left = deadline.remaining(0.0) if deadline is not None else math.inf
-                if wait >= left:
+                if wait + max(self.latency, DEADLINE_SLACK) >= left:
                     raise
                 self.retries += 1
                 RETRIES.labels(self.name, sig.value).inc()

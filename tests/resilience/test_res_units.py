@@ -385,6 +385,40 @@ async def test_open_circuit_fails_fast_and_is_not_retried() -> None:
     assert g.status()["circuit_state"] == "open"
 
 
+async def test_an_attempt_with_the_deadline_spent_is_not_made_and_counts_for_nothing() -> None:
+    g = guard(circuit_failure_threshold=1)
+    spent = Deadline(0.0)
+    with pytest.raises(DeadlineExceeded) as ei:
+        async with g.attempt(spent):
+            raise AssertionError("no call may start once the deadline has passed")
+    assert ei.value.reason == "DEADLINE"
+    assert g.attempts == 0 and g.breaker.failures == 0 and g.status()["circuit_state"] == "closed"
+    assert g.limit == 4
+
+
+async def test_a_retry_that_could_not_finish_before_the_deadline_is_not_started() -> None:
+    g = guard(provider_max_attempts=5)
+    async with g.attempt(Deadline(5)):
+        pass  # one success: the guard now knows how long its provider takes
+    assert g.latency > 0
+    calls = 0
+
+    async def failing(n: int) -> None:
+        nonlocal calls
+        calls += 1
+        raise Unavailable("500")
+
+    g.latency = 1.0  # the provider answers in about a second; 0.5 s left cannot hold back-off + an answer
+    with pytest.raises(Unavailable):
+        await g.run(failing, deadline=Deadline(0.5))
+    assert calls == 1 and g.retries == 0
+    g.latency = 0.001  # a fast provider: the same deadline holds every retry
+    calls = 0
+    with pytest.raises(Unavailable):
+        await g.run(failing, deadline=Deadline(5))
+    assert calls == 5
+
+
 # --- Retry-After (one parser for the search and inference services) ---------------------------------------------
 
 

@@ -470,6 +470,10 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
     for p in providers.values():
         if isinstance(p, BrightDataProvider):
             p.intents = intents
+    # The token's 429 budget is shared with every replica through the same database (issue 17: Bright Data blocks
+    # an IP at 25 429s in 5 minutes, whichever replica received them).
+    if intents.engine is not None:
+        await bd_http.budget.share(intents.engine)
     core = Inference(settings, router, providers, cache=cache)
     engine = StreamEngine(core, linger=settings.batch_linger_seconds, max_pending=settings.stream_max_pending_items)
     # Expired cache rows are deleted in the background, one bounded batch per interval: never on a call's path.
@@ -486,6 +490,7 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
         await core.aclose()
+        await bd_http.budget.unshare()
         await bd_http.aclose()
         if cache is not None:
             await cache.aclose()

@@ -153,7 +153,7 @@ async def test_a_trigger_intent_table_made_by_create_all_is_adopted_by_i0002_wit
             await conn.execute(brightdata_trigger_intents.insert().values(
                 intent_id="i-1", dataset_id="gd_x", prompts_sha256="0" * 64, inputs=1, began_at=1.0,
                 replica="r:1", state="triggered", snapshot_id="s_kept", updated_at=1.0))
-        assert await CHAIN.ensure_schema(engine) == CHAIN.head_revision() == "i0002_brightdata_trigger_intents"
+        assert await CHAIN.ensure_schema(engine) == CHAIN.head_revision() == "i0003_brightdata_429_budget"
         async with engine.connect() as conn:
             ids = [s for (s,) in await conn.execute(select(brightdata_trigger_intents.c.snapshot_id))]
         assert ids == ["s_kept"]

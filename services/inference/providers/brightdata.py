@@ -29,8 +29,10 @@ allows 100 concurrent batch requests, §2.7): a slot is taken before the trigger
 has been collected (or cancelled).
 
 Every call (trigger, progress, download, snapshot list, cancel, both datasets) goes through the token's
-:class:`RateLimitBudget` (Bright Data blocks an IP at 25 HTTP 429s in 5 minutes): a 429 pauses every call
-(Retry-After, else 2, 4, 8… s) and the 429s of any window stay ≤ ``settings.brightdata_429_budget``. Snapshot and
+:class:`RateLimitBudget` (Bright Data blocks an IP at 25 HTTP 429s in 5 minutes: /work/shared/reference/
+providers-2026-12.md): a 429 pauses every call (Retry-After, else 2, 4, 8… s) and the 429s of any window stay
+≤ ``settings.brightdata_429_budget`` — across every replica sharing the token, through the inference service's
+database (:mod:`services.inference.shared_budget`). Snapshot and
 dataset ids are checked (:func:`validate_snapshot_id`) and percent-encoded as path segments (:func:`path_url`)
 before they go into a URL. Triggers ask for ``custom_output_fields`` (``settings.brightdata_output_fields``) while
 Bright Data accepts it there; downloads are parsed off the event loop and trimmed to the fields we use.
@@ -54,6 +56,7 @@ import anyio
 import httpx
 import structlog
 from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.inference import pricing
 from services.inference.providers import (
@@ -69,6 +72,7 @@ from services.inference.providers import (
     parse_retry_after,
 )
 from services.inference.providers.errors import map_status
+from services.inference.shared_budget import SharedBudgetStore, SharedView, budget_key
 from services.inference.trigger_intents import TriggerIntents
 from shared.config import Settings
 from shared.errors import (
@@ -128,6 +132,10 @@ RATE_LIMITED_TOTAL = Counter(
 RATE_LIMITED_WINDOW = Gauge(
     "brightdata_429_window", "Bright Data 429s received in the current sliding window, per token budget.", ["budget"]
 )
+SHARED_REPLICAS = Gauge(
+    "brightdata_429_budget_replicas", "Inference replicas sharing the Bright Data 429 budget (as last read), per "
+    "token budget.", ["budget"],
+)
 RATE_LIMIT_PAUSED = Gauge(
     "brightdata_429_paused_seconds", "Seconds until Bright Data calls resume after a 429, per token budget.",
     ["budget"],
@@ -166,9 +174,9 @@ class RateLimitBudget:
     cancel) passes :meth:`slot`.
 
     Bright Data blocks an IP that receives ≥ 25 HTTP 429s within 5 minutes, for every API call, until support
-    unblocks it; ≥ 10 in 5 minutes is "close to the block"; after a 429 stop sending, wait Retry-After, else back
-    off 2, 4, 8, 16, 32 s (docs.brightdata.com/products/scrapers/error-codes, "What happens if I get too many 429
-    errors?"). So:
+    unblocks it (/work/shared/reference/providers-2026-12.md, "Rate-limit policy"); ≥ 10 in 5 minutes is "close to
+    the block"; after a 429 stop sending, wait Retry-After, else back off 2, 4, 8, 16, 32 s
+    (docs.brightdata.com/products/scrapers/error-codes, "What happens if I get too many 429 errors?"). So:
 
     - a 429 pauses **every** call through this budget until ``now + Retry-After`` (else ``backoff·2^(n-1)``,
       ≤ ``backoff_max``, n = 429s in a row);
@@ -179,7 +187,20 @@ class RateLimitBudget:
       ``brightdata_429_window`` and ``brightdata_429_paused_seconds`` (label ``budget``).
 
     One instance per token per process (the HTTP client of :func:`new_http_client` owns it). Replicas sharing a
-    token do not coordinate through it: each holds its own window (see docs/resilience.md).
+    token share one window once :meth:`share` has given the budget the inference service's database
+    (:mod:`services.inference.shared_budget`; ``server.build`` does it): each 429 is inserted there (one row), and
+    every decision consults the window as every replica has recorded it (one indexed count, re-read at most every
+    ``refresh_s`` seconds). Then a call is sent only when
+
+    - no replica's 429 asks for a pause any more (the shared pause: "after a 429 stop sending", docs above);
+    - ``in flight here + this replica's 429s in the window < budget // live replicas`` — this replica's share, so
+      that even if every call in flight on every replica were answered 429 the window would hold ≤ ``budget``
+      (exact while the replica count is current: a replica that joins is seen within ``refresh_s``, a killed one
+      stops counting after ``member_ttl_s``; with more replicas than ``budget`` each still gets one call);
+    - ``in flight here + every replica's 429s in the window < budget`` (the single-process rule on the shared
+      count).
+
+    Without the database (or while it cannot be read: logged) the budget decides on its own counts, as one process.
     """
 
     def __init__(
@@ -191,6 +212,7 @@ class RateLimitBudget:
         window: float = 300.0,
         backoff: float = 2.0,
         backoff_max: float = 32.0,
+        key: str = "no-token",
     ) -> None:
         self.name = name
         self.budget = max(1, budget)
@@ -204,12 +226,102 @@ class RateLimitBudget:
         self._streak = 0
         self._changed: asyncio.Event | None = None
         self.received = 0  # 429s received in all
+        self.key = key
+        # Shared across replicas (share()): the store, the last view read and when (monotonic), the heartbeat task.
+        # Both periods follow the window, so a time-compressed test keeps the proportions of the real 5 minutes.
+        self.refresh_s = min(0.5, window / 600.0)
+        self.heartbeat_s = min(5.0, window / 60.0)
+        self._store: SharedBudgetStore | None = None
+        self._view: SharedView | None = None
+        self._view_at = -float("inf")
+        self._view_lock = asyncio.Lock()
+        self._beat: asyncio.Task[None] | None = None
+        self._store_failed = False
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str = "brightdata") -> RateLimitBudget:
         return cls(name, budget=settings.brightdata_429_budget, warn_at=settings.brightdata_429_warn_at,
                    window=settings.brightdata_429_window_seconds, backoff=settings.brightdata_429_backoff_seconds,
-                   backoff_max=settings.brightdata_429_backoff_max_seconds)
+                   backoff_max=settings.brightdata_429_backoff_max_seconds,
+                   key=budget_key(settings.api_key("brightdata")))
+
+    # --- sharing the window across replicas -----------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """True when the window is shared with the other replicas (:meth:`share` succeeded)."""
+        return self._store is not None
+
+    async def share(self, engine: AsyncEngine) -> bool:
+        """Share this budget's window through the inference service's database ``engine`` (the inference chain at
+        its head, i0003): register this replica (heartbeat every ``heartbeat_s``, purging rows older than two
+        windows), read the window once. False (logged; the budget stays per process) when the database fails."""
+        store = SharedBudgetStore(engine, self.key, member_ttl_s=3 * self.heartbeat_s)
+        try:
+            await store.heartbeat()
+            view = await store.view(self.window)
+        except Exception as e:
+            log.error("brightdata_429_budget_not_shared", budget=self.name, error=type(e).__name__,
+                      note="each replica keeps its own 429 window; set brightdata_429_budget to 10 // replicas")
+            return False
+        self._store, self._view, self._view_at = store, view, time.monotonic()
+        self._beat = asyncio.create_task(self._heartbeat(store), name=f"{self.name}-429-budget-heartbeat")
+        log.info("brightdata_429_budget_shared", budget=self.name, replicas=view.replicas, in_window=view.hits)
+        return True
+
+    async def unshare(self) -> None:
+        """Stop the heartbeat and leave the shared budget (the others' shares grow at their next read)."""
+        store, self._store = self._store, None
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+            self._beat = None
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await store.leave()
+
+    async def _heartbeat(self, store: SharedBudgetStore) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await store.heartbeat()
+                await store.purge(time.time() - 2 * self.window)
+            except Exception as e:  # the next beat tries again; meanwhile the others may count one replica less
+                log.warning("brightdata_429_budget_heartbeat_failed", budget=self.name, error=type(e).__name__)
+
+    async def _shared_view(self) -> SharedView | None:
+        """The shared window, read at most every ``refresh_s`` (one query for every waiter); the last view read
+        when the database fails (logged once per outage), None when not shared."""
+        if self._store is None:
+            return None
+        if time.monotonic() - self._view_at < self.refresh_s:
+            return self._view
+        async with self._view_lock:
+            if time.monotonic() - self._view_at >= self.refresh_s and self._store is not None:
+                try:
+                    self._view = await self._store.view(self.window)
+                    self._store_failed = False
+                except Exception as e:
+                    if not self._store_failed:
+                        log.warning("brightdata_429_budget_unreadable", budget=self.name, error=type(e).__name__)
+                    self._store_failed = True
+                self._view_at = time.monotonic()
+        if self._view is not None:
+            SHARED_REPLICAS.labels(self.name).set(self._view.replicas)
+        return self._view
+
+    async def publish(self, pause: float) -> None:
+        """Insert the 429 just :meth:`record`-ed (pausing every replica for ``pause`` s) into the shared window;
+        a no-op when not shared. Never raises (logged): the local window has it anyway."""
+        if self._store is None:
+            return
+        now = time.time()
+        try:
+            await self._store.add_429(now, now + pause)
+        except Exception as e:
+            log.warning("brightdata_429_unshared", budget=self.name, error=type(e).__name__)
+        self._view_at = -float("inf")  # the next decision reads the window again
 
     def in_window(self, now: float | None = None) -> int:
         """429s received in the last ``window`` seconds."""
@@ -220,32 +332,55 @@ class RateLimitBudget:
         return len(self._hits)
 
     def status(self) -> dict[str, float]:
+        """``in_window`` (this replica's 429s), ``in_flight``, ``paused_s``, ``received``; when shared also
+        ``shared_in_window`` (every replica's, as last read) and ``replicas``."""
         now = time.monotonic()
-        return {"in_window": self.in_window(now), "in_flight": self._in_flight,
-                "paused_s": max(0.0, self._paused_until - now), "received": self.received}
+        out: dict[str, float] = {"in_window": self.in_window(now), "in_flight": self._in_flight,
+                                 "paused_s": max(0.0, self._paused_until - now), "received": self.received}
+        if self._view is not None and self._store is not None:
+            out.update(shared_in_window=self._view.hits, replicas=self._view.replicas)
+        return out
 
     def _wake(self) -> None:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
 
-    def _wait_s(self, now: float) -> float | None:
+    def _wait_s(self, now: float, view: SharedView | None = None) -> float | None:
         """0 when a call may go now; else the most seconds to wait before looking again (the oldest 429 leaves the
-        window then; a call that ends wakes the waiters sooner); None = no 429 in the window, wait for a call."""
+        window then; a call that ends wakes the waiters sooner); None = no 429 in the window, wait for a call.
+        With the shared ``view`` (the class docstring's three rules) the wait is at most ``refresh_s``, so that the
+        other replicas' 429s and departures are seen."""
         if now < self._paused_until:
             return self._paused_until - now
-        hits = self.in_window(now)
-        if self._in_flight + hits < self.budget:
+        own = self.in_window(now)
+        if view is None:
+            if self._in_flight + own < self.budget:
+                return 0.0
+            return max(0.001, self._hits[0] + self.window - now) if self._hits else None
+        wall = time.time()
+        if view.paused_until > wall:
+            return view.paused_until - wall
+        share = max(1, self.budget // view.replicas)
+        hits = max(own, view.hits)  # the view may not hold this replica's latest 429s yet
+        RATE_LIMITED_WINDOW.labels(self.name).set(hits)
+        if self._in_flight + own < share and self._in_flight + hits < self.budget:
             return 0.0
-        return max(0.001, self._hits[0] + self.window - now) if self._hits else None
+        waits = [self.refresh_s]
+        if self._in_flight + own >= share and self._hits:
+            waits.append(self._hits[0] + self.window - now)
+        if self._in_flight + hits >= self.budget and view.oldest_at is not None:
+            waits.append(view.oldest_at + self.window - wall)
+        return max(0.001, min(waits))
 
     @contextlib.asynccontextmanager
     async def slot(self, deadline: Deadline | None = None) -> Any:
         """Wait for the right to send one call (raises ``DeadlineExceeded`` when ``deadline`` passes first), then
         hold it until the answer is in; the body must call :meth:`record` with the answer's status."""
         while True:
+            view = await self._shared_view()
             now = time.monotonic()
-            wait = self._wait_s(now)
+            wait = self._wait_s(now, view)
             if wait == 0.0:
                 break
             if deadline is not None and deadline.expired:
@@ -509,7 +644,9 @@ class BrightDataProvider:
                 except httpx.TransportError as e:
                     raise Unavailable(f"cannot reach {self.dataset.label}: {type(e).__name__}", provider=self.name,
                                       reason="PROVIDER_CONNECTION") from None
-                self.budget.record(resp.status_code, parse_retry_after(resp.headers))
+                pause = self.budget.record(resp.status_code, parse_retry_after(resp.headers))
+                if resp.status_code == 429:  # every replica sharing the token counts it (and pauses)
+                    await self.budget.publish(pause)
             if resp.status_code != 429:
                 return resp
             if on_429 is not None:

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.inference.store.models import brightdata_trigger_intents, metadata, response_cache
+from services.inference.store.models import (
+    brightdata_429s,
+    brightdata_budget_replicas,
+    brightdata_trigger_intents,
+    metadata,
+    response_cache,
+)
 from shared.db import MigrationChain
 
 #: Alembic version table of the inference chain (the orchestrator's is ``alembic_version``).
@@ -28,4 +34,7 @@ CHAIN = MigrationChain(
     upgrade_behind=True,
 )
 
-__all__ = ["CHAIN", "VERSION_TABLE", "brightdata_trigger_intents", "metadata", "response_cache"]
+__all__ = [
+    "CHAIN", "VERSION_TABLE", "brightdata_429s", "brightdata_budget_replicas", "brightdata_trigger_intents",
+    "metadata", "response_cache",
+]

@@ -5,13 +5,18 @@
 while it is in flight (*followers*) await its outcome instead of making their own. The search service puts it in
 front of Tavily (:mod:`services.search.cache`), the inference service in front of its providers
 (:mod:`services.inference.cache`).
+
+:func:`background` runs coroutines as tasks of an ``asyncio.TaskGroup`` for the lifetime of a block, so a service's
+periodic jobs (the heap trimmer of :func:`shared.grpc_server.run_service`, a cache purge) have an owner instead of a
+bare ``asyncio.create_task``: they are cancelled and awaited when the block ends, and one that fails ends the block.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -72,4 +77,26 @@ class SingleFlight(Generic[K, V]):
                 fut.exception()  # mark retrieved: no "exception was never retrieved" when nobody waited
 
 
-__all__ = ["SingleFlight"]
+@contextlib.asynccontextmanager
+async def background(*jobs: Coroutine[Any, Any, Any]) -> AsyncIterator[list[asyncio.Task[Any]]]:
+    """Run ``jobs`` as tasks of one ``asyncio.TaskGroup`` while the block runs; yield the tasks. On exit they are
+    cancelled and awaited (jobs are expected to run until cancelled).
+
+    Errors: a job that fails cancels the block, and the group raises ``ExceptionGroup`` with its error (the
+    ``TaskGroup`` rule). An exception of the block itself is re-raised as it is, not wrapped in a group, so a caller
+    that catches ``OSError`` from a server's start-up inside the block still sees an ``OSError``."""
+    failure: Exception | None = None
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(job) for job in jobs]
+        try:
+            yield tasks
+        except Exception as e:  # re-raised below, once the jobs are gone (CancelledError & co. pass through)
+            failure = e
+        finally:
+            for t in tasks:
+                t.cancel()
+    if failure is not None:
+        raise failure
+
+
+__all__ = ["SingleFlight", "background"]

@@ -41,6 +41,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from shared import metrics, security
+from shared.concurrency import background
 from shared.config import Settings
 from shared.errors import (
     Cancelled,
@@ -541,10 +542,13 @@ async def run_service(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    metrics_server = metrics.start_metrics_server(settings, name, host=host)
     interval = float(getattr(settings, "memory_release_interval_seconds", 0) or 0)
-    trimmer = asyncio.create_task(_release_memory_every(interval)) if interval > 0 else None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        metrics_server = metrics.start_metrics_server(settings, name, host=host)
+        if metrics_server is not None:
+            stack.callback(metrics_server.close)
+        if interval > 0:  # the heap trimmer lives exactly as long as the server (closed before the metrics)
+            await stack.enter_async_context(background(_release_memory_every(interval)))
         async with serving(name, builder, settings, host=host, port=port) as running:
             log.info(
                 "serving", address=running.address, services=running.service_names, tls=running.tls, pid=os.getpid()
@@ -556,11 +560,6 @@ async def run_service(
                 write_ready_file(ready_file, info)
             await stop.wait()
             log.info("shutting_down", grace_seconds=settings.grace_seconds)
-    finally:
-        if trimmer is not None:
-            trimmer.cancel()
-        if metrics_server is not None:
-            metrics_server.close()
     log.info("stopped")
 
 

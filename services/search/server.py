@@ -206,9 +206,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 @contextlib.asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
-    """Create the Tavily backend (one client, one limiter) and the cache; yield the servicer; close the client."""
-    backend = TavilyBackend(settings)
-    try:
+    """Create the Tavily backend (one client, one limiter) and the cache; yield the servicer; close the client.
+
+    Everything opened is registered on one ``AsyncExitStack`` as soon as it exists, so a failure part-way (a bad
+    setting refused by the engine or the servicer) closes what was already opened, in reverse order."""
+    async with contextlib.AsyncExitStack() as stack:
+        backend = TavilyBackend(settings)
+        stack.push_async_callback(backend.aclose)
         engine = SearchEngine(
             backend,
             usd_per_credit=settings.tavily_credit_usd,
@@ -218,5 +222,3 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
         )
         servicer = SearchServicer(engine, settings)
         yield [Mount(servicer, search_pb2_grpc.add_SearchServiceServicer_to_server, SERVICE_NAME)]
-    finally:
-        await backend.aclose()

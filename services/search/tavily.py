@@ -205,6 +205,8 @@ class TavilyBackend:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             event_hooks={"response": [on_response]},
         )
+        # Should the SDK's constructor raise, the httpx client above has sent nothing and holds no connection:
+        # there is nothing to close yet. From here on build() owns closing it (aclose).
         self.client = AsyncTavilyClient(api_key=self._api_key, api_base_url=self.base_url, client=self._http)
 
     async def aclose(self) -> None:

@@ -8,15 +8,17 @@ then adds its own hooks (the orchestrator its crash-test hook) and runs its own 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 #: Milliseconds a SQLite connection waits for another writer's lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -80,7 +82,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            _enable_wal(cur)
+            _enable_wal(cur, _loop_sleep(dbapi_conn))
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -105,21 +107,44 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-@retry(
-    retry=retry_if_exception(lambda e: type(e).__name__ == "OperationalError" and "locked" in str(e)),
-    wait=wait_random_exponential(multiplier=0.01, max=0.5),
-    stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
-    reraise=True,
-)
-def _enable_wal(cur: Any) -> None:
+def _is_locked(e: BaseException) -> bool:
+    return type(e).__name__ == "OperationalError" and "locked" in str(e)
+
+
+def _loop_sleep(dbapi_conn: Any) -> Callable[[float], None]:
+    """A sleep for code that runs inside a SQLAlchemy event of an async engine: the event is synchronous, but runs
+    in SQLAlchemy's greenlet on the event loop, so ``time.sleep`` there would stop every other task of the process.
+    ``AdaptedConnection.run_async`` awaits ``asyncio.sleep`` instead — the documented way to await from a pool event
+    (https://docs.sqlalchemy.org/en/20/orm/extensions/asyncio.html#using-awaitable-only-driver-methods-in-connection-pool-and-other-events).
+    A raw DB-API connection (no ``run_async``: a sync engine, off the loop) sleeps the thread."""
+    run_async = getattr(dbapi_conn, "run_async", None)
+    if run_async is None:
+        return time.sleep
+
+    def sleep(seconds: float) -> None:
+        run_async(lambda _raw: asyncio.sleep(seconds))
+
+    return sleep
+
+
+def _enable_wal(cur: Any, sleep: Callable[[float], None] = time.sleep) -> None:
     """Switch a SQLite database to WAL. Changing the journal mode needs an exclusive lock and SQLite answers
     SQLITE_BUSY at once, without its busy handler, when another connection is mid-transaction on a brand-new
     file (https://www.sqlite.org/wal.html#activating_and_configuring_wal_mode), so several processes opening
-    the same new database retry here with jittered back-off."""
-    cur.execute("PRAGMA journal_mode")
-    (mode,) = cur.fetchone()
-    if str(mode).lower() != "wal":
-        cur.execute("PRAGMA journal_mode=WAL")
+    the same new database retry here with jittered back-off, waiting with ``sleep`` (:func:`_loop_sleep`: on the
+    event loop without blocking it) for at most the busy timeout."""
+    for attempt in Retrying(
+        retry=retry_if_exception(_is_locked),
+        wait=wait_random_exponential(multiplier=0.01, max=0.5),
+        stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
+        sleep=sleep,
+        reraise=True,
+    ):
+        with attempt:
+            cur.execute("PRAGMA journal_mode")
+            (mode,) = cur.fetchone()
+            if str(mode).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
 
 
 @contextlib.asynccontextmanager

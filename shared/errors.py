@@ -179,7 +179,7 @@ def to_status(err: VantageError) -> grpc.Status:
     details = []
     for d in err.details():
         a = any_pb2.Any()
-        a.Pack(d)  # type: ignore[arg-type]
+        a.Pack(d)
         details.append(a)
     code_value = getattr(code_pb2, err.code.name)
     return rpc_status.to_status(status_pb2.Status(code=code_value, message=err.message, details=details))
@@ -194,7 +194,7 @@ def from_rpc_error(e: grpc.aio.AioRpcError | grpc.RpcError) -> VantageError:
     retry_after: float | None = None
     reason = provider = ""
     try:
-        st = rpc_status.from_call(e)  # type: ignore[arg-type]
+        st = rpc_status.from_call(e)
     except Exception:  # a status without details, or a mismatch the library refuses
         st = None
     if st is not None:

@@ -26,6 +26,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from shared import metrics, security
 from shared.config import Settings
@@ -333,7 +334,7 @@ async def with_retries(
         hint = getattr(exc, "retry_after", None) or 0.0
         return max(jitter(state), min(float(hint), maximum * 4))
 
-    stop = stop_after_attempt(max(1, attempts))
+    stop: stop_base = stop_after_attempt(max(1, attempts))
     if total_seconds is not None:
         stop = stop | stop_after_delay(total_seconds)
     throttled = False  # set when the throttle refused a retry of the attempt that just failed

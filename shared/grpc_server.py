@@ -328,9 +328,8 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             safe = public_message(err.message)
             if safe != err.message:
                 err.message = safe
-            violations = getattr(err, "violations", None)
-            if violations:
-                err.violations = [(public_message(f, 200), public_message(d)) for f, d in violations]
+            if isinstance(err, InvalidArgument) and err.violations:  # only InvalidArgument carries violations
+                err.violations = [(public_message(f, 200), public_message(d)) for f, d in err.violations]
             elapsed = time.perf_counter() - start
             obs.done(err.code.name, elapsed)
             logger.info("rpc", code=err.code.name, error=err.message, ms=round(elapsed * 1000, 2), **ctx)

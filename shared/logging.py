@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -99,7 +100,7 @@ def _redact(value: Any, limit: int = MAX_FIELD_CHARS, depth: int = 0) -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: masks values under secret-looking keys and secret-looking strings anywhere, and cuts
     string values to :data:`MAX_FIELD_CHARS` (the ``exception`` traceback to :data:`MAX_EXCEPTION_CHARS`) and lists
     to 100 items."""
@@ -123,7 +124,7 @@ class BoundedRenderer:
         self._renderer = renderer
         self._max = max_chars
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
         line = self._renderer(logger, method, dict(event_dict))
         if len(line) <= self._max:
             return line
@@ -132,7 +133,7 @@ class BoundedRenderer:
         line = self._renderer(logger, method, short)
         if len(line) <= self._max:
             return line
-        minimal = {k: bounded(str(event_dict[k]), 200) for k in self.KEEP if k in event_dict}
+        minimal: dict[str, Any] = {k: bounded(str(event_dict[k]), 200) for k in self.KEEP if k in event_dict}
         minimal["truncated"] = True
         return self._renderer(logger, method, minimal)
 

@@ -64,6 +64,10 @@ def to_response(out: SearchOutcome) -> search_pb2.SearchResponse:
 HIT_RESPONSES = 32
 
 
+#: :meth:`HitResponses.key`: the page's cache key (``SearchParams.cache_key()``) first, then the request variant.
+HitKey = tuple[tuple[object, ...], str, float, int, int, str, bool]
+
+
 class HitResponses:
     """The :class:`SearchResponse` of a cache hit, built once per cached page and per request variant
     (``min_score``, context budget, source cap, official domain, query spelling, raw content returned or not). A
@@ -72,10 +76,10 @@ class HitResponses:
 
     def __init__(self, size: int = HIT_RESPONSES) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple[object, ...], tuple[TavilyPage, search_pb2.SearchResponse]] = OrderedDict()
+        self._entries: OrderedDict[HitKey, tuple[TavilyPage, search_pb2.SearchResponse]] = OrderedDict()
 
     @staticmethod
-    def key(spec: SearchSpec) -> tuple[object, ...]:
+    def key(spec: SearchSpec) -> HitKey:
         return (
             spec.params.cache_key(),
             spec.params.query,
@@ -86,14 +90,14 @@ class HitResponses:
             spec.return_raw_content,
         )
 
-    def get(self, key: tuple[object, ...], page: TavilyPage) -> search_pb2.SearchResponse | None:
+    def get(self, key: HitKey, page: TavilyPage) -> search_pb2.SearchResponse | None:
         entry = self._entries.get(key)
         if entry is None or entry[0] is not page:
             return None
         self._entries.move_to_end(key)
         return entry[1]
 
-    def put(self, key: tuple[object, ...], page: TavilyPage, response: search_pb2.SearchResponse) -> None:
+    def put(self, key: HitKey, page: TavilyPage, response: search_pb2.SearchResponse) -> None:
         self._entries[key] = (page, response)
         self._entries.move_to_end(key)
         while len(self._entries) > self._size:
@@ -116,9 +120,9 @@ class ValidatedRequests:
 
     def __init__(self, size: int = VALIDATED_REQUESTS) -> None:
         self._size = size
-        self._entries: OrderedDict[bytes, tuple[SearchSpec, tuple[object, ...]]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[SearchSpec, HitKey]] = OrderedDict()
 
-    def spec(self, request: Message, validate: Callable[[Any], SearchSpec]) -> tuple[SearchSpec, tuple[object, ...]]:
+    def spec(self, request: Message, validate: Callable[[Any], SearchSpec]) -> tuple[SearchSpec, HitKey]:
         """``(validate(request), HitResponses.key(spec))``, remembered for ``request``'s bytes. Raises what
         ``validate`` raises (:class:`~shared.errors.InvalidArgument`); nothing is remembered then."""
         request_key = request.SerializeToString(deterministic=True)
@@ -148,7 +152,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._companies = ValidatedRequests()
 
     async def _run(
-        self, spec: SearchSpec, hit_key: tuple[object, ...], no_cache: bool, context: grpc.aio.ServicerContext
+        self, spec: SearchSpec, hit_key: HitKey, no_cache: bool, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
         # The caller's remaining time (rpc_timeout_seconds without a deadline) covers every attempt and back-off;
         # the backend caps each attempt at provider_timeout_seconds.

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from res_testkit import endpoint, fails, poll_until
 
+from services.inference.server import build as inference_build
 from services.search.server import build as search_build
 from shared.config import Settings
 from shared.errors import DeadlineExceeded, Unavailable
@@ -30,6 +31,7 @@ from shared.grpc_client import IDEMPOTENT_METHODS, Channels, retry_service_confi
 from shared.grpc_server import RETRY_PUSHBACK_KEY, serving
 from vantage.extraction.v1 import extraction_pb2
 from vantage.inference.v1 import inference_pb2
+from vantage.inference.v1 import inference_pb2_grpc as ipb_grpc
 from vantage.search.v1 import search_pb2 as spb
 from vantage.search.v1 import search_pb2_grpc as spb_grpc
 
@@ -68,6 +70,29 @@ async def test_a_provider_that_always_answers_500_costs_the_configured_attempts_
     assert (RETRY_PUSHBACK_KEY, "-1") in tuple(raw.trailing_metadata() or ())
     # 3 provider attempts in the service × 1 attempt at the hop (gRPC's policy would allow 3): 3, not 9.
     assert (await endpoint(sandbox_admin, TAVILY))["calls"] == 3
+
+
+async def test_a_paid_completion_that_always_gets_500_costs_the_configured_attempts_in_total(
+    res_settings: Settings, knobs: Any, sandbox_admin: httpx.AsyncClient
+) -> None:
+    # Complete is in the channel's retry policy (idempotent through the response cache and its idempotency key), so
+    # without the service's pushback every one of its provider attempts would be paid 3 times over.
+    s = res_settings.model_copy(update={"retry_attempts": 3, "provider_max_attempts": 2,
+                                        "circuit_failure_threshold": 0})
+    await knobs({"endpoints": {"openai.chat_completions": {"rate_500": 1.0}}})
+    channels = Channels(s)
+    try:
+        async with serving("inference", inference_build, s) as srv:
+            stub = ipb_grpc.InferenceServiceStub(channels.get(srv.address))
+            request = inference_pb2.CompleteRequest(
+                model="gpt-4.1", messages=[inference_pb2.Message(role="user", content="Classify Lumen Robotics.")],
+                no_cache=True,
+            )
+            code, err, _ = await fails(stub.Complete(request, timeout=30))
+    finally:
+        await channels.close()
+    assert code == grpc.StatusCode.UNAVAILABLE and err.provider == "openai"
+    assert (await endpoint(sandbox_admin, "openai.chat_completions"))["calls"] == 2
 
 
 async def test_a_deadline_shorter_than_the_attempts_ends_the_call_with_the_services_answer(

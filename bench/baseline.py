@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from services.orchestrator.research import user_prompt
+from services.orchestrator.app.jobs.research import user_prompt
 from shared.config import get_settings
 from shared.grpc_client import Channels
 from vantage.extraction.v1 import extraction_pb2, extraction_pb2_grpc

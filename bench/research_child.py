@@ -63,7 +63,7 @@ def _snapshot() -> dict[str, Any]:
 def _wrap_execute() -> None:
     """Record a snapshot around ``Orchestrator.execute`` (the run's whole execution)."""
     try:
-        from services.orchestrator.runs import Orchestrator
+        from services.orchestrator.app.runs import Orchestrator
     except ImportError:  # the orchestrator moved: only whole-process figures then
         return
     inner = Orchestrator.execute

@@ -11,7 +11,7 @@ items share a query):
    ``max_results`` 20, ``include_raw_content`` true, ``include_usage`` true);
 2. ``POST /openai/v1/chat/completions`` through the openai SDK's ``AsyncOpenAI.chat.completions.create`` with the
    classification system prompt and ``json_schema`` response format of the extraction service
-   (:mod:`services.extraction.classification`), and the user prompt of :func:`services.orchestrator.research.user_prompt`
+   (:mod:`services.extraction.classification`), and the user prompt of :func:`services.orchestrator.app.jobs.research.user_prompt`
    around the LLM context the search service builds from the kept results
    (:func:`services.search.core.format_llm_context`, 60,000 characters, 15,000 per source).
 
@@ -85,7 +85,7 @@ class ItemDriver:
 
     async def item(self, company: str, domain: str) -> int:
         """Search + classify one company; returns the classification's length (characters)."""
-        from services.orchestrator.research import user_prompt
+        from services.orchestrator.app.jobs.research import user_prompt
         from services.search.core import Hit, company_query, filter_hits, format_llm_context
 
         s = self.settings

@@ -5,7 +5,7 @@ A database whose schema is behind the code stops the process with one line (exit
 
 import sys
 
-from services.orchestrator.server import build
+from services.orchestrator.api.server import build
 from services.orchestrator.store import SchemaOutOfDate
 from shared.service_main import main
 

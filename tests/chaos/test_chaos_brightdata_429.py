@@ -27,9 +27,9 @@ import pytest
 from chaos_testkit import FULL, SEED, chaos_settings, stack
 from sqlalchemy import text
 
-from services.orchestrator.evaluation import create_eval_run, read_questions
-from services.orchestrator.research import Clients
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.jobs.evaluation import create_eval_run, read_questions
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import open_store
 from shared.grpc_client import Channels
 from shared.procs import Child

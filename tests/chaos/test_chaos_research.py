@@ -45,9 +45,10 @@ from chaos_testkit import (
     stack,
 )
 
-from services.orchestrator.inputs import rows_from_pairs
-from services.orchestrator.research import Clients, ResearchOptions
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.inputs import rows_from_pairs
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import open_store
 from shared.grpc_client import Channels
 from shared.procs import Child
@@ -88,7 +89,7 @@ async def test_chaos_research_run(chaos_sandbox: Child, tmp_path: Path, quiet_lo
                 channels = Channels(settings)
                 try:
                     orch = Orchestrator(store, Clients(channels, settings), settings)
-                    run, report = await orch.create_research_run(
+                    run, report = await create_research_run(orch,
                         rows_from_pairs(companies(N)), name="chaos", options=ResearchOptions(model="gpt-4.1")
                     )
                     assert report.queued == N

@@ -19,12 +19,13 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from services.orchestrator.inputs import rows_from_pairs
-from services.orchestrator.research import Clients, ResearchOptions
-from services.orchestrator.runs import Orchestrator
-from services.orchestrator.server import build
+from services.orchestrator.api.server import build
+from services.orchestrator.app.inputs import rows_from_pairs
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.app.worker import Worker
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store, head_revision, open_store
-from services.orchestrator.worker import Worker
 from shared.config import Settings
 from shared.grpc_client import Channels
 from shared.grpc_server import serving
@@ -49,7 +50,7 @@ async def env(services: Settings, db_url: str, knobs) -> AsyncIterator[tuple[Set
 
 
 async def new_run(orch: Orchestrator, n: int) -> str:
-    run, _ = await orch.create_research_run(
+    run, _ = await create_research_run(orch,
         rows_from_pairs([(f"Durable {i} Inc", f"durable{i}.example") for i in range(n)]), name="dur",
         options=ResearchOptions(model=orch.settings.research_model, no_cache=True),
     )

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from services.orchestrator.inputs import rows_from_pairs
+from services.orchestrator.app.inputs import rows_from_pairs
 from services.orchestrator.store import ClassificationRecord, SearchRecord, Store, head_revision, open_store
 from services.orchestrator.store.db import alembic_config, install_crash_hook
 from services.orchestrator.store.repo import is_transient, make_owner, owner_is_dead_here
@@ -251,7 +251,7 @@ def test_dur_crash_hook_is_inert_unless_set_and_freezes_inside_a_commit(tmp_path
     marker = tmp_path / "marker.json"
     script = textwrap.dedent(f"""
         import asyncio
-        from services.orchestrator.inputs import rows_from_pairs
+        from services.orchestrator.app.inputs import rows_from_pairs
         from services.orchestrator.store import ClassificationRecord, SearchRecord, open_store
         S = SearchRecord(1, 1, 0, 1, 0.008, [], False)
         C = ClassificationRecord("HOT", 90, "c", "r", [], "m", 1, 1, 0.0)

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.orchestrator.research import Clients
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store, open_store
 from shared.config import Settings
 from shared.grpc_client import Channels

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from eval_testkit import QUESTIONS, rows, scalar
 
-from services.orchestrator.evaluation import create_eval_run, read_questions
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.jobs.evaluation import create_eval_run, read_questions
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.reports.visibility import build_report, report_dict
 from services.orchestrator.store import Store
-from services.orchestrator.visibility_report import build_report, report_dict
 from shared.config import Settings
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,11 @@ import pytest
 from eval_testkit import QUESTIONS
 from sqlalchemy import update
 
-from services.orchestrator.diff import diff_runs
-from services.orchestrator.evaluation import create_eval_run, read_questions
-from services.orchestrator.inputs import rows_from_pairs
-from services.orchestrator.research import ResearchOptions
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.diff import diff_runs
+from services.orchestrator.app.inputs import rows_from_pairs
+from services.orchestrator.app.jobs.evaluation import create_eval_run, read_questions
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
 from services.orchestrator.store import Store
 from services.orchestrator.store import models as m
 from shared.config import Settings
@@ -102,10 +102,10 @@ async def test_diff_sweeps_verdicts(eval_env: tuple[Settings, Store, Orchestrato
 async def test_diff_research_runs(eval_env: tuple[Settings, Store, Orchestrator], knobs) -> None:
     settings, store, orch = eval_env
     opts = ResearchOptions(model=settings.research_model)
-    a, _ = await orch.create_research_run(rows_from_pairs([("Together AI", "together.ai"), ("Cohere", "cohere.com")]),
+    a, _ = await create_research_run(orch, rows_from_pairs([("Together AI", "together.ai"), ("Cohere", "cohere.com")]),
                                           name="q1", options=opts)
     assert (await orch.execute(a.id)).totals.counts["done"] == 2
-    b, _ = await orch.create_research_run(
+    b, _ = await create_research_run(orch,
         rows_from_pairs([("Together", "https://www.Together.ai/"), ("Cohere", "cohere.com"), ("Jasper", "jasper.ai")]),
         name="q2", options=opts)
     assert (await orch.execute(b.id)).totals.counts["done"] == 3

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from eval_testkit import QUESTIONS, rows
 
-from services.orchestrator.evaluation import check_models, create_eval_run, read_questions
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.jobs.evaluation import check_models, create_eval_run, read_questions
+from services.orchestrator.app.runs import Orchestrator
 from services.orchestrator.store import Store
 from shared.config import Settings
 from shared.errors import InvalidArgument

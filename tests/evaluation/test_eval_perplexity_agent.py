@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from services.inference.router import PROVIDERS
-from services.orchestrator.visibility_report import location_notes
+from services.orchestrator.reports.visibility import location_notes
 from shared.procs import Stack, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

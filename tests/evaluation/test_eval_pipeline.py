@@ -12,10 +12,10 @@ from collections import Counter
 import pytest
 from eval_testkit import QUESTIONS, members, rows, scalar
 
-from services.orchestrator.evaluation import create_eval_run, read_questions
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.jobs.evaluation import create_eval_run, read_questions
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.reports.visibility import build_report
 from services.orchestrator.store import Store
-from services.orchestrator.visibility_report import build_report
 from shared.config import Settings
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,11 @@ from collections import Counter
 import pytest
 from eval_testkit import members, rows, scalar, wait_for
 
-from services.orchestrator.evaluation import create_eval_run
-from services.orchestrator.research import Clients
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.jobs.evaluation import create_eval_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
+from services.orchestrator.reports.visibility import build_report
 from services.orchestrator.store import Store
-from services.orchestrator.visibility_report import build_report
 from shared.config import Settings
 from shared.grpc_client import Channels
 

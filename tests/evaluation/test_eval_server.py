@@ -13,9 +13,9 @@ from eval_testkit import QUESTIONS
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.orchestrator.server import build
+from services.orchestrator.api.server import build
+from services.orchestrator.reports.visibility import build_report
 from services.orchestrator.store import open_store
-from services.orchestrator.visibility_report import build_report
 from shared.config import Settings
 from shared.grpc_server import serving
 from vantage.orchestrator.v1 import orchestrator_pb2 as pb

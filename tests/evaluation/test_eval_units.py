@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.evaluation import (
+from services.orchestrator.app.inputs import InputError
+from services.orchestrator.app.jobs.evaluation import (
     evaluation_from_proto,
     merge_variations,
     parse_questions,
@@ -17,9 +18,8 @@ from services.orchestrator.evaluation import (
     summary,
     validate_matrix,
 )
-from services.orchestrator.inputs import InputError
+from services.orchestrator.reports.visibility import GroupStats
 from services.orchestrator.store.eval_repo import item_key, item_label, org_key
-from services.orchestrator.visibility_report import GroupStats
 from shared.errors import InvalidArgument
 from vantage.extraction.v1 import extraction_pb2 as xpb
 

@@ -1,4 +1,4 @@
-"""services/orchestrator/measurement.py (issue 14): the interval code against reference implementations (statsmodels,
+"""services/orchestrator/app/measurement.py (issue 14): the interval code against reference implementations (statsmodels,
 scipy, and a straightforward loop re-implementation of the cluster bootstrap) to 1e-9, properties of the intervals,
 determinism given a seed, and the diff verdicts on simulated sweeps with known true rates."""
 
@@ -17,7 +17,7 @@ from statsmodels.stats.proportion import (
     samplesize_proportions_2indep_onetail,
 )
 
-from services.orchestrator.measurement import (
+from services.orchestrator.app.measurement import (
     RANK_BUCKETS,
     Answer,
     Estimate,

@@ -98,7 +98,7 @@ def test_a_deprecated_model_past_its_shutdown_date_counts_as_retired() -> None:
 
 
 def test_defaults_are_active_catalogued_models() -> None:
-    from services.orchestrator.eval_cli import DEFAULT_MODELS
+    from services.orchestrator.cli.evaluate import DEFAULT_MODELS
 
     cat, s = load_catalogue(), Settings()
     for model in [s.research_model, *DEFAULT_MODELS.split(",")]:

@@ -62,14 +62,17 @@ def _package(root: Path, dotted: str, body: str = "") -> None:
         ("services.sandbox.peek", "import shared.config\n", "The provider sandbox imports nothing of the product"),
         ("services.search.fake", "import services.sandbox.openai\n", "The product imports nothing of the sandbox"),
         ("shared.a", "from shared import b\n", "No import cycles"),
+        ("services.orchestrator.store.peek", "from services.orchestrator.app import runs\n",
+         "The orchestrator's layers point one way"),
     ],
 )
 def test_the_import_contracts_catch_a_violation(tmp_path: Path, module: str, body: str, broken: str) -> None:
     # A skeleton of the tree's root packages (same names as the real ones), plus one offending module.
     for name in ("shared", "vantage", "services", *(f"services.{s}" for s in SERVICES)):
         _package(tmp_path, name)
-    for name in ("services.inference.core", "services.extraction.x", "services.orchestrator.store",
-                 "services.sandbox.openai", "shared.config"):
+    for name in ("services.inference.core", "services.extraction.x", "services.sandbox.openai", "shared.config",
+                 *(f"services.orchestrator.{layer}" for layer in ("cli", "api", "reports", "app", "app.runs",
+                                                                   "clients", "store", "domain"))):
         _package(tmp_path, name)
     _package(tmp_path, "shared.b", "from shared import a\n")
     clean = _lint_imports(tmp_path)

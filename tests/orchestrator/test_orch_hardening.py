@@ -14,7 +14,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.orchestrator.server import build
+from services.orchestrator.api.server import build
 from shared.config import Settings
 from shared.grpc_server import serving
 from vantage.orchestrator.v1 import orchestrator_pb2 as pb

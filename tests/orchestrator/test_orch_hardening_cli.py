@@ -18,15 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.inputs import CompanyCsv, InputError, InputRow, rows_from_pairs
-from services.orchestrator.report import csv_safe, printable
-from services.orchestrator.research import Clients, ResearchOptions
-from services.orchestrator.runs import Orchestrator
-from services.orchestrator.server import run_to_proto
+from services.orchestrator.api.server import run_to_proto
+from services.orchestrator.app.inputs import CompanyCsv, InputError, rows_from_pairs
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
+from services.orchestrator.domain import InputRow
 from services.orchestrator.store import Store
 from shared.config import Settings
 from shared.errors import FailedPrecondition
 from shared.grpc_client import Channels
+from shared.text import csv_safe, printable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +83,7 @@ async def test_export_writes_formula_like_cells_escaped_and_reads_back(sqlite_ur
     store = await open_store(sqlite_url)
     try:
         async with orchestrator(store) as orch:
-            run, _ = await orch.create_research_run(
+            run, _ = await create_research_run(orch,
                 rows_from_pairs([(f, "") for f in FORMULAS] + [("Plain Co", "plain.com")]),
                 name="=cmd|' /C calc'!A0", options=ResearchOptions(model="gpt-4.1"),
             )
@@ -114,7 +116,7 @@ async def test_cli_never_prints_escape_sequences_from_the_data(sqlite_url: str, 
     store = await open_store(sqlite_url)
     try:
         async with orchestrator(store) as orch:
-            run, _ = await orch.create_research_run(
+            run, _ = await create_research_run(orch,
                 rows_from_pairs([(EVIL_COMPANY, ""), ("Plain", "")]), name=EVIL_NAME,
                 options=ResearchOptions(model="gpt-4.1"),
             )
@@ -210,7 +212,7 @@ async def _interrupted_load(store: Store, orch: Orchestrator) -> None:
                 reached.set()
             yield InputRow(n + 1, f"Company {n}")
 
-    task = asyncio.create_task(orch.create_research_run(rows(), name="big", options=ResearchOptions(model="m")))
+    task = asyncio.create_task(create_research_run(orch, rows(), name="big", options=ResearchOptions(model="m")))
     await reached.wait()
     assert not task.done()
     task.cancel()
@@ -224,9 +226,9 @@ async def _interrupted_load(store: Store, orch: Orchestrator) -> None:
         raise InputError("in.csv: line 1202: not valid CSV: unterminated quoted field", field="input")
 
     with pytest.raises(InputError):
-        await orch.create_research_run(bad_rows(), name="bad", options=ResearchOptions(model="m"))
+        await create_research_run(orch, bad_rows(), name="bad", options=ResearchOptions(model="m"))
     assert await store.list_runs(limit=10) == []
-    run, report = await orch.create_research_run(iter([InputRow(2, "Whole")]), name="ok",
+    run, report = await create_research_run(orch, iter([InputRow(2, "Whole")]), name="ok",
                                                  options=ResearchOptions(model="m"))
     assert report.queued == 1 and run.input_complete
 

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.inputs import (
-    CompanyCsv,
-    CsvFile,
-    InputError,
-    InputRow,
-    company_key,
-    normalise_domain,
-    rows_from_pairs,
-)
+from services.orchestrator.app.inputs import CompanyCsv, CsvFile, InputError, rows_from_pairs
+from services.orchestrator.domain import InputRow, company_key, normalise_domain
 
 
 def rows(text: str) -> list[InputRow]:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.inputs import CsvFile
-from services.orchestrator.research import Clients, ResearchOptions, SetupError
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.inputs import CsvFile
+from services.orchestrator.app.jobs.base import SetupError
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store, open_store
 from shared.config import Settings
 from shared.grpc_client import Channels
@@ -35,7 +37,7 @@ async def run(orch: Orchestrator, tmp_path: Path, model: str) -> str:
     csv = tmp_path / "two.csv"
     csv.write_text("company,domain\nTogether AI,together.ai\nAnthropic,anthropic.com\n")
     with CsvFile(csv) as f:
-        created, _ = await orch.create_research_run(f.rows(), name="catalogue", options=ResearchOptions(model=model))
+        created, _ = await create_research_run(orch, f.rows(), name="catalogue", options=ResearchOptions(model=model))
     await orch.execute(created.id)
     return created.id
 
@@ -63,7 +65,7 @@ async def test_retired_model_is_refused_at_run_setup_naming_the_successor_and_bi
     csv = tmp_path / "one.csv"
     csv.write_text("company,domain\nTogether AI,together.ai\n")
     with CsvFile(csv) as f:
-        created, _ = await orch.create_research_run(f.rows(), name="retired",
+        created, _ = await create_research_run(orch, f.rows(), name="retired",
                                                     options=ResearchOptions(model="claude-sonnet-4"))
     with pytest.raises(SetupError) as info:  # the run's Route check meets FAILED_PRECONDITION
         await orch.execute(created.id)

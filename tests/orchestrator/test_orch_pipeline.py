@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from services.orchestrator.pipeline import Admission, Budget, Inflight, stream_items
-from services.orchestrator.research import describe
+from services.orchestrator.app.jobs.base import describe
+from services.orchestrator.app.pipeline import Admission, Budget, Inflight, stream_items
 from shared.errors import InvalidArgument, ResourceExhausted
 
 
@@ -142,7 +142,7 @@ async def test_budget_slots_show_in_the_prometheus_gauges() -> None:
 
     from prometheus_client import REGISTRY
 
-    from services.orchestrator.pipeline import Budget
+    from services.orchestrator.app.pipeline import Budget
 
     budget = Budget("gauge-test", 1)
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from services.orchestrator.inputs import CsvFile, rows_from_pairs
-from services.orchestrator.research import Clients, ResearchOptions, SetupError
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.inputs import CsvFile, rows_from_pairs
+from services.orchestrator.app.jobs.base import SetupError
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store, open_store
 from shared.config import Settings
 from shared.errors import Unavailable
@@ -39,7 +41,7 @@ async def env(services: Settings, db_url: str) -> AsyncIterator[tuple[Settings, 
 
 async def start(orch: Orchestrator, path: Path = COMPANIES, **opts: object) -> str:
     with CsvFile(path) as f:
-        run, report = await orch.create_research_run(
+        run, report = await create_research_run(orch,
             f.rows(), name="test", options=ResearchOptions(model=orch.settings.research_model, **opts)  # type: ignore[arg-type]
         )
     assert report.skipped == 0
@@ -158,7 +160,7 @@ async def test_context_too_long_retries_once_with_half_the_context(services: Set
     channels = Channels(services)
     try:
         orch = Orchestrator(store, Clients(channels, services), services)
-        run, _ = await orch.create_research_run(
+        run, _ = await create_research_run(orch,
             rows_from_pairs([("Together AI", "together.ai"), ("Cohere", "cohere.com")]), name="t",
             options=ResearchOptions(model=services.research_model),
         )
@@ -180,7 +182,7 @@ async def test_rate_limited_items_fail_with_a_reason_and_retry_failed_recovers(s
     channels = Channels(services)
     try:
         orch = Orchestrator(store, Clients(channels, services), services)
-        run, _ = await orch.create_research_run(
+        run, _ = await create_research_run(orch,
             rows_from_pairs([("Anthropic", "anthropic.com"), ("Jasper", "jasper.ai")]), name="t",
             options=ResearchOptions(model=services.research_model),
         )
@@ -208,7 +210,7 @@ async def test_unknown_model_fails_the_run_at_setup(services: Settings) -> None:
     channels = Channels(services)
     try:
         orch = Orchestrator(store, Clients(channels, services), services)
-        run, _ = await orch.create_research_run(
+        run, _ = await create_research_run(orch,
             rows_from_pairs([("Cohere", "")]), name="t", options=ResearchOptions(model="no-such-model")
         )
         with pytest.raises(SetupError) as e:

@@ -13,7 +13,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.orchestrator.server import build
+from services.orchestrator.api.server import build
 from shared.config import Settings
 from shared.grpc_server import serving
 from vantage.common.v1 import common_pb2

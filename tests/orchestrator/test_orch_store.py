@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from services.orchestrator.inputs import CompanyCsv, rows_from_pairs
+from services.orchestrator.app.inputs import CompanyCsv, rows_from_pairs
 from services.orchestrator.store import (
     ClassificationRecord,
     SchemaOutOfDate,

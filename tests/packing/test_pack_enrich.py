@@ -1,5 +1,5 @@
 """``vantage enrich`` as a user runs it (the real CLI as a subprocess against real services and the sandbox), and the
-packed-enrichment helpers of services/orchestrator/enrich.py (name variations, competitor merging)."""
+packed-enrichment helpers of services/orchestrator/app/jobs/enrich.py (name variations, competitor merging)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pack_testkit import calls
 
-from services.orchestrator.enrich import group_variants, merge_competitor_variants, name_variations
+from services.orchestrator.app.jobs.enrich import group_variants, merge_competitor_variants, name_variations
 from shared.config import Settings
 from shared.procs import Stack, start_stack
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc

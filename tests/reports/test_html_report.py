@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.orchestrator import html_report as hr
+from services.orchestrator.reports import html as hr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -23,10 +23,11 @@ from res_testkit import cancel_lag, endpoint, fails, poll_until, stats
 
 from services.extraction.server import build as extraction_build
 from services.inference.server import build as inference_build
-from services.orchestrator.inputs import rows_from_pairs
-from services.orchestrator.research import Clients, ResearchOptions
-from services.orchestrator.runs import Orchestrator
-from services.orchestrator.server import build as orchestrator_build
+from services.orchestrator.api.server import build as orchestrator_build
+from services.orchestrator.app.inputs import rows_from_pairs
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import open_store
 from services.search.server import build as search_build
 from shared.config import Settings
@@ -181,7 +182,7 @@ async def test_orchestrator_forwards_its_deadline_to_search_and_tavily(
         channels = Channels(live)
         try:
             orch = Orchestrator(store, Clients(channels, live), live)
-            run, _ = await orch.create_research_run(rows_from_pairs([("Cohere", "cohere.com")]), name="t",
+            run, _ = await create_research_run(orch, rows_from_pairs([("Cohere", "cohere.com")]), name="t",
                                                     options=ResearchOptions(model="gpt-4.1"))
             t0 = time.monotonic()
             await orch.execute(run.id)

@@ -15,9 +15,10 @@ from res_testkit import endpoint
 
 from services.extraction.server import build as extraction_build
 from services.inference.server import build as inference_build
-from services.orchestrator.inputs import rows_from_pairs
-from services.orchestrator.research import MAX_CONTEXT_HALVINGS, Clients, ResearchOptions
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.inputs import rows_from_pairs
+from services.orchestrator.app.jobs.research import MAX_CONTEXT_HALVINGS, ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store, open_store
 from services.search.server import build as search_build
 from shared.config import Settings
@@ -48,7 +49,7 @@ async def research_env(settings: Settings) -> AsyncIterator[tuple[Orchestrator, 
 
 
 async def research(orch: Orchestrator, *pairs: tuple[str, str]) -> str:
-    run, _ = await orch.create_research_run(rows_from_pairs(pairs), name="t",
+    run, _ = await create_research_run(orch, rows_from_pairs(pairs), name="t",
                                             options=ResearchOptions(model="gpt-4.1"))
     await orch.execute(run.id)
     return run.id

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.orchestrator.inputs import company_key, normalise_domain
+from services.orchestrator.domain import company_key, normalise_domain
 from services.orchestrator.store import models as m
 from services.orchestrator.store.repo import ClaimedItem, Store, new_id, utcnow
 
@@ -180,13 +180,16 @@ class EvalStore:
         stored variations: they are reused across runs)."""
         key = org_key(name, domain)
         now = utcnow()
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             await conn.execute(
-                self.store._insert(m.orgs)
+                self.store.insert(m.orgs)
                 .values(id=new_id(), key=key, name=" ".join(name.split()), domain=normalise_domain(domain),
                         name_variations=list(variations), variations_model=None, created_at=now, updated_at=now)
                 .on_conflict_do_nothing(index_elements=["key"])
             )
+
+        await self.store.transaction(op, "get_or_create_org")
         org = await self._org_where(m.orgs.c.key == key)
         assert org is not None
         return org
@@ -195,18 +198,25 @@ class EvalStore:
         return await self._org_where(m.orgs.c.id == org_id)
 
     async def _org_where(self, cond: Any) -> OrgRow | None:
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             r = (await conn.execute(select(m.orgs).where(cond))).mappings().first()
+            return r
+
+        r = await self.store.read(read, "_org_where")
         if r is None:
             return None
         return OrgRow(r["id"], r["name"], r["domain"], list(r["name_variations"] or []), r["variations_model"])
 
     async def set_org_variations(self, org_id: str, variations: Sequence[str], model: str | None) -> None:
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             await conn.execute(
                 update(m.orgs).where(m.orgs.c.id == org_id)
                 .values(name_variations=list(variations), variations_model=model, updated_at=utcnow())
             )
+
+        await self.store.transaction(op, "set_org_variations")
 
     # --- the matrix ---------------------------------------------------------------------------------------------
 
@@ -252,27 +262,32 @@ class EvalStore:
                         "status": "pending", "cost_usd": 0, "input_tokens": 0, "output_tokens": 0,
                         "web_search_calls": 0, "cached": False,
                     })
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             for i in range(0, len(qrows), MATRIX_BATCH):
                 await conn.execute(m.questions.insert(), qrows[i : i + MATRIX_BATCH])
             for i in range(0, len(items), MATRIX_BATCH):
                 await conn.execute(
-                    self.store._insert(m.run_items).values(items[i : i + MATRIX_BATCH])
+                    self.store.insert(m.run_items).values(items[i : i + MATRIX_BATCH])
                     .on_conflict_do_nothing(index_elements=["run_id", "key"])
                 )
                 await conn.execute(
-                    self.store._insert(m.question_runs).values(qruns[i : i + MATRIX_BATCH])
+                    self.store.insert(m.question_runs).values(qruns[i : i + MATRIX_BATCH])
                     .on_conflict_do_nothing(index_elements=["item_id"])
                 )
+
+        await self.store.transaction(op, "add_matrix")
         report.items = len(items)
         return report
 
     async def question_texts(self, run_id: str) -> list[str]:
-        async with self.engine.connect() as conn:
+        async def read(conn: AsyncConnection) -> Any:
             rows = await conn.execute(
                 select(m.questions.c.text).where(m.questions.c.run_id == run_id).order_by(m.questions.c.seq)
             )
             return [r[0] for r in rows]
+
+        return await self.store.read(read, "question_texts")
 
     # --- one question run ---------------------------------------------------------------------------------------
 
@@ -303,8 +318,12 @@ class EvalStore:
 
     async def load(self, item_id: str) -> QuestionRunState | None:
         """The state of one question run (None when the item has none)."""
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             r = (await conn.execute(self._state_query().where(m.question_runs.c.item_id == item_id))).first()
+            return r
+
+        r = await self.store.read(read, "load")
         return None if r is None else self._state(r)
 
     async def load_ahead(self, run_id: str, from_seq: int, limit: int) -> list[QuestionRunState]:
@@ -317,8 +336,11 @@ class EvalStore:
             .order_by(it.seq)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [self._state(r) for r in await conn.execute(stmt)]
+
+        return await self.store.read(read, "load_ahead")
 
     async def _fence(self, conn: AsyncConnection, item: ClaimedItem) -> bool:
         """True when ``item.attempt`` is still the current claim of a running item (row-locked until commit on
@@ -342,9 +364,10 @@ class EvalStore:
         now = utcnow()
         members = list(member_ids)
         qr = m.question_runs.c
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             await conn.execute(
-                self.store._insert(m.provider_batches)
+                self.store.insert(m.provider_batches)
                 .values(snapshot_id=snapshot_id, provider=provider, model=model, location=location, run_id=run_id,
                         status="submitted", member_ids=members, created_at=now, updated_at=now)
                 .on_conflict_do_nothing(index_elements=["snapshot_id"])
@@ -356,7 +379,7 @@ class EvalStore:
                     .values(snapshot_id=snapshot_id, status="pending", error=None, error_code=None, provider=provider)
                 )
                 await conn.execute(
-                    self.store._insert(m.cost_ledger)
+                    self.store.insert(m.cost_ledger)
                     .values([
                         {"run_id": run_id, "item_id": iid, "provider": provider, "kind": "scrape",
                          "idempotency_key": key, "units": 0, "unit_type": "records", "input_tokens": 0,
@@ -366,12 +389,15 @@ class EvalStore:
                     .on_conflict_do_nothing(index_elements=["idempotency_key"])
                 )
 
+        await self.store.write(op)
+
     async def record_answer(self, item: ClaimedItem, a: Answer, bill: Bill | None) -> bool:
         """Store the answer of a question run (the first answer wins) and complete its ledger row (``bill``; None
         = not billed: a cache hit). Fenced; False (nothing written) for a stale attempt."""
         now = utcnow()
         qr = m.question_runs.c
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             if not await self._fence(conn, item):
                 return False
             await conn.execute(
@@ -390,7 +416,9 @@ class EvalStore:
                 await self._bill(conn, item, bill, now)
             if a.snapshot_id:
                 await self._settle_batch(conn, a.snapshot_id)
-        return True
+            return True
+
+        return bool(await self.store.write(op))
 
     async def _bill(self, conn: AsyncConnection, item: ClaimedItem, b: Bill, now: Any) -> None:
         led = m.cost_ledger.c
@@ -404,7 +432,7 @@ class EvalStore:
         )
         if res.rowcount == 0:  # no pending row (e.g. a resumed snapshot recorded by another version): write one
             await conn.execute(
-                self.store._insert(m.cost_ledger)
+                self.store.insert(m.cost_ledger)
                 .values(run_id=item.run_id, item_id=item.id, kind=b.kind, idempotency_key=b.key,
                         unit_type=b.unit_type, created_at=now, **values)
                 .on_conflict_do_nothing(index_elements=["idempotency_key"])
@@ -434,7 +462,8 @@ class EvalStore:
         ledger row ``discard_key`` (not billed). Fenced; False for a stale attempt."""
         qr, it, led = m.question_runs.c, m.run_items.c, m.cost_ledger.c
         now = utcnow()
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             if not await self._fence(conn, item):
                 return False
             await conn.execute(
@@ -455,19 +484,22 @@ class EvalStore:
             )
             if snapshot_id:
                 await self._settle_batch(conn, snapshot_id)
-            await self.store._append_events(conn, item.run_id, [("ITEM_FAILED", item.id, item.company, reason)])
-        return True
+            await self.store.append_events(conn, item.run_id, [("ITEM_FAILED", item.id, item.company, reason)])
+            return True
+
+        return bool(await self.store.write(op))
 
     async def complete(self, item: ClaimedItem, ev: Evaluation, message: str) -> bool:
         """Store the extraction of an answered question run and mark the item done, in one transaction. Fenced;
         False for a stale attempt."""
         it = m.run_items.c
         now = utcnow()
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             if not await self._fence(conn, item):
                 return False
             await conn.execute(
-                self.store._insert(m.org_evals)
+                self.store.insert(m.org_evals)
                 .values(item_id=item.id, run_id=item.run_id, mentioned=ev.mentioned, mention_count=ev.mention_count,
                         rank=ev.rank, first_offset=ev.first_offset, sentiment=ev.sentiment, evidence=ev.evidence,
                         owned_citation_count=ev.owned_citation_count, created_at=now)
@@ -476,7 +508,7 @@ class EvalStore:
             comps = _unique_by(ev.competitors, key=lambda c: c[0])
             if comps:
                 await conn.execute(
-                    self.store._insert(m.org_competitors)
+                    self.store.insert(m.org_competitors)
                     .values([{"item_id": item.id, "run_id": item.run_id, "name": n, "rank": r, "mention_count": c}
                              for n, r, c in comps])
                     .on_conflict_do_nothing(index_elements=["item_id", "name"])
@@ -484,7 +516,7 @@ class EvalStore:
             cites = _unique_by(ev.citations, key=lambda c: c[1])
             if cites:
                 await conn.execute(
-                    self.store._insert(m.org_citations)
+                    self.store.insert(m.org_citations)
                     .values([{"item_id": item.id, "run_id": item.run_id, "position": p, "url": u, "domain": d,
                               "title": t, "source": s, "owned": o, "competitor": c, "competitor_name": cn}
                              for p, u, d, t, s, o, c, cn in cites])
@@ -494,8 +526,10 @@ class EvalStore:
                 update(m.run_items).where(it.id == item.id)
                 .values(status="done", last_error=None, lease_owner=None, lease_expires_at=None, updated_at=now)
             )
-            await self.store._append_events(conn, item.run_id, [("ITEM_DONE", item.id, item.company, message)])
-        return True
+            await self.store.append_events(conn, item.run_id, [("ITEM_DONE", item.id, item.company, message)])
+            return True
+
+        return bool(await self.store.write(op))
 
     # --- provider batches ---------------------------------------------------------------------------------------
 
@@ -504,34 +538,44 @@ class EvalStore:
         q = select(m.provider_batches).where(pb.run_id == run_id).order_by(pb.created_at, pb.snapshot_id)
         if statuses:
             q = q.where(pb.status.in_(list(statuses)))
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             rows = (await conn.execute(q)).mappings().all()
+            return rows
+
+        rows = await self.store.read(read, "batches")
         return [BatchRow(r["snapshot_id"], r["provider"], r["model"], r["location"], r["status"],
                          list(r["member_ids"] or [])) for r in rows]
 
     async def set_batch_status(self, snapshot_id: str, status: str, *, only_from: Sequence[str] = ("submitted",)
                                ) -> bool:
         pb = m.provider_batches.c
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             res = await conn.execute(
                 update(m.provider_batches)
                 .where(pb.snapshot_id == snapshot_id, pb.status.in_(list(only_from)))
                 .values(status=status, updated_at=utcnow())
             )
-        return res.rowcount == 1
+            return res.rowcount == 1
+
+        return await self.store.transaction(op, "set_batch_status")
 
     async def discard_pending_ledger(self, run_id: str, keys: Sequence[str]) -> int:
         """Drop pending ledger rows (calls that will never be billed, e.g. the members of a cancelled snapshot)."""
         if not keys:
             return 0
         led = m.cost_ledger.c
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             res = await conn.execute(
                 m.cost_ledger.delete().where(
                     led.run_id == run_id, led.idempotency_key.in_(list(keys)), led.status == "pending"
                 )
             )
-        return int(res.rowcount or 0)
+            return int(res.rowcount or 0)
+
+        return await self.store.transaction(op, "discard_pending_ledger")
 
     # --- competitor names ---------------------------------------------------------------------------------------
 
@@ -542,17 +586,23 @@ class EvalStore:
         q = select(oc.name).where(oc.run_id == run_id).distinct().order_by(oc.name)
         if unmerged_only:
             q = q.where(oc.canonical.is_(None))
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [r[0] for r in await conn.execute(q)]
+
+        return await self.store.read(read, "competitor_names")
 
     async def set_canonical_names(self, run_id: str, mapping: dict[str, str]) -> None:
         """``{name: canonical}`` onto the run's competitor rows."""
         oc = m.org_competitors.c
-        async with self.store._tx() as conn:
+
+        async def op(conn: AsyncConnection) -> Any:
             for name, canon in mapping.items():
                 await conn.execute(
                     update(m.org_competitors).where(oc.run_id == run_id, oc.name == name).values(canonical=canon)
                 )
+
+        await self.store.transaction(op, "set_canonical_names")
 
     # --- report queries -----------------------------------------------------------------------------------------
 
@@ -581,8 +631,11 @@ class EvalStore:
             .where(qr.run_id == run_id)
             .group_by(qr.model, qr.location)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+        return await self.store.read(read, "group_stats")
 
     async def cost_by_group(self, run_id: str) -> list[tuple[str, str, float]]:
         """(model, location, USD): Σ of the ledger rows of each group's items (run-level rows excluded)."""
@@ -593,8 +646,11 @@ class EvalStore:
             .where(led.run_id == run_id)
             .group_by(qr.model, qr.location)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [(r[0], r[1], float(r[2])) for r in await conn.execute(stmt)]
+
+        return await self.store.read(read, "cost_by_group")
 
     async def sentiment_counts(self, run_id: str) -> list[tuple[str, str, str, int]]:
         """(model, location, sentiment, answers naming the org with that sentiment)."""
@@ -605,8 +661,11 @@ class EvalStore:
             .where(oe.run_id == run_id, oe.mentioned)
             .group_by(qr.model, qr.location, oe.sentiment)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [(r[0], r[1], r[2], int(r[3])) for r in await conn.execute(stmt)]
+
+        return await self.store.read(read, "sentiment_counts")
 
     async def competitor_stats(self, run_id: str) -> list[tuple[str, str, str, str, int, int, int]]:
         """(model, location, name as found, canonical name (the name when not merged), answers naming it,
@@ -619,9 +678,12 @@ class EvalStore:
             .where(oc.run_id == run_id)
             .group_by(qr.model, qr.location, oc.name, oc.canonical)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [(r[0], r[1], r[2], r[3] or r[2], int(r[4]), int(r[5] or 0), int(r[6] or 0))
                     for r in await conn.execute(stmt)]
+
+        return await self.store.read(read, "competitor_stats")
 
     async def citation_stats(self, run_id: str) -> list[tuple[str, str, str, int, int, int]]:
         """(model, location, cited domain, citations, owned citations, competitor citations) — owned and competitor
@@ -634,15 +696,19 @@ class EvalStore:
             .where(ci.run_id == run_id)
             .group_by(qr.model, qr.location, ci.domain)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             return [(r[0], r[1], r[2], int(r[3]), int(r[4] or 0), int(r[5] or 0)) for r in await conn.execute(stmt)]
+
+        return await self.store.read(read, "citation_stats")
 
     async def failure_stats(self, run_id: str) -> list[tuple[str, str, int, str]]:
         """Failed question runs grouped by reason: (kind, code, count, an example message). ``kind`` is
         ``provider`` (the assistant/provider failed: ``code`` = the provider's error code or gRPC status) or
         ``pipeline`` (answered, but a later stage failed: ``code`` = the stage)."""
         qr, it = m.question_runs.c, m.run_items.c
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             prov = await conn.execute(
                 select(qr.error_code, func.count(), func.min(qr.error))
                 .select_from(m.question_runs.join(m.run_items, it.id == qr.item_id))
@@ -659,6 +725,9 @@ class EvalStore:
             for (err,) in other:
                 stage = (err or "unknown").split(":", 1)[0].strip() or "unknown"
                 grouped.setdefault(stage, []).append(err or "")
+            return out, grouped
+
+        out, grouped = await self.store.read(read, "failure_stats")
         out += [("pipeline", stage, len(errs), errs[0]) for stage, errs in grouped.items()]
         return sorted(out, key=lambda f: (-f[2], f[0], f[1]))
 
@@ -681,7 +750,8 @@ class EvalStore:
             .order_by(it.seq)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+
+        async def read(conn: AsyncConnection) -> Any:
             rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
             ids = [r["item_id"] for r in rows]
             comps: dict[str, list[str]] = {}
@@ -696,6 +766,9 @@ class EvalStore:
                     select(ci.item_id, func.count()).where(ci.item_id.in_(ids)).group_by(ci.item_id)
                 ):
                     cites[iid] = int(n)
+            return rows, comps, cites
+
+        rows, comps, cites = await self.store.read(read, "question_run_rows")
         for r in rows:
             r["competitors"] = comps.get(r["item_id"], [])
             r["citations"] = cites.get(r["item_id"], 0)

@@ -45,7 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.orchestrator.inputs import InputRow
+from services.orchestrator.domain import InputRow
 from services.orchestrator.store import models as m
 from services.orchestrator.store.db import (
     COMPLETIONS_KEY,
@@ -393,7 +393,7 @@ class _Complete:
         winners = [o for o in ops if (o.item.id, o.item.attempt) in won]
         if winners:
             await conn.execute(
-                store._insert(m.search_results)
+                store.insert(m.search_results)
                 .values([
                     {"item_id": o.item.id, "returned_count": o.search.returned_count, "kept_count": o.search.kept_count,
                      "filtered_out_count": o.search.filtered_out_count, "credits": o.search.credits,
@@ -404,7 +404,7 @@ class _Complete:
                 .on_conflict_do_nothing(index_elements=["item_id"])
             )
             await conn.execute(
-                store._insert(m.classifications)
+                store.insert(m.classifications)
                 .values([
                     {"item_id": o.item.id, "tier": o.cls.tier, "score": o.cls.score, "category": o.cls.category,
                      "rationale": o.cls.rationale, "evidence_urls": list(o.cls.evidence_urls), "model": o.cls.model,
@@ -418,7 +418,7 @@ class _Complete:
             for o in winners:
                 by_run.setdefault(o.item.run_id, []).append(o)
             for run_id, group in sorted(by_run.items()):
-                await store._append_events(conn, run_id, [
+                await store.append_events(conn, run_id, [
                     ("ITEM_DONE", o.item.id, o.item.company,
                      f"{o.cls.tier} {o.cls.score} {o.cls.category}" + (" (context truncated)" if o.truncated else ""))
                     for o in group
@@ -441,7 +441,7 @@ class _LedgerBegin:
     async def run_many(store: Store, conn: AsyncConnection, ops: Sequence[_LedgerBegin]) -> list[None]:
         rows = list({o.row["idempotency_key"]: o.row for o in ops}.values())
         await conn.execute(
-            store._insert(m.cost_ledger).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            store.insert(m.cost_ledger).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
         )
         return [None] * len(ops)
 
@@ -643,8 +643,39 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _insert(self, table: m.Table) -> Any:
+    def insert(self, table: m.Table) -> Any:
+        """``INSERT`` of this dialect (PostgreSQL or SQLite), so that ``.on_conflict_do_nothing(…)`` is available."""
         return (sqlite.insert if self._sqlite else postgresql.insert)(table)
+
+    # --- the unit of work: every write of every job goes through one of these ----------------------------------
+
+    async def write(self, op: Op) -> Any:
+        """A job's small write — ``op(conn)``, e.g. an item's result, its ledger rows and its events, fenced by the
+        item's attempt — through the **group commit**: queued with the other writes of this process and run in ONE
+        transaction with them (a failing batch is re-run one operation per transaction, so one bad write fails only
+        itself), retried through transient PostgreSQL errors (:meth:`_retry`: a failover or restart within
+        ``retry_seconds``), and answered after the COMMIT. Returns ``op``'s result."""
+        return await self._group.submit(op)
+
+    async def transaction(self, op: Op, what: str = "transaction") -> Any:
+        """``op(conn)`` in a transaction of its own (a bulk write that should not ride with item writes, e.g. a run's
+        matrix), serialised with the other writers on SQLite and retried as a whole through transient PostgreSQL
+        errors. ``what`` names it in the ``db_retry`` log. Returns ``op``'s result."""
+
+        async def once() -> Any:
+            async with self._tx() as conn:
+                return await op(conn)
+
+        return await self._retry(once, what)
+
+    async def read(self, op: Op, what: str = "read") -> Any:
+        """``op(conn)`` on a read connection, retried through transient PostgreSQL errors like the writes."""
+
+        async def once() -> Any:
+            async with self.engine.connect() as conn:
+                return await op(conn)
+
+        return await self._retry(once, what)
 
     # --- runs ---------------------------------------------------------------------------------------------------
 
@@ -655,14 +686,14 @@ class Store:
         """A new run (``pending``; its heartbeat set, so that no worker takes it while its creator ingests the input;
         not ``detached`` until :meth:`enqueue_run`). ``input_complete=False``: its input is about to be stored —
         no process may execute or resume it until :meth:`mark_input_complete` (run creators: :meth:`Orchestrator.
-        create_research_run`, :func:`~services.orchestrator.evaluation.create_eval_run`)."""
+        create_research_run`, :func:`~services.orchestrator.app.jobs.evaluation.create_eval_run`)."""
         run_id = run_id or new_id()
         now = utcnow()
 
         async def write() -> None:
             async with self._tx() as conn:
                 await conn.execute(
-                    self._insert(m.runs).values(
+                    self.insert(m.runs).values(
                         id=run_id, kind=kind, status=status, name=name, options=options, input_path=input_path,
                         created_at=now, event_seq=0, heartbeat_at=now, cancel_requested=False, detached=False,
                         input_complete=input_complete,
@@ -749,7 +780,7 @@ class Store:
             if res.rowcount != 1:
                 return False
             if event:
-                await self._append_events(conn, run_id, [(event[0], None, None, event[1])])
+                await self.append_events(conn, run_id, [(event[0], None, None, event[1])])
         return True
 
     @_retrying
@@ -781,7 +812,7 @@ class Store:
                 ev = ("PROGRESS", f"joined by {owner}")
             else:
                 ev = ("RUN_STARTED", f"started by {owner}")
-            await self._append_events(conn, run_id, [(ev[0], None, None, ev[1])])
+            await self.append_events(conn, run_id, [(ev[0], None, None, ev[1])])
         return before
 
     @_retrying
@@ -805,7 +836,7 @@ class Store:
             )
             if res.rowcount != 1:
                 return False
-            await self._append_events(conn, run_id, [("PROGRESS", None, None, message)])
+            await self.append_events(conn, run_id, [("PROGRESS", None, None, message)])
         return True
 
     @_retrying
@@ -911,7 +942,7 @@ class Store:
             inserted: set[str] = set()
             if candidates:
                 stmt = (
-                    self._insert(m.run_items)
+                    self.insert(m.run_items)
                     .values(list(item_rows.values()))
                     .on_conflict_do_nothing(index_elements=["run_id", "key"])
                     .returning(m.run_items.c.key)
@@ -937,7 +968,7 @@ class Store:
                 for r, reason in skipped:
                     skipped_rows[r.seq] = item(r, "skipped", f"#{r.seq}", reason)
                 await conn.execute(
-                    self._insert(m.run_items)
+                    self.insert(m.run_items)
                     .values(list(skipped_rows.values()))
                     .on_conflict_do_nothing(index_elements=["run_id", "key"])
                 )
@@ -989,7 +1020,7 @@ class Store:
                 retaken = [c.id for c in claimed if c.attempt > 1]
                 if retaken:
                     await self._abandon_calls(conn, retaken)
-                await self._append_events(
+                await self.append_events(
                     conn,
                     run_id,
                     [("ITEM_STARTED", c.id, c.company, f"attempt {c.attempt}") for c in claimed],
@@ -1152,16 +1183,11 @@ class Store:
             )
             if res.rowcount != 1:  # stale attempt: nothing was written
                 return False
-            await self._append_events(conn, item.run_id, [("ITEM_FAILED", item.id, item.company, error)])
+            await self.append_events(conn, item.run_id, [("ITEM_FAILED", item.id, item.company, error)])
             _tag_completion(conn)
             return True
 
         return bool(await self._group.submit(op))
-
-    async def write(self, op: Op) -> Any:
-        """Run ``op(conn)`` through the group commit: for other modules' small fenced writes (e.g. the question runs of
-        an org evaluation), which then share transactions with completions and ledger rows."""
-        return await self._group.submit(op)
 
     @_retrying
     async def page_items(
@@ -1359,7 +1385,7 @@ class Store:
                 for x in rows:
                     by_run.setdefault(x.run_id, []).append(x)
                 for run_id, xs in sorted(by_run.items()):
-                    await self._append_events(
+                    await self.append_events(
                         conn, run_id,
                         [("PROGRESS", x.id, x.company, f"lease of attempt {x.attempts} expired; back to pending")
                          for x in sorted(xs, key=lambda x: x.id)],
@@ -1376,7 +1402,7 @@ class Store:
             ).all()
             for (run_id,) in sorted(gone):
                 report.interrupted.append(run_id)
-                await self._append_events(
+                await self.append_events(
                     conn, run_id,
                     [("PROGRESS", None, None, f"interrupted: no process renewed the run for {stale_seconds:g} s; "
                                               "a worker or a resume continues it")],
@@ -1404,9 +1430,9 @@ class Store:
         self, run_id: str, type_: str, message: str = "", *, item_id: str | None = None, item_key: str | None = None
     ) -> int:
         async with self._tx() as conn:
-            return await self._append_events(conn, run_id, [(type_, item_id, item_key, message)])
+            return await self.append_events(conn, run_id, [(type_, item_id, item_key, message)])
 
-    async def _append_events(
+    async def append_events(
         self, conn: AsyncConnection, run_id: str, events: list[tuple[str, str | None, str | None, str]]
     ) -> int:
         """Append events with the next sequence numbers of the run; returns the last one."""

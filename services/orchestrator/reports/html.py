@@ -8,7 +8,7 @@ and ``research`` (a research run). A diff or history report plugs in as another 
 dict (``{"kind": ..., "title": ..., ...}``) and a renderer returning its sections (:class:`Section`).
 
 Chart library: **plotly.js, the "basic" partial bundle** (``plotly.js-basic-dist-min`` 4.1.1 from npm, MIT; bar,
-scatter and pie traces — no histogram trace, so score bins are counted here; 1.19 MB minified) vendored in ``services/orchestrator/html_assets/`` with its licence and
+scatter and pie traces — no histogram trace, so score bins are counted here; 1.19 MB minified) vendored in ``services/orchestrator/reports/html_assets/`` with its licence and
 checked by SHA-256 (:data:`PLOTLY_SHA256`). Why: it is a well-kept library (Plotly, Inc.) with error bars
 (``error_y`` for the Wilson intervals), horizontal bars and hover built in, one ``<script>`` and no runtime
 dependencies, and it renders SVG in the page without network access. The full ``plotly.min.js`` the ``plotly``
@@ -20,7 +20,7 @@ Palette: Okabe–Ito (Okabe & Ito 2008, "Color Universal Design", https://jfly.u
 the common colour-vision deficiencies.
 
 The report data is embedded as ``<script type="application/json" id="report-data">`` — for an evaluation it holds
-the JSON report (:func:`services.orchestrator.visibility_report.report_dict`, the same numbers as ``vantage report
+the JSON report (:func:`services.orchestrator.reports.visibility.report_dict`, the same numbers as ``vantage report
 --output json``) under ``"report"``; every chart and table is drawn from that data.
 """
 
@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from services.orchestrator.measurement import Answer, rank_histogram, wilson_interval
+from services.orchestrator.app.measurement import Answer, rank_histogram, wilson_interval
 
 PLOTLY_ASSET = "plotly-basic.min.js"
 PLOTLY_VERSION = "4.1.1"
@@ -62,7 +62,7 @@ class Section:
 def plotly_js() -> str:
     """The vendored plotly.js basic bundle. Raises RuntimeError when the file is not the one :data:`PLOTLY_SHA256`
     names."""
-    data = resources.files("services.orchestrator").joinpath("html_assets", PLOTLY_ASSET).read_bytes()
+    data = resources.files("services.orchestrator.reports").joinpath("html_assets", PLOTLY_ASSET).read_bytes()
     if hashlib.sha256(data).hexdigest() != PLOTLY_SHA256:
         raise RuntimeError(f"html_assets/{PLOTLY_ASSET} is not plotly.js-basic-dist-min {PLOTLY_VERSION}")
     return data.decode("utf-8")
@@ -82,7 +82,7 @@ def domain_class(owned: int, competitor: int) -> str:
 def evaluation_data(report: dict[str, Any], question_runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The data of an evaluation report: ``report`` = the JSON report as is, plus ``derived`` figures — per group the
     95 % Wilson interval of the visibility rate (0..1), the rank histogram per model
-    (:func:`services.orchestrator.measurement.rank_histogram`), the cited domains with their class, the answers
+    (:func:`services.orchestrator.app.measurement.rank_histogram`), the cited domains with their class, the answers
     naming the org NEGATIVE(ly) with the evidence span, and the questions no answer named the org in."""
     groups = []
     for g in report["groups"]:
@@ -111,7 +111,7 @@ def evaluation_data(report: dict[str, Any], question_runs: list[dict[str, Any]])
 
 def research_data(run: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
     """The data of a research report: the run record and its items
-    (:func:`services.orchestrator.report.item_record`), plus counts per tier and per category."""
+    (:func:`services.orchestrator.reports.tables.item_record`), plus counts per tier and per category."""
     tiers: dict[str, int] = {}
     cats: dict[str, int] = {}
     for it in items:
@@ -345,13 +345,13 @@ def render_html(data: dict[str, Any]) -> str:
 async def load_data(store: Any, run_id: str) -> dict[str, Any]:
     """The report data of a stored run (an ORG_EVAL run → ``evaluation``, otherwise ``research``). Raises KeyError
     for an unknown run."""
-    from services.orchestrator.report import item_record, run_record
+    from services.orchestrator.reports.tables import item_record, run_record
 
     run = await store.get_run(run_id)
     if run is None:
         raise KeyError(run_id)
     if run.kind == "org_eval":
-        from services.orchestrator.visibility_report import build_report, iter_question_runs, report_dict
+        from services.orchestrator.reports.visibility import build_report, iter_question_runs, report_dict
 
         rep = await build_report(store, run_id)
         qrs = [r async for r in iter_question_runs(store, run_id)]

@@ -10,16 +10,16 @@ ends — or when it has been interrupted (no process renewed its heartbeat for t
 CancelRun reaches a run executing in another process through ``runs.cancel_requested``. The server also runs the
 lease reaper (:meth:`Store.reap`) every third of the lease.
 
-Handlers validate, delegate to :class:`~services.orchestrator.runs.Orchestrator` / the store, and translate rows
+Handlers validate, delegate to :class:`~services.orchestrator.app.runs.Orchestrator` / the store, and translate rows
 to protobuf. Errors: NOT_FOUND for unknown run ids, FAILED_PRECONDITION for invalid transitions (cancel a finished
 run, resume a run that is running here, or one whose input load was interrupted), INVALID_ARGUMENT with a
 BadRequest field for bad input — every field has a bound (the proto comments, README "Request limits"), every enum
 is checked —, PERMISSION_DENIED for an ``input_path`` the server may not read. ORG_EVAL runs (AI visibility) are
-created by :func:`services.orchestrator.evaluation.start_request` and execute like research runs.
+created by :func:`services.orchestrator.app.jobs.evaluation.start_request` and execute like research runs.
 
 Inputs come from the request itself (``input_csv``, ``research``, ``org_eval``, ``questions_text``) or from an
 ``UploadInput`` client stream (held in memory, bounded, until the StartRun that names its ``upload_id``); a path is
-read only under the operator's ``VANTAGE_INPUT_DIR`` (:func:`services.orchestrator.inputs.server_input_path`).
+read only under the operator's ``VANTAGE_INPUT_DIR`` (:func:`services.orchestrator.app.inputs.server_input_path`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ import grpc
 import structlog
 from google.protobuf import timestamp_pb2
 
-from services.orchestrator.inputs import (
+from services.orchestrator.app.inputs import (
     CompanyCsv,
-    InputRow,
     at_most,
     clip,
     content_text,
@@ -50,8 +49,10 @@ from services.orchestrator.inputs import (
     rows_from_pairs,
     server_input_path,
 )
-from services.orchestrator.research import Clients, ResearchOptions
-from services.orchestrator.runs import Orchestrator, RunSummary
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator, RunSummary
+from services.orchestrator.clients import Clients
+from services.orchestrator.domain import InputRow
 from services.orchestrator.store import ItemView, RunRow, Store, open_store
 from services.orchestrator.store.models import RUN_STATUSES, TERMINAL_RUN_STATUSES
 from shared.config import Settings
@@ -279,7 +280,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         opts = await self._options(request, context)
         name = request.name.strip()
         with self._rows(request, which) as (rows, input_path, label):
-            run, _report = await self._orch.create_research_run(
+            run, _report = await create_research_run(self._orch,
                 at_most(rows, s.max_run_items), name=name or label, options=opts,
                 input_path=input_path,
             )
@@ -291,8 +292,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     async def _start_org_eval(self, request: pb.StartRunRequest, context: grpc.aio.ServicerContext) -> pb.Run:
         """StartRun of kind ORG_EVAL: inline ``org_eval``, or ``input_path`` + ``org_eval_options``
-        (:func:`services.orchestrator.evaluation.start_request`); executed here unless ``detach``."""
-        from services.orchestrator.evaluation import start_request
+        (:func:`services.orchestrator.app.jobs.evaluation.start_request`); executed here unless ``detach``."""
+        from services.orchestrator.app.jobs.evaluation import start_request
 
         upload_text = None
         if request.WhichOneof("input") == "upload_id":
@@ -502,7 +503,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         items = await self._store.page_items(request.run_id, after_seq=after, limit=size + 1)
         out = pb.ListRunItemsResponse(items=[item_to_proto(it) for it in items[:size]])
         if run.kind == "org_eval":  # each item's question run and its evaluation
-            from services.orchestrator.visibility_report import attach_question_runs
+            from services.orchestrator.reports.visibility import attach_question_runs
 
             await attach_question_runs(self._store, request.run_id, after, out.items)
         if len(items) > size:
@@ -510,9 +511,9 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         return out
 
     async def DiffRuns(self, request: pb.DiffRunsRequest, context: grpc.aio.ServicerContext) -> pb.DiffRunsResponse:
-        """Validate, :func:`services.orchestrator.diff.diff_runs`, translate (see the proto for the bounds)."""
-        from services.orchestrator.diff import diff_runs, proto_fields
-        from services.orchestrator.measurement import DEFAULT_RESAMPLES
+        """Validate, :func:`services.orchestrator.app.diff.diff_runs`, translate (see the proto for the bounds)."""
+        from services.orchestrator.app.diff import diff_runs, proto_fields
+        from services.orchestrator.app.measurement import DEFAULT_RESAMPLES
 
         run_a, run_b = check_run_id(request.run_a, "run_a"), check_run_id(request.run_b, "run_b")
         if request.resamples < 0:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shared import metrics
+from shared.config import Settings
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ class Inflight:
 
     def add(self, task: asyncio.Task[object]) -> None:
         self._critical[task] = False
-        task.add_done_callback(self._critical.pop)  # type: ignore[arg-type]
+        task.add_done_callback(self._critical.pop)
 
     def __len__(self) -> int:
         return len(self._critical)
@@ -118,7 +119,7 @@ class Inflight:
             yield
         finally:
             if known and task in self._critical:
-                self._critical[task] = False  # type: ignore[index]
+                self._critical[task] = False
 
     def drain(self) -> None:
         """Stop claiming but let the running tasks finish (a worker's SIGTERM grace period); :meth:`stop` later
@@ -191,3 +192,24 @@ async def stream_items(
                 inflight.add(tg.create_task(run_one(item)))
     result.stopped = inflight.stopping
     return result
+
+
+@dataclass
+class Budgets:
+    """One long-lived budget per downstream service (settings.*_concurrency)."""
+
+    search: Budget
+    inference: Budget
+    extraction: Budget
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Budgets:
+        return cls(
+            Budget("search", settings.search_concurrency),
+            Budget("inference", settings.inference_concurrency),
+            Budget("extraction", settings.extraction_concurrency),
+        )
+
+    @property
+    def total(self) -> int:
+        return self.search.capacity + self.inference.capacity + self.extraction.capacity

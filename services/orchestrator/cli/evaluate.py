@@ -3,7 +3,7 @@ typer app by :func:`register`).
 
 ``vantage evaluate`` is an orchestrator in its own process, like ``vantage research``: it stores the run (org,
 questions, the question × model × location matrix), executes it against the services at ``settings.addr(...)``,
-shows progress, and prints the visibility report (:mod:`services.orchestrator.visibility_report`). Interrupt it at
+shows progress, and prints the visibility report (:mod:`services.orchestrator.reports.visibility`). Interrupt it at
 any time (Ctrl-C cancels the run and its in-flight snapshots; a killed process leaves them running) and continue
 with ``vantage resume RUN_ID``: answers already stored are not asked again, stored snapshots are re-polled.
 
@@ -32,8 +32,7 @@ async def evaluate(
 ) -> int:
     """Create the ORG_EVAL run, execute it here, print the report (``detach``: queue it for ``vantage worker``
     processes and print its id instead). Returns the exit code."""
-    from services.orchestrator.commands import _execute_and_report, detach_run, session
-    from services.orchestrator.evaluation import (
+    from services.orchestrator.app.jobs.evaluation import (
         check_limits,
         check_models,
         create_eval_run,
@@ -41,7 +40,9 @@ async def evaluate(
         split_list,
         validate_matrix,
     )
-    from services.orchestrator.report import make_console
+    from services.orchestrator.cli.commands import detach_run, execute_and_report
+    from services.orchestrator.cli.session import session
+    from services.orchestrator.reports.tables import make_console
 
     started = time.monotonic()
     cfg = cast("Settings", settings)
@@ -73,7 +74,7 @@ async def evaluate(
                 note.print(f"  skipped {msg}", markup=False, highlight=False, soft_wrap=True, style="dim")
         if detach:
             return await detach_run(s, run.id, quiet=quiet)
-        code = await _execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+        code = await execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
         if html_out is not None:
             await _write_html(s.store, run.id, html_out)
         return code
@@ -85,9 +86,14 @@ async def remote_evaluate(
 ) -> int:
     """``vantage evaluate --remote``: the questions file and the matrix checked here (exit 2 before connecting),
     the file's content sent to the orchestrator service with the org and matrix in ``org_eval_options``
-    (:func:`services.orchestrator.commands.remote_run`)."""
-    from services.orchestrator.commands import read_local_input, remote_run
-    from services.orchestrator.evaluation import check_limits, read_questions, split_list, validate_matrix
+    (:func:`services.orchestrator.cli.commands.remote_run`)."""
+    from services.orchestrator.app.jobs.evaluation import (
+        check_limits,
+        read_questions,
+        split_list,
+        validate_matrix,
+    )
+    from services.orchestrator.cli.commands import read_local_input, remote_run
     from vantage.orchestrator.v1 import orchestrator_pb2 as opb
 
     cfg = cast("Settings", settings)
@@ -109,19 +115,20 @@ async def remote_evaluate(
 
 async def report(settings: object, run_id: str, *, output: str, html_out: Path | None = None) -> int:
     """Print a run's report (the AI-visibility report of an ORG_EVAL run; the results table of a research run), or
-    with ``html_out`` write it as one self-contained HTML file (:mod:`services.orchestrator.html_report`)."""
-    from services.orchestrator.commands import _report, resolve_run, session
+    with ``html_out`` write it as one self-contained HTML file (:mod:`services.orchestrator.reports.html`)."""
+    from services.orchestrator.cli.commands import report_run
+    from services.orchestrator.cli.session import resolve_run, session
 
     async with session(settings) as s:  # type: ignore[arg-type]
         rid = await resolve_run(s.store, run_id)
         if html_out is not None:
             return await _write_html(s.store, rid, html_out)
-        return await _report(s, rid, output=output, started=None)
+        return await report_run(s, rid, output=output, started=None)
 
 
 async def _write_html(store: object, run_id: str, path: Path) -> int:
-    from services.orchestrator.html_report import write_html
-    from services.orchestrator.report import make_console
+    from services.orchestrator.reports.html import write_html
+    from services.orchestrator.reports.tables import make_console
 
     size = await write_html(store, run_id, path)
     make_console(stderr=True).print(f"HTML report: {path} ({size / 1e6:.2f} MB)", markup=False, highlight=False)
@@ -167,14 +174,13 @@ def register(app: typer.Typer) -> None:
         Example: vantage evaluate --org "Together AI" --domain together.ai --questions examples/questions.txt
         --models chatgpt,perplexity,gpt-5.5,claude-sonnet-5 --locations US,GB
         """
-        from services.orchestrator.cli import _check_output, _setup_cli, fail
-        from services.orchestrator.commands import run_command
+        from services.orchestrator.cli.common import check_output, fail, run_command, setup_cli
         from shared.config import get_settings
 
-        out = _check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
+        out = check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
         if not org.strip():
             raise fail("give the org's name: --org \"Together AI\"")
-        _setup_cli()
+        setup_cli()
         path = questions.expanduser()
         if path.exists():
             path = path.resolve()
@@ -207,16 +213,15 @@ def register(app: typer.Typer) -> None:
 
         Example: vantage report 3f2a9c1e  (or: vantage report 3f2a9c1e --format html --out report.html)
         """
-        from services.orchestrator.cli import _check_output, _setup_cli, fail
-        from services.orchestrator.commands import run_command
+        from services.orchestrator.cli.common import check_output, fail, run_command, setup_cli
         from shared.config import get_settings
 
-        out = _check_output(output)
+        out = check_output(output)
         if fmt not in ("table", "html"):
             raise fail(f"--format must be table or html, got {fmt!r}")
         if fmt == "html" and out_path is None:
             raise fail("--format html needs --out FILE, e.g. --out report.html")
-        _setup_cli()
+        setup_cli()
         html_out = out_path if fmt == "html" else None
         raise typer.Exit(run_command(lambda: report(get_settings(), run_id, output=out, html_out=html_out)))
 
@@ -230,8 +235,8 @@ def register(app: typer.Typer) -> None:
 
         Example: vantage demo-eval
         """
-        from services.orchestrator.cli import EXIT_UNAVAILABLE, fail
-        from services.orchestrator.stack import run_demo_eval
+        from services.orchestrator.cli.common import EXIT_UNAVAILABLE, fail
+        from services.orchestrator.cli.stack import run_demo_eval
         from shared.config import get_settings
 
         if not questions.is_file():

@@ -41,10 +41,11 @@ from rich.text import Text
 from sqlalchemy import select
 
 from services.inference.router import PROVIDERS
-from services.orchestrator.report import csv_safe_row, run_record, usd
+from services.orchestrator.reports.tables import run_record, usd
 from services.orchestrator.store import RunRow, RunTotals, Store
 from services.orchestrator.store import models as m
 from services.orchestrator.store.eval_repo import EvalStore
+from shared.text import csv_safe_row
 
 #: Competitors / domains listed per table.
 TOP_N = 10
@@ -504,7 +505,7 @@ async def output_report(store: Store, run_id: str, *, output: str = "table", wal
     ``csv`` (the question runs, :func:`write_eval_csv`)."""
     import sys
 
-    from services.orchestrator.report import make_console
+    from services.orchestrator.reports.tables import make_console
 
     rep = await build_report(store, run_id)
     stream = out or sys.stdout

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
-from services.orchestrator.research import Clients, SetupError
-from services.orchestrator.runs import Orchestrator
+from services.orchestrator.app.jobs.base import SetupError
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store
 from shared.config import Settings
 from shared.errors import FailedPrecondition, Unavailable
@@ -224,52 +224,4 @@ class Worker:
             await asyncio.sleep(max(0.05, s.lease_seconds / 3))
 
 
-async def run_worker(
-    settings: Settings, *, once: bool = False, run_id: str | None = None, max_runs: int | None = None,
-) -> int:
-    """``vantage worker``: open the database (schema checked, one-line refusal when out of date), the channels, and
-    run a :class:`Worker` until SIGTERM/SIGINT (or, with ``once``, until nothing is left to do)."""
-    from services.orchestrator.commands import session
-
-    async with session(settings) as s:
-        if run_id is not None:
-            from services.orchestrator.commands import resolve_run
-
-            run_id = await resolve_run(s.store, run_id)
-        if once:
-            await s.orch.clients.check()
-        worker = Worker(s.store, s.orch.clients, settings, once=once, run_id=run_id, max_runs=max_runs)
-        loop = asyncio.get_running_loop()
-        main = asyncio.current_task()
-        signals = {"n": 0}
-
-        def on_signal() -> None:
-            signals["n"] += 1
-            if signals["n"] == 1:
-                log.info("worker_signal", action="drain", grace_seconds=settings.grace_seconds)
-                worker.request_stop()
-            elif main is not None:
-                main.cancel()
-
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal)
-                installed.append(sig)
-        try:
-            return await worker.run()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-
-__all__ = ["Worker", "WorkerStats", "run_worker"]
-
-
-if __name__ == "__main__":  # `python -m services.orchestrator.worker [--once] [--run ID]` = `vantage worker …`
-    import sys
-
-    from services.orchestrator.cli import app
-
-    sys.argv = ["vantage", "worker", *sys.argv[1:]]
-    app()
+__all__ = ["Worker", "WorkerStats"]

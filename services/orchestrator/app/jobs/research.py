@@ -24,23 +24,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.orchestrator.pipeline import Budget, Inflight
-from services.orchestrator.store import ClaimedItem, ClassificationRecord, SearchRecord, Store
+from services.orchestrator.app.jobs.base import ItemFailed, JobContext, SetupError, atomic_input, describe
+from services.orchestrator.app.pipeline import Budget, Budgets, Inflight
+from services.orchestrator.clients import Clients
+from services.orchestrator.domain import InputRow
+from services.orchestrator.store import (
+    ClaimedItem,
+    ClassificationRecord,
+    IngestReport,
+    RunRow,
+    SearchRecord,
+    Store,
+)
 from shared.config import Settings
-from shared.errors import InvalidArgument, Unavailable, VantageError, from_rpc_error
-from shared.grpc_client import Channels, call_metadata, with_retries
+from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
+from shared.grpc_client import call_metadata, with_retries
 from shared.resilience import CHARS_PER_TOKEN, estimate_tokens
 from vantage.common.v1 import common_pb2
-from vantage.extraction.v1 import extraction_pb2, extraction_pb2_grpc
-from vantage.inference.v1 import inference_pb2, inference_pb2_grpc
-from vantage.search.v1 import search_pb2, search_pb2_grpc
+from vantage.extraction.v1 import extraction_pb2
+from vantage.inference.v1 import inference_pb2
+from vantage.search.v1 import search_pb2
 
 T = TypeVar("T")
 
@@ -53,26 +62,6 @@ _UNKNOWN_OUTCOME = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode
 MIN_CONTEXT_CHARS = 2_000
 #: Times the context is halved after a provider's "too long" 400 before the item fails.
 MAX_CONTEXT_HALVINGS = 2
-
-
-class ItemFailed(Exception):
-    """An item cannot be researched; ``reason`` is the one line stored on the item and shown to the user, ``code``
-    the gRPC status behind it (None for a local error)."""
-
-    def __init__(self, reason: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
-class SetupError(Exception):
-    """A run cannot start: the per-run RPCs (classification schema, model route) failed. ``cause`` is the error,
-    e.g. :class:`~shared.errors.Unavailable` when a service is down."""
-
-    def __init__(self, message: str, cause: VantageError) -> None:
-        super().__init__(message)
-        self.message = message
-        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -109,69 +98,6 @@ class RunSetup:
     json_schema: str
     system_prompt: str
     provider: str  # e.g. "openai": the ledger's provider of LLM calls
-
-
-@dataclass
-class Budgets:
-    """One long-lived budget per downstream service (settings.*_concurrency)."""
-
-    search: Budget
-    inference: Budget
-    extraction: Budget
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Budgets:
-        return cls(
-            Budget("search", settings.search_concurrency),
-            Budget("inference", settings.inference_concurrency),
-            Budget("extraction", settings.extraction_concurrency),
-        )
-
-    @property
-    def total(self) -> int:
-        return self.search.capacity + self.inference.capacity + self.extraction.capacity
-
-
-class Clients:
-    """Stubs of the three downstream services over shared channels (one channel per target per process)."""
-
-    def __init__(self, channels: Channels, settings: Settings) -> None:
-        self.settings = settings
-        self.channels = channels
-        self.search = search_pb2_grpc.SearchServiceStub(channels.for_service("search"))
-        self.inference = inference_pb2_grpc.InferenceServiceStub(channels.for_service("inference"))
-        self.extraction = extraction_pb2_grpc.ExtractionServiceStub(channels.for_service("extraction"))
-
-    async def check(self, rpc_timeout: float = 5.0) -> None:
-        """Health-check search, inference and extraction at once; raise :class:`Unavailable` naming the first one
-        that is not SERVING (e.g. ``"search service not reachable at 127.0.0.1:50051 (UNAVAILABLE)"``)."""
-
-        async def one(name: str) -> str | None:
-            addr = self.settings.addr(name)
-            stub = health_pb2_grpc.HealthStub(self.channels.for_service(name))
-            try:
-                r = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=rpc_timeout)
-            except grpc.aio.AioRpcError as e:
-                what = "timed out" if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED else e.code().name
-                return f"{name} service not reachable at {addr} ({what})"
-            if r.status != health_pb2.HealthCheckResponse.SERVING:
-                return f"{name} service at {addr} is not serving"
-            return None
-
-        problems = [p for p in await asyncio.gather(one("search"), one("inference"), one("extraction")) if p]
-        if problems:
-            raise Unavailable("; ".join(problems))
-
-
-def describe(stage: str, err: BaseException, attempts: int = 1) -> str:
-    """One line for a failed stage: ``"inference: RESOURCE_EXHAUSTED after 3 attempts: rate limited
-    [PROVIDER_RATE_LIMITED]"`` (the ErrorInfo reason, when there is one, in brackets at the end)."""
-    if isinstance(err, VantageError):
-        code = err.code.name
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        reason = f" [{err.reason}]" if err.reason and err.reason != code else ""
-        return f"{stage}: {code}{tries}: {err.message}{reason}"
-    return f"{stage}: internal error: {type(err).__name__}: {err}"
 
 
 async def fetch_setup(clients: Clients, opts: ResearchOptions, *, run_id: str, rpc_timeout: float) -> RunSetup:
@@ -494,15 +420,61 @@ class _Bill:
         self.values = values
 
 
-__all__ = [
-    "Budgets",
-    "Clients",
-    "ItemFailed",
-    "ResearchOptions",
-    "Researcher",
-    "RunSetup",
-    "SetupError",
-    "describe",
-    "fetch_setup",
-    "user_prompt",
-]
+async def create_research_run(
+    ctx: JobContext, rows: Iterable[InputRow], *, name: str, options: ResearchOptions, input_path: str | None = None
+) -> tuple[RunRow, IngestReport]:
+    """Store a new research run and its items (``rows`` is consumed as a stream), atomically with respect to the
+    input (:func:`~services.orchestrator.app.jobs.base.atomic_input`): when reading or storing it fails or is
+    interrupted, no run is left (or, when even the clean-up could not run, one marked incomplete that nothing
+    executes). Raises InvalidArgument when the input holds no company at all, or an input error from ``rows``."""
+    run = await ctx.store.create_run(kind="research", name=name, options=options.to_dict(), input_path=input_path,
+                                     input_complete=False)
+    async with atomic_input(ctx.store, run.id):
+        report = await ctx.store.add_items(run.id, rows)
+        if report.queued == 0:
+            msg = "no companies in the input" + (f" ({report.skipped} rows skipped)" if report.skipped else "")
+            raise InvalidArgument(msg, field="input")
+    stored = await ctx.store.get_run(run.id)
+    if stored is None:
+        raise FailedPrecondition(f"run {run.id} vanished while it was being created")
+    return stored, report
+
+
+class ResearchJob:
+    """The ``research`` kind of run (:class:`~services.orchestrator.app.jobs.base.Job`): set-up fetches the
+    classification contract and the model's route once; each item is researched by a :class:`Researcher`."""
+
+    max_in_flight: int | None = None
+
+    def __init__(self, ctx: JobContext, run: RunRow, inflight: Inflight) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.inflight = inflight
+        self.options = ResearchOptions.from_dict(run.options, ctx.settings)
+        self._researcher: Researcher | None = None
+
+    async def setup(self) -> None:
+        """Raises :class:`SetupError` when the schema or the route cannot be fetched."""
+        s = self.ctx.settings
+        setup = await fetch_setup(self.ctx.clients, self.options, run_id=self.run.id, rpc_timeout=s.rpc_timeout_seconds)
+        self._researcher = Researcher(
+            store=self.ctx.store, clients=self.ctx.clients, budgets=self.ctx.budgets, settings=s, run_id=self.run.id,
+            options=self.options, setup=setup, inflight=self.inflight,
+        )
+
+    async def process(self, item: ClaimedItem) -> tuple[bool, str]:
+        if self._researcher is None:
+            raise RuntimeError("ResearchJob.process before setup")
+        return await self._researcher.process(item)
+
+    async def finish(self) -> None:
+        """Nothing: a research run has no run-level step after its items."""
+
+    async def cancel(self) -> None:
+        """Nothing to cancel at a provider: research calls are unary and end with the items."""
+
+    async def aclose(self) -> None:
+        """Nothing is held open."""
+
+
+__all__ = ["ResearchJob", "ResearchOptions", "Researcher", "RunSetup", "create_research_run", "fetch_setup", "user_prompt"]

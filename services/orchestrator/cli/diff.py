@@ -20,10 +20,11 @@ async def diff(settings: object, run_a: str, run_b: str, *, output: str, seed: i
     from rich.table import Table
     from rich.text import Text
 
-    from services.orchestrator.commands import print_json, resolve_run
-    from services.orchestrator.diff import check_params, diff_runs
-    from services.orchestrator.measurement import FIGURES, format_estimate
-    from services.orchestrator.report import make_console
+    from services.orchestrator.app.diff import check_params, diff_runs
+    from services.orchestrator.app.measurement import FIGURES, format_estimate
+    from services.orchestrator.cli.common import print_json
+    from services.orchestrator.cli.session import resolve_run
+    from services.orchestrator.reports.tables import make_console
     from services.orchestrator.store import open_store
 
     check_params(seed=seed, resamples=resamples)
@@ -73,8 +74,8 @@ async def diff(settings: object, run_a: str, run_b: str, *, output: str, seed: i
               f"0 and the sample could see a move of {s.min_effect:.0%} points (80 % power); else "
               f"insufficient_data with the sample needed; fewer than {s.min_questions} common questions is always "
               f"insufficient_data.", markup=False, highlight=False, style="dim")
-    for c in s.model_changes:
-        out.print(f"model version changed: {c.model}: {', '.join(c.versions_a)} → {', '.join(c.versions_b)}",
+    for mc in s.model_changes:
+        out.print(f"model version changed: {mc.model}: {', '.join(mc.versions_a)} → {', '.join(mc.versions_b)}",
                   markup=False, highlight=False)
     for note in d.notes:
         out.print(note, markup=False, highlight=False, style="dim")
@@ -99,11 +100,10 @@ def register(app: typer.Typer) -> None:
 
         Example: vantage diff 3f2a9c1e 8b7d0a44 --output json
         """
-        from services.orchestrator.cli import _check_output, _setup_cli
-        from services.orchestrator.commands import run_command
+        from services.orchestrator.cli.common import check_output, run_command, setup_cli
         from shared.config import get_settings
 
-        out = _check_output(output, ("table", "json"))
-        _setup_cli()
+        out = check_output(output, ("table", "json"))
+        setup_cli()
         raise typer.Exit(run_command(lambda: diff(get_settings(), run_a, run_b, output=out, seed=seed,
                                                   resamples=resamples)))

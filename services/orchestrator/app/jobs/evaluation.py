@@ -24,8 +24,8 @@ Flow of one run (streamed; no barrier between asking and reading):
    Cost per answer goes into the ledger: Bright Data records × ``brightdata_record_usd`` ($0.0015), API tokens ×
    price + web-search calls × price — the ``cost_usd`` the inference service computed for that call.
 4. **End of the run** — the competitor names found across all answers are merged ("Lambda" / "Lambda Labs" /
-   "Lambda Cloud" → one) through the packing helper :func:`services.orchestrator.enrich.merge_competitor_variants`
-   and stored as ``org_competitors.canonical`` for the report (:mod:`services.orchestrator.visibility_report`).
+   "Lambda Cloud" → one) through the packing helper :func:`services.orchestrator.app.jobs.enrich.merge_competitor_variants`
+   and stored as ``org_competitors.canonical`` for the report (:mod:`services.orchestrator.reports.visibility`).
 
 **Resume** (``vantage resume`` / ``ResumeRun`` after a crash or a cancel): a question run whose answer exists goes
 straight to extraction (or is done); one whose snapshot is stored with status ``submitted`` is re-attached with
@@ -34,7 +34,7 @@ are asked. **CancelRun** cancels the run's in-flight snapshots (``CancelBatch``)
 resume.
 
 This module knows gRPC stubs and the store; the run lifecycle (claims, heartbeats, cancel) is
-:class:`services.orchestrator.runs.Orchestrator`'s.
+:class:`services.orchestrator.app.runs.Orchestrator`'s.
 """
 
 from __future__ import annotations
@@ -52,10 +52,12 @@ import grpc
 import pycountry
 import structlog
 
-from services.orchestrator import enrich
-from services.orchestrator.inputs import MAX_DOMAIN_CHARS, InputError, normalise_domain
-from services.orchestrator.pipeline import Budget, Inflight
-from services.orchestrator.research import Budgets, Clients, ItemFailed, SetupError, describe
+from services.orchestrator.app.inputs import MAX_DOMAIN_CHARS, InputError
+from services.orchestrator.app.jobs import enrich
+from services.orchestrator.app.jobs.base import ItemFailed, JobContext, SetupError, atomic_input, describe
+from services.orchestrator.app.pipeline import Budget, Budgets, Inflight
+from services.orchestrator.clients import Clients
+from services.orchestrator.domain import normalise_domain
 from services.orchestrator.store import ClaimedItem, RunRow, Store
 from services.orchestrator.store.eval_repo import (
     Answer,
@@ -67,7 +69,7 @@ from services.orchestrator.store.eval_repo import (
     QuestionRunState,
 )
 from shared.config import Settings
-from shared.errors import InvalidArgument, VantageError, from_rpc_error
+from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
 from shared.grpc_client import RetryThrottle, call_metadata, with_retries
 from shared.text import merge_variations
 from vantage.common.v1 import common_pb2
@@ -76,7 +78,6 @@ from vantage.inference.v1 import inference_pb2 as ipb
 from vantage.inference.v1 import inference_pb2_grpc as ipb_grpc
 
 if TYPE_CHECKING:
-    from services.orchestrator.runs import Orchestrator, _Active
     from vantage.orchestrator.v1 import orchestrator_pb2
 
 T = TypeVar("T")
@@ -249,7 +250,7 @@ def validate_matrix(org_name: str, org_domain: str, models: Sequence[str], locat
     return name, domain, models, locs or [""]
 
 
-async def normalize_org(orch: Orchestrator, run_id: str, name: str, domain: str) -> extraction_pb2.NormalizeOrgResponse:
+async def normalize_org(orch: JobContext, run_id: str, name: str, domain: str) -> extraction_pb2.NormalizeOrgResponse:
     """The org as the extraction service sees it (``ExtractionService/NormalizeOrg``: registrable domain, stem,
     deterministic name variations — the name, case and squashed forms, the base without legal suffixes and with
     Inc / Ltd / Labs / AI, the domain and its stem). Raises :class:`SetupError` when the call fails."""
@@ -273,7 +274,7 @@ async def normalize_org(orch: Orchestrator, run_id: str, name: str, domain: str)
 
 
 async def create_eval_run(
-    orch: Orchestrator,
+    orch: JobContext,
     *,
     org_name: str,
     org_domain: str,
@@ -288,7 +289,7 @@ async def create_eval_run(
 ) -> tuple[RunRow, MatrixReport]:
     """Store a new ORG_EVAL run: the org (created with its deterministic variations, or found and reused), the
     questions, and one item + question run per (question, model, location), atomically with respect to the input
-    (:func:`services.orchestrator.runs.atomic_input`). Raises :class:`InvalidArgument` for a bad org/matrix or no
+    (:func:`services.orchestrator.app.runs.atomic_input`). Raises :class:`InvalidArgument` for a bad org/matrix or no
     question at all (no run is then left)."""
     org_name, org_domain, models_l, locs = validate_matrix(org_name, org_domain, models, locations)
     ev = EvalStore(orch.store)
@@ -298,8 +299,6 @@ async def create_eval_run(
         known_competitors=tuple(split_list(list(known_competitors))),
         name_variations=tuple(split_list(list(name_variations))), no_cache=no_cache,
     )
-    from services.orchestrator.runs import atomic_input
-
     run = await orch.store.create_run(
         kind="org_eval", name=name or f"{org_name} visibility", options=opts.to_dict(), input_path=input_path,
         input_complete=False,
@@ -308,10 +307,13 @@ async def create_eval_run(
         report = await ev.add_matrix(run.id, questions, models_l, locs)
         if report.items == 0:
             raise InvalidArgument("no questions in the input", field="questions")
-    return await orch.get(run.id), report
+    stored = await orch.store.get_run(run.id)
+    if stored is None:  # deleted under us (a concurrent `vantage db` clean-up): say so rather than return None
+        raise FailedPrecondition(f"run {run.id} vanished while it was being created")
+    return stored, report
 
 
-async def check_models(orch: Orchestrator, models: Sequence[str], *, field: str, rpc_timeout: float = 5.0) -> None:
+async def check_models(orch: JobContext, models: Sequence[str], *, field: str, rpc_timeout: float = 5.0) -> None:
     """``InvalidArgument`` (naming ``field``) for the first model the inference service does not route, or refuses
     as retired (model catalogue: FAILED_PRECONDITION naming the successor); an unreachable inference service is left
     for the run to report."""
@@ -324,18 +326,18 @@ async def check_models(orch: Orchestrator, models: Sequence[str], *, field: str,
 
 
 async def start_request(
-    orch: Orchestrator, request: orchestrator_pb2.StartRunRequest, *, rpc_timeout: float = 5.0,
+    orch: JobContext, request: orchestrator_pb2.StartRunRequest, *, rpc_timeout: float = 5.0,
     upload_text: str | None = None,
 ) -> RunRow:
     """``StartRun`` with kind ORG_EVAL: inline ``org_eval`` (org, questions, models, locations…), or the questions
     as ``questions_text`` / an upload (``upload_text``, resolved by the server) / ``input_path`` (a file under
-    ``VANTAGE_INPUT_DIR`` only: :func:`~services.orchestrator.inputs.server_input_path`), with the org and matrix in
+    ``VANTAGE_INPUT_DIR`` only: :func:`~services.orchestrator.app.inputs.server_input_path`), with the org and matrix in
     ``org_eval_options``. Every bound of :func:`check_limits` and :func:`validate_matrix` is checked first
     (INVALID_ARGUMENT naming the field). A model the inference service does not route is refused now
     (INVALID_ARGUMENT naming it) rather than failing the run later; an unreachable inference service is left for
-    the run to report. Raises :class:`~services.orchestrator.inputs.PermissionDenied` for a path outside
+    the run to report. Raises :class:`~services.orchestrator.app.inputs.PermissionDenied` for a path outside
     ``VANTAGE_INPUT_DIR`` (or any path when it is unset)."""
-    from services.orchestrator.inputs import content_text, read_server_text, server_input_path
+    from services.orchestrator.app.inputs import content_text, read_server_text, server_input_path
 
     s = orch.settings
     which = request.WhichOneof("input")
@@ -583,7 +585,7 @@ class EvalSetup:
 
 class Evaluator:
     """Processes the claimed question runs of one ORG_EVAL run (the ``process(item)`` of
-    :meth:`services.orchestrator.runs.Orchestrator._stream`)."""
+    :class:`EvaluationJob`)."""
 
     def __init__(
         self, *, store: Store, clients: Clients, budgets: Budgets, settings: Settings, run_id: str,
@@ -834,7 +836,7 @@ async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[f
 # --- set-up, execution, end, cancel -----------------------------------------------------------------------------
 
 
-async def fetch_eval_setup(orch: Orchestrator, run: RunRow, opts: EvalOptions) -> EvalSetup:
+async def fetch_eval_setup(orch: JobContext, run: RunRow, opts: EvalOptions) -> EvalSetup:
     """Route every model (an unknown one is INVALID_ARGUMENT → :class:`SetupError`), and the org's name variations:
     stored ones, plus — once per org — the LLM's suggestions (stored on the org for later runs)."""
     s = orch.settings
@@ -865,7 +867,7 @@ async def fetch_eval_setup(orch: Orchestrator, run: RunRow, opts: EvalOptions) -
     return EvalSetup(routes=routes, org_name=org.name, org_domain=org.domain, variations=variations)
 
 
-async def _suggest_variations(orch: Orchestrator, run_id: str, org_id: str, name: str, no_cache: bool
+async def _suggest_variations(orch: JobContext, run_id: str, org_id: str, name: str, no_cache: bool
                               ) -> list[str] | None:
     """The LLM's name variations for ``name`` (one packed CompleteBatch item, cached by the inference service); its
     cost goes to the run's ledger. None when the call failed (logged; the deterministic variations stand)."""
@@ -899,9 +901,9 @@ async def _bill_run_call(store: Store, key: str, totals: enrich.EnrichTotals) ->
         await store.ledger_discard(key)
 
 
-async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool = False) -> int:
+async def merge_competitors(orch: JobContext, run_id: str, *, no_cache: bool = False) -> int:
     """Give every competitor name of the run that has none a canonical name ("Lambda Labs" → "Lambda") through
-    :func:`services.orchestrator.enrich.merge_competitor_variants` (packed, cached); the call's cost goes to the
+    :func:`services.orchestrator.app.jobs.enrich.merge_competitor_variants` (packed, cached); the call's cost goes to the
     run's ledger; then every canonical name of the run through ``ExtractionService/MergeCompetitors`` (identity
     keys: "Lambda" / "Lambda Labs" / "lambdalabs.com" → one, shown under the spelling most answers use), also when
     the LLM call failed (logged). Returns how many names were given a canonical name."""
@@ -914,7 +916,7 @@ async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool =
     key = f"{run_id}:competitors:{digest}"
     await orch.store.ledger_begin(run_id=run_id, item_id=None, provider="llm", kind="llm", key=key,
                                   unit_type="tokens")
-    unique = enrich._unique(names)
+    unique = enrich.unique_names(names)
     try:
         results, totals = await enrich.pack_complete(
             orch.clients.inference, instruction=enrich.MERGE_INSTRUCTION, item_schema=enrich.MERGE_SCHEMA,
@@ -942,7 +944,7 @@ async def merge_competitors(orch: Orchestrator, run_id: str, *, no_cache: bool =
     return len(mapping)
 
 
-async def _merge_by_identity(orch: Orchestrator, run_id: str) -> None:
+async def _merge_by_identity(orch: JobContext, run_id: str) -> None:
     """Merge the run's canonical competitor names by identity (``ExtractionService/MergeCompetitors``, weighted by
     the answers naming each); a failure is logged and leaves the names as they are."""
     ev = EvalStore(orch.store)
@@ -971,34 +973,51 @@ async def _merge_by_identity(orch: Orchestrator, run_id: str) -> None:
         await ev.set_canonical_names(run_id, mapping)
 
 
-async def run_evaluation(orch: Orchestrator, run: RunRow, active: _Active, listener: Any) -> None:
-    """Execute an ORG_EVAL run inside :meth:`Orchestrator.execute` (which owns begin/finish/release): set-up, then
-    every claimable question run through one stream, then the competitor merge when nothing is left to do. Raises
-    :class:`SetupError` (the run is marked failed) when the set-up RPCs fail."""
-    opts = EvalOptions.from_dict(run.options)
-    if active.inflight.stopping:
-        return
-    try:
-        setup = await fetch_eval_setup(orch, run, opts)
-    except SetupError as e:
-        await orch.store.set_run_status(
-            run.id, "failed", only_from=("running",), finished=True, error=e.message,
-            event=("RUN_FINISHED", f"failed: {e.message}"),
+class EvaluationJob:
+    """The ``org_eval`` kind of run (:class:`~services.orchestrator.app.jobs.base.Job`): set-up routes every model
+    and computes the org's name variations; each question run is asked and read by an :class:`Evaluator` over one
+    ``CompleteStream``; when nothing is left to do, the run's competitor names are merged; a cancel cancels its
+    snapshots in flight."""
+
+    def __init__(self, ctx: JobContext, run: RunRow, inflight: Inflight) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.inflight = inflight
+        self.options = EvalOptions.from_dict(run.options)
+        self.max_in_flight: int | None = None
+        self._evaluator: Evaluator | None = None
+
+    async def setup(self) -> None:
+        """Raises :class:`SetupError` when a model is not routed or the org cannot be normalised."""
+        setup = await fetch_eval_setup(self.ctx, self.run, self.options)
+        self._evaluator = Evaluator(
+            store=self.ctx.store, clients=self.ctx.clients, budgets=self.ctx.budgets, settings=self.ctx.settings,
+            run_id=self.run.id, options=self.options, setup=setup, inflight=self.inflight,
         )
-        raise
-    evaluator = Evaluator(
-        store=orch.store, clients=orch.clients, budgets=orch.budgets, settings=orch.settings, run_id=run.id,
-        options=opts, setup=setup, inflight=active.inflight,
-    )
-    try:
-        await orch._stream(run.id, evaluator, active, listener, max_in_flight=evaluator.max_in_flight)  # type: ignore[arg-type]
-    finally:
-        await evaluator.session.aclose()
-    if not active.inflight.stopping and not (await orch.store.run_totals(run.id)).unfinished:
-        await merge_competitors(orch, run.id, no_cache=opts.no_cache)
+        self.max_in_flight = self._evaluator.max_in_flight
+
+    async def process(self, item: ClaimedItem) -> tuple[bool, str]:
+        if self._evaluator is None:
+            raise RuntimeError("EvaluationJob.process before setup")
+        return await self._evaluator.process(item)
+
+    async def finish(self) -> None:
+        """Merge the run's competitor names once every question run is finished (not when items other processes
+        hold are still unfinished: the last process to finish does it)."""
+        if not (await self.ctx.store.run_totals(self.run.id)).unfinished:
+            await merge_competitors(self.ctx, self.run.id, no_cache=self.options.no_cache)
+
+    async def cancel(self) -> None:
+        """Cancel the run's snapshots still in flight (:func:`cancel_batches`)."""
+        await cancel_batches(self.ctx, self.run.id)
+
+    async def aclose(self) -> None:
+        """Close the run's ``CompleteStream``."""
+        if self._evaluator is not None:
+            await self._evaluator.session.aclose()
 
 
-async def cancel_batches(orch: Orchestrator, run_id: str) -> int:
+async def cancel_batches(orch: JobContext, run_id: str) -> int:
     """CancelRun of an ORG_EVAL run: cancel its snapshots still in flight (``CancelBatch``), mark them
     ``cancelled`` and drop their members' pending ledger rows (a cancelled snapshot is not billed). Their members
     are asked again on resume. Returns how many were cancelled; a snapshot the provider would not cancel (already
@@ -1028,6 +1047,7 @@ async def cancel_batches(orch: Orchestrator, run_id: str) -> int:
 __all__ = [
     "EvalOptions",
     "EvalSetup",
+    "EvaluationJob",
     "Evaluator",
     "StreamBroken",
     "StreamSession",
@@ -1039,7 +1059,6 @@ __all__ = [
     "merge_variations",
     "parse_questions",
     "read_questions",
-    "run_evaluation",
     "split_list",
     "start_request",
     "validate_matrix",

@@ -18,12 +18,12 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import grpc
 
+from services.orchestrator.domain import InputRow, normalise_domain
 from shared.errors import InvalidArgument, VantageError
 
 COMPANY_HEADERS = ("company", "name", "company_name", "company name", "organization", "organisation")
@@ -121,37 +121,6 @@ def content_text(value: str | bytes, *, max_bytes: int, field: str) -> str:
         except UnicodeDecodeError:
             raise InputError(f"{field}: not UTF-8 text", field=field) from None
     return value.lstrip("\ufeff")
-
-
-@dataclass(frozen=True)
-class InputRow:
-    """One input row. ``seq`` is its position (the CSV line number; the header is line 1)."""
-
-    seq: int
-    company: str
-    domain: str = ""
-    skip_reason: str | None = None
-
-    @property
-    def key(self) -> str:
-        return company_key(self.company)
-
-
-def company_key(company: str) -> str:
-    """Identity of a company within a run: whitespace collapsed, case-folded (``"Together  AI"`` → ``"together
-    ai"``)."""
-    return " ".join(company.split()).casefold()
-
-
-def normalise_domain(value: str) -> str:
-    """A bare lower-case host name: ``"https://www.Together.ai/about?x=1"`` → ``"together.ai"``; ``""`` stays
-    ``""``."""
-    v = value.strip().lower()
-    if "://" in v:
-        v = v.split("://", 1)[1]
-    v = v.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    v = v.rsplit("@", 1)[-1].split(":", 1)[0].rstrip(".")
-    return v.removeprefix("www.")
 
 
 class CompanyCsv:

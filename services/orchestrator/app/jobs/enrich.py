@@ -29,20 +29,19 @@ import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Any
 
 import structlog
-import typer
 
-from services.orchestrator.report import csv_safe_row
 from shared.config import Settings
+from shared.exitcodes import EXIT_FAILED_ITEMS, EXIT_OK, EXIT_USAGE
 from shared.grpc_client import Channels, call_metadata, with_retries
+from shared.text import csv_safe_row
 from vantage.inference.v1 import inference_pb2 as pb
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
 
 log = structlog.get_logger("vantage.enrich")
 
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 #: Column of the enriched CSV holding why a row failed ("" when it did not).
 ERROR_COLUMN = "enrich_error"
 #: Rows per CompleteBatch request, in packs: big enough to fill whole packs, small enough to stream.
@@ -231,7 +230,7 @@ MERGE_SCHEMA: dict[str, Any] = {
 }
 
 
-def _unique(names: Iterable[str]) -> list[str]:
+def unique_names(names: Iterable[str]) -> list[str]:
     """Names stripped, blanks dropped, each once (first spelling kept, case-insensitive)."""
     seen: set[str] = set()
     out = []
@@ -256,7 +255,7 @@ async def name_variations(
     itself first, then the model's, each once (case-insensitive). One packed request: 150 orgs = 8 LLM calls, a
     repeat is all cache hits. An org whose item failed maps to ``[org]`` (logged with its error) — the name itself
     is always a valid variation, so callers can still look for it."""
-    names = _unique(orgs)
+    names = unique_names(orgs)
     results, _ = await pack_complete(
         stub, instruction=NAME_VARIATIONS_INSTRUCTION, item_schema=NAME_VARIATIONS_SCHEMA,
         items=[(str(i), {"name": n}) for i, n in enumerate(names)], model=model, no_cache=no_cache,
@@ -268,7 +267,7 @@ async def name_variations(
         found = (r.fields or {}).get("variations") or []
         if r.error:
             log.warning("name_variations_failed", org=org, error=r.error)
-        out[org] = _unique([org, *(v for v in found if isinstance(v, str))])
+        out[org] = unique_names([org, *(v for v in found if isinstance(v, str))])
     return out
 
 
@@ -287,7 +286,7 @@ async def merge_competitor_variants(
     canonical name (case-insensitively), else the model's. A name whose item failed maps to itself (logged)."""
     given = [" ".join(str(n).split()) for n in names]
     given = [n for n in given if n]
-    unique = _unique(given)
+    unique = unique_names(given)
     results, _ = await pack_complete(
         stub, instruction=MERGE_INSTRUCTION, item_schema=MERGE_SCHEMA,
         items=[(str(i), {"name": n}) for i, n in enumerate(unique)], model=model, no_cache=no_cache,
@@ -417,7 +416,7 @@ def open_rows(path: Path) -> Iterator[tuple[list[str], Iterator[dict[str, str]]]
             try:
                 for row in reader:
                     last_line = reader.line_num
-                    row.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header are not sent
+                    row.pop(None, None)  # cells beyond the header are not sent
                     yield {k: (v if v is not None else "") for k, v in row.items()}
             except (UnicodeDecodeError, csv.Error) as e:
                 raise EnrichError(f"input file {path}, line {last_line + 1}: {e}") from None
@@ -546,58 +545,3 @@ async def run_enrich(settings: Settings, csv_path: Path, opts: EnrichOptions, *,
         await channels.close()
     print(format_summary(summary), file=stdout or sys.stdout, flush=True)
     return EXIT_FAILED_ITEMS if summary.totals.failed else EXIT_OK
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``enrich`` command to the ``vantage`` typer app."""
-
-    @app.command("enrich")
-    def enrich_command(
-        csv_file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV with a header row.")],
-        instruction: Annotated[str, typer.Option("--instruction", "-i", help="What to do with each row.")],
-        schema: Annotated[
-            Path, typer.Option("--schema", "-s", help="JSON Schema of one row's result: an object whose properties "
-                               "become the new columns.")
-        ],
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Output CSV (default FILE.enriched.csv).")] = None,
-        model: Annotated[str | None, typer.Option(help="LLM (default: VANTAGE_RESEARCH_MODEL).")] = None,
-        no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask the model even for rows answered before "
-                                               "(the fresh answers refresh the cache).")] = False,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per LLM call; 0 = the inference "
-                                                "service's default (20).")] = 0,
-    ) -> None:
-        """Add columns to every row of a CSV with an LLM: rows are packed 20 per call, validated against the schema,
-        and cached, so running it again costs nothing. Writes the original columns + one column per schema property
-        + `enrich_error`, then prints: total, cache hits, newly computed, failed, success rate, LLM calls, USD.
-        Exit 0 all rows enriched, 1 some rows failed, 2 bad input, 3 services unreachable.
-
-        Example: vantage enrich companies.csv --instruction "Classify the company's industry" --schema industry.json
-        """
-        from services.orchestrator.commands import CliError, cli_log_level, run_command
-        from shared.config import get_settings
-        from shared.logging import configure_logging
-
-        settings = get_settings()
-        configure_logging("cli", cli_log_level(), settings.log_format)
-
-        async def main() -> int:
-            try:
-                if not instruction.strip():
-                    raise EnrichError("--instruction must not be empty")
-                if batch_size < 0:
-                    raise EnrichError("--batch-size must be ≥ 0")
-                item_schema = load_schema(schema.expanduser())
-                path = csv_file.expanduser()
-                if not path.is_file():
-                    raise EnrichError(f"input file not found: {path}")
-                out_path = (out or path.with_name(f"{path.stem}.enriched.csv")).expanduser()
-                opts = EnrichOptions(
-                    instruction=instruction.strip(), schema=item_schema, model=model or settings.research_model,
-                    out_path=out_path, no_cache=no_cache, batch_size=batch_size,
-                    concurrency=max(1, min(settings.inference_concurrency, 8)), timeout=settings.rpc_timeout_seconds,
-                )
-                return await run_enrich(settings, path, opts)
-            except EnrichError as e:
-                raise CliError(e.message, e.code) from None
-
-        raise typer.Exit(run_command(main))

@@ -1,8 +1,8 @@
 """``vantage diff RUN_A RUN_B`` / ``OrchestratorService/DiffRuns`` (issue 14 item 4): the gRPC-free core.
 
 Two ORG_EVAL runs (sweeps): the stored question runs and org evaluations of each run become
-:class:`services.orchestrator.measurement.Answer` rows (one per evaluated question × model × location; sample 0,
-as a sweep asks each once today) and :func:`~services.orchestrator.measurement.diff_sweeps` compares them over the
+:class:`services.orchestrator.app.measurement.Answer` rows (one per evaluated question × model × location; sample 0,
+as a sweep asks each once today) and :func:`~services.orchestrator.app.measurement.diff_sweeps` compares them over the
 common basket. Questions are matched across runs by their text (whitespace collapsed, case-folded): each run
 stores its own copy of the questions file, so question ids differ between runs.
 
@@ -20,14 +20,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from services.orchestrator.inputs import company_key, normalise_domain
-from services.orchestrator.measurement import (
+from services.orchestrator.app.measurement import (
     DEFAULT_RESAMPLES,
     Answer,
     SweepDiff,
     diff_fields,
     diff_sweeps,
 )
+from services.orchestrator.domain import company_key, normalise_domain
 from services.orchestrator.store import Store
 from services.orchestrator.store import models as m
 from shared.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -95,7 +95,7 @@ class RunDiff:
     def to_dict(self) -> dict[str, Any]:
         """The ``--output json`` document: ``kind``, ``run_a``, ``run_b``, ``notes``, then for sweeps ``basket``,
         ``only_a``, ``only_b``, ``resamples``, ``seed``, ``confidence``, ``model_versions_stored``,
-        ``model_changes`` and ``cells`` (:func:`~services.orchestrator.measurement.diff_fields`, the overall last
+        ``model_changes`` and ``cells`` (:func:`~services.orchestrator.app.measurement.diff_fields`, the overall last
         with model = location = "all"); for research runs ``companies``."""
         out: dict[str, Any] = {"kind": self.kind, "run_a": self.run_a, "run_b": self.run_b, "notes": self.notes}
         if self.sweep is not None:

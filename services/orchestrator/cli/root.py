@@ -5,14 +5,19 @@ Exit codes: 0 ok; 1 the run finished with failed items; 2 usage or input error; 
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from services.orchestrator.cli.common import EXIT_UNAVAILABLE, check_output, fail, setup_cli
+from services.orchestrator.cli.diff import register as register_diff
+from services.orchestrator.cli.doctor import register as register_doctor
+from services.orchestrator.cli.enrich import register as register_enrich
+from services.orchestrator.cli.evaluate import register as register_evaluate
+from services.orchestrator.cli.models import register as register_models
 from shared.config import get_settings
-
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 app = typer.Typer(
     name="vantage",
@@ -21,15 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print a one-line error to stderr (control characters and escape sequences removed) and return the Exit to
-    raise."""
-    from services.orchestrator.report import printable
-
-    typer.secho(f"error: {printable(message)}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
 
 
 @app.command()
@@ -67,7 +63,7 @@ def up(
 
     Example: vantage up --ephemeral
     """
-    from services.orchestrator.stack import bring_up, wait_for_signal
+    from services.orchestrator.cli.stack import bring_up, wait_for_signal
 
     settings = get_settings()
     try:
@@ -95,7 +91,7 @@ def demo(
 
     Example: vantage demo examples/companies.csv
     """
-    from services.orchestrator.stack import run_demo
+    from services.orchestrator.cli.stack import run_demo
 
     if not csv.is_file():
         raise fail(f"{csv}: no such file")
@@ -110,21 +106,6 @@ def demo(
 
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table | json | csv")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
-
-
-def _setup_cli() -> None:
-    """Logging for the CLI process: warnings only on stderr unless VANTAGE_LOG_LEVEL says otherwise."""
-    from services.orchestrator.commands import cli_log_level
-    from shared.logging import configure_logging
-
-    configure_logging("cli", cli_log_level(), get_settings().log_format)
-
-
-def _check_output(output: str, allowed: tuple[str, ...] = ("table", "json", "csv")) -> str:
-    out = output.lower()
-    if out not in allowed:
-        raise fail(f"--output must be one of {', '.join(allowed)} (got {output!r})")
-    return out
 
 
 @app.command()
@@ -152,11 +133,12 @@ def research(
 
     Example: vantage research examples/companies.csv --model gpt-4.1-mini
     """
-    from services.orchestrator.commands import remote_research, run_command
-    from services.orchestrator.commands import research as impl
+    from services.orchestrator.cli.commands import remote_research
+    from services.orchestrator.cli.commands import research as impl
+    from services.orchestrator.cli.common import run_command
 
-    out = _check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
-    _setup_cli()
+    out = check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
+    setup_cli()
     path = csv.expanduser()
     if path.exists():
         path = path.resolve()
@@ -182,13 +164,13 @@ def lookup(
 
     Example: vantage lookup "Mistral AI" --domain mistral.ai
     """
-    from services.orchestrator.commands import lookup as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import lookup as impl
+    from services.orchestrator.cli.common import run_command
 
-    out = _check_output(output, ("card", "json"))
+    out = check_output(output, ("card", "json"))
     if not company.strip():
         raise fail("give a company name")
-    _setup_cli()
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), company, domain=domain, model=model, output=out)))
 
 
@@ -201,11 +183,11 @@ def status(
 
     Example: vantage status 3f2a9c1e --output json
     """
-    from services.orchestrator.commands import run_command
-    from services.orchestrator.commands import status as impl
+    from services.orchestrator.cli.commands import status as impl
+    from services.orchestrator.cli.common import run_command
 
-    out = _check_output(output, ("table", "json"))
-    _setup_cli()
+    out = check_output(output, ("table", "json"))
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), run_id, output=out)))
 
 
@@ -227,11 +209,11 @@ def resume(
 
     Example: vantage resume 3f2a9c1e
     """
-    from services.orchestrator.commands import resume as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import resume as impl
+    from services.orchestrator.cli.common import run_command
 
-    out = _check_output(output)
-    _setup_cli()
+    out = check_output(output)
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), run_id, output=out, quiet=quiet, force=force,
                                               detach=detach)))
 
@@ -243,10 +225,10 @@ def cancel(run_id: Annotated[str, typer.Argument(help="Run id (or its first char
 
     Example: vantage cancel 3f2a9c1e
     """
-    from services.orchestrator.commands import cancel as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import cancel as impl
+    from services.orchestrator.cli.common import run_command
 
-    _setup_cli()
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), run_id)))
 
 
@@ -261,11 +243,11 @@ def retry_failed(
 
     Example: vantage retry-failed 3f2a9c1e
     """
-    from services.orchestrator.commands import resume as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import resume as impl
+    from services.orchestrator.cli.common import run_command
 
-    out = _check_output(output)
-    _setup_cli()
+    out = check_output(output)
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), run_id, output=out, quiet=quiet, failed_only=True,
                                               detach=detach)))
 
@@ -292,8 +274,8 @@ def worker(
     """
     import os
 
-    from services.orchestrator.commands import run_command
-    from services.orchestrator.worker import run_worker
+    from services.orchestrator.cli.commands import run_worker
+    from services.orchestrator.cli.common import run_command
     from shared.logging import configure_logging
 
     if max_runs is not None and max_runs < 1:
@@ -318,11 +300,11 @@ def export(
 
     Example: vantage export 3f2a9c1e --format csv --out results.csv
     """
-    from services.orchestrator.commands import export as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import export as impl
+    from services.orchestrator.cli.common import run_command
 
-    fmt = _check_output(fmt, ("csv", "json"))
-    _setup_cli()
+    fmt = check_output(fmt, ("csv", "json"))
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), run_id, fmt=fmt, out_path=out)))
 
 
@@ -337,12 +319,13 @@ def runs(
 
     Example: vantage runs --status completed --output json
     """
-    from services.orchestrator.commands import list_runs, run_command
+    from services.orchestrator.cli.commands import list_runs
+    from services.orchestrator.cli.common import run_command
 
-    out = _check_output(output, ("table", "json"))
+    out = check_output(output, ("table", "json"))
     if status is not None and status.lower() not in ("pending", "running", "completed", "cancelled", "failed"):
         raise fail(f"unknown status {status!r}")
-    _setup_cli()
+    setup_cli()
     raise typer.Exit(run_command(lambda: list_runs(get_settings(), limit=max(1, limit),
                                                    status_filter=status.lower() if status else None, output=out)))
 
@@ -357,10 +340,10 @@ def db_upgrade() -> None:
 
     Example: DATABASE_URL=postgresql://vantage@db/vantage vantage db upgrade
     """
-    from services.orchestrator.commands import db_upgrade as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import db_upgrade as impl
+    from services.orchestrator.cli.common import run_command
 
-    _setup_cli()
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings())))
 
 
@@ -370,10 +353,10 @@ def db_current() -> None:
 
     Example: vantage db current
     """
-    from services.orchestrator.commands import db_current as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import db_current as impl
+    from services.orchestrator.cli.common import run_command
 
-    _setup_cli()
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings())))
 
 
@@ -390,49 +373,21 @@ def db_prune_cache(
 
     Example: vantage db prune-cache --older-than 604800
     """
-    from services.orchestrator.commands import db_prune_cache as impl
-    from services.orchestrator.commands import run_command
+    from services.orchestrator.cli.commands import db_prune_cache as impl
+    from services.orchestrator.cli.common import run_command
 
     if older_than is not None and not older_than >= 0:  # also refuses nan
         raise fail(f"--older-than must be a number of seconds ≥ 0, not {older_than:g}")
-    _setup_cli()
+    setup_cli()
     raise typer.Exit(run_command(lambda: impl(get_settings(), older_than=older_than)))
 
 
-# --- loadtest: a ghz-like load generator (implementation in services/loadtest) ------------------------------------
-from services.loadtest.cli import register as _register_loadtest  # noqa: E402
-
-_register_loadtest(app)
-
-
-# --- doctor: settings, database, services, sandbox and keys at a glance (services/orchestrator/doctor.py) -------
-from services.orchestrator.doctor import register as _register_doctor  # noqa: E402
-
-_register_doctor(app)
-
-
-# --- enrich: CSV rows → new columns, packed 20 per LLM call and cached (services/orchestrator/enrich.py) ---------
-from services.orchestrator.enrich import register as _register_enrich  # noqa: E402
-
-_register_enrich(app)
-
-
-# --- evaluate / report / demo-eval: AI visibility (services/orchestrator/eval_cli.py) ----------------------------
-from services.orchestrator.eval_cli import register as _register_eval  # noqa: E402
-
-_register_eval(app)
-
-
-# --- models: the dated model catalogue, prices, status, shutdown dates (services/orchestrator/models_cli.py) -----
-from services.orchestrator.models_cli import register as _register_models  # noqa: E402
-
-_register_models(app)
-
-
-# --- diff: two sweeps (verdicts with intervals) or two research runs (services/orchestrator/diff_cli.py) ---------
-from services.orchestrator.diff_cli import register as _register_diff  # noqa: E402
-
-_register_diff(app)
+# Commands declared in their own modules (each registers itself on the app), then the plug-ins other packages
+# declare under the "vantage.cli" entry-point group (pyproject.toml: `vantage loadtest`).
+for _register in (register_doctor, register_enrich, register_evaluate, register_models, register_diff):
+    _register(app)
+for _plugin in entry_points(group="vantage.cli"):
+    _plugin.load()(app)
 
 
 def main() -> None:

@@ -31,26 +31,20 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
-from services.orchestrator.inputs import InputRow
-from services.orchestrator.pipeline import Inflight, stream_items
-from services.orchestrator.research import (
-    Budgets,
-    Clients,
-    Researcher,
-    ResearchOptions,
-    SetupError,
-    fetch_setup,
-)
-from services.orchestrator.store import ClaimedItem, IngestReport, RunRow, RunTotals, Store
+from services.orchestrator.app.jobs.base import Job, JobFactory, SetupError
+from services.orchestrator.app.jobs.registry import JOBS
+from services.orchestrator.app.pipeline import Budgets, Inflight, stream_items
+from services.orchestrator.clients import Clients
+from services.orchestrator.store import ClaimedItem, RunRow, RunTotals, Store
 from services.orchestrator.store.models import TERMINAL_RUN_STATUSES
 from services.orchestrator.store.repo import make_owner
 from shared.config import Settings
-from shared.errors import FailedPrecondition, InvalidArgument, NotFound
+from shared.errors import FailedPrecondition, NotFound
 
 log = structlog.get_logger("vantage.orchestrator")
 
@@ -87,13 +81,18 @@ class Orchestrator:
     """Executes runs in this process against the search, inference and extraction services.
 
     ``budgets`` are long-lived and shared by every run of the process, so two runs together still respect one
-    budget per downstream service.
+    budget per downstream service. ``jobs`` maps a run kind to its job (:mod:`services.orchestrator.app.jobs.registry`);
+    the orchestrator is the :class:`~services.orchestrator.app.jobs.base.JobContext` of every job it runs.
     """
 
-    def __init__(self, store: Store, clients: Clients, settings: Settings, *, owner: str | None = None) -> None:
+    def __init__(
+        self, store: Store, clients: Clients, settings: Settings, *, owner: str | None = None,
+        jobs: Mapping[str, JobFactory] = JOBS,
+    ) -> None:
         self.store = store
         self.clients = clients
         self.settings = settings
+        self.jobs = jobs
         self.owner = owner or process_owner()
         self.budgets = Budgets.from_settings(settings)
         self._active: dict[str, _Active] = {}
@@ -130,24 +129,6 @@ class Orchestrator:
         run = await self.get(run_id)
         return RunSummary(run, await self.store.run_totals(run_id))
 
-    # --- create -------------------------------------------------------------------------------------------------
-
-    async def create_research_run(
-        self, rows: Iterable[InputRow], *, name: str, options: ResearchOptions, input_path: str | None = None
-    ) -> tuple[RunRow, IngestReport]:
-        """Store a new research run and its items (``rows`` is consumed as a stream), atomically with respect to the
-        input (:func:`atomic_input`): when reading or storing it fails or is interrupted, no run is left (or, when
-        even the clean-up could not run, one marked incomplete that nothing executes). Raises InvalidArgument when
-        the input holds no company at all, or an input error from ``rows``."""
-        run = await self.store.create_run(kind="research", name=name, options=options.to_dict(), input_path=input_path,
-                                          input_complete=False)
-        async with atomic_input(self.store, run.id):
-            report = await self.store.add_items(run.id, rows)
-            if report.queued == 0:
-                msg = "no companies in the input" + (f" ({report.skipped} rows skipped)" if report.skipped else "")
-                raise InvalidArgument(msg, field="input")
-        return (await self.get(run.id)), report
-
     # --- execute ------------------------------------------------------------------------------------------------
 
     async def begin(self, run_id: str, *, join: bool = False, wait_for_others: bool = True) -> RunRow:
@@ -179,47 +160,41 @@ class Orchestrator:
         """Process every claimable item of the run until none is left (or :meth:`stop` / :meth:`cancel`), then mark
         it completed. With ``wait_for_others`` (the default: the CLI and the server), items other processes hold are
         waited for — and taken over when their lease expires — so that the run is complete when this returns; a worker
-        passes False (and ``join``) and leaves them. Raises SetupError when the per-run RPCs fail (the run is marked
-        failed), FailedPrecondition when the run is already executing here. A database error propagates after the
-        run's items are released."""
+        passes False (and ``join``) and leaves them. The run's kind picks its job (:attr:`jobs`): set-up, then each
+        item through :meth:`Job.process`, then :meth:`Job.finish`. Raises SetupError when the per-run RPCs fail (the
+        run is marked failed), FailedPrecondition when the run is already executing here. A database error propagates
+        after the run's items are released."""
         if run_id not in self._active:
             await self.begin(run_id, join=join, wait_for_others=wait_for_others)
         active = self._active[run_id]
         log_ = log.bind(run_id=run_id)
+        job: Job | None = None
         try:
             run = await self.get(run_id)
-            opts = ResearchOptions.from_dict(run.options, self.settings)
-            setup = None
-            if run.kind == "org_eval":  # AI visibility: services/orchestrator/evaluation.py
-                from services.orchestrator.evaluation import run_evaluation
-
-                await run_evaluation(self, run, active, listener)
-            elif not active.inflight.stopping:
+            job = self._job(run, active.inflight)
+            if not active.inflight.stopping:
                 try:
-                    setup = await fetch_setup(
-                        self.clients, opts, run_id=run_id, rpc_timeout=self.settings.rpc_timeout_seconds
-                    )
+                    await job.setup()
                 except SetupError as e:
                     await self.store.set_run_status(
                         run_id, "failed", only_from=("running",), finished=True, error=e.message,
                         event=("RUN_FINISHED", f"failed: {e.message}"),
                     )
                     raise
-            if setup is not None:
-                researcher = Researcher(
-                    store=self.store, clients=self.clients, budgets=self.budgets, settings=self.settings,
-                    run_id=run_id, options=opts, setup=setup, inflight=active.inflight,
-                )
-                await self._stream(run_id, researcher, active, listener)
+                await self._stream(run_id, job, active, listener, max_in_flight=job.max_in_flight)
             if active.inflight.stopping:
                 log_.info("run_stopped")
             else:
+                await job.finish()
                 await self._finish(run_id)
         except BaseException as e:
             if not isinstance(e, SetupError | asyncio.CancelledError):
                 log_.error("run_error", error=f"{type(e).__name__}: {e}")
             raise
         finally:
+            if job is not None:
+                with contextlib.suppress(Exception):
+                    await job.aclose()
             # Whatever happened, nothing of this process stays 'running': interrupted items go back to pending (at
             # once claimable by another process), and the run is no longer this process's.
             with contextlib.suppress(Exception):
@@ -233,12 +208,17 @@ class Orchestrator:
             self._notify()
         return await self.summary(run_id)
 
+    def _job(self, run: RunRow, inflight: Inflight) -> Job:
+        factory = self.jobs.get(run.kind)
+        if factory is None:
+            raise FailedPrecondition(f"run {run.id} is of kind {run.kind!r}, which this version cannot execute")
+        return factory(self, run, inflight)
+
     async def _stream(
-        self, run_id: str, researcher: Researcher, active: _Active, listener: ItemListener | None, *,
+        self, run_id: str, job: Job, active: _Active, listener: ItemListener | None, *,
         max_in_flight: int | None = None,
     ) -> None:
-        """Claim and process the run's items with ``researcher.process(item) -> (done?, message)`` (a
-        :class:`Researcher`, or an ORG_EVAL :class:`~services.orchestrator.evaluation.Evaluator`); at most
+        """Claim and process the run's items with ``job.process(item) -> (done?, message)``; at most
         ``max_in_flight`` items at once (default: ``settings.max_items_in_flight`` or the budgets' sum)."""
         s = self.settings
 
@@ -253,9 +233,9 @@ class Orchestrator:
         async def process(item: ClaimedItem) -> None:
             task = asyncio.current_task()
             if task is not None:
-                active.tasks[item.id] = task  # type: ignore[assignment]
+                active.tasks[item.id] = task
             try:
-                ok, message = await researcher.process(item)
+                ok, message = await job.process(item)
             finally:
                 if active.items.get(item.id) == item.attempt:
                     del active.items[item.id]
@@ -382,10 +362,8 @@ class Orchestrator:
         # in-flight calls and release their items: wait for that, then take back what dead holders left.
         await self._wait_released(run_id, 3 * self.settings.control_poll_seconds + 2.0)
         await self.store.takeover_items(run_id)
-        if run.kind == "org_eval":  # its snapshots in flight are cancelled too (their members are re-asked on resume)
-            from services.orchestrator.evaluation import cancel_batches
-
-            await cancel_batches(self, run_id)
+        # What the provider still runs for it (an evaluation's snapshots; their members are re-asked on resume).
+        await self._job(run, Inflight()).cancel()
         totals = await self.store.run_totals(run_id)
         await self.store.set_run_status(
             run_id, "cancelled", only_from=("pending", "running"), finished=True,
@@ -429,21 +407,6 @@ class Orchestrator:
         await self.store.requeue_failed(run_id)
         totals = await self.store.run_totals(run_id)
         return run, totals.unfinished
-
-
-@contextlib.asynccontextmanager
-async def atomic_input(store: Store, run_id: str) -> AsyncIterator[None]:
-    """Around storing the input of a run created with ``input_complete=False``: on success mark it complete; on any
-    failure — an input error, a database error, Ctrl-C (cancellation) — delete the run (shielded from a further
-    cancellation) and re-raise. A process killed outright leaves the run marked incomplete, which
-    :meth:`Orchestrator.begin`, resume, retry and workers refuse."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.shield(store.discard_run(run_id))
-        raise
-    await store.mark_input_complete(run_id)
 
 
 def _check_complete(run: RunRow) -> None:

@@ -14,25 +14,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+import structlog
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from services.orchestrator.inputs import CsvFile, InputError, at_most, rows_from_pairs
-from services.orchestrator.report import (
+from services.orchestrator.app.inputs import CsvFile, InputError, at_most, rows_from_pairs
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.worker import Worker
+from services.orchestrator.cli.common import (
+    EXIT_FAILED_ITEMS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    CliError,
+    first_line,
+    open_out,
+    print_json,
+)
+from services.orchestrator.cli.session import (
+    ProgressView,
+    Session,
+    on_signals,
+    resolve_run,
+    session,
+    stop_on_signals,
+)
+from services.orchestrator.reports.tables import (
     company_card,
     hints,
     item_record,
     make_console,
-    printable,
     results_table,
     run_panel,
     run_record,
@@ -41,9 +55,6 @@ from services.orchestrator.report import (
     write_csv,
     write_json,
 )
-from services.orchestrator.research import Clients, ResearchOptions, SetupError
-from services.orchestrator.runs import Orchestrator
-from services.orchestrator.store import ClaimedItem, SchemaOutOfDate, Store, open_store
 from services.orchestrator.store.db import (
     create_engine,
     current_revision,
@@ -52,184 +63,15 @@ from services.orchestrator.store.db import (
     upgrade,
 )
 from shared.config import Settings
-from shared.errors import FailedPrecondition, InvalidArgument, NotFound, RetryableError, VantageError
-from shared.grpc_client import Channels
-
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-#: Rows per printed table (a long run prints several tables rather than building one huge one in memory).
-TABLE_PAGE = 500
-
-
-class CliError(Exception):
-    """A one-line error for the user, with the process exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-@dataclass
-class Session:
-    settings: Settings
-    store: Store
-    orch: Orchestrator
-
-
-@contextlib.asynccontextmanager
-async def session(settings: Settings) -> AsyncIterator[Session]:
-    """Database (schema checked; an empty database is created) + channels to the services + an Orchestrator."""
-    try:
-        store = await open_store(settings.database_url)
-    except (OperationalError, InterfaceError, DBAPIError, OSError) as e:
-        raise CliError(
-            f"database not reachable at {display_url(settings.database_url)}: {_first_line(e)}", EXIT_UNAVAILABLE
-        ) from None
-    channels = Channels(settings)
-    try:
-        yield Session(settings, store, Orchestrator(store, Clients(channels, settings), settings))
-    finally:
-        await channels.close()
-        await store.close()
-
-
-def run_command(main: Callable[[], Awaitable[int]]) -> int:
-    """Run ``main`` on a fresh event loop; map every failure to one line on stderr and an exit code."""
-    err = make_console(stderr=True)
-    try:
-        return asyncio.run(main())  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        err.print("interrupted", style="yellow")
-        return EXIT_INTERRUPTED
-    except BaseException as e:  # the user gets one line, never a traceback
-        leaf = _leaf(e)
-        if isinstance(leaf, SystemExit | KeyboardInterrupt):
-            raise
-        if isinstance(leaf, BrokenPipeError):
-            # `vantage export … | head`: the reader left; stop quietly (and keep Python from complaining at exit).
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_OK
-        message, code = describe_error(leaf)
-        err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
-        return code
-
-
-def describe_error(e: BaseException) -> tuple[str, int]:
-    """(one-line message, exit code) for an exception that ended a command."""
-    if isinstance(e, CliError):
-        return e.message, e.code
-    if isinstance(e, SchemaOutOfDate):
-        return e.message, EXIT_UNAVAILABLE
-    if isinstance(e, SetupError):
-        code = EXIT_UNAVAILABLE if isinstance(e.cause, RetryableError) else EXIT_USAGE
-        return e.message, code
-    if isinstance(e, InputError | InvalidArgument | NotFound | FailedPrecondition):
-        return e.message, EXIT_USAGE
-    if isinstance(e, RetryableError):
-        return e.message, EXIT_UNAVAILABLE
-    if isinstance(e, OperationalError | InterfaceError | DBAPIError):
-        return f"database error: {_first_line(e)}", EXIT_UNAVAILABLE
-    if isinstance(e, VantageError):
-        return e.message, EXIT_FAILED_ITEMS
-    return f"internal error: {type(e).__name__}: {_first_line(e)}", EXIT_FAILED_ITEMS
-
-
-def _leaf(e: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups from task groups."""
-    while isinstance(e, BaseExceptionGroup) and e.exceptions:
-        e = e.exceptions[0]
-    return e
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-async def resolve_run(store: Store, run_id: str) -> str:
-    """A full run id from an id or its unique prefix; CliError (exit 2) otherwise."""
-    ids = await store.find_run_ids(run_id)
-    if not ids:
-        raise CliError(f"run {run_id!r} not found")
-    if len(ids) > 1:
-        raise CliError(f"run id prefix {run_id!r} is ambiguous; give more characters")
-    return ids[0]
-
-
-# --- progress ---------------------------------------------------------------------------------------------------
-
-
-class ProgressView:
-    """Item-by-item progress on stderr: a rich progress bar on a terminal, one plain line per item otherwise,
-    nothing with ``--quiet``."""
-
-    def __init__(self, total: int, already: int, *, quiet: bool, label: str = "researching") -> None:
-        self.total = total
-        self.label = label
-        self.count = already
-        self.console = make_console(stderr=True)
-        self.mode = "quiet" if quiet else ("bar" if sys.stdout.isatty() and self.console.is_terminal else "lines")
-        self._bar: Progress | None = None
-        self._task: object = None
-
-    def __enter__(self) -> ProgressView:
-        if self.mode == "bar":
-            self._bar = Progress(
-                TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), console=self.console, transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("", total=self.total, completed=self.count)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def item(self, item: ClaimedItem, ok: bool, message: str) -> None:
-        self.count += 1
-        if self.mode == "bar" and self._bar is not None:
-            company = escape(printable(item.company))  # a company name is text, never rich markup
-            label = f"{company}: {escape(printable(message))}" if ok else f"[red]{company}: failed[/red]"
-            self._bar.update(self._task, advance=1, description=label)  # type: ignore[arg-type]
-        elif self.mode == "lines":
-            state = "done  " if ok else "FAILED"
-            self.console.print(
-                f"[{self.count}/{self.total}] {state} {item.company}: {message}", markup=False, highlight=False,
-                soft_wrap=True,
-            )
-
-
-@contextlib.contextmanager
-def stop_on_signals(orch: Orchestrator, run_id: str) -> Iterator[dict[str, bool]]:
-    """First Ctrl-C / SIGTERM: stop the run cooperatively (in-flight items go back to pending, resumable). A second
-    one: interrupt at once."""
-    loop = asyncio.get_running_loop()
-    state = {"stopped": False}
-    main = asyncio.current_task()
-
-    def handler() -> None:
-        if state["stopped"] and main is not None:
-            main.cancel()
-            return
-        state["stopped"] = True
-        make_console(stderr=True).print("stopping… (again to force)", style="yellow")
-        orch.stop(run_id)
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, handler)
-            installed.append(sig)
-    try:
-        yield state
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
+from shared.errors import FailedPrecondition
 
 # --- commands ---------------------------------------------------------------------------------------------------
+from shared.grpc_client import Channels
+
+#: Rows per printed table (a long run prints several tables rather than building one huge one in memory).
+log = structlog.get_logger("vantage.worker")
+TABLE_PAGE = 500
+
 
 
 async def research(
@@ -244,7 +86,7 @@ async def research(
         async with session(settings) as s:
             await s.orch.clients.check()
             opts = ResearchOptions(model=model or settings.research_model, no_cache=no_cache)
-            run, report = await s.orch.create_research_run(
+            run, report = await create_research_run(s.orch,
                 at_most(src.rows(), settings.max_run_items, field=str(path)), name=name or path.name, options=opts,
                 input_path=input_path,
             )
@@ -261,7 +103,7 @@ async def research(
                     note.print(f"  skipped {msg}", markup=False, highlight=False, soft_wrap=True, style="dim")
             if detach:
                 return await detach_run(s, run.id, quiet=quiet)
-            return await _execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+            return await execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
 
 
 async def detach_run(s: Session, run_id: str, *, quiet: bool = False) -> int:
@@ -281,10 +123,10 @@ async def lookup(settings: Settings, company: str, *, domain: str, model: str | 
     async with session(settings) as s:
         await s.orch.clients.check()
         opts = ResearchOptions(model=model or settings.research_model)
-        run, _ = await s.orch.create_research_run(
+        run, _ = await create_research_run(s.orch,
             rows_from_pairs([(company, domain)]), name=f"lookup: {company}", options=opts
         )
-        await _execute(s, run.id)
+        await execute_run(s, run.id)
         items = await s.store.page_items(run.id, limit=1)
         it = items[0]
         if output == "json":
@@ -350,13 +192,13 @@ async def resume(
             what = "no failed items to retry" if failed_only else "nothing left to do"
             make_console(stderr=True).print(f"run {rid} ({run.status}): {what}", markup=False, highlight=False)
             await s.orch.finalize(rid)
-            return await _report(s, rid, output=output, started=None)
+            return await report_run(s, rid, output=output, started=None)
         await s.orch.clients.check()
         if not quiet:
             make_console(stderr=True).print(
                 f"run {rid}: {todo} items to do", markup=False, highlight=False
             )
-        return await _execute_and_report(s, rid, output=output, quiet=quiet, started=started)
+        return await execute_and_report(s, rid, output=output, quiet=quiet, started=started)
 
 
 async def cancel(settings: Settings, run_id: str) -> int:
@@ -489,9 +331,9 @@ async def export(settings: Settings, run_id: str, *, fmt: str, out_path: Path | 
     async with session(settings) as s:
         rid = await resolve_run(s.store, run_id)
         summ = await s.orch.summary(rid)
-        with _open_out(out_path) as fh:
+        with open_out(out_path) as fh:
             if summ.run.kind == "org_eval":  # question runs (+ the visibility report in JSON)
-                from services.orchestrator.visibility_report import export_eval
+                from services.orchestrator.reports.visibility import export_eval
 
                 n = await export_eval(s.store, rid, fmt, fh)
             else:
@@ -523,7 +365,7 @@ async def db_upgrade(settings: Settings) -> int:
         before, after = await upgrade(engine)
     except (OperationalError, InterfaceError, DBAPIError, OSError) as e:
         raise CliError(
-            f"database not reachable at {display_url(settings.database_url)}: {_first_line(e)}", EXIT_UNAVAILABLE
+            f"database not reachable at {display_url(settings.database_url)}: {first_line(e)}", EXIT_UNAVAILABLE
         ) from None
     finally:
         await engine.dispose()
@@ -541,7 +383,7 @@ async def db_current(settings: Settings) -> int:
         rev = await current_revision(engine)
     except (OperationalError, InterfaceError, DBAPIError, OSError) as e:
         raise CliError(
-            f"database not reachable at {display_url(settings.database_url)}: {_first_line(e)}", EXIT_UNAVAILABLE
+            f"database not reachable at {display_url(settings.database_url)}: {first_line(e)}", EXIT_UNAVAILABLE
         ) from None
     finally:
         await engine.dispose()
@@ -566,20 +408,20 @@ async def db_prune_cache(settings: Settings, *, older_than: float | None = None)
 # --- shared steps -----------------------------------------------------------------------------------------------
 
 
-async def _execute(s: Session, run_id: str, *, view: ProgressView | None = None) -> bool:
+async def execute_run(s: Session, run_id: str, *, view: ProgressView | None = None) -> bool:
     """Execute the run in this process. Returns True when it was stopped by a signal (and is resumable)."""
     with stop_on_signals(s.orch, run_id) as sig:
         await s.orch.execute(run_id, listener=view.item if view else None)
     return sig["stopped"]
 
 
-async def _execute_and_report(s: Session, run_id: str, *, output: str, quiet: bool, started: float) -> int:
+async def execute_and_report(s: Session, run_id: str, *, output: str, quiet: bool, started: float) -> int:
     totals = await s.store.run_totals(run_id)
     run = await s.store.get_run(run_id)
     label = "evaluating" if run is not None and run.kind == "org_eval" else "researching"
     with ProgressView(totals.total - totals.counts["skipped"], totals.counts["done"] + totals.counts["failed"],
                       quiet=quiet, label=label) as view:
-        stopped = await _execute(s, run_id, view=view)
+        stopped = await execute_run(s, run_id, view=view)
     if stopped:
         # Interrupted by the user: the run is cancelled (not left "running"), resumable like any cancelled run.
         with contextlib.suppress(FailedPrecondition):
@@ -590,15 +432,15 @@ async def _execute_and_report(s: Session, run_id: str, *, output: str, quiet: bo
             style="yellow", markup=False, highlight=False,
         )
         return EXIT_INTERRUPTED
-    return await _report(s, run_id, output=output, started=started)
+    return await report_run(s, run_id, output=output, started=started)
 
 
-async def _report(s: Session, run_id: str, *, output: str, started: float | None) -> int:
+async def report_run(s: Session, run_id: str, *, output: str, started: float | None) -> int:
     """Print the run's results (table + totals, or JSON/CSV) and return the exit code (1 if any item failed)."""
     summ = await s.orch.summary(run_id)
     wall = time.monotonic() - started if started is not None else None
-    if summ.run.kind == "org_eval":  # the AI-visibility report (services/orchestrator/visibility_report.py)
-        from services.orchestrator.visibility_report import output_report
+    if summ.run.kind == "org_eval":  # the AI-visibility report (services/orchestrator/reports/visibility.py)
+        from services.orchestrator.reports.visibility import output_report
 
         await output_report(s.store, run_id, output=output, wall_seconds=wall)
         return EXIT_FAILED_ITEMS if summ.totals.counts["failed"] else EXIT_OK
@@ -625,25 +467,21 @@ async def _report(s: Session, run_id: str, *, output: str, started: float | None
     return EXIT_FAILED_ITEMS if summ.totals.counts["failed"] else EXIT_OK
 
 
-def print_json(obj: object) -> None:
-    import json
+async def run_worker(
+    settings: Settings, *, once: bool = False, run_id: str | None = None, max_runs: int | None = None,
+) -> int:
+    """``vantage worker``: open the database (schema checked, one-line refusal when out of date), the channels, and
+    run a :class:`Worker` until SIGTERM/SIGINT (or, with ``once``, until nothing is left to do)."""
+    async with session(settings) as s:
+        if run_id is not None:
+            run_id = await resolve_run(s.store, run_id)
+        if once:
+            await s.orch.clients.check()
+        worker = Worker(s.store, s.orch.clients, settings, once=once, run_id=run_id, max_runs=max_runs)
 
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+        def drain() -> None:
+            log.info("worker_signal", action="drain", grace_seconds=settings.grace_seconds)
+            worker.request_stop()
 
-
-@contextlib.contextmanager
-def _open_out(path: Path | None) -> Iterator[IO[str]]:
-    if path is None:
-        yield sys.stdout
-        return
-    try:
-        fh = open(path, "w", encoding="utf-8", newline="")
-    except OSError as e:
-        raise CliError(f"{path}: cannot write: {e.strerror}") from None
-    with fh:
-        yield fh
-
-
-def cli_log_level() -> str:
-    """The CLI logs warnings and errors only, unless VANTAGE_LOG_LEVEL asks for more (stdout is for results)."""
-    return os.environ.get("VANTAGE_LOG_LEVEL", "WARNING")
+        with on_signals(drain):
+            return await worker.run()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -66,3 +67,19 @@ async def cancel_lag(
 
     entry = await poll_until(seen, within=within)
     return float(entry["at"]) - t_cancel
+
+
+@contextlib.asynccontextmanager
+async def bare_server(handlers: Mapping[str, Mapping[str, Callable[..., Awaitable[bytes]]]]) -> AsyncIterator[str]:
+    """A plain ``grpc.aio`` server on a free loopback port whose unary methods (``{service: {method: handler}}``)
+    take and answer raw bytes; yields its address. For what gRPC itself does with a status (retries, throttling)."""
+    server = grpc.aio.server()
+    for service, methods in handlers.items():
+        rpcs = {m: grpc.unary_unary_rpc_method_handler(h) for m, h in methods.items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, rpcs),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=None)

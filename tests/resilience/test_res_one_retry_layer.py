@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from res_testkit import endpoint, fails, poll_until
+from res_testkit import bare_server, endpoint, fails, poll_until
 
 from services.inference.server import build as inference_build
 from services.search.server import build as search_build
@@ -144,19 +144,12 @@ class Restarting:
 @pytest.fixture
 async def restarting() -> AsyncIterator[tuple[Restarting, str]]:
     state = Restarting()
-    server = grpc.aio.server()
-    for svc, methods in (
-        ("vantage.search.v1.SearchService", ("Search",)),
-        ("vantage.inference.v1.InferenceService", ("Complete", "CompleteBatch")),
-    ):
-        handlers = {m: grpc.unary_unary_rpc_method_handler(state.handle) for m in methods}
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(svc, handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield state, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(grace=None)
+    handlers = {
+        "vantage.search.v1.SearchService": {"Search": state.handle},
+        "vantage.inference.v1.InferenceService": {"Complete": state.handle, "CompleteBatch": state.handle},
+    }
+    async with bare_server(handlers) as address:
+        yield state, address
 
 
 async def _call(channels: Channels, target: str, method: str) -> grpc.StatusCode:

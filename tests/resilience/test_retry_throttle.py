@@ -14,6 +14,7 @@ import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from res_testkit import bare_server
 
 from shared.config import Settings
 from shared.errors import InvalidArgument, Unavailable
@@ -119,17 +120,8 @@ class Flaky:
 @pytest.fixture
 async def flaky() -> AsyncIterator[tuple[Flaky, str]]:
     state = Flaky()
-    server = grpc.aio.server()
-    handler = grpc.method_handlers_generic_handler(
-        "vantage.test.Flaky", {"Call": grpc.unary_unary_rpc_method_handler(state.handle)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield state, f"127.0.0.1:{port}"
-    finally:
-        await server.stop(grace=None)
+    async with bare_server({"vantage.test.Flaky": {"Call": state.handle}}) as address:
+        yield state, address
 
 
 async def _invocations(state: Flaky, channels: Channels, target: str, throttle: RetryThrottle | None) -> int:

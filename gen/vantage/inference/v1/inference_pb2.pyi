@@ -120,7 +120,7 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("model", "messages", "json_schema", "location", "web_search", "max_output_tokens", "schema_name", "no_cache", "idempotency_key")
+    __slots__ = ("model", "messages", "json_schema", "location", "web_search", "max_output_tokens", "schema_name", "no_cache", "idempotency_key", "cache_scope")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class CompleteRequest(_message.Message):
     SCHEMA_NAME_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SCOPE_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     json_schema: str
@@ -139,7 +140,8 @@ class CompleteRequest(_message.Message):
     schema_name: str
     no_cache: bool
     idempotency_key: str
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., json_schema: _Optional[str] = ..., location: _Optional[str] = ..., web_search: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., schema_name: _Optional[str] = ..., no_cache: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    cache_scope: str
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., json_schema: _Optional[str] = ..., location: _Optional[str] = ..., web_search: _Optional[bool] = ..., max_output_tokens: _Optional[int] = ..., schema_name: _Optional[str] = ..., no_cache: _Optional[bool] = ..., idempotency_key: _Optional[str] = ..., cache_scope: _Optional[str] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
     __slots__ = ("text", "json", "citations", "usage", "cost_usd", "provider", "model", "cached", "finish_reason", "search_queries", "markdown", "snapshot_id", "web_search_calls", "web_search_triggered", "links_attached", "cost_estimated", "model_warning")

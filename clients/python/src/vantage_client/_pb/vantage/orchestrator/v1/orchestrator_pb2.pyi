@@ -65,7 +65,7 @@ class OrgEvalInput(_message.Message):
     def __init__(self, org_name: _Optional[str] = ..., org_domain: _Optional[str] = ..., questions: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[str]] = ..., locations: _Optional[_Iterable[str]] = ..., known_competitors: _Optional[_Iterable[str]] = ..., name_variations: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("kind", "input_path", "input_csv", "research", "org_eval", "upload_id", "questions_text", "research_options", "org_eval_options", "name", "detach", "no_cache")
+    __slots__ = ("kind", "input_path", "input_csv", "research", "org_eval", "upload_id", "questions_text", "research_options", "org_eval_options", "name", "detach", "no_cache", "samples", "reuse_answers")
     KIND_FIELD_NUMBER: _ClassVar[int]
     INPUT_PATH_FIELD_NUMBER: _ClassVar[int]
     INPUT_CSV_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,8 @@ class StartRunRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     DETACH_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    REUSE_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     kind: RunKind
     input_path: str
     input_csv: str
@@ -90,7 +92,9 @@ class StartRunRequest(_message.Message):
     name: str
     detach: bool
     no_cache: bool
-    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., input_path: _Optional[str] = ..., input_csv: _Optional[str] = ..., research: _Optional[_Union[ResearchInput, _Mapping]] = ..., org_eval: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., upload_id: _Optional[str] = ..., questions_text: _Optional[str] = ..., research_options: _Optional[_Union[ResearchOptions, _Mapping]] = ..., org_eval_options: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., name: _Optional[str] = ..., detach: _Optional[bool] = ..., no_cache: _Optional[bool] = ...) -> None: ...
+    samples: int
+    reuse_answers: str
+    def __init__(self, kind: _Optional[_Union[RunKind, str]] = ..., input_path: _Optional[str] = ..., input_csv: _Optional[str] = ..., research: _Optional[_Union[ResearchInput, _Mapping]] = ..., org_eval: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., upload_id: _Optional[str] = ..., questions_text: _Optional[str] = ..., research_options: _Optional[_Union[ResearchOptions, _Mapping]] = ..., org_eval_options: _Optional[_Union[OrgEvalInput, _Mapping]] = ..., name: _Optional[str] = ..., detach: _Optional[bool] = ..., no_cache: _Optional[bool] = ..., samples: _Optional[int] = ..., reuse_answers: _Optional[str] = ...) -> None: ...
 
 class RunCounts(_message.Message):
     __slots__ = ("total", "pending", "running", "done", "failed", "skipped")

@@ -5,8 +5,11 @@ them into Bright Data snapshots of ≤ 20 prompts and keeps at most ``brightdata
 
 Bound: ⌈n / 20 / cap⌉ × snapshot_s — the rounds of full snapshots the in-flight cap allows. Reported: the makespan
 (first item sent → last answer received), its ratio to the bound, the snapshots submitted and the answers received.
-The ratio above 1 is the polling delay (first poll after ``brightdata_poll_seconds``, then ×1.5 each time) plus
-the linger of the last partial batch and the downloads.
+The ratio above 1 is the polling delay (polls every 7.5 % of the expected snapshot duration, learned from the
+dataset's recent snapshots; before any is known 7.5 % of the snapshot's age, at least ``brightdata_poll_seconds``:
+reference/performance.md §3.2), each round's triggers (a slot is freed when progress says ``ready``, downloads have
+their own budget) and the last round's downloads. ``submit_times_s`` (in the detail) says when each snapshot was
+announced, so a late round can be told from a slow last download.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def run(address: str, *, n: int, cap: int, snapshot_s: float, poll_s: float, tim
     # When each "round" of snapshots began: the (k·cap+1)-th submission waits for a slot freed by round k.
     times = res.pop("submit_times_s")
     res["round_starts_s"] = times[::cap] if cap > 0 else []
+    res["submit_times_s"] = times
     res.update(n=n, batch=BATCH, in_flight_cap=cap, snapshot_s=snapshot_s, poll_s=poll_s, bound_s=bound,
                makespan_over_bound=ratio(res["makespan_s"], bound))
     say(f"  makespan {res['makespan_s']:.2f} s vs bound {bound:g} s → {res['makespan_over_bound']}×; "

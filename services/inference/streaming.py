@@ -1,7 +1,11 @@
 """Many completions over one stream (``CompleteStream``, ``CompleteBatch``): pure asyncio, no gRPC.
 
 Items for a batch provider (Bright Data) are packed per (provider, model, location) into batches that are flushed
-when full (the provider's max batch size) or ``linger`` seconds after their first item, whichever comes first.
+when full (the provider's max batch size), at the end of the input, or once no item has joined for ``linger``
+seconds, or ``max batch size × linger`` after the first item, while no cache lookup (which may add items) is
+under way — and never later than :data:`HARD_LINGER_FACTOR` times that. A partial batch is a whole paid snapshot (Bright Data bills per snapshot's records,
+and each snapshot holds one of the in-flight slots for its full duration): flushing the first items of a stream
+while the rest are still in their cache lookup would cost one snapshot more than ⌈n / batch⌉ (issue 16 item 4).
 Each batch is triggered, announced with :class:`BatchSubmitted` **before** it is polled (so the caller persists the
 snapshot id and can resume it after a crash), then every member's :class:`ItemResult` is emitted as soon as that
 batch completes. Items for other providers run concurrently, each under its provider's budget, and are emitted as
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -58,6 +63,8 @@ log = structlog.get_logger("vantage.inference.stream")
 #: Snapshots submitted by this process whose cache keys are remembered (oldest forgotten first), so that a snapshot
 #: re-attached after its stream broke still has its answers stored. ≤ 20 keys of 64 characters each.
 REMEMBERED_SNAPSHOTS = 2000
+#: A partial batch waits at most this many times ``max batch size × linger`` for cache lookups that may add to it.
+HARD_LINGER_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,8 @@ class _Pending:
     location: str
     items: list[tuple[str, CompletionRequest]] = field(default_factory=list)
     timer: asyncio.Task[None] | None = None
+    first_at: float = 0.0  # monotonic s the first item joined
+    last_at: float = 0.0  # monotonic s the latest item joined
 
 
 class StreamEngine:
@@ -293,6 +302,9 @@ class _Run:
         if p is None:
             p = self.pending[key] = _Pending(provider, req.model, req.location)
         p.items.append((item_id, req))
+        p.last_at = time.monotonic()
+        if len(p.items) == 1:
+            p.first_at = p.last_at
         if len(p.items) >= provider.capabilities.max_batch_size:
             self._flush(key)
         elif p.timer is None:
@@ -300,7 +312,18 @@ class _Run:
             p.timer = self.tg.create_task(self._linger(key, p))
 
     async def _linger(self, key: tuple[str, str, str], p: _Pending) -> None:
-        await asyncio.sleep(self.engine.linger)
+        """Flush ``p`` once it is quiet (module docstring): no item for ``linger`` s, or ``max batch size ×
+        linger`` s after its first item, and no cache lookup under way; at the latest :data:`HARD_LINGER_FACTOR`
+        times that after its first item."""
+        linger = self.engine.linger
+        soft = p.first_at + linger * p.provider.capabilities.max_batch_size
+        hard = p.first_at + HARD_LINGER_FACTOR * linger * p.provider.capabilities.max_batch_size
+        while True:
+            now = time.monotonic()
+            quiet_in = p.last_at + linger - now
+            if now >= hard or ((quiet_in <= 0 or now >= soft) and not self._looking):
+                break
+            await asyncio.sleep(max(0.001, min(hard - now, quiet_in if quiet_in > 0 else linger / 4)))
         if self.pending.get(key) is p:
             p.timer = None  # this task is the timer: do not cancel it from _flush
             self._flush(key)

@@ -30,9 +30,8 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 
 async def _grants(budget: RateLimitBudget) -> int:
     """How many calls ``budget`` would let go at once now: the decision of :meth:`RateLimitBudget.slot`, asked with
-    1, 2, 3… calls in flight (the shared view read once, as a waiter reads it)."""
-    budget._view_at = -float("inf")  # read the shared window now
-    view = await budget._shared_view()
+    1, 2, 3… calls in flight (the shared window read once, now)."""
+    view = await budget.refresh_view()
     n = 0
     try:
         while n < 50 and budget._wait_s(time.monotonic(), view) == 0.0:
@@ -59,12 +58,10 @@ async def test_two_budgets_on_one_database_share_the_window(engine: AsyncEngine)
         for _ in range(3):
             pause = b.record(429, 0.2)
             await b.publish(pause)
-        a._view_at = -float("inf")
-        view = await a._shared_view()
+        view = await a.refresh_view()
         assert view is not None and view.hits == 3 and view.replicas == 2
         assert a._wait_s(time.monotonic(), view) > 0.0  # b's Retry-After pauses a too
-        other._view_at = -float("inf")
-        other_view = await other._shared_view()
+        other_view = await other.refresh_view()
         assert other_view is not None and other_view.hits == 0
 
         # Once the pause is over, a may hold min(its share 5 - 0 own 429s, 10 - 3 shared 429s) = 5 calls, b only

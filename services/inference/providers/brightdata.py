@@ -11,8 +11,13 @@ One job = one *snapshot* of ≤ 20 prompts of the same model and location:
    :mod:`services.inference.trigger_intents`): a snapshot no intent holds whose records carry exactly our prompts
    is ours → claimed and adopted; none → trigger again; undecidable → give up, saying why. Consecutive trigger failures open the dataset's circuit breaker: triggers then fail fast with
    ``UNAVAILABLE`` + RetryInfo.
-2. ``GET /datasets/v3/progress/{id}`` with growing intervals (``settings.brightdata_poll_seconds`` × 1.5ⁿ, ≤ 30 s)
-   until ``ready`` or ``failed``; every other status (``starting``, ``running``, ``collecting``, ``digesting``, …)
+2. ``GET /datasets/v3/progress/{id}`` until ``ready`` or ``failed``, every 7.5 % of the expected snapshot duration
+   (/work/shared/reference/performance.md §3.2: a poll interval of 5–10 % of the typical job duration keeps the
+   added latency ≤ 5 %, with no throughput loss when the slot counts provider-side jobs): the median of this
+   dataset's recent snapshots (:class:`SnapshotDurations`), or — before any is known, and for a snapshot already
+   older than that — the snapshot's own age (it has lasted at least that long), never under
+   ``settings.brightdata_poll_seconds`` until durations are known and never over 30 s. With durations known the
+   first poll waits for 80 % of the fastest recent one; every other status (``starting``, ``running``, ``collecting``, ``digesting``, …)
    means "pending" (§2.4). When progress itself fails transiently (429, 5xx, timeouts, garbage), the download
    endpoint is polled instead: its 202 / records / 400 say the same thing.
 3. ``GET /datasets/v3/snapshot/{id}?format=json``; a 202 "not ready yet" is retried even after ``ready`` (§2.4).
@@ -25,8 +30,10 @@ Each record costs ``settings.brightdata_record_usd`` ($1.50 / 1K records, §2.8;
 ``web_search_query`` becomes ``search_queries``.
 
 At most ``settings.brightdata_max_in_flight`` snapshots per dataset are in flight from this process (Bright Data
-allows 100 concurrent batch requests, §2.7): a slot is taken before the trigger and given back when the snapshot
-has been collected (or cancelled).
+allows 100 concurrent batch requests, §2.7; the cap counts provider-side jobs): a slot is taken before the trigger
+and given back as soon as progress says the snapshot is ``ready`` or ``failed`` (or it is cancelled) — not after
+its download, which is not a running job. Downloads (tens of MB each: 2–3 MB ``answer_html`` per ChatGPT record,
+providers-2026-12.md) run under their own small per-dataset budget, :data:`MAX_DOWNLOADS` at a time.
 
 Every call (trigger, progress, download, snapshot list, cancel, both datasets) goes through the token's
 :class:`RateLimitBudget` (Bright Data blocks an IP at 25 HTTP 429s in 5 minutes: /work/shared/reference/
@@ -44,6 +51,7 @@ import asyncio
 import contextlib
 import json
 import re
+import statistics
 import time
 from collections import Counter as CounterOf
 from collections import deque
@@ -97,6 +105,18 @@ PERPLEXITY_DATASET_ID = "gd_m7dhdot1vw9a7gc1n"
 MAX_PROMPT_CHARS = 4096
 #: Longest wait between two progress polls (s).
 MAX_POLL_INTERVAL = 30.0
+#: Shortest wait between two progress polls once snapshot durations are learned (s).
+MIN_POLL_INTERVAL = 0.02
+#: Poll interval as a share of the expected snapshot duration (performance.md §3.2: 5–10 % keeps the added
+#: latency ≤ 5 %; the mean added latency is half of it).
+POLL_SHARE = 0.075
+#: With durations known, the first poll of a snapshot waits this share of the fastest recent snapshot.
+FIRST_POLL_SHARE = 0.8
+#: Recent snapshot durations kept per dataset (the median of these is the expected duration).
+DURATIONS_KEPT = 32
+#: Snapshots of one dataset downloaded at once by this process (their own budget: a download does not hold one of
+#: the ``brightdata_max_in_flight`` job slots, and tens of MB each must not pile up in memory).
+MAX_DOWNLOADS = 4
 #: HTTP timeout of one trigger / progress / download / cancel request (s).
 REQUEST_TIMEOUT = 60.0
 KEY_ENV = "BRIGHTDATA_API_TOKEN"
@@ -235,6 +255,7 @@ class RateLimitBudget:
         self._view: SharedView | None = None
         self._view_at = -float("inf")
         self._view_lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[SharedView | None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._store_failed = False
 
@@ -272,11 +293,12 @@ class RateLimitBudget:
     async def unshare(self) -> None:
         """Stop the heartbeat and leave the shared budget (the others' shares grow at their next read)."""
         store, self._store = self._store, None
-        if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
-            self._beat = None
+        for task in (self._beat, self._refreshing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._beat = self._refreshing = None
         if store is not None:
             with contextlib.suppress(Exception):
                 await store.leave()
@@ -290,26 +312,35 @@ class RateLimitBudget:
             except Exception as e:  # the next beat tries again; meanwhile the others may count one replica less
                 log.warning("brightdata_429_budget_heartbeat_failed", budget=self.name, error=type(e).__name__)
 
-    async def _shared_view(self) -> SharedView | None:
-        """The shared window, read at most every ``refresh_s`` (one query for every waiter); the last view read
-        when the database fails (logged once per outage), None when not shared."""
+    def _shared_view(self) -> SharedView | None:
+        """The shared window as last read (None when not shared). When it is older than ``refresh_s`` a read is
+        started in the background — never awaited on a call's path, so a slow database delays what the replicas
+        learn of each other, not the calls; its end wakes the waiters."""
         if self._store is None:
             return None
-        if time.monotonic() - self._view_at < self.refresh_s:
-            return self._view
+        if time.monotonic() - self._view_at >= self.refresh_s and self._refreshing is None:
+            self._refreshing = asyncio.create_task(self.refresh_view(), name=f"{self.name}-429-budget-view")
+        return self._view
+
+    async def refresh_view(self) -> SharedView | None:
+        """Read the shared window now (one statement; concurrent callers share one read); the last view read when
+        the database fails (logged once per outage), None when not shared."""
         async with self._view_lock:
-            if time.monotonic() - self._view_at >= self.refresh_s and self._store is not None:
+            store = self._store
+            if store is not None:
                 try:
-                    self._view = await self._store.view(self.window)
+                    self._view = await store.view(self.window)
                     self._store_failed = False
                 except Exception as e:
                     if not self._store_failed:
                         log.warning("brightdata_429_budget_unreadable", budget=self.name, error=type(e).__name__)
                     self._store_failed = True
                 self._view_at = time.monotonic()
-        if self._view is not None:
-            SHARED_REPLICAS.labels(self.name).set(self._view.replicas)
-        return self._view
+                if self._view is not None:
+                    SHARED_REPLICAS.labels(self.name).set(self._view.replicas)
+            self._refreshing = None
+            self._wake()
+        return self._view if self._store is not None else None
 
     async def publish(self, pause: float) -> None:
         """Insert the 429 just :meth:`record`-ed (pausing every replica for ``pause`` s) into the shared window;
@@ -378,7 +409,7 @@ class RateLimitBudget:
         """Wait for the right to send one call (raises ``DeadlineExceeded`` when ``deadline`` passes first), then
         hold it until the answer is in; the body must call :meth:`record` with the answer's status."""
         while True:
-            view = await self._shared_view()
+            view = self._shared_view()
             now = time.monotonic()
             wait = self._wait_s(now, view)
             if wait == 0.0:
@@ -424,6 +455,40 @@ class RateLimitBudget:
             log.info("brightdata_429", budget=self.name, in_window=n, paused_s=round(pause, 3))
         self._wake()
         return pause
+
+
+class SnapshotDurations:
+    """Recent trigger-to-ready durations (s) of one dataset's snapshots, and the progress poll schedule they give
+    (module docstring, step 2; /work/shared/reference/performance.md §3.2)."""
+
+    def __init__(self, initial_s: float, kept: int = DURATIONS_KEPT) -> None:
+        self.initial_s = initial_s  # settings.brightdata_poll_seconds: the interval while nothing is known
+        self._recent: deque[float] = deque(maxlen=kept)
+
+    def add(self, seconds: float) -> None:
+        """Note one snapshot that was seen ``ready`` ``seconds`` after its trigger (≥ 0)."""
+        if seconds >= 0:
+            self._recent.append(seconds)
+
+    @property
+    def expected_s(self) -> float | None:
+        """The median of the recent durations (s), None while none is known."""
+        return statistics.median(self._recent) if self._recent else None
+
+    def first_wait(self) -> float:
+        """Seconds from the trigger to the first poll: 80 % of the fastest recent snapshot (a poll before that
+        would only say "running"), else the first interval."""
+        if not self._recent:
+            return self.interval(0.0)
+        return max(self.interval(0.0), FIRST_POLL_SHARE * min(self._recent))
+
+    def interval(self, age_s: float) -> float:
+        """Seconds to the next poll of a snapshot ``age_s`` seconds old: :data:`POLL_SHARE` of the larger of the
+        expected duration and the snapshot's age, within [:data:`MIN_POLL_INTERVAL` (learned) or
+        ``initial_s`` (nothing learned yet), :data:`MAX_POLL_INTERVAL`]."""
+        expected = self.expected_s
+        floor = self.initial_s if expected is None else MIN_POLL_INTERVAL
+        return min(max(POLL_SHARE * max(age_s, expected or 0.0), floor), MAX_POLL_INTERVAL)
 
 
 class BrightDataClient(httpx.AsyncClient):
@@ -598,8 +663,12 @@ class BrightDataProvider:
         self._triggering = 0  # triggers of this process awaiting their answer
         self._no_triggers = asyncio.Event()
         self._no_triggers.set()
-        # snapshot id → the token it holds in ``in_flight`` (taken at trigger, given back at collect/cancel).
+        # snapshot id → the token it holds in ``in_flight`` (taken at trigger, given back once ready or at cancel).
         self._tickets: dict[str, object] = {}
+        # snapshot id → monotonic time of its trigger's answer (for the durations; bounded like the tickets).
+        self._submitted_at: dict[str, float] = {}
+        self.durations = SnapshotDurations(settings.brightdata_poll_seconds)
+        self.downloads = anyio.CapacityLimiter(MAX_DOWNLOADS)
 
     @property
     def available(self) -> bool:
@@ -718,6 +787,9 @@ class BrightDataProvider:
             self.in_flight.release_on_behalf_of(ticket)
             raise
         self._tickets[snapshot_id] = ticket
+        self._submitted_at[snapshot_id] = time.monotonic()
+        while len(self._submitted_at) > 100_000:  # collected ones are popped; this bounds the never-collected
+            self._submitted_at.pop(next(iter(self._submitted_at)))
         return snapshot_id
 
     async def _verified_trigger(self, inputs: list[dict[str, Any]], deadline: Deadline) -> str:
@@ -976,15 +1048,23 @@ class BrightDataProvider:
         except InvalidArgument as e:
             self._tickets.pop(job_id, None)
             return [failure_from(e, provider=self.name)] * count
-        ticket = self._tickets.pop(job_id, None)
+        ticket: object | None = self._tickets.pop(job_id, None)
         if ticket is None:  # a resumed snapshot: it is in flight at Bright Data, so it takes a slot while polled
             ticket = object()
             await self.in_flight.acquire_on_behalf_of(ticket)
+        held = [ticket]
+
+        def release() -> None:  # once: when the snapshot is no longer a running job (ready, failed, cancelled)
+            if held:
+                self.in_flight.release_on_behalf_of(held.pop())
+
         started = time.perf_counter()
         try:
-            outcomes = await self._collect(job_id, count, list(prompts or [""] * count), model or self.name, deadline)
+            outcomes = await self._collect(job_id, count, list(prompts or [""] * count), model or self.name, deadline,
+                                           release)
         finally:
-            self.in_flight.release_on_behalf_of(ticket)
+            release()
+            self._submitted_at.pop(job_id, None)
         ok = [o for o in outcomes if isinstance(o, CompletionResult)]
         log.info(
             "provider_call",
@@ -1000,8 +1080,12 @@ class BrightDataProvider:
         return outcomes
 
     async def _collect(
-        self, job_id: str, count: int, prompts: list[str], model: str, deadline: Deadline | None
+        self, job_id: str, count: int, prompts: list[str], model: str, deadline: Deadline | None,
+        release: Any = None,
     ) -> list[Outcome]:
+        """Poll, then download; ``release()`` is called once the snapshot is no longer running at Bright Data
+        (progress said ``ready`` or ``failed``), so that its in-flight slot serves the next trigger while this one
+        downloads. When progress could not be read, the download itself is the poll and the slot is kept."""
         give_up = Deadline(self._settings.brightdata_timeout_seconds)
 
         def fail_all(err: VantageError) -> list[Outcome]:
@@ -1009,12 +1093,15 @@ class BrightDataProvider:
 
         try:
             self._require_key()
-            status = await self._wait_ready(job_id, give_up, deadline)
+            status, confirmed = await self._poll_progress(job_id, give_up, deadline, self._submitted_at.get(job_id))
+            if confirmed and release is not None:
+                release()
             if status is not None:
                 if status.metadata.get("provider_error_code") == "unknown_status":  # given up on: not left running
                     await self._cancel_quietly(job_id)
                 return fail_all(status)
-            records = await self._download(job_id, give_up, deadline)
+            async with self.downloads:
+                records = await self._download(job_id, give_up, deadline)
         except _GaveUp:
             await self._cancel_quietly(job_id)
             return fail_all(DeadlineExceeded(
@@ -1024,8 +1111,6 @@ class BrightDataProvider:
             return fail_all(e)
         return self._outcomes(job_id, records, count, prompts, model)
 
-    def _next_interval(self, interval: float) -> float:
-        return min(max(interval * 1.5, self._settings.brightdata_poll_seconds), MAX_POLL_INTERVAL)
 
     async def _pause(self, seconds: float, give_up: Deadline, deadline: Deadline | None) -> None:
         """Sleep between polls, but never past either deadline."""
@@ -1037,14 +1122,29 @@ class BrightDataProvider:
         await asyncio.sleep(max(0.0, min(seconds, limit)))
 
     async def _wait_ready(self, job_id: str, give_up: Deadline, deadline: Deadline | None) -> VantageError | None:
-        """Poll progress until ``ready`` (None) or ``failed`` (the error to record on every item).
+        """Poll progress until ``ready`` (None) or ``failed`` (the error to record on every item)."""
+        status, _ = await self._poll_progress(job_id, give_up, deadline, self._submitted_at.get(job_id))
+        return status
+
+    async def _poll_progress(
+        self, job_id: str, give_up: Deadline, deadline: Deadline | None, submitted_at: float | None = None
+    ) -> tuple[VantageError | None, bool]:
+        """Poll progress until ``ready`` (``(None, True)``) or ``failed`` (``(error, True)``, the error to record
+        on every item); ``(None, False)`` when progress could not be read (the download endpoint tells then).
 
         Documented statuses: ``starting``, ``running`` (pending), ``ready``, ``failed`` (with ``error_message``)
         (docs.brightdata.com/api-reference/scrapers/management-apis/monitor-progress). Any other status (what
         progress reports after a cancel is not documented) is polled on for at most
         ``settings.brightdata_unknown_status_seconds``, then the snapshot fails with an error naming the status.
+        Polls follow :class:`SnapshotDurations` (module docstring, step 2) from ``submitted_at`` (monotonic s of the
+        trigger; None = a snapshot triggered elsewhere: its age counts from now); a snapshot triggered here and seen
+        ``ready`` adds its duration.
         """
-        interval = self._settings.brightdata_poll_seconds
+        began = time.monotonic() if submitted_at is None else submitted_at
+        # A snapshot triggered elsewhere (a resume) may be ready already: polled at once.
+        first = 0.0 if submitted_at is None else self.durations.first_wait() - (time.monotonic() - began)
+        if first > 0:
+            await self._pause(first, give_up, deadline)
         unknown_since: float | None = None
         while True:
             try:
@@ -1057,17 +1157,21 @@ class BrightDataProvider:
                 # (records) and failed (400) on its own, so wait there instead.
                 log.info("brightdata_progress_unavailable", provider=self.name, snapshot_id=job_id,
                          error=getattr(e, "message", type(e).__name__))
-                return None
+                return None, False
             status = str(body.get("status", "")).lower() if isinstance(body, dict) else ""
             if status == "ready":
-                return None
+                if submitted_at is not None:
+                    self.durations.add(time.monotonic() - submitted_at)
+                log.debug("brightdata_ready", provider=self.name, snapshot_id=job_id,
+                          age_s=round(time.monotonic() - began, 3), expected_s=self.durations.expected_s)
+                return None, True
             if status == "failed":
                 message = str(body.get("error_message") or "failed")
                 if "cancel" in message.lower():
                     return Cancelled(f"snapshot {job_id} was cancelled: {message}", provider=self.name,
-                                     metadata={"provider_error_code": "cancelled"})
+                                     metadata={"provider_error_code": "cancelled"}), True
                 return Unavailable(f"snapshot {job_id} failed: {message}", provider=self.name,
-                                   metadata={"provider_error_code": "snapshot_failed"})
+                                   metadata={"provider_error_code": "snapshot_failed"}), True
             if status not in PENDING_STATUSES:
                 now = time.monotonic()
                 unknown_since = now if unknown_since is None else unknown_since
@@ -1078,20 +1182,20 @@ class BrightDataProvider:
                     return Unavailable(
                         f"snapshot {job_id} reported the undocumented progress status {_shown(status)} for "
                         f"{bound:g} s (documented: starting, running, ready, failed); gave up and cancelled it",
-                        provider=self.name, metadata={"provider_error_code": "unknown_status"})
-                interval = min(interval, max(0.0, bound - (now - unknown_since)) + 0.001)
+                        provider=self.name, metadata={"provider_error_code": "unknown_status"}), False
+                interval = min(self.durations.interval(now - began), max(0.0, bound - (now - unknown_since)) + 0.001)
             else:
                 unknown_since = None
+                interval = self.durations.interval(time.monotonic() - began)
             await self._pause(interval, give_up, deadline)
-            interval = self._next_interval(interval)
 
     async def _download(self, job_id: str, give_up: Deadline, deadline: Deadline | None) -> list[Any]:
         """The snapshot's records; a 202 "not ready yet", a transient error or a garbled body is downloaded again
         (§2.4; records are billed once per snapshot, not per download). A ChatGPT record carries 2–3 MB of
         ``answer_html`` (providers-2026-12.md): bodies over :data:`THREAD_PARSE_BYTES` are parsed in a worker
         thread, and each record is cut to :data:`KEPT_FIELDS` there, so neither the parse nor the big fields stay
-        on the event loop."""
-        interval = self._settings.brightdata_poll_seconds
+        on the event loop. Waits between attempts follow :class:`SnapshotDurations` (by the snapshot's age)."""
+        began = self._submitted_at.get(job_id, time.monotonic())
         while True:
             try:
                 resp = await self._send("GET", ("snapshot", job_id), params={"format": "json"}, deadline=deadline)
@@ -1111,8 +1215,7 @@ class BrightDataProvider:
                 err = self._error(resp, f"snapshot {job_id}")
                 if not isinstance(err, RetryableError):
                     raise err
-            await self._pause(interval, give_up, deadline)
-            interval = self._next_interval(interval)
+            await self._pause(self.durations.interval(time.monotonic() - began), give_up, deadline)
 
     def _outcomes(self, job_id: str, records: list[Any], count: int, prompts: list[str], model: str) -> list[Outcome]:
         slots = match_records(records, prompts)

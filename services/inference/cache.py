@@ -81,9 +81,13 @@ def content_key(value: Any) -> str:
 
 
 def request_key(provider: str, req: CompletionRequest, settings: Settings) -> str:
-    """The cache key of one completion ``req`` answered by ``provider`` (see the module docstring)."""
+    """The cache key of one completion ``req`` answered by ``provider`` (see the module docstring). A non-empty
+    ``req.cache_scope`` is part of the key (answers are shared within a scope only: an evaluation sweep); the empty
+    scope adds nothing, so global keys are those stored before scopes existed."""
+    scope = {"scope": req.cache_scope} if req.cache_scope else {}
     return content_key(
         {
+            **scope,
             "v": CACHE_VERSION,
             "kind": "complete",
             "provider": provider,

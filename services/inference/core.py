@@ -49,6 +49,8 @@ MAX_OUTPUT_TOKENS_LIMIT = 128_000
 #: Idempotency keys travel as an HTTP header (``Idempotency-Key``): visible ASCII only (RFC 9110 §5.5 field-vchar).
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")
+#: Longest response-cache scope (an evaluation sends "<run id>:<sample>", 40 characters).
+MAX_CACHE_SCOPE_CHARS = 255
 #: Caller ids of stream / batch items and resume members.
 MAX_ID_CHARS = 256
 
@@ -151,6 +153,7 @@ def build_request(
     idempotency_key: str = "",
     extra_headers: Mapping[str, str] | None = None,
     no_cache: bool = False,
+    cache_scope: str = "",
     max_prompt_chars: int = 2_000_000,
 ) -> InferenceRequest:
     """A validated :class:`InferenceRequest` from wire-level fields.
@@ -161,7 +164,8 @@ def build_request(
     system|user|assistant), ``json_schema`` (over :data:`MAX_JSON_CHARS`, nested deeper than
     :data:`MAX_JSON_DEPTH`, not a JSON object), ``schema_name`` (not 1-64 of ``A-Za-z0-9_-``), ``location`` (not an
     assigned ISO 3166-1 alpha-2 code, :func:`location_problem`), ``max_output_tokens`` (outside
-    0..:data:`MAX_OUTPUT_TOKENS_LIMIT`), ``idempotency_key`` (over :data:`MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII).
+    0..:data:`MAX_OUTPUT_TOKENS_LIMIT`), ``idempotency_key`` (over :data:`MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII),
+    ``cache_scope`` (over :data:`MAX_CACHE_SCOPE_CHARS`).
     """
     violations: list[tuple[str, str]] = []
     name = model.strip()
@@ -211,6 +215,9 @@ def build_request(
     ):
         violations.append(("idempotency_key", f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} "
                                               "visible ASCII characters (it is sent as an HTTP header)"))
+    if len(cache_scope) > MAX_CACHE_SCOPE_CHARS:
+        violations.append(("cache_scope", f"cache_scope must be at most {MAX_CACHE_SCOPE_CHARS} characters, got "
+                                          f"{len(cache_scope)}"))
     if violations:
         raise InvalidArgument("; ".join(d for _, d in violations), violations=violations, reason="INVALID_REQUEST")
     return InferenceRequest(
@@ -224,6 +231,7 @@ def build_request(
         idempotency_key=idempotency_key,
         extra_headers=dict(extra_headers or {}),
         no_cache=no_cache,
+        cache_scope=cache_scope,
     )
 
 

@@ -405,6 +405,7 @@ def request_from_proto(
         idempotency_key=request.idempotency_key,
         extra_headers=extra_headers,
         no_cache=request.no_cache,
+        cache_scope=request.cache_scope,
         max_prompt_chars=max_prompt_chars,
     )
 

@@ -72,7 +72,8 @@ class CompletionRequest:
     ``json_schema`` is the parsed JSON Schema (a dict) the answer must match, or None for free text;
     ``location`` an upper-case ISO 3166-1 alpha-2 country or ""; ``max_output_tokens`` 0 means the configured
     default (``settings.max_output_tokens``). ``extra_headers`` are sent as-is on the HTTP request (only the
-    sandbox fault pass-through sets them).
+    sandbox fault pass-through sets them). ``cache_scope`` is part of the response-cache key only (never sent to a
+    provider): answers are shared between requests of one scope; "" = the global scope.
     """
 
     model: str
@@ -84,6 +85,7 @@ class CompletionRequest:
     max_output_tokens: int = 0
     idempotency_key: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
+    cache_scope: str = ""
 
 
 @dataclass

@@ -251,7 +251,15 @@ question_runs = Table(
     # provider does not say) and the links it showed without citing them, [{url, title}] (NULL = none reported).
     Column("web_search_triggered", Boolean),
     Column("links_attached", JSON),
-    UniqueConstraint("run_id", "question_id", "model", "location", name="uq_question_runs_run_question_model_loc"),
+    # Samples and sweeps (migration 0006_round4, #14): the repeat of this question × model × location in its run
+    # (0-based, < the run's samples); the model version the provider reported for the answer (CompleteResponse.model,
+    # NULL = not reported / not answered); and, for an answer copied from an earlier sweep (--reuse-answers,
+    # vantage reextract), that sweep's run id (the answer is then cached, cost 0).
+    Column("sample", Integer, nullable=False, server_default="0"),
+    Column("model_version", Text),
+    Column("reused_from_run", String(36)),
+    UniqueConstraint("run_id", "question_id", "model", "location", "sample",
+                     name="uq_question_runs_run_question_model_loc"),
     Index("ix_question_runs_snapshot_id", "snapshot_id"),
 )
 

@@ -23,6 +23,17 @@ Ts = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     # --- samples and sweeps (#14): upgrade ---
+    # question_runs.sample: the repeat (0-based) of a question × model × location within its run, part of the
+    # unique key (rows before this revision are sample 0: one ask each); question_runs.model_version: the model as
+    # the provider reported it for the answer; question_runs.reused_from_run: the earlier sweep an answer was
+    # copied from (--reuse-answers / vantage reextract), NULL when it was asked in this run.
+    with op.batch_alter_table("question_runs") as b:
+        b.add_column(sa.Column("sample", sa.Integer(), nullable=False, server_default="0"))
+        b.add_column(sa.Column("model_version", sa.Text(), nullable=True))
+        b.add_column(sa.Column("reused_from_run", sa.String(36), nullable=True))
+        b.drop_constraint("uq_question_runs_run_question_model_loc", type_="unique")
+        b.create_unique_constraint("uq_question_runs_run_question_model_loc",
+                                   ["run_id", "question_id", "model", "location", "sample"])
     # --- end samples and sweeps (#14): upgrade ---
     # --- schedules (#14): upgrade ---
     # --- end schedules (#14): upgrade ---
@@ -37,5 +48,15 @@ def downgrade() -> None:
     # --- schedules (#14): downgrade ---
     # --- end schedules (#14): downgrade ---
     # --- samples and sweeps (#14): downgrade ---
+    # Only sample 0 of each question × model × location survives a downgrade (the older key has no sample).
+    op.execute("DELETE FROM run_items WHERE id IN (SELECT item_id FROM question_runs WHERE sample > 0)")
+    op.execute("DELETE FROM question_runs WHERE sample > 0")  # SQLite without foreign_keys does not cascade
+    with op.batch_alter_table("question_runs") as b:
+        b.drop_constraint("uq_question_runs_run_question_model_loc", type_="unique")
+        b.create_unique_constraint("uq_question_runs_run_question_model_loc",
+                                   ["run_id", "question_id", "model", "location"])
+        b.drop_column("reused_from_run")
+        b.drop_column("model_version")
+        b.drop_column("sample")
     # --- end samples and sweeps (#14): downgrade ---
     pass

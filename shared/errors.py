@@ -25,6 +25,7 @@ where the message is built.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -63,6 +64,9 @@ class VantageError(Exception):
         self.reason = reason
         self.provider = provider
         self.metadata = dict(metadata or {})
+        #: Set on an error read back from an RPC whose server said "do not retry" (gRFC A6 pushback, a negative
+        #: ``grpc-retry-pushback-ms`` trailer): the service behind it already spent its own retries.
+        self.retried_by_server = False
 
     def details(self) -> list[object]:
         """Rich detail messages to attach to the status."""
@@ -213,9 +217,33 @@ def from_rpc_error(e: grpc.aio.AioRpcError | grpc.RpcError) -> VantageError:
                 reason, provider = ei.reason, ei.metadata.get("provider", "")
     if cls is InvalidArgument:
         return InvalidArgument(message, violations=violations, reason=reason, provider=provider)
+    err: VantageError
     if issubclass(cls, RetryableError):
-        return cls(message, retry_after=retry_after, reason=reason, provider=provider)
-    err = cls(message, reason=reason, provider=provider)
+        err = cls(message, retry_after=retry_after, reason=reason, provider=provider)
+    else:
+        err = cls(message, reason=reason, provider=provider)
     if cls is VantageError:
         err.code = code
+    err.retried_by_server = _pushed_back(e)
     return err
+
+
+#: Trailing-metadata key of gRFC A6 server pushback; a negative value tells a gRPC client not to retry the call
+#: (set by :func:`shared.grpc_server.without_client_retry`).
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+
+def _pushed_back(e: Any) -> bool:
+    """True when the failed call's trailers carry a negative ``grpc-retry-pushback-ms``: the server asked not to be
+    retried (gRFC A6)."""
+    try:
+        trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    except Exception:
+        return False
+    for key, value in trailers or ():
+        if key == RETRY_PUSHBACK_KEY:
+            try:
+                return int(value) < 0
+            except (TypeError, ValueError):
+                return False
+    return False

@@ -11,7 +11,6 @@ call when ``auth_token`` is set (call credentials over TLS, plain metadata on lo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -24,13 +23,14 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
 
-from shared import metrics, security
+from shared import security
 from shared.config import Settings
-from shared.errors import RETRYABLE_CODES, RetryableError, VantageError, from_rpc_error
+from shared.errors import RETRYABLE_CODES, DeadlineExceeded, RetryableError, VantageError, from_rpc_error
 from shared.grpc_server import ITEM_ID_KEY, REQUEST_ID_KEY, RUN_ID_KEY
 
 T = TypeVar("T")
@@ -145,75 +145,11 @@ def channel_options(settings: Settings) -> list[tuple[str, Any]]:
     ]
 
 
-class RetryThrottle:
-    """Deprecated: the channels throttle retries themselves now (``retryThrottling`` in :func:`retry_service_config`,
-    applied by gRPC core per target). Kept importable until the orchestrator stops passing it to
-    :func:`with_retries`; new code must not use it.
-
-    Retry throttling of one server (target), exactly as gRFC A6 "Throttling Retry Attempts and Hedged RPCs"
-    (https://github.com/grpc/proposal/blob/master/A6-client-retries.md#throttling-retry-attempts-and-hedged-rpcs).
-
-    A token bucket shared by every call to the target: ``token_count`` starts at ``max_tokens``; every failed RPC
-    attempt (a status in the retryable set) takes 1 token, every successful one gives back ``token_ratio``; the
-    count stays within ``[0, max_tokens]``. While ``token_count <= max_tokens / 2`` failed RPCs are not retried. In
-    steady state retries therefore stop when more than ``r / (1 + r)`` of the attempts fail (9.1 % for r = 0.1).
-
-    A6's limits: ``0 < max_tokens <= 1000``, ``token_ratio > 0`` with at most 3 decimal places (further digits are
-    dropped, as gRPC core does). Like gRPC core the count is kept in integer milli-tokens, so the arithmetic is exact
-    (no float drift over millions of calls); :attr:`tokens` reports it as a float. The methods neither await nor
-    yield, so on one asyncio loop each update is atomic and no lock is needed.
-    """
-
-    def __init__(self, max_tokens: float = 10.0, token_ratio: float = 0.1, *, target: str = "") -> None:
-        self.target = target  #: host:port this throttle belongs to (metric label, logs)
-        if not 0 < max_tokens <= 1000:
-            raise ValueError(f"max_tokens must be in (0, 1000] (gRFC A6), got {max_tokens}")
-        milli_ratio = int(token_ratio * 1000 + 1e-9)  # 3 decimal places; the epsilon keeps 0.1 from becoming 0.099
-        if token_ratio <= 0 or milli_ratio <= 0:
-            raise ValueError(f"token_ratio must be > 0 with at most 3 decimal places (gRFC A6), got {token_ratio}")
-        self._max_milli = int(max_tokens * 1000 + 1e-9)
-        self._ratio_milli = milli_ratio
-        self._milli = self._max_milli
-
-    @property
-    def max_tokens(self) -> float:
-        return self._max_milli / 1000
-
-    @property
-    def token_ratio(self) -> float:
-        return self._ratio_milli / 1000
-
-    @property
-    def tokens(self) -> float:
-        """The current token count."""
-        return self._milli / 1000
-
-    @property
-    def retries_allowed(self) -> bool:
-        """True while ``token_count > max_tokens / 2``."""
-        return 2 * self._milli > self._max_milli
-
-    def record_success(self) -> None:
-        """A successful RPC attempt: ``token_count += token_ratio``, capped at ``max_tokens``."""
-        self._milli = min(self._max_milli, self._milli + self._ratio_milli)
-
-    def record_failure(self) -> bool:
-        """A failed RPC attempt: ``token_count -= 1``, floored at 0. Returns whether a retry is still allowed
-        (the count is checked after the decrement, as gRPC core does)."""
-        self._milli = max(0, self._milli - 1000)
-        return self.retries_allowed
-
-    def __repr__(self) -> str:
-        return (
-            f"RetryThrottle(tokens={self.tokens:g}, max_tokens={self.max_tokens:g}, token_ratio={self.token_ratio:g})"
-        )
-
-
 class Channels:
     """One ``grpc.aio`` channel per target, created on first use, closed by :meth:`close`. Its channels retry the
     idempotent methods on UNAVAILABLE and throttle those retries per target (:func:`retry_service_config`), so a
-    caller makes one call and no retry loop of its own. (:meth:`throttle` and :meth:`throttle_for_service` hand out
-    the deprecated :class:`RetryThrottle` until the orchestrator stops using it.)
+    caller makes one call and no retry loop of its own (transport failures after the call reached a server: see
+    :func:`call_under_deadline`).
 
     Credentials are built once, here: an unreadable certificate or half-configured pair raises
     :class:`shared.security.TLSConfigError` at start-up rather than on the first call.
@@ -222,7 +158,6 @@ class Channels:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._throttles: dict[str, RetryThrottle] = {}
         security.register_settings_secrets(settings)
         self._credentials = security.channel_credentials(settings)
         self._options = channel_options(settings) + security.channel_security_options(settings)
@@ -248,21 +183,6 @@ class Channels:
     def for_service(self, service: str) -> grpc.aio.Channel:
         """Channel to ``service`` (search, inference, extraction, orchestrator) at its configured address."""
         return self.get(self._settings.addr(service))
-
-    def throttle(self, target: str) -> RetryThrottle:
-        """The retry throttle of ``target`` (``retry_throttle_max_tokens`` / ``retry_throttle_token_ratio``), made on
-        first use and shared by every call to it; it outlives :meth:`close` (a re-opened channel keeps its history)."""
-        th = self._throttles.get(target)
-        if th is None:
-            th = RetryThrottle(
-                self._settings.retry_throttle_max_tokens, self._settings.retry_throttle_token_ratio, target=target
-            )
-            self._throttles[target] = th
-        return th
-
-    def throttle_for_service(self, service: str) -> RetryThrottle:
-        """:meth:`throttle` of ``service``'s configured address."""
-        return self.throttle(self._settings.addr(service))
 
     async def close(self) -> None:
         for ch in self._channels.values():
@@ -313,19 +233,14 @@ async def with_retries(
     maximum: float,
     total_seconds: float | None = None,
     retryable: Callable[[BaseException], bool] = is_retryable,
-    throttle: RetryThrottle | None = None,
 ) -> T:
-    """Deprecated for calls over :class:`Channels` (their service config retries the idempotent methods, and our
-    servers push back on errors they already retried): kept for the orchestrator until it drops it.
+    """Not for calls over :class:`Channels` (their service config retries the idempotent methods, and
+    :func:`call_under_deadline` resends what is left): a generic retry of a provider step that has no guard of its
+    own (the Bright Data trigger).
 
     Call ``fn`` up to ``attempts`` times; wait with exponential back-off and full jitter
     (``random(0, min(initial·2^n, maximum))``, gRFC A6 / AWS "Exponential Backoff and Jitter"), at least the
-    provider's retry-after when it gave one. ``AioRpcError`` is re-raised as a :class:`VantageError`.
-
-    With ``throttle`` (the target's :class:`RetryThrottle`, e.g. ``channels.throttle_for_service("search")``) every
-    attempt's outcome is recorded — a success gives back ``token_ratio``, a failure that ``retryable`` accepts
-    takes one token, any other failure (INVALID_ARGUMENT, NOT_FOUND, …) is not counted (gRFC A6) — and a failed
-    attempt is not retried, its error re-raised at once, when the throttle says retries are off."""
+    provider's retry-after when it gave one. ``AioRpcError`` is re-raised as a :class:`VantageError`."""
 
     jitter = wait_random_exponential(multiplier=initial, max=maximum)
 
@@ -337,50 +252,88 @@ async def with_retries(
     stop: stop_base = stop_after_attempt(max(1, attempts))
     if total_seconds is not None:
         stop = stop | stop_after_delay(total_seconds)
-    throttled = False  # set when the throttle refused a retry of the attempt that just failed
-
-    def should_retry(exc: BaseException) -> bool:
-        return retryable(exc) and not throttled
 
     async for attempt in AsyncRetrying(
-        stop=stop, wait=wait, retry=retry_if_exception(should_retry), reraise=True
+        stop=stop, wait=wait, retry=retry_if_exception(retryable), reraise=True
     ):
         with attempt:
             try:
-                try:
-                    result = await fn()
-                except grpc.aio.AioRpcError as e:
-                    raise from_rpc_error(e) from None
-            except BaseException as e:
-                if throttle is not None:
-                    n = attempt.retry_state.attempt_number
-                    throttled = _throttle_failure(throttle, e, retryable, n, attempts)
-                raise
-            if throttle is not None:
-                throttle.record_success()
-            return result
+                return await fn()
+            except grpc.aio.AioRpcError as e:
+                raise from_rpc_error(e) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _throttle_failure(
-    throttle: RetryThrottle,
-    exc: BaseException,
-    retryable: Callable[[BaseException], bool],
-    attempt_number: int,
+class _StopAtDeadline(stop_base):
+    """Stop retrying when (almost) nothing is left of ``deadline`` (a tenacity stop condition)."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: Any) -> bool:
+        return self.deadline.remaining(0.0) <= 0.05
+
+
+def is_transport_failure(exc: BaseException) -> bool:
+    """True for an UNAVAILABLE that gRPC itself produced — the server unreachable, restarting, or gone in the middle
+    of the call — and not a service's own answer: our servers mark theirs with gRFC A6 pushback (they already
+    retried their dependency, :func:`shared.grpc_server.without_client_retry`), and any other code (RESOURCE_EXHAUSTED
+    after the provider guard gave up, INVALID_ARGUMENT, …) is the service's verdict, not worth resending."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        exc = from_rpc_error(exc)
+    return isinstance(exc, VantageError) and exc.code == grpc.StatusCode.UNAVAILABLE and not exc.retried_by_server
+
+
+def is_worth_resending(exc: BaseException) -> bool:
+    """:func:`is_transport_failure`, or a RESOURCE_EXHAUSTED that tells when to come back (RetryInfo): a rate limit
+    the service could not wait out inside its own call (``provider_retry_after_max_seconds``) is a "later", not a
+    "no" — resent after its retry-after, within the same one deadline. A provider 5xx is never resent here: the
+    service's guard spent its attempts on it and pushed back."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        exc = from_rpc_error(exc)
+    if is_transport_failure(exc):
+        return True
+    return (isinstance(exc, RetryableError) and exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            and bool(getattr(exc, "retry_after", None)))
+
+
+async def call_under_deadline(
+    fn: Callable[[float], Awaitable[T]],
+    *,
+    seconds: float,
     attempts: int,
-) -> bool:
-    """Record a failed attempt on ``throttle``; True when it was retryable but the throttle refuses the retry
-    (counted in ``grpc_client_retries_throttled_total`` when attempts were left)."""
-    if isinstance(exc, asyncio.CancelledError) or not retryable(exc):
-        return False  # not a failure in A6's sense (not in the retryable set): the bucket is left alone
-    if throttle.record_failure():
-        return False
-    if attempt_number >= attempts:
-        return True  # the last attempt anyway: nothing was suppressed
-    metrics.RETRIES_THROTTLED.labels(target=throttle.target or "-").inc()
-    log.debug("retry_throttled", target=throttle.target, attempt=attempt_number, tokens=throttle.tokens,
-             error=type(exc).__name__)
-    return True
+    initial: float,
+    maximum: float,
+    retryable: Callable[[BaseException], bool] = is_worth_resending,
+) -> T:
+    """The one retry loop of a call from the orchestrator to a service: ``fn(timeout)`` is the RPC, given as its
+    ``timeout`` the time left of ONE deadline of ``seconds`` for the whole stage — each attempt gets what the earlier
+    ones left, never a fresh timeout — and it is attempted at most ``attempts`` times. Only transport failures
+    and rate limits with a retry-after (:func:`is_worth_resending`) are resent: the channel's service config has already retried the idempotent
+    methods before they reached the server (gRFC A6), and the services retry their providers themselves under the
+    deadline they are given (:class:`shared.resilience.ProviderGuard`), so nothing is multiplied across hops.
+    Back-off: full jitter ``random(0, min(initial·2^n, maximum))``, cut to the time left. ``AioRpcError`` is raised
+    as a :class:`VantageError`; DeadlineExceeded when no time is left for another attempt."""
+    deadline = Deadline(seconds)
+    jitter = wait_random_exponential(multiplier=initial, max=maximum)
+
+    def wait(state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hint = float(getattr(exc, "retry_after", None) or 0.0)
+        return min(max(jitter(state), hint), max(0.0, deadline.remaining(0.0) - 0.05))
+
+    async for attempt in AsyncRetrying(
+        stop=stop_any(stop_after_attempt(max(1, attempts)), _StopAtDeadline(deadline)),
+        wait=wait, retry=retry_if_exception(retryable), reraise=True,
+    ):
+        with attempt:
+            if deadline.expired:
+                raise DeadlineExceeded(f"no time left of the {seconds:g} s deadline")
+            try:
+                return await fn(deadline.remaining())
+            except grpc.aio.AioRpcError as e:
+                raise from_rpc_error(e) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Deadline:
@@ -400,12 +353,14 @@ class Deadline:
 __all__ = [
     "Channels",
     "Deadline",
-    "RetryThrottle",
     "VantageError",
     "call_metadata",
+    "call_under_deadline",
     "channel_options",
     "forward_timeout",
     "is_retryable",
+    "is_transport_failure",
+    "is_worth_resending",
     "retry_service_config",
     "service_config",
     "with_retries",

@@ -44,6 +44,7 @@ from shared import metrics, security
 from shared.concurrency import background
 from shared.config import Settings
 from shared.errors import (
+    RETRY_PUSHBACK_KEY,
     Cancelled,
     DeadlineExceeded,
     InvalidArgument,
@@ -67,8 +68,6 @@ _UNOBSERVED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 #: Seconds left on the caller's deadline at or below which a provider timeout is answered DEADLINE_EXCEEDED: calls
 #: made for it got the time left minus 0.05 s (shared.grpc_client.forward_timeout), so they time out just before.
 CLIENT_DEADLINE_SLACK = 0.1
-#: Trailing-metadata key of gRFC A6 server pushback; a negative value tells a gRPC client not to retry the call.
-RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 def without_client_retry(status: grpc.Status) -> grpc.Status:

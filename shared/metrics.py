@@ -17,7 +17,6 @@ name                                           type       labels
 ``provider_call_seconds``                      histogram  provider
 ``cost_usd_total``                             counter    provider (USD)
 ``budget_in_use`` / ``budget_waiting``         gauge      budget (calls holding / waiting for a concurrency slot)
-``grpc_client_retries_throttled_total``        counter    target (retries refused by gRFC A6 retry throttling)
 ============================================  =========  ============================================================
 
 ``grpc_service`` is the full proto service (``vantage.search.v1.SearchService``), ``grpc_method`` the bare method
@@ -75,11 +74,6 @@ PROVIDER_SECONDS = Histogram(
 COST_USD = Counter("cost_usd_total", "USD spent at external providers.", ["provider"])
 BUDGET_IN_USE = Gauge("budget_in_use", "Calls holding a slot of a concurrency budget.", ["budget"])
 BUDGET_WAITING = Gauge("budget_waiting", "Calls waiting for a slot of a concurrency budget.", ["budget"])
-RETRIES_THROTTLED = Counter(
-    "grpc_client_retries_throttled_total",
-    "Retries of failed calls not made because the target's gRFC A6 retry throttle was below half.",
-    ["target"],
-)
 
 
 # --- RPC metrics (fed by the server interceptor) --------------------------------------------------------------

@@ -23,7 +23,13 @@ import httpx
 import pytest
 from res_testkit import bare_server, endpoint, fails, poll_until
 
+from services.extraction.server import build as extraction_build
 from services.inference.server import build as inference_build
+from services.orchestrator.app.inputs import rows_from_pairs
+from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.clients import Clients
+from services.orchestrator.store import open_store
 from services.search.server import build as search_build
 from shared.config import Settings
 from shared.errors import DeadlineExceeded, Unavailable
@@ -235,3 +241,39 @@ def test_the_retry_policy_names_real_methods_and_follows_the_settings() -> None:
     assert policy["retryableStatusCodes"] == ["UNAVAILABLE"]
     assert config["retryThrottling"] == {"maxTokens": 10, "tokenRatio": 0.1}
     assert retry_service_config(Settings(retry_attempts=1)) == {}  # one attempt: no policy (A6 needs ≥ 2)
+
+
+# --- a whole research run: the orchestrator does not multiply the service's attempts ------------------------------
+
+
+async def test_a_research_item_against_a_provider_that_always_answers_500_costs_the_configured_attempts(
+    res_settings: Settings, knobs: Any, sandbox_admin: httpx.AsyncClient
+) -> None:
+    # The orchestrator allows 3 attempts per stage, the search service's guard 2 provider attempts per call: a
+    # Tavily that always answers 500 is called 2 times per item in total (the service's UNAVAILABLE carries
+    # pushback, so neither gRPC nor the orchestrator's loop resends it), and the item fails within its stage deadline.
+    s = res_settings.model_copy(update={"retry_attempts": 3, "provider_max_attempts": 2,
+                                        "circuit_failure_threshold": 0, "rpc_timeout_seconds": 20.0})
+    await knobs({"endpoints": {"tavily": {"rate_500": 1.0}}})
+    async with (
+        serving("search", search_build, s) as srch,
+        serving("inference", inference_build, s) as inf,
+        serving("extraction", extraction_build, s) as ext,
+    ):
+        live = s.model_copy(update={"search_addr": srch.address, "inference_addr": inf.address,
+                                    "extraction_addr": ext.address})
+        store = await open_store(live.database_url)
+        channels = Channels(live)
+        try:
+            orch = Orchestrator(store, Clients(channels, live), live)
+            companies = [("Cohere", "cohere.com"), ("Mistral AI", "mistral.ai"), ("Lumen Robotics", "")]
+            run, _ = await create_research_run(orch, rows_from_pairs(companies), name="500s",
+                                               options=ResearchOptions(model="gpt-4.1", no_cache=True))
+            await orch.execute(run.id)
+            items = await store.page_items(run.id)
+        finally:
+            await channels.close()
+            await store.close()
+    assert [it.status for it in items] == ["failed"] * 3
+    assert all(it.error and it.error.startswith("search: UNAVAILABLE") for it in items), [it.error for it in items]
+    assert (await endpoint(sandbox_admin, TAVILY))["calls"] == 2 * len(companies)

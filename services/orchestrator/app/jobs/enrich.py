@@ -35,7 +35,7 @@ import structlog
 
 from shared.config import Settings
 from shared.exitcodes import EXIT_FAILED_ITEMS, EXIT_OK, EXIT_USAGE
-from shared.grpc_client import Channels, call_metadata, with_retries
+from shared.grpc_client import Channels, call_metadata, call_under_deadline
 from shared.text import csv_safe_row
 from vantage.inference.v1 import inference_pb2 as pb
 from vantage.inference.v1 import inference_pb2_grpc as pb_grpc
@@ -189,14 +189,16 @@ async def _pack_request(
         max_items_per_call=max_items_per_call, no_cache=no_cache,
     )
 
-    async def call() -> pb.CompleteBatchResponse:
-        return await stub.CompleteBatch(req, timeout=rpc_timeout, metadata=call_metadata())
+    async def call(seconds_left: float) -> pb.CompleteBatchResponse:
+        return await stub.CompleteBatch(req, timeout=seconds_left, metadata=call_metadata())
 
+    # CompleteBatch is not in the channel's retry policy (not idempotent for the caller's bill): a transport failure
+    # is resent here, under one deadline; the inference service retries the provider itself.
     if settings is None:
-        resp = await with_retries(call, attempts=1, initial=0.0, maximum=0.0)
+        resp = await call_under_deadline(call, seconds=rpc_timeout, attempts=1, initial=0.0, maximum=0.0)
     else:
-        resp = await with_retries(
-            call, attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
+        resp = await call_under_deadline(
+            call, seconds=rpc_timeout, attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
             maximum=settings.retry_max_seconds,
         )
     return read_response(resp)

@@ -70,7 +70,7 @@ from services.orchestrator.store.eval_repo import (
 )
 from shared.config import Settings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
-from shared.grpc_client import RetryThrottle, call_metadata, with_retries
+from shared.grpc_client import call_metadata, call_under_deadline
 from shared.text import merge_variations
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2
@@ -257,12 +257,11 @@ async def normalize_org(orch: JobContext, run_id: str, name: str, domain: str) -
     s = orch.settings
     req = extraction_pb2.NormalizeOrgRequest(org=extraction_pb2.Org(name=name, domain=domain))
 
-    async def call() -> extraction_pb2.NormalizeOrgResponse:
-        return await orch.clients.extraction.NormalizeOrg(req, timeout=s.rpc_timeout_seconds,
-                                                          metadata=call_metadata(run_id=run_id))
+    async def call(seconds_left: float) -> extraction_pb2.NormalizeOrgResponse:
+        return await orch.clients.extraction.NormalizeOrg(req, timeout=seconds_left, metadata=call_metadata(run_id=run_id))
     try:
-        return await with_retries(call, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
-                                  maximum=s.retry_max_seconds)
+        return await call_under_deadline(call, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts,
+                                         initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
     except VantageError as e:
         raise SetupError(describe("extraction", e), e) from None
     except grpc.aio.AioRpcError as e:
@@ -783,8 +782,7 @@ class Evaluator:
         )
         md = call_metadata(run_id=self.run_id, item_id=item.id)
         resp = await _call(self.settings, "extraction", self.budgets.extraction,
-                           lambda t: self.clients.extraction.Extract(req, timeout=t, metadata=md),
-                           throttle=self.clients.channels.throttle_for_service("extraction"))
+                           lambda t: self.clients.extraction.Extract(req, timeout=t, metadata=md))
         return evaluation_from_proto(resp)
 
 
@@ -810,20 +808,22 @@ def summary(ev: Evaluation) -> str:
     return f"{head} · {len(ev.competitors)} competitors · {len(ev.citations)} citations"
 
 
-async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]],
-                throttle: RetryThrottle | None = None) -> T:
-    """One RPC under ``budget`` with retries; every failure becomes :class:`ItemFailed` naming the stage."""
+async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]]) -> T:
+    """One RPC under ``budget`` and one stage deadline (``settings.rpc_timeout_seconds``; only transport failures are
+    resent, :func:`shared.grpc_client.call_under_deadline`); every failure becomes :class:`ItemFailed` naming the
+    stage."""
     tries = 0
 
-    async def attempt() -> T:
+    async def attempt(seconds_left: float) -> T:
         nonlocal tries
         tries += 1
         async with budget.slot():
-            return await rpc(settings.rpc_timeout_seconds)
+            return await rpc(seconds_left)
 
     try:
-        return await with_retries(attempt, attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
-                                  maximum=settings.retry_max_seconds, throttle=throttle)
+        return await call_under_deadline(attempt, seconds=settings.rpc_timeout_seconds,
+                                         attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
+                                         maximum=settings.retry_max_seconds)
     except VantageError as e:
         raise ItemFailed(describe(stage, e, tries), e.code) from None
     except grpc.aio.AioRpcError as e:
@@ -843,12 +843,11 @@ async def fetch_eval_setup(orch: JobContext, run: RunRow, opts: EvalOptions) -> 
     md = call_metadata(run_id=run.id)
     routes: dict[str, ModelRoute] = {}
     for model in opts.models:
-        async def route(model: str = model) -> ipb.RouteResponse:
-            return await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=s.rpc_timeout_seconds,
-                                                      metadata=md)
+        async def route(seconds_left: float, model: str = model) -> ipb.RouteResponse:
+            return await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=seconds_left, metadata=md)
         try:
-            rt = await with_retries(route, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
-                                    maximum=s.retry_max_seconds)
+            rt = await call_under_deadline(route, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts,
+                                           initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
         except VantageError as e:
             raise SetupError(describe("inference", e), e) from None
         routes[model.lower()] = ModelRoute(rt.provider, rt.supports_batching)
@@ -959,12 +958,12 @@ async def _merge_by_identity(orch: JobContext, run_id: str) -> None:
     req = extraction_pb2.MergeCompetitorsRequest(
         names=[extraction_pb2.WeightedName(name=n, weight=w) for n, w in weights.items()])
 
-    async def call() -> extraction_pb2.MergeCompetitorsResponse:
-        return await orch.clients.extraction.MergeCompetitors(req, timeout=s.rpc_timeout_seconds,
+    async def call(seconds_left: float) -> extraction_pb2.MergeCompetitorsResponse:
+        return await orch.clients.extraction.MergeCompetitors(req, timeout=seconds_left,
                                                               metadata=call_metadata(run_id=run_id))
     try:
-        resp = await with_retries(call, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
-                                  maximum=s.retry_max_seconds)
+        resp = await call_under_deadline(call, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts,
+                                         initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
     except (VantageError, grpc.aio.AioRpcError) as e:
         log.warning("competitor_identity_merge_failed", run_id=run_id, error=str(e)[:200])
         return
@@ -1027,13 +1026,14 @@ async def cancel_batches(orch: JobContext, run_id: str) -> int:
     s = orch.settings
     for b in await ev.batches(run_id, ("submitted",)):
         try:
-            async def cancel(b: BatchRow = b) -> ipb.CancelBatchResponse:
+            async def cancel(seconds_left: float, b: BatchRow = b) -> ipb.CancelBatchResponse:
                 return await orch.clients.inference.CancelBatch(
                     ipb.CancelBatchRequest(snapshot_id=b.snapshot_id, provider=b.provider),
-                    timeout=min(s.rpc_timeout_seconds, 30.0), metadata=call_metadata(run_id=run_id),
+                    timeout=seconds_left, metadata=call_metadata(run_id=run_id),
                 )
-            resp = await with_retries(cancel, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
-                                      maximum=s.retry_max_seconds)
+            resp = await call_under_deadline(cancel, seconds=min(s.rpc_timeout_seconds, 30.0),
+                                             attempts=s.retry_attempts, initial=s.retry_initial_seconds,
+                                             maximum=s.retry_max_seconds)
         except VantageError as e:
             log.warning("cancel_batch_failed", run_id=run_id, snapshot_id=b.snapshot_id, error=e.message)
             continue

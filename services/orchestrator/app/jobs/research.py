@@ -12,10 +12,12 @@ Per item (all RPCs with a timeout and the run/item ids in metadata):
 3. ``ExtractionService/ParseClassification(json, kept URLs)`` → tier/score/category/rationale/evidence. An invalid
    classification (``INVALID_ARGUMENT``) earns one more LLM call (cache bypassed), then the item fails.
 
-Retryable failures (UNAVAILABLE, RESOURCE_EXHAUSTED) are retried by ``with_retries`` (``settings.retry_attempts``
-attempts, exponential back-off with full jitter); each attempt holds the service's budget only while it runs. Any
-other failure ends the item with a reason such as ``"inference: RESOURCE_EXHAUSTED after 3 attempts: …"``; the
-run goes on. Database errors are not caught here: they stop the run (it stays resumable).
+One retry layer: the services retry their providers (the guard); here, under ONE deadline per stage
+(``settings.rpc_timeout_seconds``, each attempt getting what the earlier ones left), only transport failures — an
+UNAVAILABLE that gRPC itself produced: a service restarting or gone mid-call — are resent
+(:func:`shared.grpc_client.call_under_deadline`, at most ``settings.retry_attempts`` attempts, exponential back-off
+with full jitter); each attempt holds the service's budget only while it runs. Any other failure ends the item with
+a reason such as ``"inference: RESOURCE_EXHAUSTED: rate limited [PROVIDER_RATE_LIMITED]"``; the run goes on. Database errors are not caught here: they stop the run (it stays resumable).
 
 This module knows gRPC stubs but nothing of runs or the CLI.
 """
@@ -44,7 +46,7 @@ from services.orchestrator.store import (
 )
 from shared.config import Settings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
-from shared.grpc_client import call_metadata, with_retries
+from shared.grpc_client import call_metadata, call_under_deadline
 from shared.resilience import CHARS_PER_TOKEN, estimate_tokens
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2
@@ -106,16 +108,17 @@ async def fetch_setup(clients: Clients, opts: ResearchOptions, *, run_id: str, r
     md = call_metadata(run_id=run_id)
     s = clients.settings
 
-    async def schema() -> extraction_pb2.GetClassificationSchemaResponse:
+    async def schema(seconds_left: float) -> extraction_pb2.GetClassificationSchemaResponse:
         return await clients.extraction.GetClassificationSchema(
-            extraction_pb2.GetClassificationSchemaRequest(), timeout=rpc_timeout, metadata=md
+            extraction_pb2.GetClassificationSchemaRequest(), timeout=seconds_left, metadata=md
         )
 
-    async def route() -> inference_pb2.RouteResponse:
-        return await clients.inference.Route(inference_pb2.RouteRequest(model=opts.model), timeout=rpc_timeout, metadata=md)
+    async def route(seconds_left: float) -> inference_pb2.RouteResponse:
+        return await clients.inference.Route(inference_pb2.RouteRequest(model=opts.model), timeout=seconds_left, metadata=md)
 
-    def retried(fn: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-        return with_retries(fn, attempts=s.retry_attempts, initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
+    def retried(fn: Callable[[float], Awaitable[T]]) -> Awaitable[T]:
+        return call_under_deadline(fn, seconds=rpc_timeout, attempts=s.retry_attempts,
+                                   initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
 
     try:
         sch = await retried(schema)
@@ -347,16 +350,18 @@ class Researcher:
         s = self.settings
         tries = 0
 
-        async def attempt() -> T:
+        async def attempt(seconds_left: float) -> T:
             nonlocal tries
             tries += 1
             async with budget.slot():
-                return await rpc(s.rpc_timeout_seconds)
+                return await rpc(seconds_left)
 
         try:
-            return await with_retries(
-                attempt, attempts=s.retry_attempts, initial=s.retry_initial_seconds, maximum=s.retry_max_seconds,
-                throttle=self.clients.channels.throttle_for_service(stage),
+            # One deadline for the stage (rpc_timeout_seconds), shrinking with each attempt; only transport failures
+            # are resent here — the service retried its provider already (shared.grpc_client.call_under_deadline).
+            return await call_under_deadline(
+                attempt, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
+                maximum=s.retry_max_seconds,
             )
         except InvalidArgument as e:
             if stage == "inference" or passthrough_invalid:
@@ -364,7 +369,7 @@ class Researcher:
             raise ItemFailed(describe(stage, e, tries), e.code) from None
         except VantageError as e:
             raise ItemFailed(describe(stage, e, tries), e.code) from None
-        except grpc.aio.AioRpcError as e:  # raised outside with_retries' translation (e.g. by the channel)
+        except grpc.aio.AioRpcError as e:  # raised outside call_under_deadline's translation (e.g. by the channel)
             err = from_rpc_error(e)
             raise ItemFailed(describe(stage, err, tries), err.code) from None
         except Exception as e:  # a bug or a malformed answer: the item fails, the run goes on

@@ -131,6 +131,8 @@ async def test_async_evaluation_end_to_end(addrs: dict[str, str]) -> None:
         with pytest.raises(InvalidArgument) as e:
             await client.route("bad model name!")
         assert e.value.fields == ["model"]
-        with pytest.raises(ValueError, match="samples"):
+        # StartRun has the samples field now; the server refuses what it does not implement yet, naming the field.
+        with pytest.raises(InvalidArgument) as e:
             await client.evaluate("Together AI", QUESTIONS, ["gpt-5.5"], samples=3)
+        assert e.value.fields == ["samples"]
 

@@ -21,18 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import grpc
 
-from services.orchestrator.app.pipeline import Budgets, Inflight
+from services.orchestrator.app.pipeline import Budget, Budgets, Inflight
 from services.orchestrator.clients import Clients
 from services.orchestrator.store import ClaimedItem, RunRow, Store
 from shared.config import Settings
-from shared.errors import VantageError
+from shared.errors import InvalidArgument, VantageError, from_rpc_error
+from shared.grpc_client import call_under_deadline
 
-__all__ = ["ItemFailed", "Job", "JobContext", "JobFactory", "SetupError", "atomic_input", "describe"]
+__all__ = ["ItemFailed", "Job", "JobContext", "JobFactory", "SetupError", "atomic_input", "describe",
+           "item_stage", "stage_call"]
+
+T = TypeVar("T")
 
 
 class JobContext(Protocol):
@@ -110,3 +114,44 @@ async def atomic_input(store: Store, run_id: str) -> AsyncIterator[None]:
             await asyncio.shield(store.discard_run(run_id))
         raise
     await store.mark_input_complete(run_id)
+
+
+def stage_call(fn: Callable[[float], Awaitable[T]], settings: Settings, *, seconds: float | None = None) -> Awaitable[T]:
+    """:func:`shared.grpc_client.call_under_deadline` with the settings' retry knobs: ONE deadline of ``seconds``
+    (default ``settings.rpc_timeout_seconds``) for the whole stage, at most ``settings.retry_attempts`` attempts,
+    transport failures only. ``fn(seconds_left)`` is one attempt."""
+    return call_under_deadline(
+        fn, seconds=settings.rpc_timeout_seconds if seconds is None else seconds, attempts=settings.retry_attempts,
+        initial=settings.retry_initial_seconds, maximum=settings.retry_max_seconds,
+    )
+
+
+async def item_stage(
+    settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]], *,
+    reraise_invalid: bool = False,
+) -> T:
+    """One item stage's RPC ``rpc(seconds_left)`` under :func:`stage_call` (one deadline, transport failures
+    resent), each attempt holding a slot of ``budget`` only while it runs (not across the back-off). Every failure
+    becomes :class:`ItemFailed` naming the stage and the attempts (``"extraction: UNAVAILABLE after 3 attempts: …"``),
+    except INVALID_ARGUMENT with ``reraise_invalid`` (the caller has a fallback for it)."""
+    tries = 0
+
+    async def attempt(seconds_left: float) -> T:
+        nonlocal tries
+        tries += 1
+        async with budget.slot():
+            return await rpc(seconds_left)
+
+    try:
+        return await stage_call(attempt, settings)
+    except InvalidArgument as e:
+        if reraise_invalid:
+            raise
+        raise ItemFailed(describe(stage, e, tries), e.code) from None
+    except VantageError as e:
+        raise ItemFailed(describe(stage, e, tries), e.code) from None
+    except grpc.aio.AioRpcError as e:  # raised outside call_under_deadline's translation (e.g. by the channel)
+        err = from_rpc_error(e)
+        raise ItemFailed(describe(stage, err, tries), err.code) from None
+    except Exception as e:  # a bug or a malformed answer: the item fails, the run goes on
+        raise ItemFailed(describe(stage, e, tries)) from None

@@ -54,8 +54,16 @@ import structlog
 
 from services.orchestrator.app.inputs import MAX_DOMAIN_CHARS, InputError
 from services.orchestrator.app.jobs import enrich
-from services.orchestrator.app.jobs.base import ItemFailed, JobContext, SetupError, atomic_input, describe
-from services.orchestrator.app.pipeline import Budget, Budgets, Inflight
+from services.orchestrator.app.jobs.base import (
+    ItemFailed,
+    JobContext,
+    SetupError,
+    atomic_input,
+    describe,
+    item_stage,
+    stage_call,
+)
+from services.orchestrator.app.pipeline import Budgets, Inflight
 from services.orchestrator.clients import Clients
 from services.orchestrator.domain import normalise_domain
 from services.orchestrator.store import ClaimedItem, RunRow, Store
@@ -70,7 +78,7 @@ from services.orchestrator.store.eval_repo import (
 )
 from shared.config import Settings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
-from shared.grpc_client import call_metadata, call_under_deadline
+from shared.grpc_client import call_metadata
 from shared.text import merge_variations
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2
@@ -260,8 +268,7 @@ async def normalize_org(orch: JobContext, run_id: str, name: str, domain: str) -
     async def call(seconds_left: float) -> extraction_pb2.NormalizeOrgResponse:
         return await orch.clients.extraction.NormalizeOrg(req, timeout=seconds_left, metadata=call_metadata(run_id=run_id))
     try:
-        return await call_under_deadline(call, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts,
-                                         initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
+        return await stage_call(call, s)
     except VantageError as e:
         raise SetupError(describe("extraction", e), e) from None
     except grpc.aio.AioRpcError as e:
@@ -339,6 +346,13 @@ async def start_request(
     from services.orchestrator.app.inputs import content_text, read_server_text, server_input_path
 
     s = orch.settings
+    # The fields exist on the wire (issue 14); until the evaluation job asks K samples and copies answers, refuse
+    # them rather than silently measuring one sample.
+    if request.samples not in (0, 1):
+        raise InvalidArgument(f"samples={request.samples}: repeated samples are not implemented by this server yet "
+                              "(issue 14); send 0 or 1", field="samples")
+    if request.reuse_answers:
+        raise InvalidArgument("reuse_answers is not implemented by this server yet (issue 14)", field="reuse_answers")
     which = request.WhichOneof("input")
     input_path = None
     if which == "org_eval":
@@ -781,7 +795,7 @@ class Evaluator:
                                 for c in st.citations if c.get("url")],
         )
         md = call_metadata(run_id=self.run_id, item_id=item.id)
-        resp = await _call(self.settings, "extraction", self.budgets.extraction,
+        resp = await item_stage(self.settings, "extraction", self.budgets.extraction,
                            lambda t: self.clients.extraction.Extract(req, timeout=t, metadata=md))
         return evaluation_from_proto(resp)
 
@@ -808,31 +822,6 @@ def summary(ev: Evaluation) -> str:
     return f"{head} · {len(ev.competitors)} competitors · {len(ev.citations)} citations"
 
 
-async def _call(settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]]) -> T:
-    """One RPC under ``budget`` and one stage deadline (``settings.rpc_timeout_seconds``; only transport failures are
-    resent, :func:`shared.grpc_client.call_under_deadline`); every failure becomes :class:`ItemFailed` naming the
-    stage."""
-    tries = 0
-
-    async def attempt(seconds_left: float) -> T:
-        nonlocal tries
-        tries += 1
-        async with budget.slot():
-            return await rpc(seconds_left)
-
-    try:
-        return await call_under_deadline(attempt, seconds=settings.rpc_timeout_seconds,
-                                         attempts=settings.retry_attempts, initial=settings.retry_initial_seconds,
-                                         maximum=settings.retry_max_seconds)
-    except VantageError as e:
-        raise ItemFailed(describe(stage, e, tries), e.code) from None
-    except grpc.aio.AioRpcError as e:
-        err = from_rpc_error(e)
-        raise ItemFailed(describe(stage, err, tries), err.code) from None
-    except Exception as e:  # a bug or a malformed answer: the item fails, the run goes on
-        raise ItemFailed(describe(stage, e, tries)) from None
-
-
 # --- set-up, execution, end, cancel -----------------------------------------------------------------------------
 
 
@@ -846,8 +835,7 @@ async def fetch_eval_setup(orch: JobContext, run: RunRow, opts: EvalOptions) -> 
         async def route(seconds_left: float, model: str = model) -> ipb.RouteResponse:
             return await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=seconds_left, metadata=md)
         try:
-            rt = await call_under_deadline(route, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts,
-                                           initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
+            rt = await stage_call(route, s)
         except VantageError as e:
             raise SetupError(describe("inference", e), e) from None
         routes[model.lower()] = ModelRoute(rt.provider, rt.supports_batching)
@@ -962,8 +950,7 @@ async def _merge_by_identity(orch: JobContext, run_id: str) -> None:
         return await orch.clients.extraction.MergeCompetitors(req, timeout=seconds_left,
                                                               metadata=call_metadata(run_id=run_id))
     try:
-        resp = await call_under_deadline(call, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts,
-                                         initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
+        resp = await stage_call(call, s)
     except (VantageError, grpc.aio.AioRpcError) as e:
         log.warning("competitor_identity_merge_failed", run_id=run_id, error=str(e)[:200])
         return
@@ -1031,9 +1018,7 @@ async def cancel_batches(orch: JobContext, run_id: str) -> int:
                     ipb.CancelBatchRequest(snapshot_id=b.snapshot_id, provider=b.provider),
                     timeout=seconds_left, metadata=call_metadata(run_id=run_id),
                 )
-            resp = await call_under_deadline(cancel, seconds=min(s.rpc_timeout_seconds, 30.0),
-                                             attempts=s.retry_attempts, initial=s.retry_initial_seconds,
-                                             maximum=s.retry_max_seconds)
+            resp = await stage_call(cancel, s, seconds=min(s.rpc_timeout_seconds, 30.0))
         except VantageError as e:
             log.warning("cancel_batch_failed", run_id=run_id, snapshot_id=b.snapshot_id, error=e.message)
             continue

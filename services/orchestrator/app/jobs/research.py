@@ -32,7 +32,15 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.orchestrator.app.jobs.base import ItemFailed, JobContext, SetupError, atomic_input, describe
+from services.orchestrator.app.jobs.base import (
+    ItemFailed,
+    JobContext,
+    SetupError,
+    atomic_input,
+    describe,
+    item_stage,
+    stage_call,
+)
 from services.orchestrator.app.pipeline import Budget, Budgets, Inflight
 from services.orchestrator.clients import Clients
 from services.orchestrator.domain import InputRow
@@ -45,8 +53,8 @@ from services.orchestrator.store import (
     Store,
 )
 from shared.config import Settings
-from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
-from shared.grpc_client import call_metadata, call_under_deadline
+from shared.errors import FailedPrecondition, InvalidArgument, VantageError
+from shared.grpc_client import call_metadata
 from shared.resilience import CHARS_PER_TOKEN, estimate_tokens
 from vantage.common.v1 import common_pb2
 from vantage.extraction.v1 import extraction_pb2
@@ -117,8 +125,7 @@ async def fetch_setup(clients: Clients, opts: ResearchOptions, *, run_id: str, r
         return await clients.inference.Route(inference_pb2.RouteRequest(model=opts.model), timeout=seconds_left, metadata=md)
 
     def retried(fn: Callable[[float], Awaitable[T]]) -> Awaitable[T]:
-        return call_under_deadline(fn, seconds=rpc_timeout, attempts=s.retry_attempts,
-                                   initial=s.retry_initial_seconds, maximum=s.retry_max_seconds)
+        return stage_call(fn, s, seconds=rpc_timeout)
 
     try:
         sch = await retried(schema)
@@ -345,35 +352,12 @@ class Researcher:
         *,
         passthrough_invalid: bool = False,
     ) -> T:
-        """One RPC under ``budget`` with retries. INVALID_ARGUMENT is re-raised as such for the caller's fallbacks
-        (inference always; extraction when ``passthrough_invalid``); every other failure becomes ItemFailed."""
-        s = self.settings
-        tries = 0
-
-        async def attempt(seconds_left: float) -> T:
-            nonlocal tries
-            tries += 1
-            async with budget.slot():
-                return await rpc(seconds_left)
-
-        try:
-            # One deadline for the stage (rpc_timeout_seconds), shrinking with each attempt; only transport failures
-            # are resent here — the service retried its provider already (shared.grpc_client.call_under_deadline).
-            return await call_under_deadline(
-                attempt, seconds=s.rpc_timeout_seconds, attempts=s.retry_attempts, initial=s.retry_initial_seconds,
-                maximum=s.retry_max_seconds,
-            )
-        except InvalidArgument as e:
-            if stage == "inference" or passthrough_invalid:
-                raise
-            raise ItemFailed(describe(stage, e, tries), e.code) from None
-        except VantageError as e:
-            raise ItemFailed(describe(stage, e, tries), e.code) from None
-        except grpc.aio.AioRpcError as e:  # raised outside call_under_deadline's translation (e.g. by the channel)
-            err = from_rpc_error(e)
-            raise ItemFailed(describe(stage, err, tries), err.code) from None
-        except Exception as e:  # a bug or a malformed answer: the item fails, the run goes on
-            raise ItemFailed(describe(stage, e, tries)) from None
+        """One RPC under ``budget`` (:func:`~services.orchestrator.app.jobs.base.item_stage`: one deadline for the
+        stage, only transport failures resent — the service retried its provider already). INVALID_ARGUMENT is
+        re-raised as such for the caller's fallbacks (inference always; extraction when ``passthrough_invalid``);
+        every other failure becomes ItemFailed."""
+        return await item_stage(self.settings, stage, budget, rpc,
+                                reraise_invalid=stage == "inference" or passthrough_invalid)
 
     def _key(self, item: ClaimedItem, provider: str, call: int) -> str:
         """Idempotency key of a paid call: ``run:item:provider:attempt`` (``:n`` added for the n-th call of the same

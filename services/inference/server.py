@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import grpc
@@ -237,7 +238,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             return [Resume(snapshot_id, model, location, members)]
         failure = failure_from(InvalidArgument("; ".join(d for _, d in violations), violations=violations,
                                                reason="INVALID_RESUME"))
-        named = [Item(m, failure=failure) for m in members if not id_problem(m, "")]
+        named: list[StreamInput] = [Item(m, failure=failure) for m in members if not id_problem(m, "")]
         if not named or len(named) > MAX_RESUME_REPORTED:
             log.warning("resume_refused_unreported", members=len(members), reported=min(len(named),
                         MAX_RESUME_REPORTED), problem=failure.message)
@@ -264,7 +265,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             number = 0
             async for msg in request_iterator:
                 number += 1
-                if type(msg) is Undecodable:
+                if isinstance(msg, Undecodable):
                     # Corrupt bytes name no item: reported as a failed item without an id; the stream goes on.
                     yield Item("", failure=failure_from(msg.to_error(number - 1)))
                     continue
@@ -361,7 +362,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return pb.CancelBatchResponse(cancelled=await provider.cancel_batch(snapshot_id))
 
 
-def guard_fields(provider: object) -> dict[str, object]:
+def guard_fields(provider: object) -> dict[str, Any]:
     """ProviderInfo's live resilience fields (current/max concurrency limit, in flight, circuit state) of a built
     provider's :class:`~shared.resilience.ProviderGuard`; {} when it has none."""
     guard = getattr(provider, "guard", None)
@@ -447,7 +448,7 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
     for bad ``routing_rules``."""
     router = Router.from_settings(settings)
     for name in ("openai", "anthropic", "perplexity", "brightdata"):
-        register_secret(settings.api_key(name))  # type: ignore[arg-type]
+        register_secret(settings.api_key(name))
     bd_http = new_http_client(settings)
     bd_key = settings.api_key("brightdata") is not None
     providers: dict[str, Provider] = {

@@ -28,6 +28,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -74,7 +75,7 @@ class SharedBudgetStore:
         self.replica = replica or replica_id()
         self.member_ttl_s = member_ttl_s
 
-    def _upsert(self, now: float):  # type: ignore[no-untyped-def]
+    def _upsert(self, now: float) -> Any:  # the dialect's Insert … ON CONFLICT (two unrelated classes)
         t = brightdata_budget_replicas
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(t).values(budget_key=self.key, replica=self.replica, seen_at=now)

@@ -21,8 +21,8 @@ def _configure_logging(level: str) -> None:
     try:
         from shared.logging import configure_logging
     except ImportError:  # the sandbox also runs on its own, without shared/
-        configure_logging = None
-    if configure_logging is not None:
+        pass
+    else:
         configure_logging("sandbox", level)
         return
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")

@@ -840,7 +840,7 @@ def markdown_to_html(md: str) -> str:
                 i += 1
             html.append("<ol>" + "".join(items) + "</ol>")
         elif line.startswith("|"):
-            rows = []
+            rows: list[str] = []
             while i < len(lines) and lines[i].startswith("|"):
                 if not re.match(r"^\|?[-:| ]+\|?$", lines[i]):
                     cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]

@@ -192,7 +192,7 @@ class Corpus:
 
     pages: list[Page]
     companies: dict[str, Company]
-    _retriever: bm25s.BM25 = field(repr=False, default=None)  # type: ignore[assignment]
+    _retriever: bm25s.BM25 = field(repr=False, default=None)
     _doc_terms: list[frozenset[str]] = field(repr=False, default_factory=list)
     _doc_bigrams: list[frozenset[tuple[str, str]]] = field(repr=False, default_factory=list)
     #: Company key → whether each page (title + content) mentions it; the corpus never changes after loading.

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from . import analyst, answers, packing
 from .common import bearer_token, estimate_tokens, json_response, new_id
@@ -50,7 +50,7 @@ _CREATED = 1_715_000_000  # fixed "created" for model objects
 SYSTEM_FINGERPRINT = "fp_sandbox_v1"
 
 
-def auth_error(provider: str = "openai") -> JSONResponse:
+def auth_error(provider: str = "openai") -> Response:
     return error_response(
         provider,
         401,
@@ -130,7 +130,7 @@ def completion_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, An
     }
 
 
-def validate_chat_body(provider: str, body: Any) -> JSONResponse | None:
+def validate_chat_body(provider: str, body: Any) -> Response | None:
     if not isinstance(body, dict):
         return error_response(provider, 400, "We could not parse the JSON body of your request.")
     if not isinstance(body.get("model"), str) or not body["model"]:

@@ -104,7 +104,7 @@ async def agent(request: Request) -> Any:
                               code="invalid_preset", param="preset")
     if preset is None and not isinstance(model, str):
         return error_response("perplexity", 400, "One of 'model', 'models' or 'preset' is required.", param="model")
-    if preset is None and "/" not in model:
+    if preset is None and isinstance(model, str) and "/" not in model:
         return error_response(
             "perplexity", 400,
             f"Invalid model '{model}': Agent API model ids are provider/model (e.g. perplexity/sonar) or a preset.",
@@ -114,7 +114,8 @@ async def agent(request: Request) -> Any:
     texts, question = input_texts(body.get("input"))
     if not question:
         return error_response("perplexity", 400, "Missing required parameter: 'input'.", param="input")
-    instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else ""
+    raw_instructions = body.get("instructions")
+    instructions = raw_instructions if isinstance(raw_instructions, str) else ""
     input_tokens = sum(estimate_tokens(t) + 3 for t in [*texts, instructions])
     limit = state.knobs.perplexity_max_input_tokens
     if input_tokens > limit:
@@ -124,7 +125,8 @@ async def agent(request: Request) -> Any:
     search_tool = next((t for t in tools if t.get("type") == "web_search"), None)
     searching = search_tool is not None and _forced_search(body.get("tool_choice"))
     location = ((search_tool or {}).get("user_location") or {}).get("country")
-    rf = body.get("response_format") if isinstance(body.get("response_format"), dict) else {}
+    raw_rf = body.get("response_format")
+    rf: dict[str, Any] = raw_rf if isinstance(raw_rf, dict) else {}
 
     output: list[dict[str, Any]] = []
     searches = 0

@@ -109,7 +109,8 @@ async def create_response(request: Request) -> Any:
             if fmt.get("type") == "json_schema"
             else cls.as_dict()
         )
-        text, annotations = json.dumps(obj, ensure_ascii=False), []
+        text = json.dumps(obj, ensure_ascii=False)
+        annotations: list[dict[str, Any]] = []
     else:
         ans = answers.generate(state.corpus, question, model, location, state.knobs.answer_mention_probability)
         if search_tool is not None and body.get("tool_choice") != "none":
@@ -141,7 +142,7 @@ async def create_response(request: Request) -> Any:
         cap = cap if isinstance(cap, int) else output_tokens + reasoning
         reasoning = max(reasoning, cap)  # reasoning used the whole budget
     incomplete = isinstance(cap, int) and output_tokens + reasoning > cap
-    if incomplete:
+    if incomplete and isinstance(cap, int):
         reasoning = min(reasoning, cap)
         room = cap - reasoning
         text, annotations = text[: room * 4], [a for a in annotations if a["end_index"] <= room * 4]

@@ -110,7 +110,7 @@ async def serve(
             await stop_task
         with contextlib.suppress(asyncio.CancelledError):
             await serve_task
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
         sock.close()
         log.info("sandbox_stopped", port=bound_port)

@@ -57,7 +57,7 @@ def main() -> None:
 
     async def servicer_loop(n: int) -> None:
         for _ in range(n):
-            (await servicer.Extract(request, None)).SerializeToString()  # type: ignore[arg-type]
+            (await servicer.Extract(request, None)).SerializeToString()
 
     loop = asyncio.new_event_loop()
     try:

@@ -246,7 +246,7 @@ def parse_classification(
                 ("evidence_urls", f"evidence_urls must be an array of strings; got {_kind(raw)}")
             )
         else:
-            known = {}
+            known: dict[str, str] = {}
             for u in search_result_urls:
                 known.setdefault(light_url_key(u), u)
             for i, item in enumerate(raw):

@@ -477,7 +477,7 @@ _PREV_WORD_RE = re.compile(r"(\w+)[ \t]+$")
 
 def _after_place_preposition(doc: Doc, start: int, lang: str) -> bool:
     m = _PREV_WORD_RE.search(doc.masked, max(0, start - 20), start)
-    return bool(m) and m.group(1).lower() in _PLACE_PREPOSITIONS.get(lang, _PLACE_PREPOSITIONS["en"])
+    return m is not None and m.group(1).lower() in _PLACE_PREPOSITIONS.get(lang, _PLACE_PREPOSITIONS["en"])
 
 
 @lru_cache(maxsize=1)
@@ -632,8 +632,8 @@ def candidates(
     for s, e in doc.bold:
         if _within(leads, s, e):
             continue
-        unit = doc.unit_at(s)
-        if unit is not None and unit.kind == "row":
+        at = doc.unit_at(s)
+        if at is not None and at.kind == "row":
             continue  # table cells other than the first column are values, not names
         for name in _clean_candidate(doc.text[s:e]):
             out.append(Candidate(name, (s, e), "bold", ""))
@@ -827,7 +827,7 @@ def _display(brand: Brand, known_names: dict[str, str]) -> str:
     surfaces = brand.surfaces or sorted(brand.forms)
     non_domain = [s for s in surfaces if not looks_like_domain(s)] or surfaces
     by_fold = Counter(s.casefold() for s in non_domain)
-    first_seen = {}
+    first_seen: dict[str, int] = {}
     for i, s in enumerate(non_domain):
         first_seen.setdefault(s.casefold(), i)
     fold = min(by_fold, key=lambda f: (-by_fold[f], len(f), first_seen[f]))
@@ -892,8 +892,8 @@ def discover(
     # "CrowdStrike", "HubSpot Free CRM" for org HubSpot, "Microsoft Defender" with "Microsoft".
     for i, b in enumerate(raw):
         words = tokens(b.display)
-        for k in range(len(words) - 1, 0, -1):
-            hit = next((owner[key] for key in merge_keys(" ".join(words[:k])) if key in owner), None)
+        for n in range(len(words) - 1, 0, -1):
+            hit = next((owner[key] for key in merge_keys(" ".join(words[:n])) if key in owner), None)
             if hit is not None and uf.find(hit) != uf.find(i):
                 uf.union(hit, i)
                 break

@@ -29,6 +29,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 LANGUAGES: tuple[str, ...] = ("en", "es", "de", "fr")
 LANGUAGE_SAMPLE_CHARS = 300
@@ -243,7 +244,7 @@ def lexicon(lang: str) -> _Lexicon:
 
 
 @lru_cache(maxsize=1)
-def _identifier():  # type: ignore[no-untyped-def]
+def _identifier() -> Any:  # py3langid's LanguageIdentifier (the package has no type hints)
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False)

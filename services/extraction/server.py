@@ -4,28 +4,26 @@ Thin: translate protobuf ↔ the pure cores (:mod:`.classification`, :mod:`.core
 :mod:`shared.errors` for bad input (the interceptor turns them into INVALID_ARGUMENT with ``BadRequest``
 field violations; every field's bound is in :mod:`.limits`). Extraction is CPU-bound pure Python: a large
 request (its :func:`work` over :data:`INLINE_MAX_WORK`: a long answer, many names or citations, a large
-classification or merge) runs on the servicer's one CPU worker thread so the event loop stays free for health
-checks and other calls while it is read. One thread, not a pool: pure Python gains nothing from more threads
-under the GIL, and with a single competitor the interpreter hands the loop thread the GIL within its switch
-interval (5 ms), where four busy workers kept a health check waiting 300 ms. A typical request (a few KB, about
-a millisecond of work) runs inline, because the thread hop alone costs a good part of that.
+classification or merge) runs in a recycled worker process (:mod:`.offload`), so the event loop stays free for
+health checks and other calls while it is read (the GIL is not shared), and the heap a large request fragments is
+the worker's, given back to the OS when the worker is replaced. A typical request (a few KB, about a millisecond
+of work) runs inline, because the process hop (pickling both ways) costs a good part of that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import json
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
 
 from services.extraction import classification, core, identity, limits, memo
 from services.extraction.citations import Citation
+from services.extraction.offload import Offload
 from services.extraction.urls import domain_stem
 from shared.config import Settings
 from shared.errors import InvalidArgument
@@ -36,7 +34,7 @@ from vantage.extraction.v1 import extraction_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "vantage.extraction.v1.ExtractionService"
 T = TypeVar("T")
-#: Largest :func:`work` done on the event loop itself; larger requests go to a worker thread.
+#: Largest :func:`work` done on the event loop itself; larger requests go to a worker process.
 INLINE_MAX_WORK = 5_000
 
 
@@ -91,7 +89,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
     """Classification checks and answer extraction; stateless."""
 
     def __init__(self, settings: Settings) -> None:
-        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extraction-cpu")
+        self._cpu = Offload()
         self._categories = list(settings.categories)
         self._cfg = core.ExtractionConfig.from_settings(settings)
         memo.configure(settings.extraction_cache_max_bytes)
@@ -99,11 +97,15 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         self._prompt = classification.system_prompt(self._categories)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` on the CPU worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._cpu, functools.partial(fn, *args, **kwargs))
+        """``fn(*args, **kwargs)`` in a worker process (``fn`` module-level, arguments picklable)."""
+        return await self._cpu.run(fn, *args, **kwargs)
+
+    def start_workers(self) -> None:
+        """Start the worker process for large requests now (blocking, ~2 s; see :meth:`Offload.start`)."""
+        self._cpu.start()
 
     def close(self) -> None:
-        self._cpu.shutdown(wait=False, cancel_futures=True)
+        self._cpu.close()
 
     async def GetClassificationSchema(
         self, request: pb.GetClassificationSchemaRequest, context: grpc.aio.ServicerContext
@@ -144,7 +146,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         known = list(request.known_competitors)
         if work(request) <= INLINE_MAX_WORK:
             return core.analyze(answer, org, known, provider, self._cfg)
-        core.check(answer, org, self._cfg, known, provider)  # fail fast, before taking a thread
+        core.check(answer, org, self._cfg, known, provider)  # fail fast, before taking a worker
         return await self._off_loop(core.analyze, answer, org, known, provider, self._cfg)
 
     async def Extract(
@@ -230,6 +232,7 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
     gc.collect()
     gc.freeze()
     servicer = ExtractionServicer(settings)
+    await asyncio.to_thread(servicer.start_workers)
     try:
         yield [Mount(servicer, pb_grpc.add_ExtractionServiceServicer_to_server, SERVICE_NAME)]
     finally:

@@ -241,7 +241,8 @@ class Doc:
         if self._tokens is None:
             if self._tok is None:
                 self._index_tokens()
-            self._tokens = [Token(*t) for t in zip(*self._tok[:3], strict=True)]  # type: ignore[misc]
+            starts, ends, words, _ = self._tok  # type: ignore[misc]
+            self._tokens = [Token(*t) for t in zip(starts, ends, words, strict=True)]
         return self._tokens
 
     def find_phrase(self, words: Sequence[str], *, case_sensitive: bool = False) -> Iterator[tuple[int, int]]:
@@ -398,7 +399,10 @@ class _Reader:
         s, e = sm
         if self._starts is not None:
             s, e = bisect.bisect_left(self._starts, s), bisect.bisect_left(self._starts, e)
-        return s, e
+        # markdown-it-pyrs' source map can end past the text on odd input (a 200k-character random answer gave a
+        # list item ending beyond it: IndexError → INTERNAL); clamp so every span indexes the text.
+        n = len(self.text)
+        return min(s, n), min(e, n)
 
     def add(self, **kw: Any) -> int:
         idx = len(self.units)

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import structlog
@@ -42,6 +43,7 @@ from services.orchestrator.cli.session import (
     session,
     stop_on_signals,
 )
+from services.orchestrator.domain import InputRow
 from services.orchestrator.reports.tables import (
     company_card,
     hints,
@@ -86,10 +88,13 @@ async def research(
         async with session(settings) as s:
             await s.orch.clients.check()
             opts = ResearchOptions(model=model or settings.research_model, no_cache=no_cache)
-            run, report = await create_research_run(s.orch,
-                at_most(src.rows(), settings.max_run_items, field=str(path)), name=name or path.name, options=opts,
-                input_path=input_path,
-            )
+            # Ctrl-C while the file is stored: the next row read raises KeyboardInterrupt, so the load stops and
+            # atomic_input deletes the partial run — whatever await the signal lands in (exit 130, no run left).
+            with on_signals(lambda: None) as sig:
+                run, report = await create_research_run(s.orch,
+                    _until_signalled(at_most(src.rows(), settings.max_run_items, field=str(path)), sig),
+                    name=name or path.name, options=opts, input_path=input_path,
+                )
             src.close()  # ingested: the file is no longer needed while the run executes
             note = make_console(stderr=True)
             if not quiet:
@@ -104,6 +109,14 @@ async def research(
             if detach:
                 return await detach_run(s, run.id, quiet=quiet)
             return await execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+
+
+def _until_signalled(rows: Iterable[InputRow], state: dict[str, bool]) -> Iterator[InputRow]:
+    """``rows``, until :func:`~services.orchestrator.cli.session.on_signals` saw a signal: then KeyboardInterrupt."""
+    for row in rows:
+        if state["stopped"]:
+            raise KeyboardInterrupt
+        yield row
 
 
 async def detach_run(s: Session, run_id: str, *, quiet: bool = False) -> int:

@@ -52,8 +52,11 @@ def run_command(main: Callable[[], Awaitable[int]]) -> int:
         return EXIT_INTERRUPTED
     except BaseException as e:  # the user gets one line, never a traceback
         leaf = leaf_error(e)
-        if isinstance(leaf, SystemExit | KeyboardInterrupt):
+        if isinstance(leaf, SystemExit):
             raise
+        if isinstance(leaf, KeyboardInterrupt | asyncio.CancelledError):  # a signal, seen inside the loop
+            err.print("interrupted", style="yellow")
+            return EXIT_INTERRUPTED
         if isinstance(leaf, BrokenPipeError):
             # `vantage export … | head`: the reader left; stop quietly (and keep Python from complaining at exit).
             with contextlib.suppress(OSError):

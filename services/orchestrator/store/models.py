@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -322,4 +323,45 @@ org_citations = Table(
     Column("competitor", Boolean, nullable=False),
     Column("competitor_name", Text, nullable=False, server_default=""),
     UniqueConstraint("item_id", "url", name="uq_org_citations_item_id_url"),
+)
+
+
+# --- scheduled sweeps (migration 0006_round4, block "schedules", issue 14 item 5) -------------------------------
+#
+# A schedule starts one ORG_EVAL run (a sweep) per period: period p = floor((now − anchor_at) / every_seconds) is
+# due from anchor_at + p × every_seconds. ``vantage worker`` processes claim (schedule_id, period) by inserting its
+# ``schedule_sweeps`` row (the primary key makes the start exactly-once whatever the number of workers); only the
+# latest due period is ever started (missed periods are not replayed).
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("org_name", Text, nullable=False),
+    Column("org_domain", Text, nullable=False, server_default=""),
+    Column("questions", JSON, nullable=False),  # [str]: the questions' text, so that any worker can start a sweep
+    Column("models", JSON, nullable=False),  # [str]
+    Column("locations", JSON, nullable=False),  # [str] ISO 3166-1 alpha-2; [""] = no location
+    Column("samples", Integer),  # asks per question × model × location; NULL = `vantage evaluate`'s default
+    Column("every_seconds", Integer, nullable=False),  # the period (s), > 0
+    Column("anchor_at", DateTime(timezone=True), nullable=False),  # period 0 is due from here (UTC)
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    # Why the last due sweep could not be started (e.g. the questions exceed a limit lowered since); NULL = none.
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("every_seconds > 0", name="ck_schedules_every_seconds_positive"),
+)
+
+schedule_sweeps = Table(
+    "schedule_sweeps",
+    metadata,
+    Column("schedule_id", String(36), ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False),
+    Column("period", Integer, nullable=False),  # 0-based; see above
+    # The sweep's ORG_EVAL run; NULL once that run is deleted (the period stays claimed: it is never started again).
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("started_at", DateTime(timezone=True), nullable=False),  # when the claiming worker started it (UTC)
+    PrimaryKeyConstraint("schedule_id", "period", name="pk_schedule_sweeps"),
+    Index("ix_schedule_sweeps_run_id", "run_id"),
 )

@@ -36,6 +36,40 @@ def upgrade() -> None:
                                    ["run_id", "question_id", "model", "location", "sample"])
     # --- end samples and sweeps (#14): upgrade ---
     # --- schedules (#14): upgrade ---
+    # schedules: a recurring evaluation sweep (`vantage schedule add`): the org, the questions' content (not a path:
+    # any worker can start it), the matrix, the period in seconds and its anchor (period p is due from
+    # anchor_at + p × every_seconds). schedule_sweeps: one row per started period, claimed by the worker that
+    # starts it (the primary key makes the start exactly-once); run_id is the sweep's evaluation run.
+    op.create_table(
+        "schedules",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("name", sa.Text(), nullable=False, server_default=""),
+        sa.Column("org_name", sa.Text(), nullable=False),
+        sa.Column("org_domain", sa.Text(), nullable=False, server_default=""),
+        sa.Column("questions", sa.JSON(), nullable=False),
+        sa.Column("models", sa.JSON(), nullable=False),
+        sa.Column("locations", sa.JSON(), nullable=False),
+        sa.Column("samples", sa.Integer(), nullable=True),
+        sa.Column("every_seconds", sa.Integer(), nullable=False),
+        sa.Column("anchor_at", Ts, nullable=False),
+        sa.Column("paused", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", Ts, nullable=False),
+        sa.Column("updated_at", Ts, nullable=False),
+        sa.CheckConstraint("every_seconds > 0", name="ck_schedules_every_seconds_positive"),
+    )
+    op.create_table(
+        "schedule_sweeps",
+        sa.Column("schedule_id", sa.String(36), sa.ForeignKey("schedules.id", ondelete="CASCADE",
+                                                              name="fk_schedule_sweeps_schedule_id_schedules"),
+                  nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="SET NULL",
+                                                         name="fk_schedule_sweeps_run_id_runs"), nullable=True),
+        sa.Column("started_at", Ts, nullable=False),
+        sa.PrimaryKeyConstraint("schedule_id", "period", name="pk_schedule_sweeps"),
+    )
+    op.create_index("ix_schedule_sweeps_run_id", "schedule_sweeps", ["run_id"])
     # --- end schedules (#14): upgrade ---
     # --- source funnel (#14): upgrade ---
     # --- end source funnel (#14): upgrade ---
@@ -46,6 +80,9 @@ def downgrade() -> None:
     # --- source funnel (#14): downgrade ---
     # --- end source funnel (#14): downgrade ---
     # --- schedules (#14): downgrade ---
+    op.drop_index("ix_schedule_sweeps_run_id", table_name="schedule_sweeps")
+    op.drop_table("schedule_sweeps")
+    op.drop_table("schedules")
     # --- end schedules (#14): downgrade ---
     # --- samples and sweeps (#14): downgrade ---
     # Only sample 0 of each question × model × location survives a downgrade (the older key has no sample).

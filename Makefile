@@ -36,9 +36,10 @@ chaos: setup  ## provider-fault chaos run at full size (200 companies, provider-
 k8s-check: setup  ## render deploy/k8s (kubectl kustomize) and validate every object against the Kubernetes schemas offline
 	VANTAGE_REQUIRE_KUSTOMIZE=1 $(BIN)/python -m pytest -q tests/deploy
 
-lint: setup  ## ruff, the import contracts (.importlinter), buf lint + buf breaking vs. the last landing (protos/buf.yaml)
+lint: setup  ## ruff, the import contracts (.importlinter), mypy (pyproject [tool.mypy]), buf lint + buf breaking vs. the last landing (protos/buf.yaml)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/python scripts/check_protos.py
 
 bench: setup  ## performance figures vs. their bounds, < 10 min on 2 cores; last stdout line = JSON (docs/benchmarks.md)

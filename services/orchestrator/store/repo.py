@@ -1031,14 +1031,19 @@ class Store:
         """Pending ledger rows of these items' earlier attempts → ``abandoned`` (their outcome will never be
         recorded by the attempt that made them, unless it is still alive: :meth:`ledger_complete` accepts them).
         Only rows that carry their attempt: a row without one belongs to work that outlives an attempt (a provider
-        batch re-polled by its snapshot id on resume) and stays pending for whoever completes it."""
+        batch re-polled by its snapshot id on resume) and stays pending for whoever completes it.
+
+        An abandoned row keeps the price :meth:`ledger_begin` gave it (a Tavily search's known credits: the provider
+        bills a search it answered even when the caller died before reading the answer — issue 17: 2,012 credits in
+        the ledger vs 2,018 billed after SIGKILLs when such rows counted 0) and is flagged ``cost_estimated`` when it
+        has one: the call may also have been cut before the provider billed it."""
         if not item_ids:
             return 0
         led = m.cost_ledger.c
         res = await conn.execute(
             update(m.cost_ledger)
             .where(led.item_id.in_(list(item_ids)), led.status == "pending", led.attempt.is_not(None))
-            .values(status="abandoned")
+            .values(status="abandoned", cost_estimated=or_(led.cost_estimated, led.units > 0, led.usd > 0))
         )
         return int(res.rowcount or 0)
 
@@ -1254,15 +1259,23 @@ class Store:
 
     async def ledger_begin(
         self, *, run_id: str, item_id: str | None, provider: str, kind: str, key: str, unit_type: str,
-        attempt: int | None = None,
+        attempt: int | None = None, estimate_units: int = 0, estimate_usd: float = 0.0,
     ) -> None:
         """Record a paid call before it is made (status pending; committed before this returns, group-committed with
         other writes). ``key`` is the call's idempotency key (``run:item:provider:attempt[:n]``), ``attempt`` the item
-        attempt making it. Writing the same key again is a no-op."""
+        attempt making it. Writing the same key again is a no-op.
+
+        ``estimate_units`` / ``estimate_usd``: what the call costs when its price is known before it is made (a Tavily
+        search: 1 credit basic, 2 advanced). The pending row carries that price with ``cost_estimated`` set, so that a
+        call whose outcome is never recorded (its process died: the row stays pending or becomes abandoned) still
+        counts in the run's totals; :meth:`ledger_complete` replaces it with the billed figures, :meth:`ledger_discard`
+        drops the row. 0 = price unknown before the answer (LLM tokens): the row counts 0."""
+        estimated = estimate_units > 0 or estimate_usd > 0
         row = {
             "run_id": run_id, "item_id": item_id, "provider": provider, "kind": kind, "idempotency_key": key,
-            "units": 0, "unit_type": unit_type, "input_tokens": 0, "output_tokens": 0, "usd": 0, "status": "pending",
-            "created_at": utcnow(), "attempt": attempt,
+            "units": estimate_units, "unit_type": unit_type, "input_tokens": 0, "output_tokens": 0,
+            "usd": estimate_usd, "status": "pending", "created_at": utcnow(), "attempt": attempt,
+            "cost_estimated": estimated,
         }
         await self._group.submit(_LedgerBegin(self, row))
 

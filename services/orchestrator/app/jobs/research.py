@@ -66,6 +66,10 @@ T = TypeVar("T")
 CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
 #: Ledger provider of search calls (the search service bills Tavily credits).
 SEARCH_PROVIDER = "tavily"
+#: Tavily credits of one search by ``search_depth`` (reference/providers-2026-12.md, "Prices a ledger must not get
+#: wrong": basic / fast / ultra-fast 1 credit, advanced 2; docs.tavily.com/documentation/api-credits). A search's
+#: pending ledger row is priced with it before the call, so a call whose process dies still counts (issue 17).
+TAVILY_CREDITS = {"basic": 1, "fast": 1, "ultra-fast": 1, "advanced": 2}
 #: Codes after which a paid call's outcome is unknown (it may have been billed): its pending ledger row is kept.
 _UNKNOWN_OUTCOME = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
 #: Smallest context worth sending after halving (characters).
@@ -294,7 +298,9 @@ class Researcher:
             req.min_score = self.opts.min_score
         att.search_calls += 1
         key = self._key(item, SEARCH_PROVIDER, att.search_calls)
-        async with self._ledger(item, key, SEARCH_PROVIDER, "search", "credits") as led:
+        credits = TAVILY_CREDITS.get(self.opts.search_depth or self.settings.search_depth, 2)
+        estimate = (credits, round(credits * self.settings.tavily_credit_usd, 9))
+        async with self._ledger(item, key, SEARCH_PROVIDER, "search", "credits", estimate) as led:
             resp = await self._call("search", self.budgets.search, lambda t: self.clients.search.SearchCompany(
                 req, timeout=t, metadata=self._md(item)))
             if resp.credits > 0 or resp.cost_usd > 0:  # 0-credit cached answers are not billed
@@ -370,14 +376,17 @@ class Researcher:
 
     @contextlib.asynccontextmanager
     async def _ledger(
-        self, item: ClaimedItem, key: str, provider: str, kind: str, unit_type: str
+        self, item: ClaimedItem, key: str, provider: str, kind: str, unit_type: str,
+        estimate: tuple[int, float] = (0, 0.0),
     ) -> AsyncIterator[_Bill]:
         """A pending ledger row before the call; completed with its cost when billed, dropped when the call was
-        free or failed for sure, kept pending when the outcome is unknown (deadline, cancellation)."""
+        free or failed for sure, kept pending when the outcome is unknown (deadline, cancellation, or the process
+        dies). ``estimate`` = (units, USD) the call costs when known before it (a Tavily search's credits): the
+        pending row carries it, flagged ``cost_estimated``, so an unknown outcome is counted at its known price."""
         with self.inflight.critical():
             await self.store.ledger_begin(
                 run_id=self.run_id, item_id=item.id, provider=provider, kind=kind, key=key, unit_type=unit_type,
-                attempt=item.attempt,
+                attempt=item.attempt, estimate_units=estimate[0], estimate_usd=estimate[1],
             )
         bill = _Bill()
         try:

@@ -3,7 +3,10 @@
 With a ``web_search`` / ``web_search_preview`` tool the output is a ``web_search_call`` item
 followed by an assistant ``message`` whose single ``output_text`` part carries ``url_citation``
 annotations (``start_index``/``end_index`` delimit each ``[domain](url)`` link in the text).
-``user_location.country`` is the location that seeds the answer. Without a search tool the
+``user_location.country`` is the location that seeds the answer. The ``web_search_call`` search action lists its
+``sources`` (``[{type: "url", url}]``: every page retrieved, cited or not) only when the request asks
+``include: ["web_search_call.action.sources"]`` (providers.md §3.1, request example and "Output items"; openai SDK
+``ResponseIncludable`` / ``responses.create(include=...)``: "Include the sources of the web search tool call"). Without a search tool the
 answer has no citations. ``text.format`` ``json_schema`` returns the analyst's classification
 (as for chat completions). Every non-optional field of the SDK's ``Response`` model is sent so
 ``response.output_text`` works. ``stream: true`` is not emulated (400).
@@ -39,6 +42,9 @@ WEB_SEARCH_TYPES = (
     "web_search_2025_08_26",
     "web_search_preview_2025_03_11",
 )
+
+#: The ``include`` value that adds ``action.sources`` to ``web_search_call`` items (providers.md §3.1).
+INCLUDE_SOURCES = "web_search_call.action.sources"
 
 
 def input_texts(inp: Any) -> tuple[list[str], str]:
@@ -87,6 +93,7 @@ async def create_response(request: Request) -> Any:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     search_tool = next((t for t in tools if t.get("type") in WEB_SEARCH_TYPES), None)
     location = ((search_tool or {}).get("user_location") or {}).get("country")
+    include = body.get("include") if isinstance(body.get("include"), list) else []
 
     input_tokens = sum(estimate_tokens(t) + 3 for t in [*texts, instructions or ""])
     limit = state.knobs.openai_max_input_tokens
@@ -118,19 +125,11 @@ async def create_response(request: Request) -> Any:
             text, annotations = ans.render_openai()
             # Search-result content is billed as input tokens (providers.md §3.5).
             input_tokens += sum(estimate_tokens(p.snippet) for p in ans.search_results)
-            output.append(
-                {
-                    "type": "web_search_call",
-                    "id": new_id("ws_", 48),
-                    "status": "completed",
-                    "action": {
-                        "type": "search",
-                        "query": ans.queries[0],
-                        "queries": ans.queries,
-                        "sources": [{"type": "url", "url": p.url} for p in ans.search_results],
-                    },
-                }
-            )
+            action: dict[str, Any] = {"type": "search", "query": ans.queries[0], "queries": ans.queries}
+            if INCLUDE_SOURCES in include:
+                action["sources"] = [{"type": "url", "url": p.url} for p in ans.search_results]
+            output.append({"type": "web_search_call", "id": new_id("ws_", 48), "status": "completed",
+                           "action": action})
         else:
             text, annotations = ans.render_plain(), []
     output_tokens = estimate_tokens(text)

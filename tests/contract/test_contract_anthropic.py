@@ -53,6 +53,7 @@ async def test_client_sends_the_documented_web_search_request_and_parses_the_ans
     assert [(c.url, c.title) for c in r.citations] == [("https://en.wikipedia.org/wiki/Claude_Shannon",
                                                         "Claude Shannon - Wikipedia")]
     assert r.search_queries == ["claude shannon birth date"]
+    assert r.links_attached == []  # the docs' one search result is cited: nothing retrieved-but-not-cited
     assert r.web_search_calls == doc["usage"]["server_tool_use"]["web_search_requests"] == 1
     assert (r.input_tokens, r.output_tokens) == (6039, 931) and r.finish_reason == "end_turn"
     s = provider._settings

@@ -69,6 +69,8 @@ async def test_client_parses_the_documented_web_search_answer(documented_server)
     assert r.text == part["text"]
     assert [(c.url, c.title) for c in r.citations] == [(a["url"], a["title"]) for a in part["annotations"]]
     assert r.search_queries == [doc["output"][0]["action"]["query"]]
+    # Retrieved, not cited: the action's sources minus the url_citation URLs (utm_source aside).
+    assert [c.url for c in r.links_attached] == ["https://lambda.ai/blog/gpu-cloud-comparison"]
     assert r.web_search_calls == doc["tool_usage"]["web_search"]["num_requests"] == 1
     usage = doc["usage"]
     assert (r.input_tokens, r.output_tokens) == (usage["input_tokens"], usage["output_tokens"])

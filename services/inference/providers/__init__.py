@@ -110,8 +110,9 @@ class CompletionResult:
     markdown: str = ""
     snapshot_id: str = ""
     web_search_calls: int = 0
-    #: Bright Data records only: ``web_search_triggered`` (None = the provider does not say) and the record's
-    #: ``links_attached`` that are not among its ``citations`` (retrieved, not cited; ``citations`` holds both).
+    #: ``web_search_triggered`` (Bright Data records only; None = the provider does not say) and
+    #: ``links_attached``: pages retrieved, not cited (Bright Data: the record's ``links_attached`` not among its
+    #: ``citations``, which hold both; OpenAI / Anthropic: search sources / results minus the cited URLs).
     web_search_triggered: bool | None = None
     links_attached: list[Citation] = field(default_factory=list)
 

@@ -9,6 +9,12 @@ one client per process. System messages go in ``system``; the others are the con
   ``usage.server_tool_use.web_search_requests`` searches are billed at ``settings.web_search_call_usd`` each
   ($10 / 1K searches, §4.4) on top of the tokens. A long server-tool turn may stop with ``pause_turn``: the turn is
   sent back as is to let Claude continue (see stop reasons below).
+- Retrieved vs cited (issue 14 item 6; providers.md §4.2, unchanged per providers-2026-12.md "Anthropic Messages"):
+  the ``web_search_tool_result`` blocks' ``web_search_result`` items (``url``, ``title``; SDK
+  ``WebSearchToolResultBlock`` / ``WebSearchResultBlock``) are what the search retrieved, the ``text`` blocks'
+  ``web_search_result_location`` citations (SDK ``CitationsWebSearchResultLocation``) the cited locations; the
+  results minus the cited URLs (:func:`~services.inference.providers.openai.url_key`) are ``links_attached``
+  (:func:`links_attached`). A ``web_search_tool_result_error`` content retrieved nothing.
 - JSON schema: native structured output, ``output_config={"format": {"type": "json_schema", "schema": ...}}``
   (anthropic SDK 2.15 ``OutputConfigParam`` / ``JSONOutputFormatParam``;
   platform.claude.com/docs/en/build-with-claude/structured-outputs); the answer's ``text`` is the JSON. Never a
@@ -35,6 +41,12 @@ from typing import Any
 
 import anthropic
 from anthropic import AsyncAnthropic
+from anthropic.types import (
+    CitationsWebSearchResultLocation,
+    TextBlock,
+    WebSearchResultBlock,
+    WebSearchToolResultBlock,
+)
 
 from services.inference import pricing
 from services.inference.providers import Capabilities, Citation, CompletionRequest, CompletionResult
@@ -43,7 +55,7 @@ from services.inference.providers.errors import (
     budgeted_call,
     request_tokens,
 )
-from services.inference.providers.openai import dedupe, parse_json_answer
+from services.inference.providers.openai import dedupe, not_cited, parse_json_answer
 from shared.errors import FailedPrecondition, InvalidArgument
 from shared.grpc_client import Deadline
 
@@ -68,6 +80,24 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
 def _block_param(block: Any) -> Any:
     """A response content block as request content (to send a paused turn back)."""
     return block.model_dump(exclude_none=True) if hasattr(block, "model_dump") else block
+
+
+def links_attached(turn: list[Any]) -> list[Citation]:
+    """Retrieved, not cited, of a turn (its responses in order, SDK ``anthropic.types.Message``): every
+    ``web_search_tool_result`` block's ``web_search_result`` items (url, title) minus the ``url`` of every
+    ``web_search_result_location`` citation of the turn's ``text`` blocks, each page once, in retrieval order
+    (providers.md §4.2). Blocks that are not the SDK's types (e.g. a plain dict) are not read."""
+    retrieved: list[Citation] = []
+    cited: list[Citation] = []
+    for resp in turn:
+        for block in getattr(resp, "content", None) or []:
+            if isinstance(block, WebSearchToolResultBlock) and isinstance(block.content, list):
+                retrieved += [Citation(r.url, r.title or "") for r in block.content
+                              if isinstance(r, WebSearchResultBlock) and r.url]
+            elif isinstance(block, TextBlock):
+                cited += [Citation(c.url, c.title or "") for c in block.citations or []
+                          if isinstance(c, CitationsWebSearchResultLocation) and c.url]
+    return not_cited(retrieved, cited)
 
 
 class AnthropicProvider(SdkProvider):
@@ -213,4 +243,5 @@ class AnthropicProvider(SdkProvider):
             finish_reason=finish,
             search_queries=queries,
             web_search_calls=searches,
+            links_attached=links_attached(turn),
         )

@@ -12,6 +12,11 @@ retry-after and honours the RPC deadline) and ``timeout=settings.provider_timeou
   tool and ``user_location {type: "approximate", country}``; ``url_citation`` annotations become citations,
   ``web_search_call`` actions become ``search_queries``, and each search is billed at
   ``settings.web_search_call_usd`` on top of the tokens ($10 / 1K calls, §3.5).
+- Retrieved vs cited (issue 14 item 6): the request asks ``include: ["web_search_call.action.sources"]``
+  (providers.md §3.1 request example; SDK ``ResponseIncludable``: "Include the sources of the web search tool
+  call"), so every ``web_search_call`` search action lists ``sources: [{type: "url", url}]`` (§3.1 "Output items";
+  SDK ``ActionSearchSource``). Those sources minus the ``url_citation`` annotations' URLs (compared by
+  :func:`url_key`) are the answer's ``links_attached``: retrieved, not cited (:func:`links_attached`).
 
 Reasoning headroom: reasoning models spend reasoning tokens out of ``max_output_tokens`` /
 ``max_completion_tokens``, so a small cap can end a response ``status: "incomplete"`` with
@@ -27,10 +32,15 @@ Errors (SDK exception classes, providers.md §3.3) → :mod:`shared.errors`, see
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.responses import ResponseFunctionWebSearch, ResponseOutputMessage, ResponseOutputText
+from openai.types.responses.response_function_web_search import ActionSearch
+from openai.types.responses.response_output_text import AnnotationURLCitation
 
 from services.inference import pricing
 from services.inference.providers import (
@@ -165,6 +175,72 @@ def dedupe(citations: list[Citation]) -> list[Citation]:
     return out
 
 
+#: The ``include`` value that makes a Responses ``web_search_call`` list its sources (providers.md §3.1).
+INCLUDE_SOURCES = "web_search_call.action.sources"
+
+
+def url_key(url: str) -> str:
+    """The key under which a retrieved source and a citation are the same page: scheme and host lower-cased,
+    fragment, ``utm_*`` click-tracking parameters and a trailing slash dropped (a citation URL may carry a
+    ``utm_source`` its source lacks, as the sandbox's ChatGPT-style citations do). Not a URL: the stripped text."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    query = "&".join(q for q in parts.query.split("&") if q and not q.lower().startswith("utm_"))
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/") or "/", query, ""))
+
+
+def not_cited(retrieved: Iterable[Citation], cited: Iterable[Citation]) -> list[Citation]:
+    """``retrieved`` in order, each page once (:func:`url_key`), without the pages in ``cited``: the
+    ``links_attached`` of an answer (retrieved, not cited)."""
+    seen = {url_key(c.url) for c in cited if c.url}
+    out: list[Citation] = []
+    for c in retrieved:
+        key = url_key(c.url) if c.url else ""
+        if key and key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def search_sources(resp: Any) -> list[Citation]:
+    """The ``sources`` of every ``web_search_call`` search action of a Responses answer, in output order
+    (SDK ``ResponseFunctionWebSearch`` / ``ActionSearch`` / ``ActionSearchSource``: ``{type: "url", url}``, no
+    title, so the title is ""). [] when the response did not include them (no :data:`INCLUDE_SOURCES`)."""
+    out: list[Citation] = []
+    for item in getattr(resp, "output", None) or []:
+        if isinstance(item, ResponseFunctionWebSearch) and isinstance(item.action, ActionSearch):
+            out += [Citation(s.url, "") for s in item.action.sources or [] if getattr(s, "url", None)]
+    return out
+
+
+def url_citations(resp: Any) -> list[Citation]:
+    """The ``url_citation`` annotations of a Responses answer's ``output_text`` parts, in order (SDK
+    ``ResponseOutputMessage`` / ``ResponseOutputText`` / ``AnnotationURLCitation``; providers.md §3.1)."""
+    out: list[Citation] = []
+    for item in getattr(resp, "output", None) or []:
+        if not isinstance(item, ResponseOutputMessage):
+            continue
+        for part in item.content or []:
+            if isinstance(part, ResponseOutputText):
+                out += [Citation(a.url, a.title or "") for a in part.annotations or []
+                        if isinstance(a, AnnotationURLCitation) and a.url]
+    return out
+
+
+def links_attached(resp: Any) -> list[Citation]:
+    """Retrieved, not cited, of a Responses answer (SDK ``openai.types.responses.Response``): the
+    ``web_search_call.action.sources`` (:func:`search_sources`) minus the ``url_citation`` annotations
+    (:func:`url_citations`), by :func:`url_key` — providers.md §3.1 ("Output items") and its request example with
+    ``include: ["web_search_call.action.sources"]``; providers-2026-12.md, OpenAI ("Citations: url_citation
+    annotations")."""
+    return not_cited(search_sources(resp), url_citations(resp))
+
+
 class OpenAIProvider(SdkProvider):
     """:class:`~services.inference.providers.Provider` over Chat Completions and, for web search, Responses.
 
@@ -275,6 +351,7 @@ class OpenAIProvider(SdkProvider):
             "model": req.model,
             "input": [{"role": m.role, "content": m.content} for m in req.messages if m.role != "system"],
             "tools": [web_search_tool(req.location)],
+            "include": [INCLUDE_SOURCES],
             "max_output_tokens": max_tokens,
         }
         if system:
@@ -299,7 +376,7 @@ class OpenAIProvider(SdkProvider):
 
     def _responses_result(self, req: CompletionRequest, resp: Any) -> CompletionResult:
         texts: list[str] = []
-        citations: list[Citation] = []
+        citations = url_citations(resp)
         queries: list[str] = []
         searches = 0
         for item in resp.output or []:
@@ -315,9 +392,6 @@ class OpenAIProvider(SdkProvider):
                     if getattr(part, "type", "") != "output_text":
                         continue
                     texts.append(part.text or "")
-                    for a in getattr(part, "annotations", None) or []:
-                        if getattr(a, "type", "") == "url_citation":
-                            citations.append(Citation(a.url, getattr(a, "title", "") or ""))
         # Newer responses report the billed count; older ones only the calls in the output.
         reported = getattr(getattr(getattr(resp, "tool_usage", None), "web_search", None), "num_requests", None)
         if isinstance(reported, int):
@@ -346,4 +420,5 @@ class OpenAIProvider(SdkProvider):
             finish_reason=finish,
             search_queries=queries,
             web_search_calls=searches,
+            links_attached=links_attached(resp),
         )

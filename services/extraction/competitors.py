@@ -160,6 +160,12 @@ class Candidate:
     cls: str = GENERIC
     cued: bool = False
     mid: bool = False  # a prose name capitalised in the middle of a sentence
+    #: Named as the owner, maker, former name or product line of the brand before it in the same unit
+    #: ("Freshsales – by Freshworks", "Braintree, owned by PayPal", "(formerly Magento)", "**Salesforce** Sales
+    #: Cloud"): one brand with it, not a brand of its own.
+    fold: bool = False
+    declared: bool = False  # names the org or a known competitor
+    anchor: bool = False  # accepted on evidence at this very span (its mention there counts)
 
 
 def _is_code(word: str) -> bool:
@@ -457,6 +463,33 @@ def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
     return bool(_SUBJECT_VERB_RE.match(doc.masked, end))
 
 
+#: A third-person verb after a name of several words ("Uber Eats tends", "Harbor Freight sells").
+_VERB_S_RE = re.compile(r"[ \t]+[a-z]{2,}[^s\W]s\b")
+#: Endings of nouns of the domain that open sentences ("Onboarding is slow", "Scalability is …").
+_NOUNISH_RE = re.compile(r"(?:ing|ability|ibility|ness|ment|tion|sion|ity|ance|ence|ship|ure)$")
+
+
+def _sentence_subject(doc: Doc, c: Candidate, lang: str) -> bool:
+    """A dictionary-word name at a sentence start that is the subject of a verb and is never written in lower
+    case in the answer ("Fathom is …", "Sentry is worth adding", "Uber Eats tends to …"): a name, not a word."""
+    words = c.text.split()
+    end = c.span[0] + len(c.text)
+    if doc.masked[c.span[0] : end] != c.text or c.mid:
+        return False
+    if len(words) == 1:
+        low = c.text.lower()
+        if _NOUNISH_RE.search(low) or max(zipf(low), _zipf_in(low, lang)) >= 4.0:
+            return False
+        if not _subject_of_verb(doc, end, lang):
+            return False
+    elif not (_subject_of_verb(doc, end, lang) or _VERB_S_RE.match(doc.masked, end)):
+        return False
+    return not any(
+        doc.masked[s : e] != doc.text[s:e] or doc.masked[s : s + 1].islower()
+        for s, e in doc.find_phrase(words_of(c.text))
+    )
+
+
 @memo
 def _zipf_in(word: str, lang: str) -> float:
     if lang not in ("es", "de", "fr"):
@@ -552,7 +585,9 @@ def _de_compound(word: str) -> bool:
         if zipf_frequency(word[i:], "de", wordlist="small") >= 3.0:
             head = word[:i]
             for h in (head, head[:-1] if head.endswith("s") else head, head + "e", head + "en"):
-                if zipf_frequency(h, "de", wordlist="small") >= 2.5:
+                de = zipf_frequency(h, "de", wordlist="small")
+                # A head that is an English word ("red" + "mine") is a loan, not a German compound's head.
+                if de >= 2.5 and de > zipf_frequency(h, "en", wordlist="small"):
                     return True
     return False
 
@@ -581,6 +616,27 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
             words = words[1:]
         if not words:
             continue
+        poss = _INNER_POSSESSIVE_RE.search(text)
+        if poss:  # "Harbor Freight's Hercules line": the owner is the name, what follows is its product
+            text = text[: poss.start()]
+            words = text.split()
+        before = masked[max(unit.body, s - 40) : s]
+        if _POSSESSIVE_DET_RE.search(before) or _OWNER_POSSESSIVE_RE.search(before):
+            continue  # "its Security Graph", "Fastly's Next-Gen WAF": a product named through its maker
+        if _QUANTITY_BEFORE_RE.search(before):
+            continue  # "1 % Saveback", "2 Stunden": a quantity's unit or feature, not an organisation
+        if lang == "en" and _ATTRIBUTIVE_RE.match(masked, s + len(text)) and not is_sentence_start(doc, s):
+            continue  # "a Shopify store", "other Atlassian products", "Venmo wallets": a reference, not an option
+        if lang == "de":
+            # German capitalises nouns: a leading dictionary noun is not part of the name
+            # ("Die Verwaltungskonsole Sophos Central", "1 Stunde Flugzeit").
+            while len(words) > 1 and _german_word(words[0]):
+                cut = text.index(words[0]) + len(words[0])
+                rest = text[cut:]
+                s += cut + (len(rest) - len(rest.lstrip()))
+                text = rest.lstrip()
+                words = words[1:]
+        fold = bool(_HISTORY_CUE_RE.search(before)) or bool(_AFTER_BOLD_NAME_RE.search(before))
         mid = None
         for name in _clean_candidate(text):
             if _rule_out(name, lang):
@@ -589,8 +645,50 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
                 mid = not is_sentence_start(doc, s)
             c = Candidate(name, (s, s + len(text)), "prose", "")
             c.mid = mid
+            c.fold = fold
             out.append(c)
     return out
+
+
+#: "its", "their" … right before a name: the name is a product or feature of the subject.
+_POSSESSIVE_DET_RE = re.compile(
+    r"(?:^|[\s(])(?:its|their|sus|seine|seinen|seiner|ihre|ihren|ihrer|son|sa|ses|leur|leurs)[ \t]+[*_]*$",
+    re.IGNORECASE,
+)
+#: "Fastly's Next-Gen WAF": a capitalised owner with a possessive right before the name.
+_OWNER_POSSESSIVE_RE = re.compile(r"[A-Z][\w.&+-]*['’]s?[ \t]+$")
+_QUANTITY_BEFORE_RE = re.compile(r"\d[\d.,]*[ \t]*[%€$£]?[ \t]+$")
+_INNER_POSSESSIVE_RE = re.compile(r"['’]s[ \t]+(?=[A-Z])")
+#: Lower-case nouns after a name that make it a modifier: the platform, ecosystem or account it refers to.
+_ATTRIBUTIVE_RE = re.compile(
+    r"[*_]*[ \t]+(?:store|stores|shop|shops|brands|products|users|customers|accounts?|wallets?|integrations?|"
+    r"ecosystem|suite|stack|apps?|plugins?|extensions?|members|membership|subscription|subscribers|merchants|"
+    r"sellers|instances?|environments?|estates?|setups?|templates?|points|rewards|ads|campaigns|shops|"
+    r"workflows?|pipelines?|data|dashboards|certifications?|partners?|marketplace|listings?|fans?)\b"
+)
+#: What makes the next name the owner, maker or former name of the brand before it.
+_HISTORY_CUE_RE = re.compile(
+    r"(?:\b(?:formerly|previously|now part of|part of|owned by|acquired by|bought by|a subsidiary of|"
+    r"a division of|from the makers of|made by|built by|by|antes|ahora parte de|propiedad de|"
+    r"früher|ehemals|gehört zu|anciennement|ex-|filiale de|appartient à|racheté par)"
+    r"|[–—][ \t]*by)[ \t]+(?:the[ \t]+)?[*_]*$",
+    re.IGNORECASE,
+)
+#: "**Salesforce** Sales Cloud": a name right after a bold name is that brand's product line.
+_AFTER_BOLD_NAME_RE = re.compile(r"[A-Za-z0-9)](?:\*\*|__)[ \t]+$")
+
+
+@memo
+def _german_word(word: str) -> bool:
+    """A capitalised German dictionary word or compound (``Verwaltungskonsole``, ``Stunde``, ``DACH-Raum``)."""
+    from wordfreq import zipf_frequency
+
+    low = word.lower()
+    if "-" in low:
+        return True
+    if zipf_frequency(low, "de", wordlist="small") >= 3.0 > zipf_frequency(low, "en", wordlist="small"):
+        return True
+    return len(low) >= 8 and low.isalpha() and (bool(_DE_NOUN_END_RE.search(low)) or _de_compound(low))
 
 
 def _link_name(text: str, url: str) -> str:
@@ -714,6 +812,7 @@ def accept(
     threshold: float,
     generic: frozenset[str],
     lang: str = "en",
+    org_keys: frozenset[str] | set[str] = frozenset(),
 ) -> list[Candidate]:
     """The candidates taken for organisation names (see the module docstring for the rule)."""
     cache: dict[str, list[int]] = {}
@@ -728,6 +827,7 @@ def accept(
         if c.cls == GENERIC:
             continue
         keys = merge_keys(c.text)
+        c.declared = bool(keys & (known_keys | org_keys))
         declared = bool(
             c.cued
             or keys & known_keys
@@ -768,6 +868,9 @@ def accept(
                 [p for p in capitalised(c.text) if not (c.span[0] <= p < c.span[1])]
             ) >= 2:
                 c.cls = STRONG
+            elif c.cls == WEAK and lang != "de" and _sentence_subject(doc, c, lang):
+                c.cls = STRONG  # "Fathom is the other name …", "Uber Eats tends to …"
+                c.anchor = True
             else:
                 c.cls = GENERIC
             continue
@@ -790,11 +893,13 @@ def accept(
         names = [c for c in members if c.cls != GENERIC]
         brandish = [c for c in names if c.cls in (STRONG, MEDIUM)]
         by_position = group.endswith(".cols") or group in declared_columns
+        # A list or set of headings that holds the org or a known competitor and no label is a list of brands.
+        sure = not labels and len(members) >= 3 and any(c.declared for c in names)
         listy = (
             bool(group)
             and len(names) >= 2
             and len(labels) * 2 < len(members)
-            and (by_position or len(brandish) * 2 >= len(names))
+            and (by_position or sure or len(brandish) * 2 >= len(names))
             # "Google Search and Workspace": a two-name phrase in prose needs one brand-shaped name.
             and (not group.startswith("enum") or len(members) >= 3 or any(c.cls == STRONG for c in names))
         )
@@ -871,7 +976,7 @@ def discover(
             known_keys.add(key)
     cited_stems = {domain_stem(u) for u in cited_urls} - {""}
     accepted = accept(
-        doc, candidates(doc, threshold, generic, lang), known_keys, cited_stems, threshold, generic, lang
+        doc, candidates(doc, threshold, generic, lang), known_keys, cited_stems, threshold, generic, lang, org.keys
     )
 
     raw: list[Brand] = [org]
@@ -879,8 +984,15 @@ def discover(
         raw.append(Brand(display=k, forms=name_forms(k), keys=set(merge_keys(k)), known=True))
     for c in accepted:
         forms = name_forms(c.text)
-        raw.append(Brand(display=c.text, forms=forms, keys=set(merge_keys(c.text))))
+        anchors = {(c.span[0], c.span[0] + len(c.text))} if c.anchor else set()
+        raw.append(Brand(display=c.text, forms=forms, keys=set(merge_keys(c.text)), anchors=anchors))
     uf = _UnionFind(len(raw))
+    base = 1 + len(known)
+    for j, c in enumerate(accepted):
+        if c.fold:
+            target = _fold_target(doc, accepted, j)
+            if target is not None:
+                uf.union(base + target, base + j)
     owner: dict[str, int] = {}
     for i, b in enumerate(raw):
         for key in b.keys:
@@ -906,6 +1018,7 @@ def discover(
         m.forms |= b.forms
         m.keys |= b.keys
         m.known = m.known or b.known
+        m.anchors |= b.anchors
     brands = list(merged.values())
     org_brand = merged[0]
     org_brand.display = org.display
@@ -915,6 +1028,28 @@ def discover(
         b.display = _display(b, known_names)
     others.sort(key=lambda b: b.first_offset)
     return org_brand, others
+
+
+def _fold_target(doc: Doc, accepted: Sequence[Candidate], j: int) -> int | None:
+    """Index of the accepted name that ``accepted[j]`` (an owner, maker, former name or product line) belongs
+    to: the nearest name before it in its unit, else the lead of the heading its unit sits under."""
+    c = accepted[j]
+    unit = doc.unit_at(c.span[0])
+    if unit is None:
+        return None
+    for i in range(j - 1, -1, -1):
+        if accepted[i].span[1] <= c.span[0] and accepted[i].span[0] >= unit.start:
+            return i
+        if accepted[i].span[0] < unit.start:
+            break
+    if unit.section >= 0:
+        head = doc.units[unit.section]
+        lead = lead_span(doc, head)
+        if lead:
+            for i in range(j - 1, -1, -1):
+                if accepted[i].span == lead:
+                    return i
+    return None
 
 
 def known_brands(known_competitors: Sequence[str]) -> list[Brand]:

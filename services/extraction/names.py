@@ -162,6 +162,8 @@ class Brand:
     is_org: bool = False
     mentions: list[tuple[int, int]] = field(default_factory=list)
     surfaces: list[str] = field(default_factory=list)
+    #: Spans where discovery accepted the name on evidence (a sentence's subject, …): strong mentions there.
+    anchors: set[tuple[int, int]] = field(default_factory=set)
 
     @property
     def first_offset(self) -> int:
@@ -319,7 +321,7 @@ def find_mentions(doc: Doc, brands: Sequence[Brand], threshold: float, generic: 
             continue  # rule 1: "cash runway"
         if _inside_compound(doc, start):
             continue  # rule 1b: "AWS Lambda functions" names AWS's product, not Lambda
-        if kind == "common_multi" or _strong(doc, start, end, brands[i].keys):
+        if kind == "common_multi" or span in brands[i].anchors or _strong(doc, start, end, brands[i].keys):
             accepted.setdefault(i, []).append(span)
             strong_seen.add(i)
         else:

@@ -8,6 +8,7 @@ unreachable.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +17,8 @@ VERDICT_STYLE = {"moved_up": "bold green", "moved_down": "bold red", "within_noi
                  "insufficient_data": "yellow"}
 
 
-async def diff(settings: object, run_a: str, run_b: str, *, output: str, seed: int, resamples: int) -> int:
+async def diff(settings: object, run_a: str, run_b: str, *, output: str, seed: int, resamples: int,
+               html_out: Path | None = None) -> int:
     from rich.table import Table
     from rich.text import Text
 
@@ -34,6 +36,13 @@ async def diff(settings: object, run_a: str, run_b: str, *, output: str, seed: i
         d = await diff_runs(store, a, b, seed=seed, resamples=resamples)
     finally:
         await store.close()
+    if html_out is not None:  # the --output json document, drawn (reports/html.diff_html)
+        from services.orchestrator.reports.html import diff_html, save_html
+
+        size = save_html(diff_html(d.to_dict()), html_out)
+        make_console(stderr=True).print(f"HTML report: {html_out} ({size / 1e6:.2f} MB)", markup=False,
+                                        highlight=False)
+        return 0
     if output == "json":
         print_json(d.to_dict())
         return 0
@@ -93,17 +102,25 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (0..4294967295); same seed, same "
                                           "intervals.")] = 0,
         resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples (1..10,000).")] = 2000,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table (the terminal, --output applies) | html "
+                                         "(one self-contained file, needs --out)")] = "table",
+        out_path: Annotated[Path | None, typer.Option("--out", help="File of --format html.")] = None,
     ) -> None:
         """Compare two runs. Two evaluation sweeps: per figure and model × location, A, B, delta with its interval
         and a verdict (moved_up / moved_down / within_noise / insufficient_data). Two research runs: per company
         the tier and score change and the new evidence URLs.
 
-        Example: vantage diff 3f2a9c1e 8b7d0a44 --output json
+        Example: vantage diff 3f2a9c1e 8b7d0a44 --output json  (or: --format html --out diff.html)
         """
-        from services.orchestrator.cli.common import check_output, run_command, setup_cli
+        from services.orchestrator.cli.common import check_output, fail, run_command, setup_cli
         from shared.config import get_settings
 
         out = check_output(output, ("table", "json"))
+        if fmt not in ("table", "html"):
+            raise fail(f"--format must be table or html, got {fmt!r}")
+        if fmt == "html" and out_path is None:
+            raise fail("--format html needs --out FILE, e.g. --out diff.html")
         setup_cli()
+        html_out = out_path if fmt == "html" else None
         raise typer.Exit(run_command(lambda: diff(get_settings(), run_a, run_b, output=out, seed=seed,
-                                                  resamples=resamples)))
+                                                  resamples=resamples, html_out=html_out)))

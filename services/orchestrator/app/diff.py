@@ -153,12 +153,14 @@ def check_params(*, seed: int, resamples: int) -> None:
 
 async def eval_answers(store: Store, run_id: str) -> list[Answer]:
     """The evaluated answers of an ORG_EVAL run: one :class:`Answer` per question run with an org evaluation
-    (``question_id`` = :func:`question_key` of its text, sample 0, ``model_version`` "" = not stored)."""
+    (``question_id`` = :func:`question_key` of its text, ``sample`` = ``question_runs.sample``, ``model_version``
+    "" = not stored)."""
     qr, q, oe, oc = m.question_runs.c, m.questions.c, m.org_evals.c, m.org_competitors.c
     comp = (select(oc.item_id, func.coalesce(func.sum(oc.mention_count), 0).label("n"))
             .where(oc.run_id == run_id).group_by(oc.item_id).subquery())
     stmt = (
-        select(q.text, qr.model, qr.location, oe.mentioned, oe.rank, oe.mention_count, oe.sentiment, comp.c.n)
+        select(q.text, qr.model, qr.location, oe.mentioned, oe.rank, oe.mention_count, oe.sentiment, comp.c.n,
+               qr.sample)
         .select_from(m.question_runs.join(m.questions, q.id == qr.question_id)
                      .join(m.org_evals, oe.item_id == qr.item_id)
                      .outerjoin(comp, comp.c.item_id == qr.item_id))
@@ -166,10 +168,10 @@ async def eval_answers(store: Store, run_id: str) -> list[Answer]:
     )
     async with store.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
-    return [Answer(question_id=question_key(text), model=model, location=loc or "", sample=0,
+    return [Answer(question_id=question_key(text), model=model, location=loc or "", sample=int(sample or 0),
                    mentioned=bool(mentioned), rank=int(rank or 0) or None, org_mentions=int(count or 0),
                    competitor_mentions=int(n or 0), sentiment=sentiment or "")
-            for text, model, loc, mentioned, rank, count, sentiment, n in rows]
+            for text, model, loc, mentioned, rank, count, sentiment, n, sample in rows]
 
 
 async def research_rows(store: Store, run_id: str) -> list[tuple[str, str, str, int, list[str]]]:

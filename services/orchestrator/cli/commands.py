@@ -428,7 +428,8 @@ async def execute_run(s: Session, run_id: str, *, view: ProgressView | None = No
     return sig["stopped"]
 
 
-async def execute_and_report(s: Session, run_id: str, *, output: str, quiet: bool, started: float) -> int:
+async def execute_and_report(s: Session, run_id: str, *, output: str, quiet: bool, started: float,
+                             seed: int = 0) -> int:
     totals = await s.store.run_totals(run_id)
     run = await s.store.get_run(run_id)
     label = "evaluating" if run is not None and run.kind == "org_eval" else "researching"
@@ -445,17 +446,18 @@ async def execute_and_report(s: Session, run_id: str, *, output: str, quiet: boo
             style="yellow", markup=False, highlight=False,
         )
         return EXIT_INTERRUPTED
-    return await report_run(s, run_id, output=output, started=started)
+    return await report_run(s, run_id, output=output, started=started, seed=seed)
 
 
-async def report_run(s: Session, run_id: str, *, output: str, started: float | None) -> int:
-    """Print the run's results (table + totals, or JSON/CSV) and return the exit code (1 if any item failed)."""
+async def report_run(s: Session, run_id: str, *, output: str, started: float | None, seed: int = 0) -> int:
+    """Print the run's results (table + totals, or JSON/CSV) and return the exit code (1 if any item failed).
+    ``seed``: of the bootstrap intervals of an ORG_EVAL run's report."""
     summ = await s.orch.summary(run_id)
     wall = time.monotonic() - started if started is not None else None
     if summ.run.kind == "org_eval":  # the AI-visibility report (services/orchestrator/reports/visibility.py)
         from services.orchestrator.reports.visibility import output_report
 
-        await output_report(s.store, run_id, output=output, wall_seconds=wall)
+        await output_report(s.store, run_id, output=output, wall_seconds=wall, seed=seed)
         return EXIT_FAILED_ITEMS if summ.totals.counts["failed"] else EXIT_OK
     if output == "json":
         await write_json(summ.run, summ.totals, s.store.iter_items(run_id), sys.stdout)

@@ -28,7 +28,7 @@ DEFAULT_MODELS = "chatgpt,perplexity,gpt-5.5,claude-sonnet-5"
 async def evaluate(
     settings: object, *, org: str, domain: str, questions_path: Path, models: str, locations: str,
     competitors: str, variations: str, name: str | None, no_cache: bool, output: str, quiet: bool,
-    detach: bool = False, html_out: Path | None = None,
+    detach: bool = False, html_out: Path | None = None, seed: int = 0,
 ) -> int:
     """Create the ORG_EVAL run, execute it here, print the report (``detach``: queue it for ``vantage worker``
     processes and print its id instead). Returns the exit code."""
@@ -74,7 +74,7 @@ async def evaluate(
                 note.print(f"  skipped {msg}", markup=False, highlight=False, soft_wrap=True, style="dim")
         if detach:
             return await detach_run(s, run.id, quiet=quiet)
-        code = await execute_and_report(s, run.id, output=output, quiet=quiet, started=started)
+        code = await execute_and_report(s, run.id, output=output, quiet=quiet, started=started, seed=seed)
         if html_out is not None:
             await _write_html(s.store, run.id, html_out)
         return code
@@ -113,7 +113,8 @@ async def remote_evaluate(
                             quiet=quiet, detach=detach, output=output)
 
 
-async def report(settings: object, run_id: str, *, output: str, html_out: Path | None = None) -> int:
+async def report(settings: object, run_id: str, *, output: str, html_out: Path | None = None,
+                 seed: int = 0) -> int:
     """Print a run's report (the AI-visibility report of an ORG_EVAL run; the results table of a research run), or
     with ``html_out`` write it as one self-contained HTML file (:mod:`services.orchestrator.reports.html`)."""
     from services.orchestrator.cli.commands import report_run
@@ -123,7 +124,7 @@ async def report(settings: object, run_id: str, *, output: str, html_out: Path |
         rid = await resolve_run(s.store, run_id)
         if html_out is not None:
             return await _write_html(s.store, rid, html_out)
-        return await report_run(s, rid, output=output, started=None)
+        return await report_run(s, rid, output=output, started=None, seed=seed)
 
 
 async def _write_html(store: object, run_id: str, path: Path) -> int:
@@ -166,6 +167,8 @@ def register(app: typer.Typer) -> None:
                                              "process opens no database.")] = False,
         html: Annotated[Path | None, typer.Option("--html", help="Also write the report as one self-contained "
                                                   "HTML file here at the end of the run.")] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the report's bootstrap intervals "
+                                          "(0..4294967295); same seed, same intervals.")] = 0,
     ) -> None:
         """Ask every question × model × location, read each answer for the org, its competitors and its citations,
         and print the visibility report (visibility rate, average rank, share of voice, sentiment, top competitors,
@@ -196,7 +199,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(run_command(lambda: evaluate(
             get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
             competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out, quiet=quiet,
-            detach=detach, html_out=html,
+            detach=detach, html_out=html, seed=seed,
         )))
 
     @app.command("report")
@@ -206,6 +209,8 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", "-f", help="table (the terminal, --output applies) | html "
                                          "(one self-contained file, needs --out)")] = "table",
         out_path: Annotated[Path | None, typer.Option("--out", help="File of --format html.")] = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals (0..4294967295); same "
+                                          "seed, same intervals.")] = 0,
     ) -> None:
         """Print a run's report: for an evaluation, per model × location and overall — visibility rate, average
         rank when named, share of voice, sentiment, top competitors, top cited domains, owned-citation share — the
@@ -223,7 +228,8 @@ def register(app: typer.Typer) -> None:
             raise fail("--format html needs --out FILE, e.g. --out report.html")
         setup_cli()
         html_out = out_path if fmt == "html" else None
-        raise typer.Exit(run_command(lambda: report(get_settings(), run_id, output=out, html_out=html_out)))
+        raise typer.Exit(run_command(lambda: report(get_settings(), run_id, output=out, html_out=html_out,
+                                                    seed=seed)))
 
     @app.command("demo-eval")
     def demo_eval_command(

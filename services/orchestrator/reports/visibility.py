@@ -18,6 +18,19 @@ Figures, per model × location and overall:
 - **top cited domains** (registrable domains of the answers' citations) and the **owned-citation share** = citations
   of the org's own domain / all citations.
 
+Every headline figure — visibility rate, share of voice, first-mention rate (answers naming the org first),
+average and median rank when named — comes with its 95 % interval from
+:func:`services.orchestrator.app.measurement.summarize` over every evaluated answer of the run (all K samples of
+each question × model × location): per model × location cell a Wilson score interval for the visibility rate and a
+cluster bootstrap over questions for the other figures; per model (over its locations) and overall a cluster
+bootstrap for every figure. Deterministic given ``seed`` (``--seed``, default 0). The table shows ``81 % [74–87]``;
+JSON and CSV give ``<figure>``, ``<figure>_ci_low``, ``<figure>_ci_high``, ``<figure>_n`` (its sample, in
+``<figure>_unit``) and ``<figure>_method``; :func:`~services.orchestrator.app.measurement.methods_note` is printed
+under the table. The **rank histogram** per model (buckets 1, 2, 3, 4–5, 6+, not named; plus named without a
+position) counts answers. The **source funnel** (:mod:`services.orchestrator.app.report_data`): per domain the
+answers that retrieved it and that cited it, the cited share and its class (owned / competitor / third-party),
+and per question the domains retrieved but never cited (the content gap).
+
 Plus the summary line ``N processed, N evaluations, N citations, N competitors, $X total cost`` (processed = question
 runs finished, done or failed; competitors = distinct after merging; cost = Σ of the run's ledger, USD), the Bright
 Data snapshots triggered (and the most questions in one), the answers served from the response cache ($0) against
@@ -41,6 +54,18 @@ from rich.text import Text
 from sqlalchemy import select
 
 from services.inference.router import PROVIDERS
+from services.orchestrator.app.diff import check_params, eval_answers
+from services.orchestrator.app.measurement import (
+    DEFAULT_RESAMPLES,
+    FIGURES,
+    RANK_BUCKETS,
+    CellSummary,
+    SweepSummary,
+    format_estimate,
+    methods_note,
+    summarize,
+)
+from services.orchestrator.app.report_data import SourceFunnel, load_source_funnel
 from services.orchestrator.reports.tables import run_record, usd
 from services.orchestrator.store import RunRow, RunTotals, Store
 from services.orchestrator.store import models as m
@@ -176,6 +201,26 @@ class Report:
     failures: list[FailureStat]
     #: "location GB was not applied for model X (...)" lines, see :func:`location_notes`.
     notes: list[str] = field(default_factory=list)
+    #: The figures with their intervals (:func:`~services.orchestrator.app.measurement.summarize`), the per-model
+    #: aggregates of ``groups`` (location "all", in the run's model order), and the source funnel.
+    summary: SweepSummary | None = None
+    models: list[GroupStats] = field(default_factory=list)
+    funnel: SourceFunnel | None = None
+
+    def cell(self, gs: GroupStats) -> CellSummary | None:
+        """The figures of a group of :attr:`groups`, of a per-model aggregate (location "all") or of the overall."""
+        s = self.summary
+        if s is None:
+            return None
+        if gs is self.overall:
+            return s.overall
+        pool = s.models if gs.location == "all" and gs.model != "all" else s.cells
+        return next((c for c in pool if c.model == gs.model and c.location == gs.location), None)
+
+    def models_shown(self) -> list[GroupStats]:
+        """Per-model rows worth a line of their own in the table: models evaluated in more than one location."""
+        locs = Counter(g.model for g in self.groups)
+        return [g for g in self.models if locs[g.model] > 1]
 
     @property
     def processed(self) -> int:
@@ -206,8 +251,13 @@ class Report:
                 f"{o.failed} failed, {rate} success")
 
 
-async def build_report(store: Store, run_id: str) -> Report:
-    """Every figure of the run's report, from aggregate queries."""
+async def build_report(store: Store, run_id: str, *, seed: int = 0, resamples: int = DEFAULT_RESAMPLES) -> Report:
+    """Every figure of the run's report: counts from aggregate queries, the figures with their intervals from the
+    run's evaluated answers (:func:`~services.orchestrator.app.diff.eval_answers`, one row per answer: memory grows
+    with the question runs, ~100 bytes each), the source funnel from its answered question runs. Deterministic
+    given ``seed``. Raises KeyError for an unknown run, :class:`shared.errors.InvalidArgument` for a seed outside
+    0..2³²−1 or resamples outside 1..10,000."""
+    check_params(seed=seed, resamples=resamples)
     ev = EvalStore(store)
     run = await store.get_run(run_id)
     if run is None:
@@ -259,12 +309,19 @@ async def build_report(store: Store, run_id: str) -> Report:
     batches = await ev.batches(run_id)
     by_provider = Counter(b.provider for b in batches)
     failures = [FailureStat(*f) for f in await ev.failure_stats(run_id)]
+    per_model: dict[str, GroupStats] = {}
+    for gs in ordered:
+        per_model.setdefault(gs.model, GroupStats(gs.model, "all")).add(gs)
+    summary = summarize(await eval_answers(store, run_id), resamples=resamples, seed=seed)
+    funnel = await load_source_funnel(store, run_id, org_domain=str(run.options.get("org_domain", "")),
+                                      known_competitors=[str(c) for c in run.options.get("known_competitors") or []])
     return Report(
         run=run, totals=totals, org_name=str(run.options.get("org_name", "")),
         org_domain=str(run.options.get("org_domain", "")), groups=ordered, overall=overall,
         snapshots=len(batches), max_snapshot_size=max((len(b.member_ids) for b in batches), default=0),
         snapshots_by_provider=dict(by_provider), failures=failures,
-        notes=await _location_notes(store, run_id),
+        notes=await _location_notes(store, run_id), summary=summary, models=list(per_model.values()),
+        funnel=funnel,
     )
 
 
@@ -316,24 +373,128 @@ def _sentiment(c: Counter[str]) -> str:
     return " ".join(f"{s[:3].lower()} {c[s]}" for s in SENTIMENTS if c.get(s)) or "–"
 
 
+#: Table header of each figure.
+FIGURE_HEADERS = {"visibility_rate": "Visibility", "share_of_voice": "Share of voice",
+                  "first_mention_rate": "Named first", "average_rank": "Avg rank", "median_rank": "Median rank"}
+#: Table header of each rank-histogram bucket.
+BUCKET_HEADERS = {"1": "#1", "2": "#2", "3": "#3", "4-5": "#4–5", "6+": "#6+", "not_named": "Not named",
+                  "named_unranked": "Named, no rank"}
+
+
+def _figure_cells(rep: Report, gs: GroupStats) -> list[str]:
+    cell = rep.cell(gs)
+    return [format_estimate(cell.figures[f]) if cell is not None else "—" for f in FIGURES]
+
+
+def _table_rows(rep: Report) -> list[GroupStats]:
+    return [*rep.groups, *rep.models_shown(), rep.overall]
+
+
 def groups_table(rep: Report) -> Table:
-    """Per model × location and overall: answers, named, visibility, average rank, share of voice, sentiment,
-    citations, owned share, failed, cost."""
+    """Per model × location, per model (when it has several locations) and overall: answers, answers naming the
+    org, visibility rate, share of voice, first-mention rate, average and median rank when named — each with its
+    95 % interval (``81 % [74–87]``) — and sentiment counts."""
     t = Table(title=f"AI visibility of {rep.org_name}" + (f" ({rep.org_domain})" if rep.org_domain else ""),
               header_style="bold")
-    for col, right in (("Model", False), ("Loc", False), ("Answers", True), ("Named", True), ("Visibility", True),
-                       ("Avg rank", True), ("Share of voice", True), ("Sentiment", False), ("Citations", True),
-                       ("Owned", True), ("Failed", True), ("Cost USD", True)):
-        t.add_column(col, justify="right" if right else "left", no_wrap=col in ("Model", "Sentiment"))
+    for col, right in (("Model", False), ("Loc", False), ("Answers", True), ("Named", True),
+                       *((FIGURE_HEADERS[f], True) for f in FIGURES), ("Sentiment", False)):
+        t.add_column(col, justify="right" if right else "left", no_wrap=True)
+    models = rep.models_shown()
+    ends = {id(x[-1]) for x in (rep.groups, models) if x}
+    for gs in _table_rows(rep):
+        t.add_row(
+            Text(gs.model, style="bold" if gs.location == "all" else ""), gs.location or "-",
+            str(gs.answers), str(gs.mentioned), *_figure_cells(rep, gs), _sentiment(gs.sentiments),
+            end_section=id(gs) in ends,
+        )
+    return t
+
+
+def costs_table(rep: Report) -> Table:
+    """Per model × location and overall: question runs, answers served from the cache, citations, owned share,
+    failed question runs, cost."""
+    t = Table(title="Question runs, citations and cost", header_style="bold")
+    for col, right in (("Model", False), ("Loc", False), ("Question runs", True), ("Cached", True),
+                       ("Citations", True), ("Owned", True), ("Failed", True), ("Cost USD", True)):
+        t.add_column(col, justify="right" if right else "left", no_wrap=col == "Model")
     for gs in [*rep.groups, rep.overall]:
         last = gs is rep.overall
         t.add_row(
-            Text(gs.model, style="bold" if last else ""), gs.location or "-", str(gs.answers), str(gs.mentioned),
-            pct(gs.visibility_rate), _rank(gs.average_rank), pct(gs.share_of_voice), _sentiment(gs.sentiments),
+            Text(gs.model, style="bold" if last else ""), gs.location or "-", str(gs.question_runs), str(gs.cached),
             str(gs.citations), pct(gs.owned_citation_share), Text(str(gs.failed), style="red" if gs.failed else ""),
-            usd(gs.cost_usd), end_section=not last and gs is rep.groups[-1],
+            usd(gs.cost_usd), end_section=bool(rep.groups) and gs is rep.groups[-1],
         )
     return t
+
+
+def _buckets(rep: Report) -> list[str]:
+    """The buckets shown: all but "named, no rank" unless some answer is in it."""
+    hist = rep.summary.rank_histograms if rep.summary else {}
+    return [b for b in RANK_BUCKETS if b != "named_unranked" or any(h.get(b) for h in hist.values())]
+
+
+def rank_table(rep: Report) -> Table:
+    """Per model: the answers in each rank bucket of the org (1, 2, 3, 4–5, 6+, not named), count and share."""
+    t = Table(title=f"Rank of {rep.org_name} in the answers, per model (answers, share)", header_style="bold")
+    t.add_column("Model", no_wrap=True)
+    buckets = _buckets(rep)
+    for b in buckets:
+        t.add_column(BUCKET_HEADERS[b], justify="right", no_wrap=True)
+    t.add_column("Answers", justify="right")
+    hist = rep.summary.rank_histograms if rep.summary else {}
+    order = [g.model for g in rep.models] + sorted(set(hist) - {g.model for g in rep.models})
+    for model in order:
+        h = hist.get(model)
+        if h is None:
+            continue
+        n = sum(h.values())
+        t.add_row(model, *(f"{h[b]} · {100 * h[b] / n:.0f} %" if n else "0" for b in buckets), str(n))
+    return t
+
+
+#: Domains in the source-funnel table, questions in the content-gap table, domains per question there.
+FUNNEL_TOP = 15
+GAP_QUESTIONS = 10
+GAP_DOMAINS = 5
+CLASS_LABEL = {"owned": "owned", "competitor": "competitor", "third_party": "third-party"}
+
+
+def funnel_table(rep: Report) -> Table:
+    """The most retrieved domains: answers retrieving it, answers citing it, cited share, class."""
+    f = rep.funnel
+    shown = f.domains[:FUNNEL_TOP] if f else []
+    more = f" (top {FUNNEL_TOP} of {len(f.domains)})" if f and len(f.domains) > FUNNEL_TOP else ""
+    t = Table(title=f"Source funnel: domains retrieved and cited (answers){more}", header_style="bold")
+    for col in ("Domain", "Class", "Retrieved", "Cited", "Cited share"):
+        t.add_column(col, justify="left" if col in ("Domain", "Class") else "right", overflow="fold")
+    for d in shown:
+        cls = CLASS_LABEL[d.cls] + (f" ({d.competitor_name})" if d.competitor_name else "")
+        t.add_row(d.domain, cls, str(d.retrieved), str(d.cited), pct(d.cited_share))
+    return t
+
+
+def gaps_table(rep: Report) -> Table:
+    """Per question (the first :data:`GAP_QUESTIONS`): the domains retrieved but never cited."""
+    gaps = rep.funnel.gaps if rep.funnel else []
+    more = f" (first {GAP_QUESTIONS} of {len(gaps)} questions)" if len(gaps) > GAP_QUESTIONS else ""
+    t = Table(title=f"Content gap: domains retrieved but never cited, per question{more}", header_style="bold")
+    t.add_column("#", justify="right")
+    t.add_column("Question", overflow="fold", max_width=70)
+    t.add_column("Retrieved, never cited (answers)", overflow="fold")
+    for g in gaps[:GAP_QUESTIONS]:
+        ds = ", ".join(f"{d} {n}" for d, n, _ in g.domains[:GAP_DOMAINS])
+        if len(g.domains) > GAP_DOMAINS:
+            ds += f", +{len(g.domains) - GAP_DOMAINS} more"
+        t.add_row(str(g.question_seq), g.question, ds)
+    return t
+
+
+def funnel_line(f: SourceFunnel) -> str:
+    """``Sources: N answers, M report retrieved-only sources; owned x/y cited/retrieved, …``."""
+    parts = [f"{CLASS_LABEL[c]} {b['cited']}/{b['retrieved']}" for c, b in f.by_class.items() if b["retrieved"]]
+    return (f"Sources: {f.answers} answers, {f.answers_with_retrieved} with retrieved-only sources reported "
+            f"(links_attached; the others retrieve what they cite); cited/retrieved answers by class: "
+            + (", ".join(parts) or "none"))
 
 
 def leaders_table(rep: Report) -> Table:
@@ -386,17 +547,27 @@ def failures_table(rep: Report) -> Table:
 def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None) -> None:
     """The report as tables and lines (``vantage report``, end of ``vantage evaluate``)."""
     out.print(groups_table(rep))
+    if rep.summary is not None:
+        out.print(methods_note(rep.summary), markup=False, highlight=False, style="dim", soft_wrap=True)
+    if rep.summary is not None and rep.summary.rank_histograms:
+        out.print(rank_table(rep))
+    out.print(costs_table(rep))
     if rep.overall.competitors or rep.overall.domains:
         out.print(leaders_table(rep))
     if rep.overall.competitors:
         out.print(competitors_table(rep))
     if rep.overall.domains:
         out.print(domains_table(rep))
+    if rep.funnel is not None and rep.funnel.domains:
+        out.print(funnel_table(rep))
+        if rep.funnel.gaps:
+            out.print(gaps_table(rep))
     if rep.failures:
         out.print(failures_table(rep))
     line = rep.summary_line() + (f" · wall {wall_seconds:.1f}s" if wall_seconds is not None else "")
-    for text in (line, rep.snapshot_line(), rep.cache_line(), *rep.notes):
-        out.print(text, markup=False, highlight=False)
+    sources = [funnel_line(rep.funnel)] if rep.funnel is not None and rep.funnel.answers else []
+    for text in (line, rep.snapshot_line(), rep.cache_line(), *sources, *rep.notes):
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
     hints = [f"run {rep.run.id} ({rep.run.status})"]
     if rep.totals.unfinished:
         hints.append(f"resume: vantage resume {rep.run.id}")
@@ -407,7 +578,26 @@ def print_report(rep: Report, out: Console, *, wall_seconds: float | None = None
         out.print(h, markup=False, highlight=False, style="dim")
 
 
-def _group_dict(gs: GroupStats) -> dict[str, Any]:
+def figure_fields(cell: CellSummary | None) -> dict[str, Any]:
+    """Per figure ``<f>``, ``<f>_ci_low``, ``<f>_ci_high``, ``<f>_n``, ``<f>_unit``, ``<f>_method`` (None when the
+    group has no evaluated answer), then ``questions`` and ``max_answers_per_question`` (in a model × location
+    cell: the samples K of a complete sweep; in an aggregate, K × its cells)."""
+    out: dict[str, Any] = {}
+    for name in FIGURES:
+        est = cell.figures.get(name) if cell is not None else None
+        if est is None:
+            out.update({name: None, f"{name}_ci_low": None, f"{name}_ci_high": None, f"{name}_n": 0,
+                        f"{name}_unit": None, f"{name}_method": None})
+        else:
+            out.update(est.fields(name))
+            out[f"{name}_unit"] = est.unit
+            out[f"{name}_method"] = est.method
+    out["questions"] = cell.questions if cell is not None else 0
+    out["max_answers_per_question"] = cell.max_samples if cell is not None else 0
+    return out
+
+
+def _group_dict(gs: GroupStats, cell: CellSummary | None = None) -> dict[str, Any]:
     return {
         "model": gs.model, "location": gs.location, "question_runs": gs.question_runs, "finished": gs.finished,
         "answered": gs.answered, "cached": gs.cached, "failed": gs.failed, "answers": gs.answers,
@@ -423,7 +613,25 @@ def _group_dict(gs: GroupStats) -> dict[str, Any]:
         ],
         "top_domains": [{"domain": d.domain, "citations": d.citations, "owned": d.owned, "competitor": d.competitor}
                         for d in gs.top_domains],
+        **figure_fields(cell),
     }
+
+
+def measurement_dict(s: SweepSummary | None) -> dict[str, Any] | None:
+    """How the intervals were computed: confidence, resamples, seed, sample sizes and the note under the table."""
+    if s is None:
+        return None
+    return {"confidence": s.confidence, "resamples": s.resamples, "seed": s.seed, "answers": s.overall.answers,
+            "questions": s.overall.questions,
+            "max_samples_per_cell": max((c.max_samples for c in s.cells), default=0),
+            "cell_visibility_method": "wilson", "aggregate_method": "cluster_bootstrap_percentile",
+            "note": methods_note(s)}
+
+
+def _histograms(rep: Report) -> dict[str, dict[str, int]]:
+    hist = rep.summary.rank_histograms if rep.summary else {}
+    order = [g.model for g in rep.models if g.model in hist] + sorted(set(hist) - {g.model for g in rep.models})
+    return {model: dict(hist[model]) for model in order}
 
 
 def report_dict(rep: Report) -> dict[str, Any]:
@@ -437,8 +645,13 @@ def report_dict(rep: Report) -> dict[str, Any]:
         },
         "snapshots": {"triggered": rep.snapshots, "max_questions_per_snapshot": rep.max_snapshot_size,
                       "by_provider": rep.snapshots_by_provider},
-        "overall": _group_dict(rep.overall),
-        "groups": [_group_dict(gs) for gs in rep.groups],
+        "overall": _group_dict(rep.overall, rep.cell(rep.overall)),
+        "groups": [_group_dict(gs, rep.cell(gs)) for gs in rep.groups],
+        "models": [_group_dict(gs, rep.cell(gs)) for gs in rep.models],
+        "measurement": measurement_dict(rep.summary),
+        "rank_buckets": list(RANK_BUCKETS),
+        "rank_histograms": _histograms(rep),
+        "source_funnel": rep.funnel.to_dict() if rep.funnel is not None else None,
         "failures": [{"kind": f.kind, "reason": f.code, "count": f.count, "example": f.example}
                      for f in rep.failures],
         "notes": list(rep.notes),
@@ -499,15 +712,46 @@ async def write_eval_csv(store: Store, run_id: str, out: IO[str]) -> int:
 
 
 
+#: Columns of ``vantage report --output csv`` before the figure columns, and after them.
+FIGURE_CSV_HEAD = ("model", "location", "question_runs", "answered", "cached", "failed", "answers", "mentioned")
+FIGURE_CSV_TAIL = ("citations", "owned_citations", "owned_citation_share", "cost_usd")
+
+
+def figure_records(rep: Report) -> list[dict[str, Any]]:
+    """One flat record per model × location, per model (location "all") and overall: the counts, then per
+    figure ``<f>``, ``<f>_ci_low``, ``<f>_ci_high``, ``<f>_n``, ``<f>_unit``, ``<f>_method``, ``questions``,
+    ``max_answers_per_question``, ``sentiment_<LABEL>``, citations and cost."""
+    out = []
+    for gs in [*rep.groups, *rep.models, rep.overall]:
+        d = _group_dict(gs, rep.cell(gs))
+        rec = {k: d[k] for k in FIGURE_CSV_HEAD}
+        rec.update(figure_fields(rep.cell(gs)))
+        rec.update({f"sentiment_{s}": gs.sentiments.get(s, 0) for s in SENTIMENTS})
+        rec.update({k: d[k] for k in FIGURE_CSV_TAIL})
+        out.append(rec)
+    return out
+
+
+def write_figures_csv(rep: Report, out: IO[str]) -> int:
+    """``vantage report --output csv`` of an ORG_EVAL run: :func:`figure_records` as CSV. Returns the rows."""
+    recs = figure_records(rep)
+    w = csv.DictWriter(out, fieldnames=list(recs[0]), lineterminator="\n")
+    w.writeheader()
+    for r in recs:
+        w.writerow(csv_safe_row(r))
+    return len(recs)
+
+
 async def output_report(store: Store, run_id: str, *, output: str = "table", wall_seconds: float | None = None,
-                        out: IO[str] | None = None) -> Report:
+                        out: IO[str] | None = None, seed: int = 0) -> Report:
     """Print the run's report on stdout: ``table`` (tables + summary lines), ``json`` (:func:`report_dict`) or
-    ``csv`` (the question runs, :func:`write_eval_csv`)."""
+    ``csv`` (the figures with their intervals, :func:`write_figures_csv`; the question runs themselves are
+    ``vantage export --format csv``). ``seed``: the bootstrap's."""
     import sys
 
     from services.orchestrator.reports.tables import make_console
 
-    rep = await build_report(store, run_id)
+    rep = await build_report(store, run_id, seed=seed)
     stream = out or sys.stdout
     if output == "json":
         data = report_dict(rep)
@@ -515,7 +759,7 @@ async def output_report(store: Store, run_id: str, *, output: str = "table", wal
             data["summary"]["wall_seconds"] = round(wall_seconds, 3)
         stream.write(json.dumps(data, indent=2) + "\n")
     elif output == "csv":
-        await write_eval_csv(store, run_id, stream)
+        write_figures_csv(rep, stream)
     else:
         console = make_console() if out is None else Console(file=out, width=200, no_color=True, highlight=False)
         print_report(rep, console, wall_seconds=wall_seconds)
@@ -562,12 +806,19 @@ __all__ = [
     "Report",
     "attach_question_runs",
     "build_report",
+    "costs_table",
     "export_eval",
+    "figure_fields",
+    "figure_records",
+    "funnel_table",
+    "gaps_table",
     "groups_table",
     "leaders_table",
     "output_report",
     "print_report",
+    "rank_table",
     "report_dict",
     "write_eval_csv",
     "write_eval_json",
+    "write_figures_csv",
 ]

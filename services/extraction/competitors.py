@@ -222,7 +222,7 @@ def _clean_candidate(raw: str) -> list[str]:
 
 
 _PAREN_RE = re.compile(r"\s*\([^()]*\)")
-_POSSESSIVE_RE = re.compile(r"['’]s\b")
+_POSSESSIVE_RE = re.compile(r"['’]s(?=[\s.,;:!?)]*$)")
 _DETERMINERS = frozenset(
     "the a an le la les l' un une el los las der die das ein eine im am beim zum zur vom del al au aux".split()
 )
@@ -262,11 +262,11 @@ _NAME_REST = _NAME[len("[A-Z]") :]
 # character (``(?<![\w.-].)`` = "(?<![\w.-])" one character earlier): the same matches, but ``re`` can then skip
 # every position that is not a capital letter without entering the pattern (a charset prefix), ~3x faster.
 _ENUM_RE = re.compile(
-    rf"(?P<list>[A-Z](?<![\w.-].)(?:{_NAME_REST}(?:,[ \t]+{_NAME}){{1,}},?[ \t]+(?:and|or|&)[ \t]+{_NAME}"
+    rf"(?P<list>[A-Z](?<![\w.-].)(?:{_NAME_REST}(?:,[ \t]+{_NAME}){{1,}},?[ \t]+(?:and|or|&|y|o|et|ou|und|oder)[ \t]+{_NAME}"
     rf"|{_NAME_REST}(?:,[ \t]+{_NAME}){{2,}}"
-    rf"|{_NAME_REST}[ \t]+(?:and|or|&)[ \t]+{_NAME}))(?![\w-])"
+    rf"|{_NAME_REST}[ \t]+(?:and|or|&|y|o|et|ou|und|oder)[ \t]+{_NAME}))(?![\w-])"
 )
-_ENUM_SPLIT_RE = re.compile(r",?[ \t]+(?:and|or|&)[ \t]+|,[ \t]+")
+_ENUM_SPLIT_RE = re.compile(r",?[ \t]+(?:and|or|&|y|o|et|ou|und|oder)[ \t]+|,[ \t]+")
 #: Imperatives that start a sentence before a name ("Use CoreWeave or Lambda", "Fine-tune Llama or Qwen").
 _LEADING_VERBS: frozenset[str] = frozenset(
     """use try consider choose pick fine-tune deploy run compare check start pair combine host train serve build
@@ -299,7 +299,7 @@ _CUE_AFTER_RE = re.compile(
 
 # What every match of _ENUM_RE / _CUE_AFTER_RE / _SUFFIXED_RE must contain: a segment without it is skipped
 # (these cheap scans rule out most sentences; the full patterns backtrack at every capital letter).
-_ENUM_HINT_RE = re.compile(r",[ \t]+[A-Z]|[ \t](?:and|or|&)[ \t]+[A-Z]")
+_ENUM_HINT_RE = re.compile(r",[ \t]+[A-Z]|[ \t](?:and|or|&|y|o|et|ou|und|oder)[ \t]+[A-Z]")
 _CUE_AFTER_HINT_RE = re.compile(
     r"[ \t](?:stands out|offers|provides|leads|excels|specializes|specialises|focuses on|is known for|"
     r"is best known for|is popular|is favou?red|delivers|rents|operates|is (?:a|an|the|another)[ \t])"
@@ -327,7 +327,7 @@ def _in_parentheses(text: str, pos: int) -> bool:
 
 
 def _prose_candidates(
-    doc: Doc, leads: list[tuple[int, int]], threshold: float, generic: frozenset[str]
+    doc: Doc, leads: list[tuple[int, int]], threshold: float, generic: frozenset[str], doc_lang: str = "en"
 ) -> list[Candidate]:
     """Names in prose: enumerations (voted as a group), names after/before a cue phrase, and suffixed names
     ("Luma AI") whose first words are not everyday English."""
@@ -351,9 +351,20 @@ def _prose_candidates(
             after_for = _AFTER_FOR_RE.search(segment[max(0, m.start() - 8) : m.start()]) is not None
             group = f"enum{unit.index}.{m.start()}" if not after_for else ""
             pos = m.start("list")
+            parts = _ENUM_SPLIT_RE.split(m.group("list"))
+            if _after_place_preposition(doc, base + pos, doc_lang, _ENUM_PLACE_PREPOSITIONS):
+                if not is_place(parts[0]):
+                    continue  # "in Alfama, Príncipe Real and Campo de Ourique": places
+                # "en España, PcComponentes y Amazon suelen …": the place opens the sentence, the rest is a list
+                pos = segment.find(parts[1], pos + len(parts[0]))
+                parts = parts[1:]
+                if len(parts) < 2:
+                    continue
+            elif _INTEGRATION_RE.search(segment, max(0, pos - 40), pos):
+                continue  # "built on Loki, Tempo and Mimir", "runs on WordPress and …"
             # "Microsoft Defender for Endpoint and SentinelOne": the first part ends the name before "for".
             inside_name = after_for and _CAPITAL_BEFORE_FOR_RE.search(segment[max(0, m.start() - 60) : m.start()])
-            for k, part in enumerate(_ENUM_SPLIT_RE.split(m.group("list"))):
+            for k, part in enumerate(parts):
                 at = segment.find(part, pos)
                 pos = at + len(part)
                 if k == 0 and inside_name:
@@ -364,6 +375,7 @@ def _prose_candidates(
                     part, at = part[cut:].lstrip(), at + cut + (len(part[cut:]) - len(part[cut:].lstrip()))
                 if (
                     len(part.split()) == 1
+                    and len(parts) < 3
                     and is_common_word(part, threshold)
                     and is_sentence_start(doc, base + at)
                 ):
@@ -423,6 +435,7 @@ _DE_NOUN_END_RE = re.compile(
     r"ments|enz|anz|ling|tum|ei|eien|ierung)$"
 )
 _UPPER = "A-ZÀ-ÖØ-ÞĀ-Ž"
+_UPPER_CHARS = _UPPER
 _CAP_WORD = rf"(?:[{_UPPER}][\w'’&.+-]*[\w+]|[{_UPPER}]|[a-z]+[{_UPPER}][\w]*)"
 #: A run of capitalised words (CamelCase included). It starts with a bare capital and checks what precedes it
 #: with a lookbehind after that character, so ``re`` skips every other position (as :data:`_ENUM_RE` does).
@@ -448,6 +461,8 @@ _NO_UNIT = Unit("sentence", 0, 0, 0, index=-1)
 _INTEGRATION_RE = re.compile(
     r"(?:integrates? (?:well )?with|integrations? with|syncs? with|connects? (?:to|with)|plugs? into|"
     r"(?:you're|you are|if you use|already use|already on|built) on|on top of|works with|apps? for|"
+    r"runs? on|running on|built on|based on|hosted on|(?:built|based) on open[- ]source|live in|lives in|"
+    r"integración (?:nativa )?con|funciona (?:con|sobre)|basado en|basiert auf|läuft auf|basé sur|"
     r"se integra con|integra con|integriert (?:sich )?(?:mit|in)|s'intègre (?:à|avec))[ \t]+(?:the[ \t]+)?$",
     re.IGNORECASE,
 )
@@ -464,7 +479,10 @@ def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
 
 
 #: A third-person verb after a name of several words ("Uber Eats tends", "Harbor Freight sells").
-_VERB_S_RE = re.compile(r"[ \t]+[a-z]{2,}[^s\W]s\b")
+_VERB_S_RE = re.compile(
+    r"[ \t]+[a-z]{2,}[^s\W]s[ \t]+(?:to|a|an|the|its|their|more|most|on|in|with|for|up|out|by|over|from|at|"
+    r"no|every|all|\d)\b"
+)
 #: Endings of nouns of the domain that open sentences ("Onboarding is slow", "Scalability is …").
 _NOUNISH_RE = re.compile(r"(?:ing|ability|ibility|ness|ment|tion|sion|ity|ance|ence|ship|ure)$")
 
@@ -508,9 +526,40 @@ _PLACE_PREPOSITIONS: dict[str, frozenset[str]] = {
 _PREV_WORD_RE = re.compile(r"(\w+)[ \t]+$")
 
 
-def _after_place_preposition(doc: Doc, start: int, lang: str) -> bool:
+def _after_place_preposition(
+    doc: Doc, start: int, lang: str, table: dict[str, frozenset[str]] | None = None
+) -> bool:
+    table = table or _PLACE_PREPOSITIONS
     m = _PREV_WORD_RE.search(doc.masked, max(0, start - 20), start)
-    return m is not None and m.group(1).lower() in _PLACE_PREPOSITIONS.get(lang, _PLACE_PREPOSITIONS["en"])
+    return m is not None and m.group(1).lower() in table.get(lang, table["en"])
+
+
+#: The prepositions that make a whole enumeration after them places ("in Chamonix, Verbier and St. Anton").
+_ENUM_PLACE_PREPOSITIONS: dict[str, frozenset[str]] = {
+    "en": frozenset("in near around throughout across".split()),
+    "es": frozenset("en cerca".split()),
+    "de": frozenset("in nach".split()),
+    "fr": frozenset("à dans".split()),
+}
+#: One earlier member of an enumeration, read backwards: "Alfama, " / "Príncipe Real and ".
+_ENUM_MEMBER_BEFORE_RE = re.compile(
+    rf"(?:[{_UPPER_CHARS}][\w.'’&+-]*(?:[ \t]+(?:de|do|da|del|of|[{_UPPER_CHARS}][\w.'’&+-]*)){{0,3}}"
+    r"(?:,[ \t]+|,?[ \t]+(?:and|or|y|o|et|ou|und|oder)[ \t]+))$"
+)
+
+
+def _enumeration_start(doc: Doc, start: int) -> int:
+    """Where the enumeration that the name at ``start`` belongs to begins (``start`` itself when it is first)."""
+    floor = max(0, start - 200)
+    unit = doc.unit_at(start)
+    if unit is not None:
+        floor = max(floor, unit.body)
+    for _ in range(8):
+        m = _ENUM_MEMBER_BEFORE_RE.search(doc.masked, max(floor, start - 60), start)
+        if m is None:
+            break
+        start = m.start()
+    return start
 
 
 @lru_cache(maxsize=1)
@@ -623,6 +672,8 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
         before = masked[max(unit.body, s - 40) : s]
         if _POSSESSIVE_DET_RE.search(before) or _OWNER_POSSESSIVE_RE.search(before):
             continue  # "its Security Graph", "Fastly's Next-Gen WAF": a product named through its maker
+        if _NOUN_PAREN_RE.search(before) and masked.startswith(")", s + len(text)):
+            continue  # "the deepest ecosystem (AppExchange)": the subject's product or feature, named in passing
         if _QUANTITY_BEFORE_RE.search(before):
             continue  # "1 % Saveback", "2 Stunden": a quantity's unit or feature, not an organisation
         if lang == "en" and _ATTRIBUTIVE_RE.match(masked, s + len(text)) and not is_sentence_start(doc, s):
@@ -657,6 +708,7 @@ _POSSESSIVE_DET_RE = re.compile(
 )
 #: "Fastly's Next-Gen WAF": a capitalised owner with a possessive right before the name.
 _OWNER_POSSESSIVE_RE = re.compile(r"[A-Z][\w.&+-]*['’]s?[ \t]+$")
+_NOUN_PAREN_RE = re.compile(r"\b[a-z]{3,}[ \t]+\($")
 _QUANTITY_BEFORE_RE = re.compile(r"\d[\d.,]*[ \t]*[%€$£]?[ \t]+$")
 _INNER_POSSESSIVE_RE = re.compile(r"['’]s[ \t]+(?=[A-Z])")
 #: Lower-case nouns after a name that make it a modifier: the platform, ecosystem or account it refers to.
@@ -664,7 +716,8 @@ _ATTRIBUTIVE_RE = re.compile(
     r"[*_]*[ \t]+(?:store|stores|shop|shops|brands|products|users|customers|accounts?|wallets?|integrations?|"
     r"ecosystem|suite|stack|apps?|plugins?|extensions?|members|membership|subscription|subscribers|merchants|"
     r"sellers|instances?|environments?|estates?|setups?|templates?|points|rewards|ads|campaigns|shops|"
-    r"workflows?|pipelines?|data|dashboards|certifications?|partners?|marketplace|listings?|fans?)\b"
+    r"workflows?|pipelines?|data|dashboards|certifications?|partners?|marketplace|listings?|fans?|features?|"
+    r"plans?|tiers?|add-ons?|modules?|points|agents|assistants|bots)\b"
 )
 #: What makes the next name the owner, maker or former name of the brand before it.
 _HISTORY_CUE_RE = re.compile(
@@ -749,7 +802,7 @@ def candidates(
         name = _link_name(link.text, link.url)
         if name:
             out.append(Candidate(name, link.text_span, "link", "", url=link.url))
-    out.extend(_prose_candidates(doc, leads, threshold, generic))
+    out.extend(_prose_candidates(doc, leads, threshold, generic, lang))
     out.extend(_prose_names(doc, leads, threshold, lang))
     out.sort(key=lambda c: c.span)
     return out
@@ -824,10 +877,13 @@ def accept(
 
     for c in cands:
         c.cls = classify(c.text, threshold, generic)
-        if c.cls == GENERIC:
-            continue
         keys = merge_keys(c.text)
         c.declared = bool(keys & (known_keys | org_keys))
+        if c.declared and c.source != "prose":
+            c.cls = STRONG  # the org or a known competitor in a list ("Best Buy") votes for its siblings
+            continue
+        if c.cls == GENERIC:
+            continue
         declared = bool(
             c.cued
             or keys & known_keys
@@ -849,12 +905,16 @@ def accept(
                 c.cls = GENERIC
             elif declared:
                 c.cls = STRONG
-            elif _after_place_preposition(doc, c.span[0], lang):
-                c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin"
+            elif _after_place_preposition(doc, c.span[0], lang) or _after_place_preposition(
+                doc, _enumeration_start(doc, c.span[0]), lang, _ENUM_PLACE_PREPOSITIONS
+            ):
+                c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin", "in Alfama, Príncipe Real and …"
             elif _ACRONYM_RE.fullmatch(c.text):
                 # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
                 c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
-            elif _INTEGRATION_RE.search(doc.masked, max(0, c.span[0] - 40), c.span[0]):
+            elif _INTEGRATION_RE.search(doc.masked, max(0, c.span[0] - 40), c.span[0]) or (
+                _INTEGRATION_RE.search(doc.masked, max(0, (at := _enumeration_start(doc, c.span[0])) - 40), at)
+            ):
                 c.cls = GENERIC  # a platform or integration target: "if you're on Shopify", "syncs with Slack"
             elif c.cls in (STRONG, MEDIUM) and (c.mid or lang == "de" or _subject_of_verb(doc, c.span[1], lang)):
                 c.cls = STRONG  # "Deel and Remote are …", "Fathom is the other name …"
@@ -903,7 +963,10 @@ def accept(
             # "Google Search and Workspace": a two-name phrase in prose needs one brand-shaped name.
             and (not group.startswith("enum") or len(members) >= 3 or any(c.cls == STRONG for c in names))
         )
-        out.extend(c for c in names if c.cls == STRONG or listy)
+        for c in names:
+            if c.cls == STRONG or listy:
+                c.anchor = c.anchor or (listy and c.source == "enum")  # "Amazon, Walmart and Best Buy all run …"
+                out.append(c)
     out.sort(key=lambda c: c.span)
     return out
 
@@ -995,8 +1058,13 @@ def discover(
                 uf.union(base + target, base + j)
     owner: dict[str, int] = {}
     for i, b in enumerate(raw):
+        # The initials of a long name match an acronym written in the text ("AWS"), not another long name with
+        # the same initials ("Salesforce Sales Cloud" / "SAP Sales Cloud").
+        skip = _initials(b.display) if len(tokens(b.display)) >= 3 else ""
         for key in b.keys:
             if key in owner:
+                if key == skip and len(tokens(raw[owner[key]].display)) >= 3:
+                    continue
                 uf.union(owner[key], i)
             else:
                 owner[key] = i
@@ -1009,6 +1077,7 @@ def discover(
             if hit is not None and uf.find(hit) != uf.find(i):
                 uf.union(hit, i)
                 break
+    maker_of = _fold_shared_maker(doc, raw, uf, threshold, generic)
     merged: dict[int, Brand] = {}
     for i, b in enumerate(raw):
         root = uf.find(i)
@@ -1024,10 +1093,70 @@ def discover(
     org_brand.display = org.display
     find_mentions(doc, brands, threshold, generic)
     others = [b for b in brands if not b.is_org and b.mentions]
+    makers = {id(merged[uf.find(i)]): w for i, w in maker_of.items()}
     for b in others:
         b.display = _display(b, known_names)
+        maker = makers.get(id(b))
+        if maker and not any(k in known_names for k in b.keys) and len({s.casefold() for s in b.surfaces}) > 1:
+            b.display = maker  # "Google Analytics 4" + "Google BigQuery" → Google
     others.sort(key=lambda b: b.first_offset)
     return org_brand, others
+
+
+def _initials(name: str) -> str:
+    return "".join(w[0] for w in tokens(name) if w[:1].isalpha()).lower()
+
+
+def _maker_word(doc: Doc, word: str, generic: frozenset[str]) -> bool:
+    """Can ``word`` (the first word of two names) be their maker? A capitalised word that is no function word,
+    label, plan or place, and that the answer never writes in lower case ("Google", "Adobe", "Uber")."""
+    low = word.lower()
+    if len(low) < 3 or not word[:1].isupper() or not word.isalpha():
+        return False
+    if low in FUNCTION_WORDS or low in NEVER_NAMES or low in generic or low in LEADING_GENERIC:
+        return False
+    if low in PLAN_NAMES or low in _DETERMINERS or low in BRAND_MARKERS or is_place(word):
+        return False
+    return all(doc.masked[s : s + 1].isupper() for s, _e in doc.find_phrase([low]))
+
+
+def _fold_shared_maker(
+    doc: Doc, raw: Sequence[Brand], uf: _UnionFind, threshold: float, generic: frozenset[str]
+) -> dict[int, str]:
+    """Product lines of one maker are one brand: names that start with the same maker word ("Google Analytics 4"
+    and "Google BigQuery", "Marriott Homes & Villas" and "Marriott Bonvoy"), and a one-word name that ends a
+    longer one ("Azure" in "Microsoft Azure") or two names that end with the same rare word ("Grupo Santander",
+    "Banco Santander"). The org is left out: its own products come from the request. Returns the maker word
+    of each group joined by its first word (index of one member → word)."""
+    first: dict[str, int] = {}
+    makers: dict[int, str] = {}
+    last: dict[str, int] = {}
+    for i, b in enumerate(raw):
+        if b.is_org or uf.find(i) == 0:
+            continue
+        words = tokens(b.display)
+        if len(words) >= 2 and _maker_word(doc, words[0], generic):
+            k = words[0].lower()
+            if k in first:
+                uf.union(first[k], i)
+                makers[i] = words[0]
+            else:
+                first[k] = i
+        tail = words[-1].lower() if words else ""
+        if tail and len(tail) >= 4 and tail.isalpha() and not is_common_word(tail, threshold) and (
+            tail not in generic and tail not in BRAND_MARKERS
+        ):
+            if tail in last:
+                uf.union(last[tail], i)
+            else:
+                last[tail] = i
+    for i, b in enumerate(raw):
+        words = tokens(b.display)
+        if len(words) == 1 and not b.is_org and uf.find(i) != 0:
+            k = words[0].lower()
+            if k in first and uf.find(first[k]) != 0 and _maker_word(doc, words[0], generic):
+                uf.union(first[k], i)
+    return makers
 
 
 def _fold_target(doc: Doc, accepted: Sequence[Candidate], j: int) -> int | None:

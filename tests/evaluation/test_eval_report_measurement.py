@@ -310,3 +310,69 @@ async def test_cli_report_seed(store: Store, db_url: str) -> None:
     assert json.loads(one.stdout)["measurement"]["seed"] == 5
     bad = cli(db_url, "report", run_id, "--seed", "-1")
     assert bad.returncode == 2 and "seed" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+# --- through the real stack -------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_report_of_a_real_sweep(eval_env, knobs) -> None:
+    """A small sweep through the real inference / extraction / search services against the sandbox (Bright Data
+    ChatGPT, whose records carry ``links_attached``, and an API model): the report's funnel, histogram and cell
+    intervals agree with the rows the pipeline stored, whatever the number of samples per cell."""
+    from eval_testkit import QUESTIONS as QFILE
+    from eval_testkit import members, rows
+
+    from services.extraction.urls import registrable_domain
+    from services.orchestrator.app.jobs.evaluation import create_eval_run, read_questions
+
+    _settings, store, orch = eval_env
+    knobs({"answer_mention_probability": {"Together AI": 0.6}})
+    run, _ = await create_eval_run(orch, org_name="Together AI", org_domain="together.ai",
+                                   questions=read_questions(QFILE)[:4], models=["chatgpt", "gpt-4.1"],
+                                   locations=["US"], known_competitors=["CoreWeave", "Lambda"], no_cache=True)
+    summary = await orch.execute(run.id)
+    assert summary.run.status == "completed", summary.run.error
+    data = report_dict(await build_report(store, run.id))
+
+    qr = await rows(store, "SELECT q.seq, r.model, r.citations, r.links_attached FROM question_runs r "
+                           "JOIN questions q ON q.id = r.question_id WHERE r.run_id = :r AND r.status = 'answered'",
+                    r=run.id)
+    retrieved, cited, gap = Counter(), Counter(), {}
+    for seq, _model, cit, att in qr:
+        c = {registrable_domain(x["url"]) for x in (members(cit) if cit else [])}
+        a = {registrable_domain(x["url"]) for x in (members(att) if att else [])}
+        retrieved.update(c | a)
+        cited.update(c)
+        g = gap.setdefault(seq, [Counter(), set()])
+        g[0].update(c | a)
+        g[1] |= c
+    f = data["source_funnel"]
+    assert f["answers"] == len(qr) > 0
+    assert f["answers_with_retrieved"] == sum(att is not None for *_, att in qr)
+    assert f["answers_with_retrieved"] > 0  # Bright Data's links_attached
+    got = {d["domain"]: d for d in f["domains"]}
+    assert {d: (x["retrieved"], x["cited"]) for d, x in got.items()} == {d: (n, cited[d]) for d, n in
+                                                                         retrieved.items()}
+    flagged = {d: (bool(o), bool(c)) for d, o, c in await rows(
+        store, "SELECT domain, max(CASE WHEN owned THEN 1 ELSE 0 END), max(CASE WHEN competitor THEN 1 ELSE 0 END) "
+               "FROM org_citations WHERE run_id = :r GROUP BY domain", r=run.id)}
+    for d, x in got.items():
+        if d == "together.ai" or flagged.get(d, (False, False))[0]:
+            assert x["class"] == "owned", d
+        elif d in flagged:
+            assert x["class"] == ("competitor" if flagged[d][1] else "third_party"), d
+    want_gaps = {seq: {d: n for d, n in ret.items() if d not in cit} for seq, (ret, cit) in gap.items()}
+    assert {g["question_seq"]: {d["domain"]: d["retrieved"] for d in g["domains"]} for g in f["content_gaps"]} == {
+        seq: g for seq, g in want_gaps.items() if g}
+
+    ev = await rows(store, "SELECT r.model, e.mentioned, e.rank FROM org_evals e JOIN question_runs r ON "
+                           "r.item_id = e.item_id WHERE e.run_id = :r", r=run.id)
+    for model in ("chatgpt", "gpt-4.1"):
+        mine = [(bool(mn), int(rk)) for mo, mn, rk in ev if mo == model]
+        want = Counter(rank_bucket(MAnswer("q", model, "US", 0, mn, rk or None)) for mn, rk in mine)
+        assert data["rank_histograms"][model] == {b: want.get(b, 0) for b in RANK_BUCKETS}
+        g = next(x for x in data["groups"] if x["model"] == model)
+        x = sum(mn for mn, _ in mine)
+        lo, hi = proportion_confint(x, len(mine), alpha=0.05, method="wilson")
+        assert (g["visibility_rate_ci_low"], g["visibility_rate_ci_high"]) == pytest.approx((lo, hi), abs=TOL)

@@ -93,7 +93,7 @@ async def create_response(request: Request) -> Any:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     search_tool = next((t for t in tools if t.get("type") in WEB_SEARCH_TYPES), None)
     location = ((search_tool or {}).get("user_location") or {}).get("country")
-    include = body.get("include") if isinstance(body.get("include"), list) else []
+    include: list[Any] = body["include"] if isinstance(body.get("include"), list) else []
 
     input_tokens = sum(estimate_tokens(t) + 3 for t in [*texts, instructions or ""])
     limit = state.knobs.openai_max_input_tokens

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
@@ -443,13 +443,39 @@ def _median_from_hist(h: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Upper bound of one chunk of bootstrap weights (resamples × questions cells): 4 M, i.e. 32 MB of float64 weights
+#: (and as much for the draws) whatever the number of questions (10,000 questions × 2,000 resamples would be 160 MB
+#: per array at once).
+_CHUNK_CELLS = 4_000_000
+
+
+def _weight_chunks(n_questions: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The rows of :func:`_draw_weights`, a few hundred resamples at a time (at most :data:`_CHUNK_CELLS` cells per
+    chunk). The generator's stream is consumed in the same order, so the draws are the same as in one call."""
+    rng = np.random.default_rng(seed)
+    step = max(1, min(resamples, _CHUNK_CELLS // max(n_questions, 1)))
+    for start in range(0, resamples, step):
+        n = min(step, resamples - start)
+        idx = rng.integers(0, n_questions, size=(n, n_questions))
+        flat = idx + (np.arange(n) * n_questions)[:, None]
+        yield np.bincount(flat.ravel(), minlength=n * n_questions).reshape(n, n_questions).astype(float)
+
+
 def _draw_weights(n_questions: int, resamples: int, seed: int) -> np.ndarray:
     """resamples × questions counts of the questions drawn with replacement: ``default_rng(seed).integers(0, Q,
     size=(resamples, Q))``, the same draws ``scipy.stats.bootstrap`` makes with that generator."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n_questions, size=(resamples, n_questions))
-    flat = idx + (np.arange(resamples) * n_questions)[:, None]
-    return np.bincount(flat.ravel(), minlength=resamples * n_questions).reshape(resamples, n_questions).astype(float)
+    return np.concatenate(list(_weight_chunks(n_questions, resamples, seed)))
+
+
+def _boot_stats(clusters: Sequence[_Clusters], n_questions: int, resamples: int,
+                seed: int) -> list[dict[str, np.ndarray]]:
+    """:meth:`_Clusters.stats` of each of ``clusters`` (same questions, same order) under the same resamples,
+    computed chunk by chunk (:func:`_weight_chunks`): memory bounded by the chunk, not by resamples × questions."""
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in clusters]
+    for w in _weight_chunks(n_questions, resamples, seed):
+        for i, c in enumerate(clusters):
+            parts[i].append(c.stats(w))
+    return [{k: np.concatenate([p[k] for p in ps]) for k in ps[0]} for ps in parts]
 
 
 def _percentile(values: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
@@ -488,7 +514,7 @@ def cluster_bootstrap(answers: Iterable[Answer], *, resamples: int = DEFAULT_RES
     if q == 0:
         return {name: Estimate(None, None, None, 0, BOOTSTRAP, 0, _N_UNIT[name], confidence) for name in FIGURES}
     point = c.stats(np.ones((1, q)))
-    boot = c.stats(_draw_weights(q, resamples, seed))
+    boot = _boot_stats([c], q, resamples, seed)[0]
     out = {}
     for name in FIGURES:
         value = _value(point[name][0])
@@ -677,8 +703,7 @@ def _diff_cell(model: str, location: str, a: list[Answer], b: list[Answer], *, p
     ca, cb = _Clusters.of(a, ids), _Clusters.of(b, ids)
     ones = np.ones((1, q))
     pa, pb = ca.stats(ones), cb.stats(ones)
-    w = _draw_weights(q, resamples, seed) if q else np.zeros((0, 0))
-    ba, bb = (ca.stats(w), cb.stats(w)) if q else ({}, {})
+    ba, bb = _boot_stats([ca, cb], q, resamples, seed) if q else ({}, {})
     sd = _pooled_rank_sd(a, b)
     figures: dict[str, FigureDiff] = {}
     for name, kind in FIGURES.items():

@@ -1,6 +1,7 @@
 """The AI-visibility report of an ORG_EVAL run (``vantage report RUN_ID``, the end of ``vantage evaluate``, and the
-``report`` part of ``vantage export`` for ORG_EVAL runs), computed from the database by aggregate queries (bounded
-memory whatever the number of question runs).
+``report`` part of ``vantage export`` for ORG_EVAL runs), computed from the database: the counts by aggregate
+queries, the figures with intervals and the source funnel from one small row per evaluated answer (memory grows with
+the question runs, about 100 bytes each, plus the bootstrap's resamples × questions weights per cell).
 
 Figures, per model × location and overall:
 

@@ -269,3 +269,22 @@ def test_diff_and_history_render_in_chromium(kind: str, drawn_pages: dict[str, P
     assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
     colours, inked = not_blank(shot)
     assert colours >= 8 and inked > 0.02, (colours, inked)
+
+
+@pytest.mark.e2e
+@pytest.mark.integration
+def test_cli_history_html_equals_the_json(runs: Any, pages: dict[str, Path]) -> None:
+    """Two sweeps of the org (the session's evaluation and the one ``pages`` ran): ``vantage history --format html``
+    draws the document ``--output json`` prints, one trend chart per figure."""
+    out = runs.dir / "history-cli.html"
+    r = runs.cli("history", "--org", "Together AI", "--format", "html", "--out", str(out))
+    assert r.returncode == 0 and "HTML report:" in r.stderr, r.stderr
+    js = runs.cli("history", "--org", "Together AI", "--output", "json")
+    assert js.returncode == 0, js.stderr
+    want = json.loads(js.stdout)
+    assert len(want["sweeps"]) >= 2
+    p = check_self_contained(out.read_text(encoding="utf-8"))
+    assert json.loads(p.scripts["report-data"])["history"] == want
+    assert len(json.loads(p.scripts["chart-specs"])) == len({f for s in want["sweeps"] for f in s["figures"]})
+    r = runs.cli("history", "--org", "Together AI", "--format", "html")
+    assert r.returncode == 2 and "--out" in r.stderr

@@ -8,6 +8,7 @@ described there). Only the database is needed. Exit codes: 0 ok (also with no sw
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
@@ -27,7 +28,8 @@ def _estimate(d: dict[str, Any], kind: str) -> Any:
                     unit="answers" if kind == "rate" else "positions")
 
 
-async def history(settings: object, *, org: str, domain: str | None, output: str, seed: int, resamples: int) -> int:
+async def history(settings: object, *, org: str, domain: str | None, output: str, seed: int, resamples: int,
+                  html_out: Path | None = None) -> int:
     from rich.table import Table
     from rich.text import Text
 
@@ -47,6 +49,13 @@ async def history(settings: object, *, org: str, domain: str | None, output: str
     finally:
         await store.close()
     doc = build_history(" ".join(org.split()), sweeps, resamples=resamples, seed=seed)
+    if html_out is not None:  # the --output json document, drawn (reports/html.history_html)
+        from services.orchestrator.reports.html import history_html, save_html
+
+        size = save_html(history_html(doc), html_out)
+        make_console(stderr=True).print(f"HTML report: {html_out} ({size / 1e6:.2f} MB)", markup=False,
+                                        highlight=False)
+        return 0
     if output == "json":
         print_json(doc)
         return 0
@@ -90,16 +99,24 @@ def register(app: typer.Typer) -> None:
         output: Annotated[str, typer.Option("--output", "-o", help="text | json")] = "text",
         seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (0..4294967295).")] = 0,
         resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples (1..10,000).")] = 2000,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table (the terminal, --output applies) | html "
+                                         "(one self-contained file, needs --out)")] = "table",
+        out_path: Annotated[Path | None, typer.Option("--out", help="File of --format html.")] = None,
     ) -> None:
         """The trend of each headline figure over the org's sweeps, with intervals and the verdict between
         consecutive sweeps.
 
         Example: vantage history --org "Together AI" --output json
         """
-        from services.orchestrator.cli.common import check_output, run_command, setup_cli
+        from services.orchestrator.cli.common import check_output, fail, run_command, setup_cli
         from shared.config import get_settings
 
         out = check_output(output, ("text", "table", "json"))
+        if fmt not in ("table", "html"):
+            raise fail(f"--format must be table or html, got {fmt!r}")
+        if fmt == "html" and out_path is None:
+            raise fail("--format html needs --out FILE, e.g. --out history.html")
         setup_cli()
         raise typer.Exit(run_command(lambda: history(get_settings(), org=org, domain=domain, output=out, seed=seed,
-                                                     resamples=resamples)))
+                                                     resamples=resamples,
+                                                     html_out=out_path if fmt == "html" else None)))

@@ -1,12 +1,13 @@
-"""Render the README's configuration table from :class:`shared.config.Settings`.
+"""Render the README's configuration table from :class:`shared.config.Settings` and the per-service models.
 
     python scripts/config_table.py                  # print the table (markdown)
     python scripts/config_table.py --write README.md  # replace the block between the markers in README.md
     python scripts/config_table.py --check README.md  # exit 1 when README.md's block is stale
 
 One row per setting: its environment name(s) (``VANTAGE_<FIELD>`` unless the field declares vendor aliases such as
-``TAVILY_API_KEY`` or ``DATABASE_URL``), its default (secrets show "—"; JSON for lists and dicts), and its meaning
-(the field's ``description``). ``tests/ops/test_ops_config_table.py`` fails when the README's block differs, and when
+``TAVILY_API_KEY`` or ``DATABASE_URL``), which services read it (the models of :data:`shared.config.SERVICE_SETTINGS`
+that hold it; "all" = every service), its default (secrets show "—"; JSON for lists and dicts), and its meaning
+(the field's ``description``). Rows come grouped by the model part that declares them (:data:`PARTS`). ``tests/ops/test_ops_config_table.py`` fails when the README's block differs, and when
 a field has no description.
 """
 
@@ -26,7 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from shared.config import Settings  # noqa: E402
+from shared import config  # noqa: E402
+from shared.config import SERVICE_SETTINGS, Settings, readers  # noqa: E402
+
+#: The parts of :class:`Settings`, in table order; each row sits under the part that declares its field.
+PARTS: tuple[type, ...] = (
+    config.BaseServiceSettings, config.DatabaseSettings, config.ProviderSettings, config.ClientSettings,
+    config.SharedSearchSettings, config.SearchSettings, config.SharedInferenceSettings, config.InferenceSettings,
+    config.ExtractionSettings, config.OrchestratorSettings, Settings,
+)
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 WRITE_HINT = "python scripts/config_table.py --write README.md"
@@ -85,15 +94,35 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def field_order(settings_cls: type = Settings) -> list[str]:
+    """The fields of ``settings_cls``: those of :data:`PARTS` first, part by part in declaration order (for
+    :class:`Settings`: all of them), then any other in the class's own order."""
+    ordered: list[str] = []
+    for part in PARTS:
+        for name in vars(part).get("__annotations__", {}):
+            if name in settings_cls.model_fields and name not in ordered:
+                ordered.append(name)
+    return ordered + [n for n in settings_cls.model_fields if n not in ordered]
+
+
+def read_by(name: str) -> str:
+    """Who reads setting ``name``: "all" services, a comma-separated list, or "CLI" (only the command line)."""
+    who = readers(name)
+    if len(who) == len(SERVICE_SETTINGS):
+        return "all"
+    return ", ".join(who) or "CLI"
+
+
 def render(settings_cls: type = Settings) -> str:
-    """The markdown table of every field of ``settings_cls``, in declaration order."""
+    """The markdown table of every field of ``settings_cls``, grouped by the part that declares it."""
     prefix = settings_cls.model_config.get("env_prefix", "")
-    lines = ["| Environment | Default | Meaning |", "|---|---|---|"]
-    for name, field in settings_cls.model_fields.items():
+    lines = ["| Environment | Read by | Default | Meaning |", "|---|---|---|---|"]
+    for name in field_order(settings_cls):
+        field = settings_cls.model_fields[name]
         envs = " / ".join(f"`{e}`" for e in env_names_of(name, field, prefix))
         default = default_text(field)
         default = default if default == "—" else f"`{_cell(default)}`"
-        lines.append(f"| {envs} | {default} | {_cell(field.description or '')} |")
+        lines.append(f"| {envs} | {read_by(name)} | {default} | {_cell(field.description or '')} |")
     return "\n".join(lines) + "\n"
 
 

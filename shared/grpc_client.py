@@ -29,7 +29,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from shared import security
-from shared.config import Settings
+from shared.config import ClientSettings
 from shared.errors import RETRYABLE_CODES, DeadlineExceeded, RetryableError, VantageError, from_rpc_error
 from shared.grpc_server import ITEM_ID_KEY, REQUEST_ID_KEY, RUN_ID_KEY
 
@@ -64,7 +64,7 @@ def _duration(seconds: float) -> str:
     return f"{max(seconds, MIN_GRPC_BACKOFF):.3f}s"
 
 
-def retry_service_config(settings: Settings) -> dict[str, Any]:
+def retry_service_config(settings: ClientSettings) -> dict[str, Any]:
     """The retry part of the service config (gRFC A6, https://github.com/grpc/proposal/blob/master/A6-client-retries.md):
 
     - ``methodConfig``: one ``retryPolicy`` for the :data:`IDEMPOTENT_METHODS` — ``settings.retry_attempts``
@@ -106,7 +106,7 @@ def retry_service_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def service_config(settings: Settings) -> dict[str, Any]:
+def service_config(settings: ClientSettings) -> dict[str, Any]:
     """The channels' gRPC service config (https://github.com/grpc/grpc/blob/master/doc/service_config.md):
     ``loadBalancingConfig`` = ``settings.grpc_lb_policy`` over every address the target resolves to, and with
     round_robin ``healthCheckConfig`` (gRFC A17 client-side health checking: each backend is watched through
@@ -125,7 +125,7 @@ def service_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def channel_options(settings: Settings) -> list[tuple[str, Any]]:
+def channel_options(settings: ClientSettings) -> list[tuple[str, Any]]:
     """Channel args: explicit message limits, the :func:`service_config`, and keepalive (keepalive.md).
 
     Keepalive pings every 30 s, idle included (``max_pings_without_data`` 0: gRPC core otherwise stops after 2
@@ -155,7 +155,7 @@ class Channels:
     :class:`shared.security.TLSConfigError` at start-up rather than on the first call.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
         security.register_settings_secrets(settings)

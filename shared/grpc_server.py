@@ -9,7 +9,8 @@ bearer-token interceptor when ``auth_token`` is set. :func:`run_service` adds th
 health NOT_SERVING → ``server.stop(grace)`` so in-flight calls finish (grpc_health ``enter_graceful_shutdown``;
 ``grpc.aio.Server.stop`` docstring), and the Prometheus ``/metrics`` endpoint when ``metrics_port`` is set.
 
-A service plugs in with a *builder*: an async context manager that takes :class:`~shared.config.Settings` and yields
+A service plugs in with a *builder*: an async context manager that takes its settings model (a
+:class:`~shared.config.BaseServiceSettings`, e.g. :class:`~shared.config.SearchSettings`) and yields
 a list of :class:`Mount` (servicer, its ``add_*_to_server`` function, its full service name), closing its own clients
 on exit.
 """
@@ -42,7 +43,7 @@ from grpc_reflection.v1alpha import reflection
 
 from shared import metrics, security
 from shared.concurrency import background
-from shared.config import Settings
+from shared.config import BaseServiceSettings
 from shared.errors import (
     RETRY_PUSHBACK_KEY,
     Cancelled,
@@ -96,10 +97,12 @@ class Mount:
     service_name: str
 
 
-Builder = Callable[[Settings], AbstractAsyncContextManager[list[Mount]]]
+#: The settings model a builder takes (each service its own: shared.config.SERVICE_SETTINGS).
+S = TypeVar("S", bound=BaseServiceSettings)
+Builder = Callable[[S], AbstractAsyncContextManager[list[Mount]]]
 
 
-def server_options(settings: Settings) -> list[tuple[str, Any]]:
+def server_options(settings: BaseServiceSettings) -> list[tuple[str, Any]]:
     """Channel args of every server: explicit message limits, keepalive that tolerates multi-minute polls,
     and no SO_REUSEPORT (a second server on the same port must fail, not steal traffic: grpc/grpc#16920)."""
     return [
@@ -468,8 +471,8 @@ class RunningServer:
 @contextlib.asynccontextmanager
 async def serving(
     name: str,
-    builder: Builder,
-    settings: Settings,
+    builder: Builder[S],
+    settings: S,
     *,
     host: str | None = None,
     port: int = 0,
@@ -519,8 +522,8 @@ async def serving(
 
 async def run_service(
     name: str,
-    builder: Builder,
-    settings: Settings,
+    builder: Builder[S],
+    settings: S,
     *,
     host: str | None = None,
     port: int | None = None,

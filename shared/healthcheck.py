@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared.config import Settings
+from shared.config import ClientSettings
 
 EXIT_SERVING, EXIT_USAGE, EXIT_CONNECTION, EXIT_RPC, EXIT_UNHEALTHY = 0, 1, 2, 3, 4
 GRPC_SERVICES = ("orchestrator", "search", "inference", "extraction")
@@ -43,7 +43,7 @@ class HealthResult:
         return self.exit_code == EXIT_SERVING
 
 
-async def check(settings: Settings, target: str, *, service: str = "", wait_seconds: float = 3.0) -> HealthResult:
+async def check(settings: ClientSettings, target: str, *, service: str = "", wait_seconds: float = 3.0) -> HealthResult:
     """Probe ``target`` (host:port) once, waiting at most ``wait_seconds`` (connection included)."""
     from shared.grpc_client import Channels
 
@@ -65,7 +65,7 @@ async def check(settings: Settings, target: str, *, service: str = "", wait_seco
     return HealthResult(target, name, EXIT_SERVING if name == "SERVING" else EXIT_UNHEALTHY)
 
 
-async def check_local(settings: Settings, *, wait_seconds: float = 3.0) -> HealthResult:
+async def check_local(settings: ClientSettings, *, wait_seconds: float = 3.0) -> HealthResult:
     """Probe every Vantage gRPC port on 127.0.0.1 at once; the first SERVING one wins, else the last failure."""
     targets = [f"127.0.0.1:{getattr(settings, f'{name}_port')}" for name in GRPC_SERVICES]
     results = await asyncio.gather(*(check(settings, t, wait_seconds=wait_seconds) for t in targets))
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
+        settings = ClientSettings()  # the client keys only: TLS, token, ports
         if args.addr:
             result = asyncio.run(check(settings, args.addr, service=args.service, wait_seconds=args.timeout))
         else:

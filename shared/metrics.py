@@ -39,7 +39,7 @@ from typing import Any
 import structlog
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
-from shared.config import Settings
+from shared.config import BaseServiceSettings
 from shared.errors import VantageError
 
 log = structlog.get_logger("vantage.metrics")
@@ -239,14 +239,14 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> MetricsServer:
     return MetricsServer(host, int(httpd.server_port), httpd)
 
 
-def metrics_port(settings: Settings, process: str) -> int:
+def metrics_port(settings: BaseServiceSettings, process: str) -> int:
     """The /metrics port of ``process`` under ``settings`` (0 = off)."""
     if settings.metrics_port <= 0:
         return 0
     return settings.metrics_port + PORT_OFFSETS.get(process, 0)
 
 
-def start_metrics_server(settings: Settings, process: str, host: str | None = None) -> MetricsServer | None:
+def start_metrics_server(settings: BaseServiceSettings, process: str, host: str | None = None) -> MetricsServer | None:
     """Start the /metrics endpoint of ``process`` when ``metrics_port`` is set; None when off.
 
     A bind failure is logged and ignored: metrics must never keep a service from serving (e.g. two processes of

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.config import service_environ
+
 SERVICE_NAMES = ("sandbox", "search", "inference", "extraction", "orchestrator")
 
 
@@ -60,9 +62,9 @@ def start_child(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")
     cmd = [sys.executable, "-m", module_for(name), "--host", host, "--port", str(port), "--ready-file", str(ready)]
-    proc = subprocess.Popen(
-        cmd, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
-    )
+    # The child gets no other service's secrets (shared.config.service_environ), like a Deployment its own Secret.
+    child_env = service_environ(name, {**os.environ, **(env or {})})
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
     logf.close()
     child = Child(name, proc, log_path=log_path)
     deadline = time.monotonic() + ready_timeout

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import grpc
 from pydantic import SecretStr
 
-from shared.config import Settings
+from shared.config import BaseServiceSettings
 from shared.logging import redact, register_secret
 
 #: Metadata key of the bearer token (gRPC metadata keys are lower case).
@@ -66,7 +66,7 @@ def _pair(cert: str, key: str, cert_setting: str, key_setting: str) -> tuple[byt
     return _read_pem(key, key_setting), _read_pem(cert, cert_setting)
 
 
-def register_settings_secrets(settings: Settings) -> None:
+def register_settings_secrets(settings: BaseServiceSettings) -> None:
     """Register every ``SecretStr`` value of ``settings`` (provider keys, auth token) and the database password
     for log redaction."""
     for name in type(settings).model_fields:
@@ -74,13 +74,13 @@ def register_settings_secrets(settings: Settings) -> None:
         if isinstance(value, SecretStr):
             register_secret(value.get_secret_value())
     try:
-        password = urlsplit(settings.database_url).password
+        password = urlsplit(getattr(settings, "database_url", "")).password  # only models with a database
     except ValueError:  # an unparsable URL has no password we could find either
         password = None
     register_secret(unquote(password) if password else None)
 
 
-def auth_token(settings: Settings) -> str | None:
+def auth_token(settings: BaseServiceSettings) -> str | None:
     """The bearer token, or None when auth is off (unset or empty)."""
     token = settings.auth_token.get_secret_value() if settings.auth_token is not None else ""
     if not token:
@@ -92,12 +92,12 @@ def auth_token(settings: Settings) -> str | None:
 # --- server side ---------------------------------------------------------------------------------------------
 
 
-def server_tls_enabled(settings: Settings) -> bool:
+def server_tls_enabled(settings: BaseServiceSettings) -> bool:
     """True when servers listen with TLS (a certificate and key are configured)."""
     return bool(settings.tls_cert_file or settings.tls_key_file)
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+def server_credentials(settings: BaseServiceSettings) -> grpc.ServerCredentials | None:
     """TLS credentials for ``add_secure_port``, or None for plaintext.
 
     With ``tls_ca_file`` the server verifies client certificates against it, and requires one (mTLS) while
@@ -179,7 +179,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         return _deny_handler(handler)
 
 
-def server_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+def server_interceptors(settings: BaseServiceSettings) -> list[grpc.aio.ServerInterceptor]:
     """The security interceptors a server needs under ``settings`` (empty when auth is off)."""
     token = auth_token(settings)
     return [BearerTokenInterceptor(token, allow_health=settings.auth_allow_health)] if token else []
@@ -188,14 +188,14 @@ def server_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
 # --- client side ---------------------------------------------------------------------------------------------
 
 
-def client_tls_enabled(settings: Settings) -> bool:
+def client_tls_enabled(settings: BaseServiceSettings) -> bool:
     """True when clients dial over TLS: ``tls`` when set, else when any certificate or CA file is configured."""
     if settings.tls is not None:
         return settings.tls
     return bool(settings.tls_ca_file or settings.tls_client_cert_file or settings.tls_cert_file)
 
 
-def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+def channel_credentials(settings: BaseServiceSettings) -> grpc.ChannelCredentials | None:
     """Credentials for ``grpc.aio.secure_channel`` (TLS, the client certificate when configured, and the bearer
     token as call credentials), or None when clients dial in plaintext."""
     if not client_tls_enabled(settings):
@@ -216,7 +216,7 @@ def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
     return creds
 
 
-def channel_security_options(settings: Settings) -> list[tuple[str, Any]]:
+def channel_security_options(settings: BaseServiceSettings) -> list[tuple[str, Any]]:
     """Extra channel args: the expected server name when ``tls_server_name`` overrides the dialled host."""
     if settings.tls_server_name and client_tls_enabled(settings):
         return [("grpc.ssl_target_name_override", settings.tls_server_name)]
@@ -258,7 +258,7 @@ class _StreamStreamToken(_TokenMetadata, grpc.aio.StreamStreamClientInterceptor)
         return await continuation(self._details(client_call_details), request_iterator)
 
 
-def client_interceptors(settings: Settings) -> list[grpc.aio.ClientInterceptor]:
+def client_interceptors(settings: BaseServiceSettings) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors of an insecure channel: the token as metadata when auth is on (TLS channels carry it as call
     credentials instead, see :func:`channel_credentials`)."""
     token = auth_token(settings)

@@ -21,12 +21,12 @@ from services.extraction.urls import looks_like_domain, registrable_domain
 from shared.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from shared.config import ExtractionSettings
 
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """Knobs of the deterministic extractor (from :class:`shared.config.Settings`).
+    """Knobs of the deterministic extractor (from :class:`shared.config.ExtractionSettings`).
 
     ``common_word_zipf``: Zipf frequency at or above which a word is "common" (names made of such words need
     brand context); ``generic_terms``: lower-case words/phrases never taken for names (built-in list plus
@@ -38,7 +38,7 @@ class ExtractionConfig:
     max_answer_chars: int = 200_000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ExtractionConfig:
+    def from_settings(cls, settings: ExtractionSettings) -> ExtractionConfig:
         return cls(
             common_word_zipf=settings.extraction_common_word_zipf,
             generic_terms=GENERIC_TERMS

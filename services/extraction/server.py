@@ -25,7 +25,7 @@ from services.extraction import classification, core, identity, limits, memo
 from services.extraction.citations import Citation
 from services.extraction.offload import Offload
 from services.extraction.urls import domain_stem
-from shared.config import Settings
+from shared.config import ExtractionSettings
 from shared.errors import InvalidArgument
 from shared.grpc_server import Mount
 from vantage.common.v1 import common_pb2
@@ -88,7 +88,7 @@ def _citation_pb(c: Citation) -> pb.ExtractedCitation:
 class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
     """Classification checks and answer extraction; stateless."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ExtractionSettings) -> None:
         self._cpu = Offload()
         self._categories = list(settings.categories)
         self._cfg = core.ExtractionConfig.from_settings(settings)
@@ -224,7 +224,7 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
+async def build(settings: ExtractionSettings) -> AsyncIterator[list[Mount]]:
     """The extraction service's mounts. No clients to open: the word list and suffix list are loaded up front."""
     await asyncio.to_thread(core.warm_up)
     # The word lists, language model and place names live as long as the process: keep them out of every full

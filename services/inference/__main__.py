@@ -1,7 +1,7 @@
 """`python -m services.inference [--host H] [--port P] [--ready-file F]`: run the inference service until SIGTERM.
 
 `python -m services.inference prune-cache [--older-than S]` / `db-upgrade`: maintenance of the service's own tables
-(:mod:`services.inference.admin`)."""
+(:mod:`services.inference.admin`). Both read only :class:`shared.config.InferenceSettings` (no Tavily key)."""
 
 import sys
 
@@ -14,6 +14,7 @@ if __name__ == "__main__":
         sys.exit(admin_main(sys.argv[1:]))
     # Imported only to serve: the maintenance commands do not pay for the providers and the gRPC server.
     from services.inference.server import build
+    from shared.config import InferenceSettings
     from shared.service_main import main
 
-    main("inference", build)
+    main("inference", build, InferenceSettings)

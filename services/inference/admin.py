@@ -5,7 +5,7 @@
 with ``--older-than``, every row stored at least that many seconds ago) in bounded batches
 (:func:`services.inference.cache.purge`) and print how many. ``python -m services.inference db-upgrade``: migrate the
 inference service's tables to the head revision (:data:`services.inference.store.CHAIN`; the service also does it
-at start-up). The database is ``VANTAGE_DATABASE_URL`` (:class:`shared.config.Settings`).
+at start-up). The database is ``VANTAGE_DATABASE_URL`` (:class:`shared.config.InferenceSettings`).
 
 Exit codes: 0 done, 2 bad option (one line on stderr), 3 database unreachable or at a revision this code does not
 know (one line on stderr).
@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from services.inference.cache import purge
 from services.inference.store import CHAIN
 from services.inference.store.models import response_cache
-from shared.config import Settings, get_settings
+from shared.config import InferenceSettings, settings_of
 from shared.db import SchemaOutOfDate, create_engine, display_url
 
 EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
@@ -38,7 +38,7 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
-async def prune_cache(settings: Settings, *, older_than: float | None = None) -> int:
+async def prune_cache(settings: InferenceSettings, *, older_than: float | None = None) -> int:
     """Purge the response cache on ``settings.database_url``; print ``<db>: removed N … rows``. A database without the
     ``response_cache`` table has nothing to prune (exit 0, nothing created)."""
     where = display_url(settings.database_url)
@@ -60,7 +60,7 @@ async def prune_cache(settings: Settings, *, older_than: float | None = None) ->
     return EXIT_OK
 
 
-async def db_upgrade(settings: Settings) -> int:
+async def db_upgrade(settings: InferenceSettings) -> int:
     """Migrate the inference service's tables to the head; print ``<db>: … → <head> (inference head)``."""
     where = display_url(settings.database_url)
     engine = create_engine(settings.database_url)
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             print(f"error: --older-than must be a number of seconds ≥ 0, not {args.older_than}", file=sys.stderr)
             return EXIT_USAGE
-    settings = get_settings()
+    settings = settings_of(InferenceSettings)
     try:
         if args.command == "prune-cache":
             return asyncio.run(prune_cache(settings, older_than=older))

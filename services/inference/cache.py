@@ -51,7 +51,7 @@ from services.inference.providers import Citation, CompletionRequest, Completion
 from services.inference.store import CHAIN
 from services.inference.store.models import response_cache
 from shared.concurrency import SingleFlight
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.db import create_engine, display_url
 from shared.grpc_client import Deadline
 
@@ -80,7 +80,7 @@ def content_key(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
-def request_key(provider: str, req: CompletionRequest, settings: Settings) -> str:
+def request_key(provider: str, req: CompletionRequest, settings: InferenceSettings) -> str:
     """The cache key of one completion ``req`` answered by ``provider`` (see the module docstring). A non-empty
     ``req.cache_scope`` is part of the key (answers are shared within a scope only: an evaluation sweep); the empty
     scope adds nothing, so global keys are those stored before scopes existed."""
@@ -185,7 +185,7 @@ class ResponseCache:
         self._owns_engine = owns_engine
 
     @classmethod
-    async def open(cls, settings: Settings) -> ResponseCache | None:
+    async def open(cls, settings: InferenceSettings) -> ResponseCache | None:
         """The cache on ``settings.database_url`` — the inference service's own tables are created or migrated
         (:data:`services.inference.store.CHAIN`; no other service's table is touched), a revision newer than this
         code is left alone — or None (logged) when it is disabled or the database cannot serve it: the service then
@@ -348,7 +348,7 @@ class CachedProvider:
     (capabilities, budget, ``check``, …) is the wrapped provider's. ``inner`` is the provider itself, for callers
     that cache at another grain (packing caches per item)."""
 
-    def __init__(self, inner: Provider, cache: ResponseCache, settings: Settings, flights: SingleFlight[str, CompletionResult]) -> None:
+    def __init__(self, inner: Provider, cache: ResponseCache, settings: InferenceSettings, flights: SingleFlight[str, CompletionResult]) -> None:
         self.inner = inner
         self.cache = cache
         self._settings = settings
@@ -412,7 +412,7 @@ class CachedBatchProvider(CachedProvider):
 
 
 def wrap_providers(
-    providers: Mapping[str, Provider], cache: ResponseCache | None, settings: Settings
+    providers: Mapping[str, Provider], cache: ResponseCache | None, settings: InferenceSettings
 ) -> dict[str, Provider]:
     """``providers`` with every ``complete`` going through ``cache`` (unchanged when ``cache`` is None)."""
     if cache is None:

@@ -25,7 +25,7 @@ from services.inference.providers import (
     Provider,
 )
 from services.inference.router import ProviderSpec, Route, Router
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import InvalidArgument, Unimplemented, bounded
 from shared.grpc_client import Deadline
 
@@ -253,7 +253,7 @@ class Inference:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: InferenceSettings,
         router: Router,
         providers: Mapping[str, Provider],
         cache: ResponseCache | None = None,

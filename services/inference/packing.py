@@ -79,7 +79,7 @@ from services.inference.providers import (
     Provider,
     failure_from,
 )
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import InvalidArgument, RetryableError, VantageError
 from shared.grpc_client import Deadline
 
@@ -195,7 +195,7 @@ def strict_schema(schema: Any) -> Any:
 
 
 def build_spec(
-    settings: Settings,
+    settings: InferenceSettings,
     *,
     model: str,
     instruction: str,

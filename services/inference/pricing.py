@@ -26,7 +26,7 @@ import datetime as dt
 import structlog
 
 from shared.catalogue import ModelInfo, load_catalogue
-from shared.config import Settings, get_settings
+from shared.config import InferenceSettings, settings_of
 from shared.errors import FailedPrecondition
 from vantage.inference.v1 import inference_pb2 as pb
 
@@ -35,12 +35,12 @@ log = structlog.get_logger("vantage.inference.pricing")
 _warned: set[str] = set()
 
 
-def model_info(settings: Settings, model: str) -> ModelInfo | None:
+def model_info(settings: InferenceSettings, model: str) -> ModelInfo | None:
     """The catalogue entry of ``model`` (exact id, alias or dated snapshot), or None when it is unknown."""
     return load_catalogue(settings.model_catalogue_path).lookup(model)
 
 
-def token_cost_usd(settings: Settings, model: str, input_tokens: int, output_tokens: int) -> float:
+def token_cost_usd(settings: InferenceSettings, model: str, input_tokens: int, output_tokens: int) -> float:
     """USD for ``input_tokens`` prompt tokens and ``output_tokens`` completion tokens of ``model``.
 
     Priced by the model name the caller asked for; a dated snapshot a provider reports (``gpt-4.1-2025-04-14``)
@@ -49,7 +49,7 @@ def token_cost_usd(settings: Settings, model: str, input_tokens: int, output_tok
     return input_tokens * in_price / 1e6 + output_tokens * out_price / 1e6
 
 
-def web_search_cost_usd(settings: Settings, calls: int, model: str = "") -> float:
+def web_search_cost_usd(settings: InferenceSettings, calls: int, model: str = "") -> float:
     """USD for ``calls`` web-search tool calls of ``model`` (its catalogue fee; ``settings.web_search_call_usd``
     when no model is given or it is unknown)."""
     info = model_info(settings, model) if model else None
@@ -57,12 +57,12 @@ def web_search_cost_usd(settings: Settings, calls: int, model: str = "") -> floa
     return calls * fee
 
 
-def record_cost_usd(settings: Settings, records: int) -> float:
+def record_cost_usd(settings: InferenceSettings, records: int) -> float:
     """USD for ``records`` successfully scraped Bright Data records (error records are not billed)."""
     return records * settings.brightdata_record_usd
 
 
-def check_lifecycle(settings: Settings, model: str, today: dt.date | None = None) -> ModelInfo | None:
+def check_lifecycle(settings: InferenceSettings, model: str, today: dt.date | None = None) -> ModelInfo | None:
     """The catalogue entry of ``model`` (None when unknown), after refusing a retired one.
 
     Raises ``FailedPrecondition`` (reason ``MODEL_RETIRED``, metadata ``model``, ``successor``, ``shutdown_date``)
@@ -89,7 +89,7 @@ def check_lifecycle(settings: Settings, model: str, today: dt.date | None = None
 
 
 def answer_notes(
-    provider: str, model: str, settings: Settings | None = None, today: dt.date | None = None
+    provider: str, model: str, settings: InferenceSettings | None = None, today: dt.date | None = None
 ) -> tuple[bool, str]:
     """``(cost_estimated, model_warning)`` of an answer that ``provider`` gave as ``model``.
 
@@ -99,7 +99,7 @@ def answer_notes(
     reports: never flagged. A ``provider/model`` id (Perplexity Agent API) is also looked up by its model part."""
     if provider.startswith("brightdata") or not model:
         return False, ""
-    cat = load_catalogue((settings or get_settings()).model_catalogue_path)
+    cat = load_catalogue((settings or settings_of(InferenceSettings)).model_catalogue_path)
     info = cat.lookup(model)
     if info is None and "/" in model:
         info = cat.lookup(model.split("/", 1)[1])
@@ -108,7 +108,7 @@ def answer_notes(
     return False, info.lifecycle_message(today)
 
 
-def catalogue_to_proto(settings: Settings) -> list[pb.ModelInfo]:
+def catalogue_to_proto(settings: InferenceSettings) -> list[pb.ModelInfo]:
     """The catalogue as ``ListModelsResponse.models`` (status is the effective one: a deprecated model past its
     shutdown date shows ``retired``; dates as ISO ``YYYY-MM-DD``, "" when none)."""
     return [

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from services.inference.providers import Capabilities
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import InvalidArgument
 
 MatchKind = Literal["contains", "prefix", "regex"]
@@ -165,7 +165,7 @@ class Router:
         self.providers: dict[str, ProviderSpec] = dict(providers)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Router:
+    def from_settings(cls, settings: InferenceSettings) -> Router:
         """The table from ``settings.routing_rules`` (empty = :data:`DEFAULT_RULES`), with the Bright Data batch
         size capped by ``settings.brightdata_max_batch``."""
         rules = parse_rules(settings.routing_rules) if settings.routing_rules else list(DEFAULT_RULES)

@@ -62,7 +62,7 @@ from services.inference.streaming import (
     totals,
 )
 from services.inference.trigger_intents import TriggerIntents
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import InvalidArgument, VantageError, public_message
 from shared.grpc_client import MAX_FORWARDED_DEADLINE, Deadline, forward_timeout
 from shared.grpc_server import Mount, Undecodable, reads_undecodable
@@ -119,7 +119,7 @@ def with_estimate_flag(resp: pb.CompleteBatchResponse) -> pb.CompleteBatchRespon
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
     """Thin servicer: validate → core → response."""
 
-    def __init__(self, settings: Settings, core: Inference, engine: StreamEngine) -> None:
+    def __init__(self, settings: InferenceSettings, core: Inference, engine: StreamEngine) -> None:
         self._settings = settings
         self._core = core
         self._engine = engine
@@ -442,7 +442,7 @@ def event_to_proto(event: StreamEvent) -> pb.CompleteStreamResponse:
 
 
 @contextlib.asynccontextmanager
-async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
+async def build(settings: InferenceSettings) -> AsyncIterator[list[Mount]]:
     """Create the routing table and the providers — one SDK/HTTP client and one concurrency budget each, made
     once per process — yield the servicer mount, close the clients on exit. Raises ``ValueError`` at start-up
     for bad ``routing_rules``."""

@@ -135,7 +135,7 @@ class SearchSpec:
 
 @dataclass(frozen=True, slots=True)
 class Defaults:
-    """Configured defaults (from :class:`shared.config.Settings`)."""
+    """Configured defaults (from :class:`shared.config.SearchSettings`)."""
 
     max_results: int = 20
     search_depth: str = "advanced"

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from services.search.core import Defaults, SearchSpec, TavilyPage, validate_company, validate_search
 from services.search.engine import SearchEngine, SearchOutcome
 from services.search.tavily import TavilyBackend
-from shared.config import Settings
+from shared.config import SearchSettings
 from shared.grpc_client import forward_timeout
 from shared.grpc_server import Mount
 from vantage.search.v1 import search_pb2, search_pb2_grpc
@@ -26,7 +26,7 @@ from vantage.search.v1 import search_pb2, search_pb2_grpc
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 
 
-def defaults_from(settings: Settings) -> Defaults:
+def defaults_from(settings: SearchSettings) -> Defaults:
     """Request defaults from settings (max_results 20, depth advanced, raw content fetched, min_score 0.4,
     context budget 60,000 characters, 15,000 per source)."""
     return Defaults(
@@ -143,7 +143,7 @@ class ValidatedRequests:
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     """``Search`` and ``SearchCompany`` over one :class:`SearchEngine`."""
 
-    def __init__(self, engine: SearchEngine, settings: Settings) -> None:
+    def __init__(self, engine: SearchEngine, settings: SearchSettings) -> None:
         self._engine = engine
         self._settings = settings
         self._defaults = defaults_from(settings)
@@ -209,7 +209,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
+async def build(settings: SearchSettings) -> AsyncIterator[list[Mount]]:
     """Create the Tavily backend (one client, one limiter) and the cache; yield the servicer; close the client.
 
     Everything opened is registered on one ``AsyncExitStack`` as soon as it exists, so a failure part-way (a bad

@@ -46,7 +46,7 @@ from tavily.errors import TimeoutError as TavilyTimeoutError
 
 from services.search.core import Hit, SearchParams, TavilyPage, clean_text, credits_for
 from shared import metrics
-from shared.config import Settings
+from shared.config import SearchSettings
 from shared.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -183,7 +183,7 @@ class TavilyBackend:
     the circuit breaker and the retry policy.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SearchSettings) -> None:
         self._api_key = settings.api_key("tavily")
         register_secret(self._api_key)
         self.base_url = settings.base_url("tavily")

@@ -204,3 +204,32 @@ def test_every_environment_name_is_a_setting(rendered):
         assert by_kind(objs, "Service")["sandbox"]["spec"]["ports"][0]["port"] == 8080
     else:
         assert "VANTAGE_SANDBOX_URL" not in config["data"] and "sandbox" not in by_kind(objs, "Deployment")
+
+
+#: The settings model each workload reads (shared.config.SERVICE_SETTINGS; the worker is the orchestrator's
+#: `vantage worker`); the migration Job needs the database URL only.
+WORKLOAD_MODELS = {"search": "search", "inference": "inference", "extraction": "extraction",
+                   "orchestrator": "orchestrator", "worker": "orchestrator"}
+
+
+def test_each_workload_gets_only_its_own_secret_keys(rendered):
+    # Issue 12 item 6: the Secret keys a container receives are exactly the secrets its service's settings model
+    # reads (the search pods never see an LLM key, the orchestrator none at all), never another service's.
+    from shared.config import SERVICE_SETTINGS, env_names
+
+    _, objs = rendered
+    for obj in [*by_kind(objs, "Deployment").values(), *by_kind(objs, "Job").values()]:
+        name = obj["metadata"]["name"]
+        got = {e["name"] for c in containers(obj) for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        if name == "vantage-db-upgrade":
+            assert got == {"DATABASE_URL"}, got
+            continue
+        if name == "sandbox":
+            assert got == set(), got
+            continue
+        model = SERVICE_SETTINGS[WORKLOAD_MODELS[name]]
+        wanted = {"DATABASE_URL"} if "database_url" in model.model_fields else set()
+        for field, info in model.model_fields.items():
+            if "SecretStr" in repr(info.annotation):
+                wanted.add(env_names(model, field)[0])  # the vendor's own name: the Secret's key
+        assert got == wanted, (name, got ^ wanted)

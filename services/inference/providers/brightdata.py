@@ -82,7 +82,7 @@ from services.inference.providers import (
 from services.inference.providers.errors import map_status
 from services.inference.shared_budget import SharedBudgetStore, SharedView, budget_key
 from services.inference.trigger_intents import TriggerIntents
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -260,7 +260,7 @@ class RateLimitBudget:
         self._store_failed = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, name: str = "brightdata") -> RateLimitBudget:
+    def from_settings(cls, settings: InferenceSettings, name: str = "brightdata") -> RateLimitBudget:
         return cls(name, budget=settings.brightdata_429_budget, warn_at=settings.brightdata_429_warn_at,
                    window=settings.brightdata_429_window_seconds, backoff=settings.brightdata_429_backoff_seconds,
                    backoff_max=settings.brightdata_429_backoff_max_seconds,
@@ -515,7 +515,7 @@ PERPLEXITY = Dataset("brightdata_perplexity", PERPLEXITY_DATASET_ID, "https://ww
                      "Bright Data Perplexity", web_search_field=False)
 
 
-def new_http_client(settings: Settings) -> BrightDataClient:
+def new_http_client(settings: InferenceSettings) -> BrightDataClient:
     """The one HTTP client both datasets share: ``{base}/datasets/v3/`` with the Bearer token (no token → no
     header; calls then fail with ``FailedPrecondition`` before any request), and the token's 429 budget
     (``client.budget``, :class:`RateLimitBudget`)."""
@@ -624,7 +624,7 @@ class BrightDataProvider:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: InferenceSettings,
         dataset: Dataset,
         http: httpx.AsyncClient,
         in_flight: anyio.CapacityLimiter,

@@ -34,7 +34,7 @@ import anyio
 import openai
 
 from services.inference.providers import CompletionResult, log_call, parse_retry_after
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -155,7 +155,7 @@ def map_call_error(exc: Exception, *, provider: str, label: str, key_env: str) -
 
 
 def guard_for(
-    settings: Settings, provider: str, label: str, concurrency: int, limiter: anyio.CapacityLimiter | None = None
+    settings: InferenceSettings, provider: str, label: str, concurrency: int, limiter: anyio.CapacityLimiter | None = None
 ) -> ProviderGuard:
     """The :class:`~shared.resilience.ProviderGuard` of an SDK provider: ``concurrency`` (its ``*_concurrency``
     setting) is the budget its adaptive limit never exceeds; ``limiter``, when given, is the capacity limiter the
@@ -266,7 +266,7 @@ class SdkProvider:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: InferenceSettings,
         client: Any | None,
         limiter: anyio.CapacityLimiter | None,
         guard: ProviderGuard | None = None,
@@ -277,12 +277,12 @@ class SdkProvider:
         self.limiter = self.guard.limiter.capacity
 
     @classmethod
-    def concurrency(cls, settings: Settings) -> int:
+    def concurrency(cls, settings: InferenceSettings) -> int:
         """The configured budget of concurrent calls (``settings.<name>_concurrency``)."""
         return int(getattr(settings, f"{cls.name}_concurrency"))
 
     @classmethod
-    def make_client(cls, settings: Settings, key: str, guard: ProviderGuard) -> Any:
+    def make_client(cls, settings: InferenceSettings, key: str, guard: ProviderGuard) -> Any:
         """The SDK client for ``key`` at ``settings.base_url(name)`` (``max_retries=0``: the guard retries;
         ``http_client_for`` feeds the guard the responses' rate-limit headers)."""
         return cls.sdk_client(
@@ -294,7 +294,7 @@ class SdkProvider:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: InferenceSettings) -> Self:
         """The provider with its client (none without a key) and its guard."""
         key = settings.api_key(cls.name)  # type: ignore[arg-type]
         guard = guard_for(settings, cls.name, cls.label, cls.concurrency(settings))

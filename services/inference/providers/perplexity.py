@@ -46,7 +46,7 @@ from services.inference.providers.errors import (
     request_tokens,
 )
 from services.inference.providers.openai import dedupe, parse_json_answer
-from shared.config import Settings
+from shared.config import InferenceSettings
 from shared.errors import FailedPrecondition, InvalidArgument, Unavailable
 from shared.grpc_client import Deadline
 from shared.resilience import ProviderGuard
@@ -142,7 +142,7 @@ class PerplexityProvider(SdkProvider):
     sdk_module = openai
 
     @classmethod
-    def make_client(cls, settings: Settings, key: str, guard: ProviderGuard) -> Any:
+    def make_client(cls, settings: InferenceSettings, key: str, guard: ProviderGuard) -> Any:
         """``AsyncOpenAI`` at ``{settings.base_url("perplexity")}/v1`` (the Agent API's root; ``responses.create``
         posts to ``/v1/responses``, the documented alias of ``/v1/agent``)."""
         root = settings.base_url("perplexity").rstrip("/")

@@ -55,7 +55,7 @@ from services.orchestrator.clients import Clients
 from services.orchestrator.domain import InputRow
 from services.orchestrator.store import ItemView, RunRow, Store, open_store
 from services.orchestrator.store.models import RUN_STATUSES, TERMINAL_RUN_STATUSES
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import InvalidArgument, ResourceExhausted
 from shared.grpc_client import Channels, forward_timeout
 from shared.grpc_server import Mount, decoded_requests
@@ -230,7 +230,7 @@ class Uploads:
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     """Thin servicer over an :class:`Orchestrator`; background runs are tasks of ``tg``."""
 
-    def __init__(self, orch: Orchestrator, settings: Settings, tg: asyncio.TaskGroup) -> None:
+    def __init__(self, orch: Orchestrator, settings: OrchestratorSettings, tg: asyncio.TaskGroup) -> None:
         self._orch = orch
         self._settings = settings
         self._tg = tg
@@ -524,7 +524,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
+async def build(settings: OrchestratorSettings) -> AsyncIterator[list[Mount]]:
     """Open the database (schema checked; an empty one is created), the channels, the Orchestrator and the
     TaskGroup of background runs; yield the servicer; on exit stop every run (resumable) and close everything."""
     store = await open_store(settings.database_url)
@@ -551,7 +551,7 @@ async def build(settings: Settings) -> AsyncIterator[list[Mount]]:
         raise error
 
 
-async def _reaper(store: Store, settings: Settings) -> None:
+async def _reaper(store: Store, settings: OrchestratorSettings) -> None:
     """Every third of the lease: expired item leases back to pending, abandoned runs flagged (:meth:`Store.reap`).
     Never raises (a child of the server's TaskGroup)."""
     while True:

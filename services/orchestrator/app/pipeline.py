@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from shared import metrics
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 
 T = TypeVar("T")
 
@@ -203,7 +203,7 @@ class Budgets:
     extraction: Budget
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Budgets:
+    def from_settings(cls, settings: OrchestratorSettings) -> Budgets:
         return cls(
             Budget("search", settings.search_concurrency),
             Budget("inference", settings.inference_concurrency),

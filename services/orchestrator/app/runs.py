@@ -43,7 +43,7 @@ from services.orchestrator.clients import Clients
 from services.orchestrator.store import ClaimedItem, RunRow, RunTotals, Store
 from services.orchestrator.store.models import TERMINAL_RUN_STATUSES
 from services.orchestrator.store.repo import make_owner
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, NotFound
 
 log = structlog.get_logger("vantage.orchestrator")
@@ -86,7 +86,7 @@ class Orchestrator:
     """
 
     def __init__(
-        self, store: Store, clients: Clients, settings: Settings, *, owner: str | None = None,
+        self, store: Store, clients: Clients, settings: OrchestratorSettings, *, owner: str | None = None,
         jobs: Mapping[str, JobFactory] = JOBS,
     ) -> None:
         self.store = store

@@ -37,7 +37,7 @@ from services.orchestrator.app.jobs.base import SetupError
 from services.orchestrator.app.runs import Orchestrator
 from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, Unavailable
 
 log = structlog.get_logger("vantage.worker")
@@ -71,7 +71,7 @@ class Worker:
         self,
         store: Store,
         clients: Clients,
-        settings: Settings,
+        settings: OrchestratorSettings,
         *,
         once: bool = False,
         run_id: str | None = None,

@@ -13,7 +13,7 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import Unavailable
 from shared.grpc_client import Channels
 from vantage.extraction.v1 import extraction_pb2_grpc
@@ -26,7 +26,7 @@ __all__ = ["Clients"]
 class Clients:
     """Stubs of the three downstream services over shared channels (one channel per target per process)."""
 
-    def __init__(self, channels: Channels, settings: Settings) -> None:
+    def __init__(self, channels: Channels, settings: OrchestratorSettings) -> None:
         self.settings = settings
         self.channels = channels
         self.search = search_pb2_grpc.SearchServiceStub(channels.for_service("search"))

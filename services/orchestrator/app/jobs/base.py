@@ -29,7 +29,7 @@ import grpc
 from services.orchestrator.app.pipeline import Budget, Budgets, Inflight
 from services.orchestrator.clients import Clients
 from services.orchestrator.store import ClaimedItem, RunRow, Store
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import InvalidArgument, VantageError, from_rpc_error
 from shared.grpc_client import call_under_deadline
 
@@ -48,7 +48,7 @@ class JobContext(Protocol):
     @property
     def clients(self) -> Clients: ...
     @property
-    def settings(self) -> Settings: ...
+    def settings(self) -> OrchestratorSettings: ...
     @property
     def budgets(self) -> Budgets: ...
 
@@ -116,7 +116,7 @@ async def atomic_input(store: Store, run_id: str) -> AsyncIterator[None]:
     await store.mark_input_complete(run_id)
 
 
-def stage_call(fn: Callable[[float], Awaitable[T]], settings: Settings, *, seconds: float | None = None) -> Awaitable[T]:
+def stage_call(fn: Callable[[float], Awaitable[T]], settings: OrchestratorSettings, *, seconds: float | None = None) -> Awaitable[T]:
     """:func:`shared.grpc_client.call_under_deadline` with the settings' retry knobs: ONE deadline of ``seconds``
     (default ``settings.rpc_timeout_seconds``) for the whole stage, at most ``settings.retry_attempts`` attempts,
     transport failures only. ``fn(seconds_left)`` is one attempt."""
@@ -127,7 +127,7 @@ def stage_call(fn: Callable[[float], Awaitable[T]], settings: Settings, *, secon
 
 
 async def item_stage(
-    settings: Settings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]], *,
+    settings: OrchestratorSettings, stage: str, budget: Budget, rpc: Callable[[float], Awaitable[T]], *,
     reraise_invalid: bool = False,
 ) -> T:
     """One item stage's RPC ``rpc(seconds_left)`` under :func:`stage_call` (one deadline, transport failures

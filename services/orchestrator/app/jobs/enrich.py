@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import structlog
 
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.exitcodes import EXIT_FAILED_ITEMS, EXIT_OK, EXIT_USAGE
 from shared.grpc_client import Channels, call_metadata, call_under_deadline
 from shared.text import csv_safe_row
@@ -149,7 +149,7 @@ async def pack_complete(
     max_items_per_call: int = 0,
     no_cache: bool = False,
     rpc_timeout: float = 180.0,
-    settings: Settings | None = None,
+    settings: OrchestratorSettings | None = None,
 ) -> tuple[list[PackedResult], EnrichTotals]:
     """Run the packing requests for ``items``: one ``CompleteBatch`` per ``complete_batch_max_items`` items (the
     inference service refuses larger requests; 1,000 without ``settings``), one after the other; with ``settings``,
@@ -182,7 +182,7 @@ async def _pack_request(
     max_items_per_call: int,
     no_cache: bool,
     rpc_timeout: float,
-    settings: Settings | None,
+    settings: OrchestratorSettings | None,
 ) -> tuple[list[PackedResult], EnrichTotals]:
     req = batch_request(
         instruction=instruction, item_schema=item_schema, items=items, model=model,
@@ -251,7 +251,7 @@ async def name_variations(
     model: str = "gpt-4.1-mini",
     no_cache: bool = False,
     rpc_timeout: float = 180.0,
-    settings: Settings | None = None,
+    settings: OrchestratorSettings | None = None,
 ) -> dict[str, list[str]]:
     """Each organisation (as given, blanks and case-insensitive repeats dropped) → its name variations: the name
     itself first, then the model's, each once (case-insensitive). One packed request: 150 orgs = 8 LLM calls, a
@@ -280,7 +280,7 @@ async def merge_competitor_variants(
     model: str = "gpt-4.1-mini",
     no_cache: bool = False,
     rpc_timeout: float = 180.0,
-    settings: Settings | None = None,
+    settings: OrchestratorSettings | None = None,
 ) -> dict[str, str]:
     """Each competitor name (as given; blanks dropped) → its canonical name, so that "Lambda", "Lambda Labs" and
     "Lambda Cloud" count as one competitor. Names equal up to case and spacing are merged without asking; the rest
@@ -427,7 +427,7 @@ def open_rows(path: Path) -> Iterator[tuple[list[str], Iterator[dict[str, str]]]
 
 
 async def enrich_csv(
-    stub: pb_grpc.InferenceServiceStub, csv_path: Path, opts: EnrichOptions, settings: Settings
+    stub: pb_grpc.InferenceServiceStub, csv_path: Path, opts: EnrichOptions, settings: OrchestratorSettings
 ) -> EnrichSummary:
     """Enrich every row of ``csv_path`` into ``opts.out_path`` (written to a temporary file, renamed at the end: a
     failed run leaves no half-written output). Raises :class:`EnrichError` for bad input and
@@ -473,7 +473,7 @@ async def _run_chunks(
     stub: pb_grpc.InferenceServiceStub,
     chunks: Iterator[list[tuple[str, dict[str, str]]]],
     opts: EnrichOptions,
-    settings: Settings,
+    settings: OrchestratorSettings,
 ) -> AsyncIterator[tuple[list[tuple[str, dict[str, str]]], list[PackedResult], EnrichTotals]]:
     """Send chunks as CompleteBatch requests, ``opts.concurrency`` in flight, and yield their results in input
     order (a bounded window: memory holds at most that many chunks)."""
@@ -537,7 +537,7 @@ def format_summary(summary: EnrichSummary) -> str:
     return "\n".join(lines)
 
 
-async def run_enrich(settings: Settings, csv_path: Path, opts: EnrichOptions, *, stdout: IO[str] | None = None) -> int:
+async def run_enrich(settings: OrchestratorSettings, csv_path: Path, opts: EnrichOptions, *, stdout: IO[str] | None = None) -> int:
     """The ``vantage enrich`` command: exit 0 (every row enriched), 1 (some rows failed; see ``enrich_error``)."""
     channels = Channels(settings)
     try:

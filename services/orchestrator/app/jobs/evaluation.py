@@ -76,7 +76,7 @@ from services.orchestrator.store.eval_repo import (
     MatrixReport,
     QuestionRunState,
 )
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
 from shared.grpc_client import call_metadata
 from shared.text import merge_variations
@@ -176,7 +176,7 @@ def parse_questions(text: str) -> list[str]:
     return out
 
 
-def check_limits(settings: Settings, *, questions: Sequence[str] = (), models: Sequence[str] = (),
+def check_limits(settings: OrchestratorSettings, *, questions: Sequence[str] = (), models: Sequence[str] = (),
                  known_competitors: Sequence[str] = (), name_variations: Sequence[str] = (),
                  locations: Sequence[str] = ()) -> None:
     """``InvalidArgument`` (one violation per field, the limit in its text) when an ORG_EVAL input breaks a bound:
@@ -398,7 +398,7 @@ async def start_request(
     return run
 
 
-def _check_spec(s: Settings, spec: orchestrator_pb2.OrgEvalInput, prefix: str, questions: list[str]) -> None:
+def _check_spec(s: OrchestratorSettings, spec: orchestrator_pb2.OrgEvalInput, prefix: str, questions: list[str]) -> None:
     """The bounds and the org/matrix of an OrgEvalInput, violations named ``prefix.field``."""
     violations: list[tuple[str, str]] = []
     for check in (
@@ -601,7 +601,7 @@ class Evaluator:
     :class:`EvaluationJob`)."""
 
     def __init__(
-        self, *, store: Store, clients: Clients, budgets: Budgets, settings: Settings, run_id: str,
+        self, *, store: Store, clients: Clients, budgets: Budgets, settings: OrchestratorSettings, run_id: str,
         options: EvalOptions, setup: EvalSetup, inflight: Inflight,
     ) -> None:
         self.store = store

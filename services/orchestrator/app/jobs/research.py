@@ -52,7 +52,7 @@ from services.orchestrator.store import (
     SearchRecord,
     Store,
 )
-from shared.config import Settings
+from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError
 from shared.grpc_client import call_metadata
 from shared.resilience import CHARS_PER_TOKEN, estimate_tokens
@@ -89,7 +89,7 @@ class ResearchOptions:
     no_cache: bool = False
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], settings: Settings) -> ResearchOptions:
+    def from_dict(cls, d: dict[str, Any], settings: OrchestratorSettings) -> ResearchOptions:
         return cls(
             model=d.get("model") or settings.research_model,
             search_depth=d.get("search_depth") or "",
@@ -179,7 +179,7 @@ class Researcher:
         store: Store,
         clients: Clients,
         budgets: Budgets,
-        settings: Settings,
+        settings: OrchestratorSettings,
         run_id: str,
         options: ResearchOptions,
         setup: RunSetup,

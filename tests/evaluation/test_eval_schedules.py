@@ -174,6 +174,13 @@ async def test_no_burst_after_an_outage_and_pause_resume(eval_env) -> None:  # t
     assert await c.tick() <= 0.3 and c.started == []
     assert await repo.remove(later.id) and not await repo.remove(later.id)
 
+    # A schedule whose sweep is refused (here a location that is not ISO 3166-1): no run, the reason on the schedule.
+    bad = await repo.add(name="bad", org_name="Together AI", org_domain="", questions=[QUESTION], models=["gpt-4.1"],
+                         locations=["XX"], samples=1, every_seconds=60)
+    await c.tick()
+    row = {r.id: r for r in await repo.list_schedules()}[bad.id]
+    assert c.started == [] and row.sweeps == 0 and "ISO 3166-1" in (row.last_error or ""), row.last_error
+
 
 async def test_a_lost_claim_leaves_no_run_and_orphans_are_discarded(eval_env) -> None:  # type: ignore[no-untyped-def]
     _settings, store, orch = eval_env

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from services.orchestrator.app.jobs.base import JobContext
-from services.orchestrator.app.jobs.evaluation import create_eval_run
+from services.orchestrator.app.jobs.evaluation import DEFAULT_SAMPLES, create_eval_run
 from services.orchestrator.store.repo import utcnow
 from services.orchestrator.store.schedule_repo import ScheduleRow, ScheduleStore, schedule_input
 from shared.errors import InvalidArgument, VantageError
@@ -115,6 +115,7 @@ class Scheduler:
         self.schedules = ScheduleStore(ctx.store)
         self.started: list[StartedSweep] = []  # sweeps this scheduler started (tests and logs read it)
         self.lost_claims = 0  # periods another worker claimed first (its candidate run deleted)
+        self._refused: set[tuple[str, int]] = set()  # (schedule, period) refused here: not tried again every tick
 
     async def tick(self, now: datetime | None = None) -> float:
         """Start the latest due period of each active schedule that nobody has started. Returns the seconds until
@@ -136,17 +137,18 @@ class Scheduler:
 
     async def _start(self, sched: ScheduleRow, period: int) -> StartedSweep | None:
         log_ = log.bind(schedule_id=sched.id, period=period)
-        if await self.schedules.has_sweep(sched.id, period):
+        if (sched.id, period) in self._refused or await self.schedules.has_sweep(sched.id, period):
             return None
         try:
             run, _report = await create_eval_run(
                 self.ctx, org_name=sched.org_name, org_domain=sched.org_domain, questions=sched.questions,
                 models=sched.models, locations=sched.locations, name=sweep_name(sched, period),
                 input_path=schedule_input(sched.id),
-                **({} if sched.samples is None else {"samples": sched.samples}),
+                samples=DEFAULT_SAMPLES if sched.samples is None else sched.samples,
             )
         except VantageError as e:  # e.g. a limit lowered since the schedule was added: say so on the schedule
             log_.warning("schedule_sweep_refused", error=e.message)
+            self._refused.add((sched.id, period))
             await self.schedules.set_error(sched.id, f"period {period}: {e.message}")
             return None
         if not await self.schedules.claim(sched.id, period, run.id):

@@ -48,6 +48,7 @@ async def add(settings: object, *, org: str, domain: str, questions_path: Path, 
               every: str, samples: int | None, name: str | None, output: str) -> int:
     """Validate everything (exit 2 on the first bad field), store the schedule, print its id (or its record)."""
     from services.orchestrator.app.jobs.evaluation import (
+        DEFAULT_SAMPLES,
         MAX_SAMPLES,
         check_limits,
         read_questions,
@@ -66,7 +67,7 @@ async def add(settings: object, *, org: str, domain: str, questions_path: Path, 
         raise InvalidArgument(f"--samples must be between 1 and {MAX_SAMPLES}, got {samples}", field="samples")
     questions = read_questions(questions_path, max_bytes=cfg.max_input_bytes)
     check_limits(cfg, questions=questions, models=split_list(models), locations=split_list(locations),
-                 **({} if samples is None else {"samples": samples}))
+                 samples=DEFAULT_SAMPLES if samples is None else samples)
     org_name, org_domain, models_l, locs = validate_matrix(org, domain, split_list(models), split_list(locations),
                                                            max_name_chars=cfg.max_name_chars)
     store = await open_store(cfg.database_url)

@@ -134,7 +134,7 @@ class ScheduleStore:
                 out.append(_schedule(r, st))
             return out
 
-        return await self.store.read(op, "schedule_list")  # type: ignore[no-any-return]
+        return await self.store.read(op, "schedule_list")
 
     async def get(self, schedule_id: str) -> ScheduleRow | None:
         return next((r for r in await self.list_schedules() if r.id == schedule_id), None)
@@ -151,7 +151,7 @@ class ScheduleStore:
                 return [prefix]
             return [r[0] for r in await conn.execute(select(c.id).where(c.id.like(prefix + "%")).limit(limit))]
 
-        return await self.store.read(op, "schedule_find")  # type: ignore[no-any-return]
+        return await self.store.read(op, "schedule_find")
 
     async def set_paused(self, schedule_id: str, paused: bool) -> bool:
         """Pause or resume a schedule (periods due while paused are never started; on resume the current one is).
@@ -161,7 +161,7 @@ class ScheduleStore:
                                      .values(paused=paused, updated_at=utcnow()))
             return bool(res.rowcount == 1)
 
-        return await self.store.transaction(op, "schedule_pause")  # type: ignore[no-any-return]
+        return await self.store.transaction(op, "schedule_pause")
 
     async def remove(self, schedule_id: str) -> bool:
         """Delete a schedule and its claimed periods (its sweeps' runs stay; their options still name it). False
@@ -171,7 +171,7 @@ class ScheduleStore:
             res = await conn.execute(delete(m.schedules).where(m.schedules.c.id == schedule_id))
             return bool(res.rowcount == 1)
 
-        return await self.store.transaction(op, "schedule_remove")  # type: ignore[no-any-return]
+        return await self.store.transaction(op, "schedule_remove")
 
     async def set_error(self, schedule_id: str, error: str | None) -> None:
         """Record why the due sweep could not be started (None clears it)."""
@@ -190,7 +190,7 @@ class ScheduleStore:
             q = select(w.period).where(w.schedule_id == schedule_id, w.period == period)
             return (await conn.execute(q)).first() is not None
 
-        return await self.store.read(op, "schedule_has_sweep")  # type: ignore[no-any-return]
+        return await self.store.read(op, "schedule_has_sweep")
 
     async def claim(self, schedule_id: str, period: int, run_id: str) -> bool:
         """Claim ``period`` of the schedule for the candidate run ``run_id`` and, in the same transaction, make the
@@ -210,8 +210,10 @@ class ScheduleStore:
                    .returning(m.schedule_sweeps.c.period))  # (rowcount is -1 here on psycopg)
             if (await conn.execute(ins)).first() is None:
                 return False
+            # (Started already: a worker took the candidate for abandoned — its storing outlasted the lease — and
+            # executes it; it is this period's sweep all the same.)
             res = await conn.execute(
-                update(m.runs).where(r.id == run_id, r.detached.is_(False), r.started_at.is_(None))
+                update(m.runs).where(r.id == run_id)
                 .values(options={**options, "schedule_id": schedule_id, "schedule_period": period}, detached=True))
             if res.rowcount != 1:
                 raise _Lost
@@ -221,7 +223,7 @@ class ScheduleStore:
             return True
 
         try:
-            return await self.store.transaction(op, "schedule_claim")  # type: ignore[no-any-return]
+            return await self.store.transaction(op, "schedule_claim")
         except _Lost:
             return False
 
@@ -236,21 +238,22 @@ class ScheduleStore:
                 ~exists().where(m.schedule_sweeps.c.run_id == r.id)))
             return bool(res.rowcount == 1)
 
-        return await self.store.transaction(op, "schedule_discard")  # type: ignore[no-any-return]
+        return await self.store.transaction(op, "schedule_discard")
 
     async def discard_orphans(self, *, heartbeat_before: datetime) -> int:
         """Delete candidate sweep runs whose creator died between creating and claiming them (no claim refers to
-        them, never queued nor started, run heartbeat older than ``heartbeat_before``). Returns how many."""
+        them, never queued nor started, input stored — one still being stored is its creator's, and no worker runs
+        it —, run heartbeat older than ``heartbeat_before``). Returns how many."""
         r = m.runs.c
 
         async def op(conn: AsyncConnection) -> int:
             res = await conn.execute(delete(m.runs).where(
                 r.input_path.like(INPUT_PREFIX + "%"), r.detached.is_(False), r.started_at.is_(None),
-                r.status == "pending", r.heartbeat_at < heartbeat_before,
+                r.status == "pending", r.input_complete.is_(True), r.heartbeat_at < heartbeat_before,
                 ~exists().where(m.schedule_sweeps.c.run_id == r.id)))
             return int(res.rowcount or 0)
 
-        return await self.store.transaction(op, "schedule_orphans")  # type: ignore[no-any-return]
+        return await self.store.transaction(op, "schedule_orphans")
 
     async def sweeps(self, schedule_id: str | None = None) -> list[SweepRow]:
         """Claimed periods (of one schedule, or all), by schedule and period."""
@@ -262,7 +265,7 @@ class ScheduleStore:
         async def op(conn: AsyncConnection) -> list[SweepRow]:
             return [SweepRow(a, int(p), rid, aware(t)) for a, p, rid, t in await conn.execute(q)]  # type: ignore[arg-type]
 
-        return await self.store.read(op, "schedule_sweeps")  # type: ignore[no-any-return]
+        return await self.store.read(op, "schedule_sweeps")
 
     async def sweeps_of_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """run id → (schedule id, period) for those of ``run_ids`` that a schedule started."""
@@ -274,7 +277,7 @@ class ScheduleStore:
             q = select(w.run_id, w.schedule_id, w.period).where(w.run_id.in_(list(run_ids)))
             return {rid: (sid, int(p)) for rid, sid, p in await conn.execute(q)}
 
-        return await self.store.read(op, "schedule_sweeps_of_runs")  # type: ignore[no-any-return]
+        return await self.store.read(op, "schedule_sweeps_of_runs")
 
 
 __all__ = ["INPUT_PREFIX", "ScheduleRow", "ScheduleStore", "SweepRow", "schedule_input"]

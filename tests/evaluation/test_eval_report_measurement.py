@@ -376,3 +376,13 @@ async def test_report_of_a_real_sweep(eval_env, knobs) -> None:
         x = sum(mn for mn, _ in mine)
         lo, hi = proportion_confint(x, len(mine), alpha=0.05, method="wilson")
         assert (g["visibility_rate_ci_low"], g["visibility_rate_ci_high"]) == pytest.approx((lo, hi), abs=TOL)
+
+
+def test_evaluate_refuses_a_bad_seed_before_asking(sqlite_url: str, tmp_path: Path) -> None:
+    questions = tmp_path / "q.txt"
+    questions.write_text("Which vendor is best?\n")
+    r = cli(sqlite_url, "evaluate", "--org", ORG, "--questions", str(questions), "--models", "gpt-4.1",
+            "--seed", "4294967296")
+    assert r.returncode == 2 and "--seed must be in 0..4294967295" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "vantage.db").exists()  # nothing stored, nothing asked

@@ -288,7 +288,7 @@ def source_funnel(rows: Sequence[SourceRow], classify: DomainClassifier) -> Sour
     classes = {d: classify(d) for d in retrieved}
     domains = [DomainFunnel(d, n, cited.get(d, 0), classes[d][0], classes[d][1]) for d, n in retrieved.items()]
     domains.sort(key=lambda x: (-x.retrieved, -x.cited, x.domain))
-    by_class = {c: {"domains": 0, "retrieved": 0, "cited": 0} for c in CLASSES}
+    by_class: dict[str, dict[str, int]] = {c: {"domains": 0, "retrieved": 0, "cited": 0} for c in CLASSES}
     for x in domains:
         b = by_class[x.cls]
         b["domains"] += 1

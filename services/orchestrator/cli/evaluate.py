@@ -181,6 +181,8 @@ def register(app: typer.Typer) -> None:
         from shared.config import get_settings
 
         out = check_output(output, ("table", "json") if remote else ("table", "json", "csv"))
+        if not 0 <= seed <= 2**32 - 1:  # before any question is asked (the report would refuse it at the end)
+            raise fail(f"--seed must be in 0..4294967295, got {seed}")
         if not org.strip():
             raise fail("give the org's name: --org \"Together AI\"")
         setup_cli()

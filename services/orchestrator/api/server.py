@@ -45,15 +45,15 @@ from services.orchestrator.app.inputs import (
     at_most,
     clip,
     content_text,
-    read_server_text,
+    read_server_input,
     rows_from_pairs,
-    server_input_path,
 )
 from services.orchestrator.app.jobs.research import ResearchOptions, create_research_run
+from services.orchestrator.app.reaper import reap_forever
 from services.orchestrator.app.runs import Orchestrator, RunSummary
 from services.orchestrator.clients import Clients
 from services.orchestrator.domain import InputRow
-from services.orchestrator.store import ItemView, RunRow, Store, open_store
+from services.orchestrator.store import ItemView, RunRow, open_store
 from services.orchestrator.store.models import RUN_STATUSES, TERMINAL_RUN_STATUSES
 from shared.config import OrchestratorSettings
 from shared.errors import InvalidArgument, ResourceExhausted
@@ -279,7 +279,11 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
                                   field="research.companies")
         opts = await self._options(request, context)
         name = request.name.strip()
-        with self._rows(request, which) as (rows, input_path, label):
+        # Only under VANTAGE_INPUT_DIR (PERMISSION_DENIED otherwise); an error never quotes the file. Read in a
+        # worker thread: the event loop does not wait for the filesystem.
+        server_file = (await read_server_input(request.input_path, s.input_dir, max_bytes=s.max_input_bytes)
+                       if which == "input_path" else None)
+        with self._rows(request, which, server_file) as (rows, input_path, label):
             run, _report = await create_research_run(self._orch,
                 at_most(rows, s.max_run_items), name=name or label, options=opts,
                 input_path=input_path,
@@ -308,15 +312,15 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         return await self._run(run.id)
 
     @contextlib.contextmanager
-    def _rows(self, request: pb.StartRunRequest, which: str | None
+    def _rows(self, request: pb.StartRunRequest, which: str | None, server_file: tuple[Path, str] | None
               ) -> Iterator[tuple[Iterator[InputRow], str | None, str]]:
-        """(rows, input_path to record, default run name) of a RESEARCH StartRun."""
+        """(rows, input_path to record, default run name) of a RESEARCH StartRun; ``server_file`` is the
+        ``input_path`` file as :func:`~services.orchestrator.app.inputs.read_server_input` read it."""
         s = self._settings
         limit = s.max_name_chars
         if which == "input_path":
-            # Only under VANTAGE_INPUT_DIR (PERMISSION_DENIED otherwise); an error never quotes the file.
-            path = server_input_path(request.input_path, s.input_dir)
-            text = read_server_text(path, max_bytes=s.max_input_bytes)
+            assert server_file is not None
+            path, text = server_file
             csv_in = CompanyCsv.from_text(text, "input_path", echo=False, field="input_path", max_name_chars=limit)
             yield csv_in.rows(), str(path), path.name
         elif which == "input_csv":
@@ -526,14 +530,18 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 @contextlib.asynccontextmanager
 async def build(settings: OrchestratorSettings) -> AsyncIterator[list[Mount]]:
     """Open the database (schema checked; an empty one is created), the channels, the Orchestrator and the
-    TaskGroup of background runs; yield the servicer; on exit stop every run (resumable) and close everything."""
-    store = await open_store(settings.database_url)
-    channels = Channels(settings)
-    orch = Orchestrator(store, Clients(channels, settings), settings)
+    TaskGroup of background runs and the reaper (:func:`~services.orchestrator.app.reaper.reap_forever`); yield the
+    servicer; on exit stop every run (resumable) and close everything. Whatever was opened before a failure part-way
+    is closed (an ``AsyncExitStack``); the caller sees its own exception, never an ExceptionGroup wrapping it."""
     error: BaseException | None = None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await open_store(settings.database_url)
+        stack.push_async_callback(store.close)
+        channels = Channels(settings)
+        stack.push_async_callback(channels.close)
+        orch = Orchestrator(store, Clients(channels, settings), settings)
         async with asyncio.TaskGroup() as tg:
-            reaper = tg.create_task(_reaper(store, settings), name="orchestrator-reaper")
+            reaper = tg.create_task(reap_forever(store, settings.lease_seconds), name="orchestrator-reaper")
             try:
                 yield [Mount(OrchestratorServicer(orch, settings, tg), pb_grpc.add_OrchestratorServiceServicer_to_server,
                              SERVICE_NAME)]
@@ -544,25 +552,8 @@ async def build(settings: OrchestratorSettings) -> AsyncIterator[list[Mount]]:
             finally:
                 reaper.cancel()
                 await orch.stop_all()
-    finally:
-        await channels.close()
-        await store.close()
     if error is not None:
         raise error
-
-
-async def _reaper(store: Store, settings: OrchestratorSettings) -> None:
-    """Every third of the lease: expired item leases back to pending, abandoned runs flagged (:meth:`Store.reap`).
-    Never raises (a child of the server's TaskGroup)."""
-    while True:
-        await asyncio.sleep(max(0.05, settings.lease_seconds / 3))
-        try:
-            rep = await store.reap(stale_seconds=settings.lease_seconds)
-        except Exception as e:
-            log.warning("reap_failed", error=f"{type(e).__name__}: {e}"[:300])
-            continue
-        if rep.expired or rep.interrupted:
-            log.info("reaped", expired=rep.expired, abandoned_calls=rep.abandoned_calls, interrupted=rep.interrupted)
 
 
 __all__ = ["SERVICE_NAME", "OrchestratorServicer", "build", "item_to_proto", "run_to_proto"]

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+import anyio.to_thread
 import grpc
 
 from services.orchestrator.domain import InputRow, normalise_domain
@@ -107,6 +108,19 @@ def read_server_text(path: Path, *, max_bytes: int, field: str = "input_path") -
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{field}: not UTF-8 text", field=field) from None
+
+
+async def read_server_input(request_path: str, input_dir: str, *, max_bytes: int, field: str = "input_path"
+                            ) -> tuple[Path, str]:
+    """``(path, text)`` of the file a request's ``input_path`` names: :func:`server_input_path` then
+    :func:`read_server_text` (same errors), in a worker thread (``anyio.to_thread``), so that a StartRun never holds
+    the event loop while the filesystem answers."""
+
+    def read() -> tuple[Path, str]:
+        path = server_input_path(request_path, input_dir, field=field)
+        return path, read_server_text(path, max_bytes=max_bytes, field=field)
+
+    return await anyio.to_thread.run_sync(read)
 
 
 def content_text(value: str | bytes, *, max_bytes: int, field: str) -> str:

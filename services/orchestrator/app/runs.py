@@ -14,7 +14,8 @@ ones whose holder is gone); a write-back from an older attempt is rejected by it
 
 Several processes may execute one run at once (the CLI, the server, any number of ``vantage worker`` processes on
 PostgreSQL): each claims items with a lease and a fencing attempt (``Store.claim_items``). While a process executes
-runs, one *keeper* task (:meth:`Orchestrator._keeper`) ticks every ``control_poll_seconds`` (≤ lease/3):
+runs, one *keeper* (:meth:`Orchestrator._keeper`) ticks every ``control_poll_seconds`` (≤ lease/3) — a task of each
+execution's TaskGroup, of which one at a time holds the keeper lock and ticks (the next takes over when it ends):
 
 - it renews the run heartbeat (``runs.heartbeat_at``) and reads each run's status and cancel flag — a CancelRun
   issued anywhere (``runs.cancel_requested``) stops the run here within one tick;
@@ -43,6 +44,7 @@ from services.orchestrator.clients import Clients
 from services.orchestrator.store import ClaimedItem, RunRow, RunTotals, Store
 from services.orchestrator.store.models import TERMINAL_RUN_STATUSES
 from services.orchestrator.store.repo import make_owner
+from shared.concurrency import background
 from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, NotFound
 
@@ -97,7 +99,10 @@ class Orchestrator:
         self.budgets = Budgets.from_settings(settings)
         self._active: dict[str, _Active] = {}
         self._changed = asyncio.Event()
-        self._keeper_task: asyncio.Task[None] | None = None
+        # One keeper ticks for all the runs executing here: each execution runs one in its TaskGroup (_keep), and
+        # the one holding this lock ticks; when its execution ends the next waiting one takes over.
+        self._keeper_lock = asyncio.Lock()
+        self._last_renew = time.monotonic()  # when the keeper last renewed the item leases held here
         self.lost_leases = 0  # items cancelled here because another process took them over (tests read it)
 
     # --- watchers -----------------------------------------------------------------------------------------------
@@ -132,7 +137,7 @@ class Orchestrator:
     # --- execute ------------------------------------------------------------------------------------------------
 
     async def begin(self, run_id: str, *, join: bool = False, wait_for_others: bool = True) -> RunRow:
-        """Mark the run running in this process (RUN_STARTED) and start the keeper. :meth:`execute` does it when it
+        """Mark the run running in this process (RUN_STARTED); :meth:`execute` keeps it. :meth:`execute` does it when it
         has not been done; the server calls it first so that StartRun/ResumeRun answer with the run already RUNNING.
         ``join`` (a worker): only a pending or running run without a cancel request is joined, its start time kept.
         ``wait_for_others``: the execution waits for items other processes hold before it ends (the CLI and the
@@ -149,7 +154,6 @@ class Orchestrator:
         except BaseException:
             self._active.pop(run_id).done.set()
             raise
-        self._ensure_keeper()
         self._notify()
         return await self.get(run_id)
 
@@ -168,44 +172,45 @@ class Orchestrator:
             await self.begin(run_id, join=join, wait_for_others=wait_for_others)
         active = self._active[run_id]
         log_ = log.bind(run_id=run_id)
-        job: Job | None = None
-        try:
-            run = await self.get(run_id)
-            job = self._job(run, active.inflight)
-            if not active.inflight.stopping:
-                try:
-                    await job.setup()
-                except SetupError as e:
-                    await self.store.set_run_status(
-                        run_id, "failed", only_from=("running",), finished=True, error=e.message,
-                        event=("RUN_FINISHED", f"failed: {e.message}"),
-                    )
-                    raise
-                await self._stream(run_id, job, active, listener, max_in_flight=job.max_in_flight)
-            if active.inflight.stopping:
-                log_.info("run_stopped")
-            else:
-                await job.finish()
-                await self._finish(run_id)
-        except BaseException as e:
-            if not isinstance(e, SetupError | asyncio.CancelledError):
-                log_.error("run_error", error=f"{type(e).__name__}: {e}")
-            raise
-        finally:
-            if job is not None:
+        # The keeper (heartbeat, cancel requests, leases) runs while this execution does: a task of its TaskGroup,
+        # cancelled and awaited when the block ends (shared.concurrency.background).
+        async with background(self._keep()):
+            job: Job | None = None
+            try:
+                run = await self.get(run_id)
+                job = self._job(run, active.inflight)
+                if not active.inflight.stopping:
+                    try:
+                        await job.setup()
+                    except SetupError as e:
+                        await self.store.set_run_status(
+                            run_id, "failed", only_from=("running",), finished=True, error=e.message,
+                            event=("RUN_FINISHED", f"failed: {e.message}"),
+                        )
+                        raise
+                    await self._stream(run_id, job, active, listener, max_in_flight=job.max_in_flight)
+                if active.inflight.stopping:
+                    log_.info("run_stopped")
+                else:
+                    await job.finish()
+                    await self._finish(run_id)
+            except BaseException as e:
+                if not isinstance(e, SetupError | asyncio.CancelledError):
+                    log_.error("run_error", error=f"{type(e).__name__}: {e}")
+                raise
+            finally:
+                if job is not None:
+                    with contextlib.suppress(Exception):
+                        await job.aclose()
+                # Whatever happened, nothing of this process stays 'running': interrupted items go back to pending (at
+                # once claimable by another process), and the run is no longer this process's.
                 with contextlib.suppress(Exception):
-                    await job.aclose()
-            # Whatever happened, nothing of this process stays 'running': interrupted items go back to pending (at
-            # once claimable by another process), and the run is no longer this process's.
-            with contextlib.suppress(Exception):
-                await self.store.release_items(run_id, self.owner)
-            with contextlib.suppress(Exception):
-                await self.store.leave_run(run_id, self.owner)
-            del self._active[run_id]
-            active.done.set()
-            if not self._active:
-                await self._stop_keeper()
-            self._notify()
+                    await self.store.release_items(run_id, self.owner)
+                with contextlib.suppress(Exception):
+                    await self.store.leave_run(run_id, self.owner)
+                del self._active[run_id]
+                active.done.set()
+                self._notify()
         return await self.summary(run_id)
 
     def _job(self, run: RunRow, inflight: Inflight) -> Job:
@@ -268,16 +273,12 @@ class Orchestrator:
         s = self.settings
         return max(0.02, min(s.control_poll_seconds, s.lease_seconds / 3))
 
-    def _ensure_keeper(self) -> None:
-        if self._keeper_task is None or self._keeper_task.done():
-            self._keeper_task = asyncio.get_running_loop().create_task(self._keeper(), name="orchestrator-keeper")
-
-    async def _stop_keeper(self) -> None:
-        task, self._keeper_task = self._keeper_task, None
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _keep(self) -> None:
+        """Run by every execution until it ends: the one holding the keeper lock ticks (:meth:`_keeper`), the others
+        wait for it; so one keeper ticks for all the runs of the process, and another execution takes over at once
+        when the ticking one ends."""
+        async with self._keeper_lock:
+            await self._keeper()
 
     async def _keeper(self) -> None:
         """While runs execute here: every tick renew their run heartbeat and stop those whose cancel was requested
@@ -285,10 +286,9 @@ class Orchestrator:
         ones whose lease was lost. A database error skips a tick (leases are three ticks long)."""
         s = self.settings
         renew_every = s.lease_seconds / 3
-        last_renew = time.monotonic()
         while self._active:
             await asyncio.sleep(self._tick())
-            renew = time.monotonic() - last_renew >= renew_every * 0.9
+            renew = time.monotonic() - self._last_renew >= renew_every * 0.9
             known: dict[str, int] = {}
             for a in list(self._active.values()):
                 known.update(a.items)
@@ -300,7 +300,7 @@ class Orchestrator:
                 log.warning("heartbeat_failed", owner=self.owner, error=f"{type(e).__name__}: {e}"[:300])
                 continue
             if renew:
-                last_renew = time.monotonic()
+                self._last_renew = time.monotonic()
             for run_id, a in list(self._active.items()):
                 ctl = hb.runs.get(run_id)
                 if (ctl is None or ctl.should_stop) and not a.inflight.stopping:

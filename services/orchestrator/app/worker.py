@@ -13,9 +13,8 @@ A worker loops:
    :meth:`Orchestrator.execute` with ``join=True`` (several workers on one run each claim their own items with
    ``SELECT … FOR UPDATE SKIP LOCKED`` leases) and ``wait_for_others=False`` (items another worker holds are left
    to it: the last one to finish completes the run);
-3. every third of the lease its reaper (:meth:`Store.reap`) returns expired leases to pending (River's rescuer,
-   graphile-worker's sweep — shared/reference/performance.md §4.3), so that a crashed worker's items are taken over
-   within lease + one poll.
+3. every third of the lease its reaper (:mod:`services.orchestrator.app.reaper`, the one the server runs too)
+   returns expired leases to pending, so that a crashed worker's items are taken over within lease + one poll.
 
 SIGTERM / SIGINT: stop claiming, give in-flight items ``grace_seconds`` to finish, cancel the rest and release them
 (their lease is cleared: another worker claims them at once), exit 0. A second signal cancels at once.
@@ -34,9 +33,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from services.orchestrator.app.jobs.base import SetupError
+from services.orchestrator.app.reaper import reap_forever
 from services.orchestrator.app.runs import Orchestrator
 from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store
+from services.orchestrator.store.repo import ReapReport
+from shared.concurrency import background
 from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, Unavailable
 
@@ -85,6 +87,8 @@ class Worker:
         self.max_runs = max(1, max_runs or settings.worker_max_runs)
         self.stats = WorkerStats()
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # a stop was requested or an execution ended
+        self._tg: asyncio.TaskGroup | None = None  # of Worker.run: owns the executions
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._healthy_until = 0.0
         self._recent: dict[str, float] = {}  # run id → when its execution here ended (monotonic s)
@@ -96,37 +100,48 @@ class Worker:
     def request_stop(self) -> None:
         """Stop claiming; in-flight items get ``grace_seconds`` to finish (SIGTERM)."""
         self._stop.set()
+        self._wake.set()
 
     async def run(self) -> int:
-        """The worker's loop. Returns the exit code (0)."""
+        """The worker's loop. Returns the exit code (0). The reaper and every run execution are tasks of one
+        TaskGroup (:func:`~services.orchestrator.app.reaper.reap_forever` cancelled last); an error of the loop
+        itself (with ``once``: services unreachable) is raised as it is, after the executions were stopped."""
         s = self.settings
         log.info("worker_started", owner=self.owner, max_runs=self.max_runs, run=self.run_id, once=self.once,
                  lease_seconds=s.lease_seconds)
-        reaper = asyncio.create_task(self._reaper(), name="worker-reaper")
-        try:
-            while not self._stop.is_set():
-                found = await self._take_work()
-                if self.once and not self._tasks and not found:
-                    break
-                # Wake at a stop, when an execution ends (a slot is free), or after a poll interval.
-                stop = asyncio.ensure_future(self._stop.wait())
-                await asyncio.wait({stop, *self._tasks.values()}, timeout=s.worker_poll_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
+        error: Exception | None = None
+        reaper = reap_forever(self.store, s.lease_seconds, on_pass=self._count_reaped)
+        async with background(reaper), asyncio.TaskGroup() as tg:
+            self._tg = tg
+            try:
+                while not self._stop.is_set():
+                    found = await self._take_work()
+                    if self.once and not self._tasks and not found:
+                        break
+                    # Wake at a stop, when an execution ends (a slot is free), or after a poll interval.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(s.worker_poll_seconds):
+                            await self._wake.wait()
+                    self._wake.clear()
+                    self._collect()
+            except Exception as e:  # re-raised below, outside the TaskGroup (not wrapped in an ExceptionGroup)
+                error = e
+            finally:
+                log.info("worker_stopping", owner=self.owner, runs=list(self._tasks))
+                await self.orch.stop_all(grace=s.grace_seconds if self._stop.is_set() else 0.0)
+                if self._tasks:
+                    await asyncio.gather(*self._tasks.values(), return_exceptions=True)
                 self._collect()
-        finally:
-            log.info("worker_stopping", owner=self.owner, runs=list(self._tasks))
-            await self.orch.stop_all(grace=s.grace_seconds if self._stop.is_set() else 0.0)
-            if self._tasks:
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-            self._collect()
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
-            commits, writes = self.store.group_commit_stats
-            log.info("worker_stopped", owner=self.owner, executions=self.stats.executions, items=self.stats.items,
-                     reaped=self.stats.reaped, group_commits=commits, group_committed_writes=writes)
+                self._tg = None
+        commits, writes = self.store.group_commit_stats
+        log.info("worker_stopped", owner=self.owner, executions=self.stats.executions, items=self.stats.items,
+                 reaped=self.stats.reaped, group_commits=commits, group_committed_writes=writes)
+        if error is not None:
+            raise error
         return 0
+
+    def _count_reaped(self, rep: ReapReport) -> None:
+        self.stats.reaped += rep.expired
 
     async def _take_work(self) -> int:
         """Start executing runs found in the database (up to the free slots). Returns how many were started."""
@@ -149,8 +164,11 @@ class Worker:
             return 0
         if not await self._services_healthy():
             return 0
+        assert self._tg is not None, "_take_work runs inside Worker.run"
         for run_id in ids:
-            self._tasks[run_id] = asyncio.create_task(self._execute(run_id), name=f"worker-run-{run_id}")
+            task = self._tg.create_task(self._execute(run_id), name=f"worker-run-{run_id}")
+            task.add_done_callback(lambda _t: self._wake.set())
+            self._tasks[run_id] = task
         return len(ids)
 
     async def _services_healthy(self) -> bool:
@@ -208,20 +226,6 @@ class Worker:
                 self._recent[run_id] = time.monotonic()
                 if not task.cancelled() and task.exception() is not None:
                     log.error("run_task_failed", run_id=run_id, error=repr(task.exception())[:300])
-
-    async def _reaper(self) -> None:
-        s = self.settings
-        while True:
-            try:
-                rep = await self.store.reap(stale_seconds=s.lease_seconds)
-            except Exception as e:
-                log.warning("reap_failed", error=f"{type(e).__name__}: {e}"[:300])
-            else:
-                self.stats.reaped += rep.expired
-                if rep.expired or rep.interrupted:
-                    log.info("reaped", expired=rep.expired, abandoned_calls=rep.abandoned_calls,
-                             interrupted=rep.interrupted)
-            await asyncio.sleep(max(0.05, s.lease_seconds / 3))
 
 
 __all__ = ["Worker", "WorkerStats"]

@@ -26,7 +26,8 @@ import csv
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -440,9 +441,13 @@ async def enrich_csv(
             columns = output_columns(fieldnames, opts.schema["properties"])
             writer = csv.writer(out)
             writer.writerow(csv_safe_row([*fieldnames, *(c for c, _ in columns), ERROR_COLUMN]))
-            async for chunk, results, totals in _run_chunks(stub, _chunks(rows, per_request), opts, settings):
+
+            def on_chunk(chunk: list[tuple[str, dict[str, str]]], results: list[PackedResult],
+                         totals: EnrichTotals) -> None:
                 summary.totals.add(totals)
                 _write(writer, fieldnames, columns, chunk, results)
+
+            await _run_chunks(stub, _chunks(rows, per_request), opts, settings, on_chunk)
         os.replace(tmp, opts.out_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -474,9 +479,12 @@ async def _run_chunks(
     chunks: Iterator[list[tuple[str, dict[str, str]]]],
     opts: EnrichOptions,
     settings: OrchestratorSettings,
-) -> AsyncIterator[tuple[list[tuple[str, dict[str, str]]], list[PackedResult], EnrichTotals]]:
-    """Send chunks as CompleteBatch requests, ``opts.concurrency`` in flight, and yield their results in input
-    order (a bounded window: memory holds at most that many chunks)."""
+    on_chunk: Callable[[list[tuple[str, dict[str, str]]], list[PackedResult], EnrichTotals], None],
+) -> None:
+    """Send chunks as CompleteBatch requests, ``opts.concurrency`` in flight (tasks of one TaskGroup), and hand
+    their results to ``on_chunk(chunk, results, totals)`` in input order (a bounded window: memory holds at most
+    that many chunks). The first error (of a request, of ``chunks`` or of ``on_chunk``) cancels the requests in
+    flight and is raised as it is (not wrapped in an ExceptionGroup)."""
 
     async def one(chunk: list[tuple[str, dict[str, str]]]) -> tuple[list[PackedResult], EnrichTotals]:
         return await pack_complete(
@@ -484,24 +492,21 @@ async def _run_chunks(
             max_items_per_call=opts.batch_size, no_cache=opts.no_cache, rpc_timeout=opts.timeout, settings=settings,
         )
 
-    window: list[tuple[list[tuple[str, dict[str, str]]], asyncio.Task[tuple[list[PackedResult], EnrichTotals]]]] = []
+    window: deque[tuple[list[tuple[str, dict[str, str]]], asyncio.Task[tuple[list[PackedResult], EnrichTotals]]]] = \
+        deque()
     try:
-        for chunk in chunks:
-            window.append((chunk, asyncio.create_task(one(chunk))))
-            if len(window) >= max(1, opts.concurrency):
-                head, task = window.pop(0)
-                results, totals = await task
-                yield head, results, totals
-        while window:
-            head, task = window.pop(0)
-            results, totals = await task
-            yield head, results, totals
-    finally:
-        for _, task in window:  # stopped early (an error): do not leave requests running
-            task.cancel()
-        for _, task in window:
-            with contextlib.suppress(BaseException):
-                await task
+        async with asyncio.TaskGroup() as tg:
+            for chunk in chunks:
+                window.append((chunk, tg.create_task(one(chunk))))
+                if len(window) >= max(1, opts.concurrency):
+                    head, task = window.popleft()
+                    on_chunk(head, *await task)
+            while window:
+                head, task = window.popleft()
+                on_chunk(head, *await task)
+    except BaseExceptionGroup as group:
+        first = next((e for e in group.exceptions if not isinstance(e, asyncio.CancelledError)), group.exceptions[0])
+        raise first from None
 
 
 def _write(

@@ -447,9 +447,15 @@ class StreamSession:
     await their own :class:`ItemResult`; one reader task persists each ``BatchSubmitted`` (``on_batch``, shielded
     from cancellation so that a snapshot id is never half-recorded) before it reads on, and hands each result to its
     waiter. When the stream breaks, every waiter gets :class:`StreamBroken` and the next call opens a new stream
-    (a resumed snapshot is then re-attached on it). Requests go through an unbounded queue into the stream: the
-    number of open items is bounded by the run's admission, not here.
+    (a resumed snapshot is then re-attached on it). Requests go through a queue of :attr:`QUEUE_MAX` into the
+    stream (the number of open items is bounded by the run's admission; a full queue makes the asker wait).
+
+    Use as ``async with session:`` (the job's set-up enters it, :meth:`aclose` leaves it): the reader and the
+    recording of each ``BatchSubmitted`` are tasks of its TaskGroup.
     """
+
+    #: Requests queued for the stream at most (a question or a resume each).
+    QUEUE_MAX = 4096
 
     def __init__(self, stub: ipb_grpc.InferenceServiceStub, *, run_id: str, on_batch: OnBatch) -> None:
         self._stub = stub
@@ -459,7 +465,9 @@ class StreamSession:
         self._queue: asyncio.Queue[ipb.CompleteStreamRequest | None] | None = None
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._writing: asyncio.Future[None] | None = None
+        self._writing: asyncio.Task[Exception | None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._tg: asyncio.TaskGroup | None = None
         self._open = False
         self._waiters: dict[str, asyncio.Future[ipb.ItemResult]] = {}
         self._snapshot_of: dict[str, str] = {}  # item id → snapshot it went out in (this stream)
@@ -469,11 +477,20 @@ class StreamSession:
         self.batches_submitted = 0
         self.streams_opened = 0
 
+    async def __aenter__(self) -> StreamSession:
+        self._tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def _ensure_open(self) -> asyncio.Queue[ipb.CompleteStreamRequest | None]:
+        if self._tg is None:
+            raise RuntimeError("StreamSession used outside 'async with'")
         async with self._lock:
             if self._open and self._queue is not None:
                 return self._queue
-            queue: asyncio.Queue[ipb.CompleteStreamRequest | None] = asyncio.Queue()
+            queue: asyncio.Queue[ipb.CompleteStreamRequest | None] = asyncio.Queue(self.QUEUE_MAX)
 
             async def requests() -> AsyncIterator[ipb.CompleteStreamRequest]:
                 while (msg := await queue.get()) is not None:
@@ -485,10 +502,11 @@ class StreamSession:
             self._queue, self._call, self._open = queue, call, True
             self._resumed, self._expected, self._early = set(), set(), {}
             self.streams_opened += 1
-            self._reader = asyncio.create_task(self._read(call), name=f"eval-stream-{self._run_id}")
+            self._reader = self._tg.create_task(self._read(call, queue), name=f"eval-stream-{self._run_id}")
             return queue
 
-    async def _read(self, call: Any) -> None:
+    async def _read(self, call: Any, queue: asyncio.Queue[ipb.CompleteStreamRequest | None]) -> None:
+        assert self._tg is not None
         error: BaseException | None = None
         try:
             async for resp in call:
@@ -497,8 +515,10 @@ class StreamSession:
                     b = resp.batch_submitted
                     for mid in b.member_ids:
                         self._snapshot_of[mid] = b.snapshot_id
-                    self._writing = asyncio.ensure_future(self._on_batch(b))
-                    await asyncio.shield(self._writing)
+                    self._writing = self._tg.create_task(self._record(b))
+                    failed = await asyncio.shield(self._writing)
+                    if failed is not None:
+                        raise failed
                     self.batches_submitted += 1
                 elif kind == "result":
                     self._deliver(resp.result)
@@ -517,6 +537,16 @@ class StreamSession:
             for fut in waiters.values():
                 if not fut.done():
                     fut.set_exception(error or StreamBroken("inference: stream closed"))
+            while not queue.empty():  # nobody sends these any more: wake the askers waiting for room
+                queue.get_nowait()
+
+    async def _record(self, b: ipb.BatchSubmitted) -> Exception | None:
+        """``on_batch(b)``; its error returned, not raised (a task of the TaskGroup must not fail it)."""
+        try:
+            await self._on_batch(b)
+        except Exception as e:
+            return e
+        return None
 
     def _deliver(self, r: ipb.ItemResult) -> None:
         fut = self._waiters.pop(r.id, None)
@@ -542,7 +572,7 @@ class StreamSession:
         queue = await self._ensure_open()
         fut: asyncio.Future[ipb.ItemResult] = asyncio.get_running_loop().create_future()
         self._waiters[item_id] = fut
-        queue.put_nowait(ipb.CompleteStreamRequest(item=ipb.StreamItem(id=item_id, request=request)))
+        await queue.put(ipb.CompleteStreamRequest(item=ipb.StreamItem(id=item_id, request=request)))
         return await self._wait(item_id, fut)
 
     async def resume(self, item_id: str, batch: BatchRow) -> ipb.ItemResult:
@@ -557,16 +587,18 @@ class StreamSession:
         if batch.snapshot_id not in self._resumed:
             self._resumed.add(batch.snapshot_id)
             self._expected.update(batch.member_ids)
-            queue.put_nowait(ipb.CompleteStreamRequest(resume=ipb.ResumeBatch(
+            await queue.put(ipb.CompleteStreamRequest(resume=ipb.ResumeBatch(
                 snapshot_id=batch.snapshot_id, model=batch.model, location=batch.location,
                 member_ids=list(batch.member_ids),
             )))
         return await self._wait(item_id, fut)
 
     async def aclose(self) -> None:
-        """Half-close and cancel the stream, stop the reader; a BatchSubmitted being recorded is finished first."""
+        """Half-close and cancel the stream, stop the reader; a BatchSubmitted being recorded is finished first.
+        Leaves the TaskGroup (``async with``)."""
         if self._queue is not None:
-            self._queue.put_nowait(None)
+            with contextlib.suppress(asyncio.QueueFull):  # the call is cancelled next anyway
+                self._queue.put_nowait(None)
         if self._call is not None:
             self._call.cancel()
         if self._reader is not None:
@@ -577,6 +609,8 @@ class StreamSession:
             with contextlib.suppress(BaseException):
                 await self._writing
         self._open = False
+        self._tg = None
+        await self._stack.aclose()
 
 
 # --- the per-run evaluator --------------------------------------------------------------------------------------
@@ -980,6 +1014,7 @@ class EvaluationJob:
             store=self.ctx.store, clients=self.ctx.clients, budgets=self.ctx.budgets, settings=self.ctx.settings,
             run_id=self.run.id, options=self.options, setup=setup, inflight=self.inflight,
         )
+        await self._evaluator.session.__aenter__()  # left by aclose (the orchestrator always calls it)
         self.max_in_flight = self._evaluator.max_in_flight
 
     async def process(self, item: ClaimedItem) -> tuple[bool, str]:

@@ -85,6 +85,17 @@ def test_search_settings_from_an_environment_with_every_key_hold_only_tavilys(ev
         s.api_key("openai")  # type: ignore[arg-type]  # not a provider of this service: no silent None
 
 
+def test_a_dot_env_with_every_key_gives_each_model_only_its_own(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in (*CANARIES, "VANTAGE_OPENAI_API_KEY", "VANTAGE_TAVILY_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in CANARIES.items()) + "VANTAGE_SEARCH_DEPTH=basic\n")
+    search, extraction = SearchSettings(), ExtractionSettings()  # extra="ignore": the other keys are no error
+    assert search.api_key("tavily") == CANARIES["TAVILY_API_KEY"] and search.search_depth == "basic"
+    assert CANARIES["OPENAI_API_KEY"] not in _text(search)
+    assert not any(v in _text(extraction) for k, v in CANARIES.items() if k != "VANTAGE_AUTH_TOKEN")
+
+
 @pytest.mark.parametrize("name", list(SERVICE_SETTINGS))
 def test_each_service_model_holds_its_own_keys_and_no_other(every_key, name):
     s = SERVICE_SETTINGS[name]()

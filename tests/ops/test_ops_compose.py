@@ -113,12 +113,24 @@ def test_every_environment_name_is_a_real_setting(compose):
         assert not unknown, f"{name}: not settings: {sorted(unknown)}"
 
 
-def test_vantage_services_get_every_provider_key_and_the_database(compose):
+def test_each_vantage_service_gets_only_its_own_keys(compose):
+    # Issue 12 item 6: a container gets the secrets its service's settings model reads (shared.config), no other.
+    from shared.config import SERVICE_SETTINGS, env_names
+
+    keys = ("TAVILY_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "BRIGHTDATA_API_TOKEN", "PERPLEXITY_API_KEY")
     for name in (*GRPC, "worker"):
+        model = SERVICE_SETTINGS["orchestrator" if name == "worker" else name]
+        own = {env_names(model, f)[0] for f, info in model.model_fields.items() if "SecretStr" in repr(info.annotation)}
         env = env_of(compose["services"][name])
-        for key in ("TAVILY_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "BRIGHTDATA_API_TOKEN", "PERPLEXITY_API_KEY"):
-            assert env[key] == f"${{{key}:-}}", "keys come from the operator's environment, never the file"
-        assert "@postgres:5432/" in env["DATABASE_URL"]
+        for key in keys:
+            if key in own:
+                assert env[key] == f"${{{key}:-}}", "keys come from the operator's environment, never the file"
+            else:
+                assert key not in env, f"{name} gets {key}, which only another service reads"
+        assert ("DATABASE_URL" in env) == ("database_url" in model.model_fields), name
+        if "DATABASE_URL" in env:
+            assert "@postgres:5432/" in env["DATABASE_URL"]
+        assert env["VANTAGE_AUTH_TOKEN"] == "${VANTAGE_AUTH_TOKEN:-}"
         for svc in GRPC:
             assert env[f"VANTAGE_{svc.upper()}_ADDR"] == f"{svc}:{GRPC[svc]}"
 

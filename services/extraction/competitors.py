@@ -55,6 +55,7 @@ from services.extraction.names import (
     clean_name,
     find_mentions,
     is_common_word,
+    is_lower_case_answer,
     merge_keys,
     name_forms,
     tokens,
@@ -166,6 +167,7 @@ class Candidate:
     fold: bool = False
     declared: bool = False  # names the org or a known competitor
     anchor: bool = False  # accepted on evidence at this very span (its mention there counts)
+    casual: bool = False  # found in an answer written in lower case throughout
 
 
 def _is_code(word: str) -> bool:
@@ -181,7 +183,8 @@ def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
         return GENERIC
     low = [w.lower() for w in words]
     domain_like = looks_like_domain(name)
-    if not domain_like and not words[0][:1].isupper() and not words[0][:1].isdigit():
+    camel_lower = bool(re.match(r"[a-z]{1,3}[A-Z][a-z]", words[0]))  # "eBay", "iCloud"
+    if not domain_like and not camel_lower and not words[0][:1].isupper() and not words[0][:1].isdigit():
         return GENERIC  # names are capitalised in assistant prose; "great for startups" is not a name
     if " ".join(low) in generic or _GENERIC_PATTERN.match(name) or low[0] in LEADING_GENERIC:
         return GENERIC
@@ -406,6 +409,7 @@ NEVER_NAMES: frozenset[str] = frozenset(
     my me us also however but and or so then when while if for with without both each every either neither many
     most some any all none one other another such what which who whose how why where after before because since
     although though yet still even just only overall instead meanwhile finally first second third next last
+    unlike besides compared including
     ellos ellas él ella ello esto este esta estos estas ese esa eso su sus nosotros usted ustedes para con sin
     pero y o si cuando como también además aunque mientras cada muchos muchas otro otra otros otras todos
     es er sie wir ihr ihre ihren sein seine dies diese dieser dieses das der die den dem des und oder aber wenn
@@ -470,7 +474,8 @@ _INTEGRATION_RE = re.compile(
 _SUBJECT_VERB_RE = re.compile(
     r"(?:['’]s)?[ \t]+(?:and[ \t]+[A-Z][\w.+-]*[ \t]+)?(?:is|are|was|has|have|offers|provides|takes|lets|gives|"
     r"charges|covers|costs|works|supports|focuses|remains|does|doesn't|can|also|added|launched|started|"
-    r"es|son|tiene|ofrece|cobra|permite|ist|sind|hat|bietet|kostet|est|sont|a|propose|offre|coûte|permet)\b"
+    r"es|son|tiene|ofrece|cobra|permite|sigue|suele|ist|sind|hat|bietet|kostet|bleibt|est|sont|a|propose|offre|"
+    r"coûte|permet|reste|demeure)\b"
 )
 
 
@@ -633,6 +638,8 @@ def _de_compound(word: str) -> bool:
     for i in range(3, len(word) - 3):
         if zipf_frequency(word[i:], "de", wordlist="small") >= 3.0:
             head = word[:i]
+            if zipf_frequency(head, "en", wordlist="small") > zipf_frequency(head, "de", wordlist="small"):
+                continue  # an English head ("red" + "mine" = Redmine) makes a loan word, not a compound
             for h in (head, head[:-1] if head.endswith("s") else head, head + "e", head + "en"):
                 de = zipf_frequency(h, "de", wordlist="small")
                 # A head that is an English word ("red" + "mine") is a loan, not a German compound's head.
@@ -687,6 +694,18 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
                 s += cut + (len(rest) - len(rest.lstrip()))
                 text = rest.lstrip()
                 words = words[1:]
+        if lang in ("fr", "es") and len(words) >= 3:
+            # "les Issues de GitHub", "la Cloud de Google": a common word, "de", then its maker
+            m_de = _OF_MAKER_RE.fullmatch(text)
+            if (
+                m_de
+                and all(_is_common(w, threshold, lang) for w in m_de.group(1).split())
+                and classify(m_de.group(2), threshold, GENERIC_TERMS) == STRONG
+                and not is_place(m_de.group(2))
+            ):
+                s += m_de.start(2)
+                text = m_de.group(2)
+                words = text.split()
         fold = bool(_HISTORY_CUE_RE.search(before)) or bool(_AFTER_BOLD_NAME_RE.search(before))
         mid = None
         for name in _clean_candidate(text):
@@ -708,6 +727,7 @@ _POSSESSIVE_DET_RE = re.compile(
 )
 #: "Fastly's Next-Gen WAF": a capitalised owner with a possessive right before the name.
 _OWNER_POSSESSIVE_RE = re.compile(r"[A-Z][\w.&+-]*['’]s?[ \t]+$")
+_OF_MAKER_RE = re.compile(r"(.+?)[ \t]+(?:de|del|du|des)[ \t]+([A-Z].*)")
 _NOUN_PAREN_RE = re.compile(r"\b[a-z]{3,}[ \t]+\($")
 _QUANTITY_BEFORE_RE = re.compile(r"\d[\d.,]*[ \t]*[%€$£]?[ \t]+$")
 _INNER_POSSESSIVE_RE = re.compile(r"['’]s[ \t]+(?=[A-Z])")
@@ -804,8 +824,54 @@ def candidates(
             out.append(Candidate(name, link.text_span, "link", "", url=link.url))
     out.extend(_prose_candidates(doc, leads, threshold, generic, lang))
     out.extend(_prose_names(doc, leads, threshold, lang))
+    if is_lower_case_answer(doc):
+        out.extend(_casual_names(doc, leads, threshold, generic, lang))
     out.sort(key=lambda c: c.span)
     return out
+
+
+_CASUAL_LEAD_RE = re.compile(r"[a-z][\w+.-]*[\w+]")
+_CASUAL_WORD_RE = re.compile(r"(?<![\w@/#.'’-])[a-z][a-z0-9]*(?:[.+][a-z0-9]*)?(?![\w'’-])")
+
+
+def _casual_names(
+    doc: Doc, leads: list[tuple[int, int]], threshold: float, generic: frozenset[str], lang: str
+) -> list[Candidate]:
+    """Names in an answer written in lower case throughout ("i'd skip mailchimp", "- buttondown if you …"):
+    the first word of each list item (voted as a list), and words that no dictionary of the answer's language
+    knows, or shaped like a brand ("disney+"), in running text."""
+    out: list[Candidate] = []
+    for unit in doc.units:
+        if unit.kind == "item":
+            m = _CASUAL_LEAD_RE.match(doc.masked, unit.body, unit.end)
+            if m and m.group(0) not in NEVER_NAMES and m.group(0) not in FUNCTION_WORDS:
+                c = Candidate(m.group(0), m.span(), "lead", "casual" + unit.group.split(".")[0])
+                c.casual = True
+                out.append(c)
+        if unit.kind not in ("sentence", "item"):
+            continue
+        for m in _CASUAL_WORD_RE.finditer(doc.masked, unit.body, unit.end):
+            w = m.group(0)
+            if len(w) < 4 or w in generic or (unit.kind == "item" and m.start() == unit.body):
+                continue
+            shaped = w.endswith("+") or (any(ch.isdigit() for ch in w) and w[0].isalpha() and len(w) >= 5)
+            rare = w.isalpha() and max(zipf(w), _zipf_in(w, lang)) < _CASUAL_ZIPF_MAX
+            history = _HISTORY_CUE_RE.search(doc.masked, max(unit.body, m.start() - 40), m.start())
+            if shaped or (rare and (history or _CASUAL_SUBJECT_RE.match(doc.masked, m.end()))):
+                c = Candidate(w, m.span(), "casual", "")
+                c.casual = True
+                c.fold = bool(history)  # "kit (formerly convertkit)"
+                out.append(c)
+    return out
+
+
+#: In a lower-case answer, a word rarer than this (Zipf) that is a sentence's subject is a name ("klaviyo is
+#: worth the money", "doordash isn't much better").
+_CASUAL_ZIPF_MAX = 2.5
+_CASUAL_SUBJECT_RE = re.compile(
+    r"[ \t]+(?:is|isn't|are|aren't|was|wasn't|has|hasn't|does|doesn't|can|can't|will|won't|would|gets|got|"
+    r"keeps|charges|offers|works|feels|looks|seems|actually|also|still|just|really)\b"
+)
 
 
 _STEM_PREFIX_RE = re.compile(r"^(?:get|try|use|join|go|hey|with|the|my)(?=[a-z]{3})")
@@ -876,8 +942,15 @@ def accept(
         return cache[name]
 
     for c in cands:
-        c.cls = classify(c.text, threshold, generic)
+        c.cls = classify(c.text[:1].upper() + c.text[1:] if c.casual else c.text, threshold, generic)
         keys = merge_keys(c.text)
+        if c.casual and c.source == "casual":
+            declared = bool(keys & known_keys) or _INTEGRATION_RE.search(
+                doc.masked, max(0, c.span[0] - 40), c.span[0]
+            ) is None
+            c.cls = STRONG if c.cls != GENERIC and declared and not _rule_out(c.text, lang) else GENERIC
+            c.anchor = c.cls == STRONG
+            continue
         c.declared = bool(keys & (known_keys | org_keys))
         if c.declared and c.source != "prose":
             c.cls = STRONG  # the org or a known competitor in a list ("Best Buy") votes for its siblings
@@ -905,15 +978,17 @@ def accept(
                 c.cls = GENERIC
             elif declared:
                 c.cls = STRONG
-            elif _after_place_preposition(doc, c.span[0], lang) or _after_place_preposition(
-                doc, _enumeration_start(doc, c.span[0]), lang, _ENUM_PLACE_PREPOSITIONS
+            elif _after_place_preposition(doc, c.span[0], lang) or (
+                (at := _enumeration_start(doc, c.span[0])) != c.span[0]
+                and _after_place_preposition(doc, at, lang, _ENUM_PLACE_PREPOSITIONS)
             ):
                 c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin", "in Alfama, Príncipe Real and …"
             elif _ACRONYM_RE.fullmatch(c.text):
                 # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
                 c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
             elif _INTEGRATION_RE.search(doc.masked, max(0, c.span[0] - 40), c.span[0]) or (
-                _INTEGRATION_RE.search(doc.masked, max(0, (at := _enumeration_start(doc, c.span[0])) - 40), at)
+                (at := _enumeration_start(doc, c.span[0])) != c.span[0]
+                and _INTEGRATION_RE.search(doc.masked, max(0, at - 40), at)
             ):
                 c.cls = GENERIC  # a platform or integration target: "if you're on Shopify", "syncs with Slack"
             elif c.cls in (STRONG, MEDIUM) and (c.mid or lang == "de" or _subject_of_verb(doc, c.span[1], lang)):
@@ -965,7 +1040,8 @@ def accept(
         )
         for c in names:
             if c.cls == STRONG or listy:
-                c.anchor = c.anchor or (listy and c.source == "enum")  # "Amazon, Walmart and Best Buy all run …"
+                # "Amazon, Walmart and Best Buy all run …"; "- kit (formerly convertkit) if you sell …"
+                c.anchor = c.anchor or (listy and (c.source == "enum" or c.casual))
                 out.append(c)
     out.sort(key=lambda c: c.span)
     return out
@@ -1131,11 +1207,18 @@ def _fold_shared_maker(
     first: dict[str, int] = {}
     makers: dict[int, str] = {}
     last: dict[str, int] = {}
+    seen: dict[str, bool] = {}
+
+    def maker_word(word: str) -> bool:
+        if word not in seen:
+            seen[word] = _maker_word(doc, word, generic)
+        return seen[word]
+
     for i, b in enumerate(raw):
         if b.is_org or uf.find(i) == 0:
             continue
         words = tokens(b.display)
-        if len(words) >= 2 and _maker_word(doc, words[0], generic):
+        if len(words) >= 2 and maker_word(words[0]):
             k = words[0].lower()
             if k in first:
                 uf.union(first[k], i)
@@ -1154,7 +1237,7 @@ def _fold_shared_maker(
         words = tokens(b.display)
         if len(words) == 1 and not b.is_org and uf.find(i) != 0:
             k = words[0].lower()
-            if k in first and uf.find(first[k]) != 0 and _maker_word(doc, words[0], generic):
+            if k in first and uf.find(first[k]) != 0 and maker_word(words[0]):
                 uf.union(first[k], i)
     return makers
 

@@ -317,11 +317,15 @@ def find_mentions(doc: Doc, brands: Sequence[Brand], threshold: float, generic: 
             accepted.setdefault(i, []).append(span)
             strong_seen.add(i)
             continue
+        if span in brands[i].anchors:
+            accepted.setdefault(i, []).append(span)
+            strong_seen.add(i)
+            continue  # accepted on evidence right there (a lower-case answer's list lead, a sentence's subject)
         if not any(c.isupper() for c in surface):
             continue  # rule 1: "cash runway"
         if _inside_compound(doc, start):
             continue  # rule 1b: "AWS Lambda functions" names AWS's product, not Lambda
-        if kind == "common_multi" or span in brands[i].anchors or _strong(doc, start, end, brands[i].keys):
+        if kind == "common_multi" or _strong(doc, start, end, brands[i].keys):
             accepted.setdefault(i, []).append(span)
             strong_seen.add(i)
         else:

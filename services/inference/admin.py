@@ -28,8 +28,8 @@ from services.inference.store import CHAIN
 from services.inference.store.models import response_cache
 from shared.config import InferenceSettings, settings_of
 from shared.db import SchemaOutOfDate, create_engine, display_url
+from shared.exitcodes import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 
-EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
 COMMANDS = ("prune-cache", "db-upgrade")
 
 

@@ -8,7 +8,6 @@ provider modules. Errors are :mod:`shared.errors` classes, mapped to statuses by
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,6 +61,7 @@ from services.inference.streaming import (
     totals,
 )
 from services.inference.trigger_intents import TriggerIntents
+from shared.concurrency import background
 from shared.config import InferenceSettings
 from shared.errors import InvalidArgument, VantageError, public_message
 from shared.grpc_client import MAX_FORWARDED_DEADLINE, Deadline, forward_timeout
@@ -444,55 +444,54 @@ def event_to_proto(event: StreamEvent) -> pb.CompleteStreamResponse:
 @contextlib.asynccontextmanager
 async def build(settings: InferenceSettings) -> AsyncIterator[list[Mount]]:
     """Create the routing table and the providers — one SDK/HTTP client and one concurrency budget each, made
-    once per process — yield the servicer mount, close the clients on exit. Raises ``ValueError`` at start-up
-    for bad ``routing_rules``."""
-    router = Router.from_settings(settings)
-    for name in ("openai", "anthropic", "perplexity", "brightdata"):
-        register_secret(settings.api_key(name))
-    bd_http = new_http_client(settings)
-    bd_key = settings.api_key("brightdata") is not None
-    providers: dict[str, Provider] = {
-        "openai": OpenAIProvider.from_settings(settings),
-        "anthropic": AnthropicProvider.from_settings(settings),
-        "perplexity": PerplexityProvider.from_settings(settings),
+    once per process — yield the servicer mount, close the clients on exit. Whatever was opened before a failure
+    part-way is closed (an ``AsyncExitStack``, last opened first closed). Raises ``ValueError`` at start-up for bad
+    ``routing_rules``."""
+    async with contextlib.AsyncExitStack() as stack:
+        router = Router.from_settings(settings)
+        for name in ("openai", "anthropic", "perplexity", "brightdata"):
+            register_secret(settings.api_key(name))
+        bd_http = new_http_client(settings)
+        stack.push_async_callback(bd_http.aclose)
+        bd_key = settings.api_key("brightdata") is not None
+        providers: dict[str, Provider] = {}
+        stack.push_async_callback(_close_providers, providers)
+        providers["openai"] = OpenAIProvider.from_settings(settings)
+        providers["anthropic"] = AnthropicProvider.from_settings(settings)
+        providers["perplexity"] = PerplexityProvider.from_settings(settings)
         # One in-flight cap per dataset (Bright Data limits concurrent batch jobs per dataset).
-        "brightdata_chatgpt": BrightDataProvider(
-            settings, CHATGPT, bd_http, anyio.CapacityLimiter(max(1, settings.brightdata_max_in_flight)),
-            has_key=bd_key,
-        ),
-        "brightdata_perplexity": BrightDataProvider(
-            settings, PERPLEXITY, bd_http, anyio.CapacityLimiter(max(1, settings.brightdata_max_in_flight)),
-            has_key=bd_key,
-        ),
-    }
-    # The response cache lives in the database (table response_cache); None when disabled or unusable (logged).
-    cache = await ResponseCache.open(settings)
-    # Bright Data trigger intents in the same database, seen by every replica (services/inference/trigger_intents.py).
-    intents = await TriggerIntents.open(cache.engine if cache is not None else None)
-    for p in providers.values():
-        if isinstance(p, BrightDataProvider):
-            p.intents = intents
-    # The token's 429 budget is shared with every replica through the same database (issue 17: Bright Data blocks
-    # an IP at 25 429s in 5 minutes, whichever replica received them).
-    if intents.engine is not None:
-        await bd_http.budget.share(intents.engine)
-    core = Inference(settings, router, providers, cache=cache)
-    engine = StreamEngine(core, linger=settings.batch_linger_seconds, max_pending=settings.stream_max_pending_items)
-    # Expired cache rows are deleted in the background, one bounded batch per interval: never on a call's path.
-    purger: asyncio.Task[None] | None = None
-    if cache is not None and settings.response_cache_purge_interval_seconds > 0:
-        purger = asyncio.create_task(purge_periodically(cache, settings.response_cache_purge_interval_seconds),
-                                     name="response-cache-purge")
-    try:
+        for key, dataset in (("brightdata_chatgpt", CHATGPT), ("brightdata_perplexity", PERPLEXITY)):
+            providers[key] = BrightDataProvider(
+                settings, dataset, bd_http, anyio.CapacityLimiter(max(1, settings.brightdata_max_in_flight)),
+                has_key=bd_key,
+            )
+        # The response cache lives in the database (table response_cache); None when disabled or unusable (logged).
+        cache = await ResponseCache.open(settings)
+        if cache is not None:
+            stack.push_async_callback(cache.aclose)
+        # Bright Data trigger intents in the same database, seen by every replica (services/inference/trigger_intents.py).
+        intents = await TriggerIntents.open(cache.engine if cache is not None else None)
+        for p in providers.values():
+            if isinstance(p, BrightDataProvider):
+                p.intents = intents
+        # The token's 429 budget is shared with every replica through the same database (issue 17: Bright Data
+        # blocks an IP at 25 429s in 5 minutes, whichever replica received them).
+        if intents.engine is not None:
+            stack.push_async_callback(bd_http.budget.unshare)
+            await bd_http.budget.share(intents.engine)
+        core = Inference(settings, router, providers, cache=cache)
+        engine = StreamEngine(core, linger=settings.batch_linger_seconds, max_pending=settings.stream_max_pending_items)
+        # Expired cache rows are deleted in the background, one bounded batch per interval: never on a call's path
+        # (a task of a TaskGroup for the service's lifetime: cancelled and awaited first on exit).
+        if cache is not None and settings.response_cache_purge_interval_seconds > 0:
+            await stack.enter_async_context(
+                background(purge_periodically(cache, settings.response_cache_purge_interval_seconds))
+            )
         yield [Mount(InferenceServicer(settings, core, engine), pb_grpc.add_InferenceServiceServicer_to_server,
                      SERVICE_NAME)]
-    finally:
-        if purger is not None:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
-        await core.aclose()
-        await bd_http.budget.unshare()
-        await bd_http.aclose()
-        if cache is not None:
-            await cache.aclose()
+
+
+async def _close_providers(providers: dict[str, Provider]) -> None:
+    """Close every provider created (their SDK clients; the Bright Data HTTP client is closed by ``build``)."""
+    for p in providers.values():
+        await p.aclose()

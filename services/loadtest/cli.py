@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-EXIT_USAGE, EXIT_UNAVAILABLE = 2, 3
+from shared.exitcodes import EXIT_UNAVAILABLE, EXIT_USAGE
 
 HELP = (
     "Load-test one unary gRPC method, ghz-style, resolving it by server reflection.\n\n"

@@ -48,6 +48,15 @@ def _write_ready_file(path: str | os.PathLike[str], port: int) -> None:
     tmp.replace(target)
 
 
+async def _uvicorn(server: uvicorn.Server, sock: socket.socket) -> Exception | None:
+    """``server.serve`` on ``sock``; its error returned, not raised (a task of :func:`serve`'s TaskGroup)."""
+    try:
+        await server.serve(sockets=[sock])
+    except Exception as e:
+        return e
+    return None
+
+
 async def serve(
     settings: SandboxSettings | None = None,
     host: str | None = None,
@@ -89,27 +98,34 @@ async def serve(
                 loop.add_signal_handler(sig, stop.set)
                 installed.append(sig)
 
-    serve_task = asyncio.create_task(server.serve(sockets=[sock]), name="sandbox-uvicorn")
-    stop_task = asyncio.create_task(stop.wait(), name="sandbox-stop")
+    # uvicorn and the stop signal are tasks of one TaskGroup; a failure of uvicorn (its start-up: the port, the app's
+    # lifespan) is raised as it is, not wrapped in an ExceptionGroup.
+    failure: BaseException | None = None
     try:
-        while not server.started:
-            if serve_task.done():
-                serve_task.result()  # startup failed: raise its error
-                raise RuntimeError("sandbox server exited during startup")
-            await asyncio.sleep(0.005)
-        if ready_file is not None:
-            _write_ready_file(ready_file, bound_port)
-        log.info("sandbox_started", host=host, port=bound_port, pid=os.getpid())
-        if started_event is not None:
-            started_event.set()
-        await asyncio.wait({serve_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        async with asyncio.TaskGroup() as tg:
+            serve_task = tg.create_task(_uvicorn(server, sock), name="sandbox-uvicorn")
+            stop_task = tg.create_task(stop.wait(), name="sandbox-stop")
+            try:
+                while not server.started:
+                    if serve_task.done():
+                        raise serve_task.result() or RuntimeError("sandbox server exited during startup")
+                    await asyncio.sleep(0.005)
+                if ready_file is not None:
+                    _write_ready_file(ready_file, bound_port)
+                log.info("sandbox_started", host=host, port=bound_port, pid=os.getpid())
+                if started_event is not None:
+                    started_event.set()
+                await asyncio.wait({serve_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            except Exception as e:
+                failure = e
+            finally:
+                server.should_exit = True
+                stop_task.cancel()
+        if failure is None:
+            failure = serve_task.result()
+        if failure is not None:
+            raise failure
     finally:
-        server.should_exit = True
-        stop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop_task
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve_task
         for signum in installed:
             loop.remove_signal_handler(signum)
         sock.close()

@@ -1,4 +1,5 @@
-"""Crash suite, part 3: PostgreSQL restarted under two running ``vantage worker`` processes.
+"""Crash suite, part 3: PostgreSQL restarted under two running ``vantage worker`` processes — executing a research
+run, and executing an evaluation (ORG_EVAL) run.
 
 The workers run against a private PostgreSQL server (``pgcluster.PrivateCluster``: restarting the machine's shared
 server would break every other test using it). Mid-run the server is restarted twice — ``pg_ctl restart -m fast``
@@ -17,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pgcluster
 import psycopg
 import pytest
@@ -107,3 +109,81 @@ def test_crash_postgres_restart_mid_run_workers_reconnect_and_finish(
           f"{calls.get('openai.chat_completions')}")
     assert counts == {"done": N_ITEMS}
     assert cls == (N_ITEMS, N_ITEMS)
+
+
+#: Question runs of the evaluation case (one API model, one location: one item per question).
+N_QUESTIONS = 160
+
+
+def test_crash_postgres_restart_mid_evaluation_workers_reconnect_and_finish(
+    crash_stack, restartable_db, tmp_path: Path
+) -> None:
+    """The same two restarts under an ORG_EVAL run (issue 12 item 2): an evaluation write — the question run's
+    answer, its org evaluation, competitors and citations, one unit of work per item — survives a PostgreSQL restart
+    exactly like a research write: the workers stay up, every item is done once, with one answered question run and
+    one evaluation each."""
+    db_url, restart, how = restartable_db
+    h = Harness(crash_stack, db_url, tmp_path)
+    db = Db(db_url)
+    h.sandbox_reset()
+    # The Responses API at the suite's LLM latency (crash_kit.SANDBOX_LATENCIES), so the restarts land mid-run.
+    config = f"{h.sandbox}/_sandbox/config"
+    had = "openai.responses" in httpx.get(config, timeout=10).json()["endpoints"]
+    if not had:
+        httpx.post(config, json={"endpoints": {"openai.responses": {"latency_s": 0.1, "latency_cv": 0.5}}},
+                   timeout=10).raise_for_status()
+    try:
+        tag = uuid.uuid4().hex[:8]  # questions of their own: no answer of another test from the response cache
+        questions = tmp_path / "questions.txt"
+        questions.write_text("".join(f"best GPU cloud for a {i}-person lab ({tag})?\n" for i in range(N_QUESTIONS)))
+        r = h.cli("evaluate", "--samples", "1", "--detach", "--no-cache", "--quiet", "--org", "Together AI", "--domain",
+                  "together.ai", "--questions", str(questions), "--models", "gpt-4.1", "--locations", "US")
+        assert r.returncode == 0, r.stderr
+        run_id = r.stdout.strip().splitlines()[-1]
+        t0 = time.monotonic()
+        workers = [h.start_worker(), h.start_worker()]
+
+        def done() -> int:
+            for w in workers:
+                assert w.proc.poll() is None, f"worker {w.pid} died:\n{log_tail(w)}"
+            try:
+                return int(db.one("SELECT count(*) FROM run_items WHERE run_id = %s AND status = 'done'", run_id))  # type: ignore[call-overload]
+            except psycopg.OperationalError:
+                return 0  # the server is restarting
+
+        outages = []
+        for fraction, mode in ((0.3, "fast"), (0.6, "immediate")):
+            wait_for(lambda f=fraction: done() >= N_QUESTIONS * f, 120, f"{fraction:.0%} of the question runs")
+            before = done()
+            outages.append((mode, before, restart(mode)))
+
+        def completed() -> bool:
+            done()
+            try:
+                return db.one("SELECT status FROM runs WHERE id = %s", run_id) == "completed"
+            except psycopg.OperationalError:
+                return False
+
+        wait_for(completed, 180, "the evaluation to complete", every=0.2)
+        wall = time.monotonic() - t0
+        codes = [h.terminate(w) for w in workers]
+        assert codes == [0, 0], [log_tail(w) for w in workers]
+    finally:
+        if not had:
+            httpx.post(config, json={"endpoints": {"openai.responses": None}}, timeout=10)
+
+    counts = dict(db.rows("SELECT status, count(*) FROM run_items WHERE run_id = %s GROUP BY status", run_id))
+    answered = db.rows("SELECT count(*), count(DISTINCT item_id) FROM question_runs WHERE run_id = %s AND status = "
+                       "'answered'", run_id)[0]
+    evals = db.rows("SELECT count(*), count(DISTINCT item_id) FROM org_evals WHERE run_id = %s", run_id)[0]
+    retries = [_count(w.log, "db_retry") for w in workers]
+    failed_beats = [_count(w.log, "heartbeat_failed") for w in workers]
+    calls = h.sandbox_calls()
+    print(f"\ncrash suite — PostgreSQL outage under an evaluation ({how}): {json.dumps(outages)} (mode, items done "
+          f"before, seconds away); the workers stayed up and finished {N_QUESTIONS} question runs in {wall:.1f} s; "
+          f"items {counts}; answered {answered[0]} ({answered[1]} distinct), evaluations {evals[0]} ({evals[1]} "
+          f"distinct); database retries per worker {retries}, skipped heartbeats {failed_beats}; sandbox calls "
+          f"responses {calls.get('openai.responses')}")
+    assert counts == {"done": N_QUESTIONS}
+    assert answered == (N_QUESTIONS, N_QUESTIONS)
+    assert evals == (N_QUESTIONS, N_QUESTIONS)

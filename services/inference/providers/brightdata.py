@@ -82,6 +82,7 @@ from services.inference.providers import (
 from services.inference.providers.errors import map_status
 from services.inference.shared_budget import SharedBudgetStore, SharedView, budget_key
 from services.inference.trigger_intents import TriggerIntents
+from shared.concurrency import background
 from shared.config import InferenceSettings
 from shared.errors import (
     Cancelled,
@@ -94,7 +95,7 @@ from shared.errors import (
     Unavailable,
     VantageError,
 )
-from shared.grpc_client import Deadline, with_retries
+from shared.grpc_client import Deadline
 from shared.resilience import CIRCUIT_OPEN, ProviderGuard, Signal, classify
 
 log = structlog.get_logger("vantage.inference.brightdata")
@@ -247,7 +248,8 @@ class RateLimitBudget:
         self._changed: asyncio.Event | None = None
         self.received = 0  # 429s received in all
         self.key = key
-        # Shared across replicas (share()): the store, the last view read and when (monotonic), the heartbeat task.
+        # Shared across replicas (share()): the store, the last view read and when (monotonic), and the two loops
+        # of a shared budget (heartbeat, view refresher: one TaskGroup on _sharing, closed by unshare()).
         # Both periods follow the window, so a time-compressed test keeps the proportions of the real 5 minutes.
         self.refresh_s = min(0.5, window / 600.0)
         self.heartbeat_s = min(5.0, window / 60.0)
@@ -255,8 +257,8 @@ class RateLimitBudget:
         self._view: SharedView | None = None
         self._view_at = -float("inf")
         self._view_lock = asyncio.Lock()
-        self._refreshing: asyncio.Task[SharedView | None] | None = None
-        self._beat: asyncio.Task[None] | None = None
+        self._refresh_wanted = asyncio.Event()  # set by _shared_view when the view is stale; the refresher reads
+        self._sharing: contextlib.AsyncExitStack | None = None
         self._store_failed = False
 
     @classmethod
@@ -286,19 +288,19 @@ class RateLimitBudget:
                       note="each replica keeps its own 429 window; set brightdata_429_budget to 10 // replicas")
             return False
         self._store, self._view, self._view_at = store, view, time.monotonic()
-        self._beat = asyncio.create_task(self._heartbeat(store), name=f"{self.name}-429-budget-heartbeat")
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(background(self._heartbeat(store), self._refresher()))
+        self._sharing = stack
         log.info("brightdata_429_budget_shared", budget=self.name, replicas=view.replicas, in_window=view.hits)
         return True
 
     async def unshare(self) -> None:
-        """Stop the heartbeat and leave the shared budget (the others' shares grow at their next read)."""
+        """Stop the heartbeat and the refresher (cancelled and awaited) and leave the shared budget (the others'
+        shares grow at their next read)."""
         store, self._store = self._store, None
-        for task in (self._beat, self._refreshing):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._beat = self._refreshing = None
+        sharing, self._sharing = self._sharing, None
+        if sharing is not None:
+            await sharing.aclose()
         if store is not None:
             with contextlib.suppress(Exception):
                 await store.leave()
@@ -312,14 +314,22 @@ class RateLimitBudget:
             except Exception as e:  # the next beat tries again; meanwhile the others may count one replica less
                 log.warning("brightdata_429_budget_heartbeat_failed", budget=self.name, error=type(e).__name__)
 
+    async def _refresher(self) -> None:
+        """While shared: read the window each time :meth:`_shared_view` found it stale (requests made while a read
+        is under way are served by that read)."""
+        while True:
+            await self._refresh_wanted.wait()
+            await self.refresh_view()
+            self._refresh_wanted.clear()
+
     def _shared_view(self) -> SharedView | None:
-        """The shared window as last read (None when not shared). When it is older than ``refresh_s`` a read is
-        started in the background — never awaited on a call's path, so a slow database delays what the replicas
-        learn of each other, not the calls; its end wakes the waiters."""
+        """The shared window as last read (None when not shared). When it is older than ``refresh_s`` the refresher
+        is asked for a read in the background — never awaited on a call's path, so a slow database delays what the
+        replicas learn of each other, not the calls; its end wakes the waiters."""
         if self._store is None:
             return None
-        if time.monotonic() - self._view_at >= self.refresh_s and self._refreshing is None:
-            self._refreshing = asyncio.create_task(self.refresh_view(), name=f"{self.name}-429-budget-view")
+        if time.monotonic() - self._view_at >= self.refresh_s:
+            self._refresh_wanted.set()
         return self._view
 
     async def refresh_view(self) -> SharedView | None:
@@ -338,7 +348,6 @@ class RateLimitBudget:
                 self._view_at = time.monotonic()
                 if self._view is not None:
                     SHARED_REPLICAS.labels(self.name).set(self._view.replicas)
-            self._refreshing = None
             self._wake()
         return self._view if self._store is not None else None
 
@@ -775,14 +784,7 @@ class BrightDataProvider:
                 f"the deadline passed while waiting for one of {self.in_flight.total_tokens:g} in-flight "
                 f"{self.dataset.label} snapshots to finish", provider=self.name) from None
         try:
-            snapshot_id = await with_retries(
-                lambda: self._verified_trigger(inputs, deadline),
-                attempts=max(1, self._settings.retry_attempts),
-                initial=self._settings.retry_initial_seconds,
-                maximum=self._settings.retry_max_seconds,
-                total_seconds=deadline.remaining(),
-                retryable=lambda e: isinstance(e, ResourceExhausted),
-            )
+            snapshot_id = await self._verified_trigger(inputs, deadline)
         except BaseException:
             self.in_flight.release_on_behalf_of(ticket)
             raise
@@ -804,14 +806,14 @@ class BrightDataProvider:
         intent (UNIQUE, so no two replicas adopt one snapshot) and adopted instead of paying again. Never "the
         single unknown snapshot": another replica's or client's snapshot is recognised by its prompts.
 
-        - none is ours: the trigger created nothing — trigger again (up to ``settings.provider_max_attempts``
-          triggers, full jitter back-off);
+        - none is ours: the trigger created nothing — trigger again (:meth:`_retry_wait`);
         - the list or the intents cannot be read, more than :data:`MAX_CANDIDATES` candidates, or a candidate
           that fails or is not ready in time: ambiguous — not repeated, the error says why.
 
         After a timeout or a broken connection the check waits :data:`TRIGGER_SETTLE` seconds first, so that a slow
-        trigger still being processed has time to show up. 429s ("too many running jobs": nothing was created)
-        propagate to the caller's 429 retries.
+        trigger still being processed has time to show up. A 429 still answered after :meth:`_send`'s re-sends
+        ("too many running jobs": nothing was created) is triggered again the same way (:meth:`_retry_wait`). This
+        loop is the trigger's one retry layer: ``settings.provider_max_attempts`` triggers in all, whatever failed.
         """
         attempts = max(1, self._settings.provider_max_attempts)
         prompts = [str(i.get("prompt", "")) for i in inputs]
@@ -843,21 +845,40 @@ class BrightDataProvider:
                     raise Unavailable(f"{e.message}; the trigger was not repeated: {why}", provider=self.name,
                                       reason=e.reason, retry_after=e.retry_after, metadata=e.metadata) from None
                 await self._resolve_intent(intent, "none")
-                wait = self.guard.retry.backoff(n, e.retry_after)
-                if n >= attempts or wait >= deadline.remaining(0.0):
+                wait = self._retry_wait(n, attempts, e, deadline)
+                if wait is None:
                     raise
                 log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason,
                          verified="no snapshot created", wait_s=round(wait, 3))
                 await asyncio.sleep(wait)
-            except ResourceExhausted:
+            except ResourceExhausted as e:
                 await self._resolve_intent(intent, "none")  # 429: "too many running jobs", nothing was created
-                raise
+                wait = self._retry_wait(n, attempts, e, deadline)
+                if wait is None:
+                    raise
+                log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason,
+                         verified="429: nothing created", wait_s=round(wait, 3))
+                await asyncio.sleep(wait)
             except BaseException:
                 await self._resolve_intent(intent, "unknown")
                 raise
             else:
                 await self._resolve_intent(intent, "triggered", snapshot_id)
                 return snapshot_id
+
+    def _retry_wait(self, n: int, attempts: int, e: RetryableError, deadline: Deadline) -> float | None:
+        """Seconds to wait before trigger ``n + 1`` after trigger ``n`` failed with ``e`` having created nothing —
+        the guard's retry policy (:class:`shared.resilience.RetryPolicy`: full-jitter back-off, at least the
+        Retry-After) — or None when no trigger may follow: ``attempts`` spent, a Retry-After over the policy's
+        ``max_retry_after``, or a wait that would outlast ``deadline``. Counted in the guard's ``retries``."""
+        policy = self.guard.retry
+        if n >= attempts or (e.retry_after is not None and e.retry_after > policy.max_retry_after):
+            return None
+        wait = policy.backoff(n, e.retry_after)
+        if wait >= deadline.remaining(0.0):
+            return None
+        self.guard.retries += 1
+        return wait
 
     async def _record_intent(self, prompts: list[str], began: float) -> str | None:
         """A pending intent for this trigger; None (logged) when the store cannot take it — the trigger goes ahead,

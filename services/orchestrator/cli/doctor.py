@@ -31,10 +31,10 @@ from rich.table import Table
 
 from shared import security
 from shared.config import Settings
+from shared.exitcodes import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 from shared.logging import redact_text, register_secret
 
 Status = Literal["ok", "warn", "fail"]
-EXIT_OK, EXIT_UNAVAILABLE = 0, 3
 PROVIDERS: tuple[tuple[str, str], ...] = (
     ("tavily", "TAVILY_API_KEY"),
     ("openai", "OPENAI_API_KEY"),
@@ -271,7 +271,7 @@ def register(app: typer.Typer) -> None:
         out = output.lower()
         if out not in ("table", "json"):
             typer.secho(f"error: --output must be table or json (got {output!r})", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2)
+            raise typer.Exit(EXIT_USAGE)
         try:
             settings = get_settings()
         except ValidationError as e:

@@ -179,9 +179,12 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
 
 
 def research(n: int, tag: str, *, stack_env: dict[str, str], pids: dict[str, int], tmp: Path,
-             db_prefer: str, profile: Profile = SCALED_100) -> dict[str, Any]:
+             db_prefer: str, profile: Profile = SCALED_100, tree: Path | None = None,
+             wrap: list[str] | None = None) -> dict[str, Any]:
     """Run ``vantage research`` on ``n`` fresh companies in a child process; return its figures (seconds, MiB,
-    CPU ms per item, statements per item)."""
+    CPU ms per item, statements per item). ``tree``: run the orchestrator from that source tree instead of this
+    one (an older commit's, for a side-by-side before/after: :mod:`bench.overhead`); ``wrap``: a command prefix for
+    the child (a sampling profiler, e.g. ``py-spy record … --``)."""
     path = tmp / f"companies-{tag}.csv"
     write_companies(path, n, tag)
     out = tmp / f"research-{tag}.json"
@@ -193,11 +196,13 @@ def research(n: int, tag: str, *, stack_env: dict[str, str], pids: dict[str, int
         "VANTAGE_SEARCH_CONCURRENCY": str(SEARCH_BUDGET),
         "VANTAGE_INFERENCE_CONCURRENCY": str(INFERENCE_BUDGET),
     })
-    cmd = [sys.executable, "-m", "bench.research_child", str(out), "research", str(path), "--quiet", "-o", "csv",
-           "--name", f"bench-{tag}"]
+    if tree is not None:
+        env["PYTHONPATH"] = f"{tree}:{tree / 'gen'}"
+    cmd = [*(wrap or []), sys.executable, "-m", "bench.research_child", str(out), "research", str(path), "--quiet",
+           "-o", "csv", "--name", f"bench-{tag}"]
     for attempt in (1, 2):
         try:
-            return _research_once(n, cmd, env, out, db, pids, profile)
+            return _research_once(n, cmd, env, out, db, pids, profile, cwd=tree or ROOT)
         except _NoWindow as e:
             # The command stopped before executing the run (exit 1 is also "internal error" in the CLI): say why,
             # and try once more on a fresh database (a transient start-up failure should not cost the figure).
@@ -214,14 +219,14 @@ class _NoWindow(Exception):
 
 
 def _research_once(n: int, cmd: list[str], env: dict[str, str], out: Path, db: Database, pids: dict[str, int],
-                   profile: Profile) -> dict[str, Any]:
+                   profile: Profile, *, cwd: Path = ROOT) -> dict[str, Any]:
     out.unlink(missing_ok=True)
     try:
         pg0 = db.pg_stats()
         cpu0 = _cpu(pids)
         m0 = machine_cpu_s()
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               timeout=3600)
         wall = time.monotonic() - t0
         cpu1 = _cpu(pids)

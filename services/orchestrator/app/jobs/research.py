@@ -52,6 +52,7 @@ from services.orchestrator.store import (
     SearchRecord,
     Store,
 )
+from services.orchestrator.store.repo import LedgerSettlement, ledger_call
 from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError
 from shared.grpc_client import call_metadata
@@ -70,6 +71,13 @@ SEARCH_PROVIDER = "tavily"
 #: wrong": basic / fast / ultra-fast 1 credit, advanced 2; docs.tavily.com/documentation/api-credits). A search's
 #: pending ledger row is priced with it before the call, so a call whose process dies still counts (issue 17).
 TAVILY_CREDITS = {"basic": 1, "fast": 1, "ultra-fast": 1, "advanced": 2}
+#: USD per Tavily credit, pay-as-you-go (same source), for that estimate until a billed search tells the actual price
+#: (the search service's ``tavily_credit_usd`` and depth are its settings, not the orchestrator's).
+TAVILY_CREDIT_USD = 0.008
+#: Seconds an item's write-back waits for others (at most ``claim_batch_size`` of them) so that they share one
+#: transaction and one set of statements (issue 16 item 2: ≤ 4 statements and ≤ 1 commit per item, amortised). The
+#: item is already finished: the wait is inside its critical section and costs ≤ this much latency per item.
+WRITE_BACK_LINGER_S = 0.05
 #: Codes after which a paid call's outcome is unknown (it may have been billed): its pending ledger row is kept.
 _UNKNOWN_OUTCOME = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
 #: Smallest context worth sending after halving (characters).
@@ -168,6 +176,49 @@ class _Attempt:
     truncated: bool = False
     model: str = ""
     notes: list[str] = field(default_factory=list)
+    #: Ledger rows committed before the attempt's calls (keys), those whose call was made, and how each call ended:
+    #: settled in the attempt's write-back transaction (:class:`LedgerSettlement`).
+    begun: set[str] = field(default_factory=set)
+    used: set[str] = field(default_factory=set)
+    billed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    free: set[str] = field(default_factory=set)
+
+    def settlement(self) -> LedgerSettlement:
+        """Billed rows completed; rows of calls not billed for sure, and rows begun for calls never made, dropped;
+        rows of calls with an unknown outcome (made, neither billed nor free) left pending."""
+        dropped = self.free | (self.begun - self.used)
+        return LedgerSettlement(completed=tuple(self.billed.items()), dropped=tuple(sorted(dropped - set(self.billed))))
+
+
+class _Gate:
+    """Holds write-backs for up to ``linger`` seconds, or until ``size`` are waiting, then lets them all go in the
+    same event-loop turn, so they reach the group commit together (one transaction, set-based statements)."""
+
+    def __init__(self, linger: float, size: int) -> None:
+        self.linger, self.size = linger, max(1, size)
+        self._open: asyncio.Event | None = None
+        self._waiting = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def wait(self) -> None:
+        if self.linger <= 0 or self.size <= 1:
+            return
+        if self._open is None:
+            self._open, self._waiting = asyncio.Event(), 0
+            self._timer = asyncio.get_running_loop().call_later(self.linger, self._release)
+        event = self._open
+        self._waiting += 1
+        if self._waiting >= self.size:
+            self._release()
+        await event.wait()
+
+    def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._open is not None:
+            self._open.set()
+            self._open = None
 
 
 class Researcher:
@@ -193,6 +244,11 @@ class Researcher:
         self.opts = options
         self.setup = setup
         self.inflight = inflight
+        credits = TAVILY_CREDITS.get(options.search_depth or "advanced", 2)
+        #: (credits, USD) a search is expected to cost: the depth's credits at the list price until a billed search
+        #: tells the actual figures (then those of the last billed search).
+        self._search_price: tuple[int, float] = (credits, round(credits * TAVILY_CREDIT_USD, 9))
+        self._gate = _Gate(WRITE_BACK_LINGER_S, settings.claim_batch_size)
 
     # --- one item -----------------------------------------------------------------------------------------------
 
@@ -201,15 +257,25 @@ class Researcher:
         attempt's write-back is rejected by the store and reported as not done."""
         att = _Attempt()
         try:
+            await self._begin_calls(item, att)
             search, cls = await self._research(item, att)
         except (ItemFailed, VantageError) as f:
             # A VantageError here is an inference INVALID_ARGUMENT that no fallback covered (e.g. on the re-ask).
             reason = f.reason if isinstance(f, ItemFailed) else describe("inference", f)
             with self.inflight.critical():
-                await self.store.fail_item(item, reason, truncated=att.truncated)
+                await self.store.fail_item(item, reason, truncated=att.truncated, ledger=att.settlement())
             return False, reason
+        except asyncio.CancelledError:
+            # Stopped or fenced out mid-item: what the calls made so far cost is still recorded.
+            settlement = att.settlement()
+            if settlement:
+                with contextlib.suppress(Exception), self.inflight.critical():
+                    await asyncio.shield(self.store.settle_ledger(settlement))
+            raise
         with self.inflight.critical():
-            ok = await self.store.complete_item(item, search, cls, truncated=att.truncated)
+            await self._gate.wait()
+            ok = await self.store.complete_item(item, search, cls, truncated=att.truncated,
+                                                ledger=att.settlement())
         if not ok:
             return False, "stale attempt: the item was claimed again elsewhere; result discarded"
         return True, f"{cls.tier} {cls.score} {cls.category}"
@@ -298,13 +364,12 @@ class Researcher:
             req.min_score = self.opts.min_score
         att.search_calls += 1
         key = self._key(item, SEARCH_PROVIDER, att.search_calls)
-        credits = TAVILY_CREDITS.get(self.opts.search_depth or self.settings.search_depth, 2)
-        estimate = (credits, round(credits * self.settings.tavily_credit_usd, 9))
-        async with self._ledger(item, key, SEARCH_PROVIDER, "search", "credits", estimate) as led:
+        async with self._ledger(item, att, key, SEARCH_PROVIDER, "search", "credits", self._search_price) as led:
             resp = await self._call("search", self.budgets.search, lambda t: self.clients.search.SearchCompany(
                 req, timeout=t, metadata=self._md(item)))
             if resp.credits > 0 or resp.cost_usd > 0:  # 0-credit cached answers are not billed
                 led.bill(units=resp.credits, usd=resp.cost_usd)
+                self._search_price = (resp.credits, resp.cost_usd)
         att.credits += resp.credits
         att.search_usd += resp.cost_usd
         return resp
@@ -326,7 +391,7 @@ class Researcher:
             no_cache=no_cache or self.opts.no_cache,
             idempotency_key=key,
         )
-        async with self._ledger(item, key, provider, "llm", "tokens") as led:
+        async with self._ledger(item, att, key, provider, "llm", "tokens") as led:
             resp = await self._call("inference", self.budgets.inference, lambda t: self.clients.inference.Complete(
                 req, timeout=t, metadata=self._md(item)))
             tin, tout = resp.usage.input_tokens, resp.usage.output_tokens
@@ -374,20 +439,43 @@ class Researcher:
     def _md(self, item: ClaimedItem) -> tuple[tuple[str, str], ...]:
         return call_metadata(run_id=self.run_id, item_id=item.id)
 
+    def _call_row(self, item: ClaimedItem, key: str, provider: str, kind: str, unit_type: str,
+                  estimate: tuple[int, float] = (0, 0.0)) -> dict[str, Any]:
+        return ledger_call(run_id=self.run_id, item_id=item.id, provider=provider, kind=kind, key=key,
+                           unit_type=unit_type, attempt=item.attempt, estimate_units=estimate[0],
+                           estimate_usd=estimate[1])
+
+    async def _begin_calls(self, item: ClaimedItem, att: _Attempt) -> None:
+        """The pending ledger rows of the attempt's two paid calls (the search and the classification), in ONE
+        operation committed before either call is made: the items of a claim start together, so their rows share a
+        transaction. A re-search or re-ask begins its own row (:meth:`_ledger`); a row whose call is never made
+        is dropped by the write-back."""
+        provider = self.setup.provider or "llm"
+        rows = [
+            self._call_row(item, self._key(item, SEARCH_PROVIDER, 1), SEARCH_PROVIDER, "search", "credits",
+                           self._search_price),
+            self._call_row(item, self._key(item, provider, 1), provider, "llm", "tokens"),
+        ]
+        with self.inflight.critical():
+            await self.store.ledger_begin_many(rows)
+        att.begun.update(r["idempotency_key"] for r in rows)
+
     @contextlib.asynccontextmanager
     async def _ledger(
-        self, item: ClaimedItem, key: str, provider: str, kind: str, unit_type: str,
+        self, item: ClaimedItem, att: _Attempt, key: str, provider: str, kind: str, unit_type: str,
         estimate: tuple[int, float] = (0, 0.0),
     ) -> AsyncIterator[_Bill]:
-        """A pending ledger row before the call; completed with its cost when billed, dropped when the call was
-        free or failed for sure, kept pending when the outcome is unknown (deadline, cancellation, or the process
-        dies). ``estimate`` = (units, USD) the call costs when known before it (a Tavily search's credits): the
-        pending row carries it, flagged ``cost_estimated``, so an unknown outcome is counted at its known price."""
-        with self.inflight.critical():
-            await self.store.ledger_begin(
-                run_id=self.run_id, item_id=item.id, provider=provider, kind=kind, key=key, unit_type=unit_type,
-                attempt=item.attempt, estimate_units=estimate[0], estimate_usd=estimate[1],
-            )
+        """A pending ledger row committed before the call (by :meth:`_begin_calls`, or here for a further call of
+        the attempt); how the call ended is noted on ``att`` and settled in the attempt's write-back transaction:
+        completed with its cost when billed, dropped when the call was free or failed for sure, kept pending when
+        the outcome is unknown (deadline, cancellation, or the process dies). ``estimate`` = (units, USD) the call
+        costs when known before it (a Tavily search's credits): the pending row carries it, flagged
+        ``cost_estimated``, so an unknown outcome is counted at its known price."""
+        if key not in att.begun:
+            with self.inflight.critical():
+                await self.store.ledger_begin_many([self._call_row(item, key, provider, kind, unit_type, estimate)])
+            att.begun.add(key)
+        att.used.add(key)
         bill = _Bill()
         try:
             yield bill
@@ -396,14 +484,12 @@ class Researcher:
                 isinstance(e, ItemFailed) and e.code in _UNKNOWN_OUTCOME
             )
             if not unknown:
-                with self.inflight.critical():
-                    await self.store.ledger_discard(key)
+                att.free.add(key)
             raise
-        with self.inflight.critical():
-            if bill.billed:
-                await self.store.ledger_complete(key, **bill.values)
-            else:
-                await self.store.ledger_discard(key)
+        if bill.billed:
+            att.billed[key] = bill.values
+        else:
+            att.free.add(key)
 
 
 class _Bill:

@@ -28,11 +28,18 @@ schedule_app = typer.Typer(help="Scheduled sweeps: an evaluation started every p
 
 def schedule_fields(row: ScheduleRow, now: datetime | None = None) -> dict[str, Any]:
     """The ``--output json`` record of a schedule. Times are ISO 8601 UTC; ``every_seconds`` in seconds;
-    ``next_due_at``: when the next period starts (None while paused)."""
-    from services.orchestrator.app.schedules import format_every, next_due
+    ``next_due_at``: when the next sweep is due — the current period's start when nobody has started it yet —
+    (None while paused)."""
+    from services.orchestrator.app.schedules import due_period, format_every, next_due, period_start
     from services.orchestrator.store.repo import utcnow
 
-    nd = None if row.paused else next_due(now or utcnow(), row.anchor_at, row.every_seconds).isoformat()
+    now = now or utcnow()
+    p = due_period(now, row.anchor_at, row.every_seconds)
+    if p is not None and (row.last_period is None or row.last_period < p):
+        due = period_start(row.anchor_at, row.every_seconds, p)
+    else:
+        due = next_due(now, row.anchor_at, row.every_seconds)
+    nd = None if row.paused else due.isoformat()
     return {
         "id": row.id, "name": row.name, "org": row.org_name, "domain": row.org_domain,
         "questions": len(row.questions), "models": row.models, "locations": [loc for loc in row.locations if loc],

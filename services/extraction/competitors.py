@@ -102,6 +102,9 @@ GENERIC_TERMS: frozenset[str] = frozenset(
     free paid cheap cheapest expensive fast fastest easy easiest simple flexible flexibility cost-effective
     budget high low mid large small medium scale scaling multi-gpu multi-node cluster clusters instance
     instances pod pods node nodes vm vms container containers region-specific general purpose
+    fazit zusammenfassung empfehlung empfehlungen tipp tipps hinweis überblick vorteile nachteile preise
+    conclusión resumen recomendación recomendaciones consejo consejos ventajas desventajas precios
+    résumé recommandation recommandations conseil conseils avantages inconvénients prix verdict
     """.split()
 )
 FUNCTION_WORDS: frozenset[str] = frozenset(
@@ -365,6 +368,8 @@ def _prose_candidates(
                     continue
             elif _INTEGRATION_RE.search(segment, max(0, pos - 40), pos):
                 continue  # "built on Loki, Tempo and Mimir", "runs on WordPress and …"
+            if doc_lang == "en" and _ATTRIBUTIVE_RE.match(segment, m.end()):
+                continue  # "if PayPal and Venmo wallets matter": the names modify a noun
             # "Microsoft Defender for Endpoint and SentinelOne": the first part ends the name before "for".
             inside_name = after_for and _CAPITAL_BEFORE_FOR_RE.search(segment[max(0, m.start() - 60) : m.start()])
             for k, part in enumerate(parts):
@@ -1173,7 +1178,8 @@ def discover(
     for b in others:
         b.display = _display(b, known_names)
         maker = makers.get(id(b))
-        if maker and not any(k in known_names for k in b.keys) and len({s.casefold() for s in b.surfaces}) > 1:
+        lines = {x.casefold() for x in b.surfaces if x.split()[:1] == [maker] and len(x.split()) > 1}
+        if maker and not any(k in known_names for k in b.keys) and len(lines) > 1:
             b.display = maker  # "Google Analytics 4" + "Google BigQuery" → Google
     others.sort(key=lambda b: b.first_offset)
     return org_brand, others
@@ -1254,6 +1260,15 @@ def _fold_target(doc: Doc, accepted: Sequence[Candidate], j: int) -> int | None:
             return i
         if accepted[i].span[0] < unit.start:
             break
+    # "Campaign Monitor, which is part of Marigold": the brand named earlier in the unit, accepted elsewhere.
+    head = doc.text[unit.start : c.span[0]]
+    best: tuple[int, int] | None = None
+    for i in range(j - 1, -1, -1):
+        at = head.rfind(accepted[i].text)
+        if at >= 0 and (best is None or at > best[0]):
+            best = (at, i)
+    if best is not None:
+        return best[1]
     if unit.section >= 0:
         head = doc.units[unit.section]
         lead = lead_span(doc, head)

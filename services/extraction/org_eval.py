@@ -125,7 +125,13 @@ def _mention_scope(doc: Doc, unit: Unit, start: int, named: list[tuple[int, int,
         for u in doc.units[unit.index + 1 :]:
             if u.kind != "sentence" or _BLANK_LINE_RE.search(doc.text, prev.end, u.start):
                 break
-            if any(u.start <= s < u.end for s, _e, _b in named):
+            others = [s for s, _e, b in named if u.start <= s < u.end and b != 0]
+            if others:
+                # "The interface is less modern than Piano Analytics'": another organisation only as the object
+                # of a comparison keeps the org as the subject for that sentence (and ends the carry-on).
+                than = _THAN_RE.search(doc.text, u.start, u.end)
+                if than is not None and all(s > than.start() for s in others):
+                    out.append(u.index)
                 break
             out.append(u.index)
             prev = u

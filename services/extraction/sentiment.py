@@ -46,7 +46,7 @@ polished smooth responsive helpful accurate friendly elegant beloved lightweight
 worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
 strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
 well-priced value recommendation recommendations stylish flexibility widest largest
-favourite-choice
+favourite-choice justified
 """
 _EN_NEG = """
 expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
@@ -58,7 +58,7 @@ layoffs disadvantage disadvantages avoid cumbersome clunky outdated dated sluggi
 harder higher-priced premium-priced capped throttled throttling delays delayed failure failures overwhelming
 bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
 heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
-unclear faulty crashed crashes crashing damaged complaint raising rising crept hikes hike
+unclear faulty crashed crashes crashing damaged complaint raising rising crept hikes hike thinner upsells upsell upselling
 """
 _ES_POS = """
 mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
@@ -68,7 +68,9 @@ intuitivo intuitiva potente potentes robusto robusta sólido sólida flexible fl
 completas personalizable ideal ideales destaca destacan líder líderes eficiente eficientes seguro segura cómodo
 cómoda ventaja ventajas excelencia generoso generosa transparente estable estables moderno moderna versátil útil
 útiles buena bueno buenos buenas gran grandes maduro madura favorito favorita preferido preferida
-amable cómodos cómodas cumplidor agradable
+amable cómodos cómodas cumplidor agradable destacable destacado destacada
+sobresaliente rentable competitivo competitiva competitivos competitivas amplio amplia amplios amplias eficaz
+eficaces práctico práctica prácticos valorado valorada apreciado apreciada ágil ágiles innovador innovadora
 """
 _ES_NEG = """
 caro cara caros caras costoso costosa costosos costosas lento lenta lentos lentas limitado limitada limitados
@@ -77,6 +79,7 @@ inestable desventaja desventajas inconveniente inconvenientes problema problemas
 retrasado anticuado anticuada obsoleto obsoleta engorroso engorrosa escaso escasa escasos lentitud críticas
 carece carecen falta caída caídas opaco opaca rígido rígida tosco tosca malo mala malos malas pésimo pésima
 incómodo incómoda abusivas abusivos ocultas ocultos elevadas elevados elevada elevado suben subido
+criticado criticada criticados critican quejan insuficiente insuficientes saturado saturada mediocre
 """
 _DE_POS = """
 beste besten bester bestes zuverlässig zuverlässige zuverlässigen zuverlässiger empfehlenswert empfehlenswerte
@@ -86,7 +89,8 @@ starke starken robust robuste solide flexibel flexible flexibler umfassend umfas
 führende führenden effizient effiziente sicher sichere stabil stabile modern moderne vielseitig praktisch gut gute
 guten guter gutes besser bessere hervorragend hervorragende exzellent überzeugt überzeugend sauber saubere
 übersichtlich übersichtliche komfortabel bequem nahtlos punktet punkten vorteil vorteile großzügig großzügige
-transparent transparente pünktlich freundlich reibungslos naheliegende
+transparent transparente pünktlich freundlich reibungslos naheliegende riesig riesige riesigen attraktiv
+attraktive attraktiven benutzerfreundlich benutzerfreundliche verbreitet marktführer beliebteste
 sehr empfehlenswert
 """
 _DE_NEG = """
@@ -96,7 +100,8 @@ schwierig schwierige schwach schwache schwächer schlecht schlechte schlechter s
 überladen überladene instabil nachteil nachteile problem probleme beschwerden kritik unzuverlässig unzuverlässige
 verspätungen verspätet mangelhaft dürftig träge starr steil steile fehlt fehlen fehlende mangel hakelig
 unpünktlich unfreundlich undurchsichtig versteckte schwer mängel mängeln gerügt kritisiert bemängelt
-bußgeld strafe ärgerlich nervig enttäuschend
+bußgeld strafe ärgerlich nervig enttäuschend kritisieren bemängeln verwirrend störanfällig ausverkauft
+überteuert lückenhaft ungenau ungenaue
 """
 _FR_POS = """
 meilleur meilleure meilleurs meilleures fiable fiables recommandé recommandée recommandés recommande recommandable
@@ -106,7 +111,8 @@ complets idéal idéale idéaux leader leaders efficace efficaces sûr sûre sta
 polyvalent polyvalente pratique pratiques bon bonne bons bonnes excellent excellente excellents avantage avantages
 généreux généreuse transparent transparente agréable confortable fluide réactif réactive incontournable
 séduisant séduit apprécié appréciée ponctuel ponctuelle atout atouts compétitif compétitive compétitifs
-compétitives avancé avancée avancés avancées évident évidents évidente évite
+compétitives avancé avancée avancés avancées évident évidents évidente évite réputé réputée performant
+performante ergonomique citée
 """
 _FR_NEG = """
 cher chère chers chères coûteux coûteuse onéreux onéreuse lent lente lents lentes limité limitée limités
@@ -114,6 +120,7 @@ complexe complexes compliqué compliquée confus confuse difficile difficiles pi
 inconvénient inconvénients problème problèmes plaintes retards retard retardé dépassé dépassée vieillot
 vieillotte lourd lourde rigide opaque désavantage manque manquent décevant décevante pénible austère cachés
 cachées peu-fiable restreint restreinte datée daté datés datées payants payant excentrées excentrée excentré montent augmenté hausse
+critiqué critiquée critiqués critiquées plainte
 """
 
 #: Label phrases that carry no opinion although they contain a lexicon word. The corpus rules count "best for",
@@ -127,7 +134,7 @@ _LABELS: dict[str, tuple[tuple[str, ...], ...]] = {
 #: Multi-word evaluations, matched before single words.
 _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
     "en": tuple(
-        [(tuple(p.split()), 1) for p in ("most common choice", "popular choice", "easy to use", "well suited", "highly rated", "stands out", "hard to beat",
+        [(tuple(p.split()), 1) for p in ("the default", "most common choice", "popular choice", "easy to use", "well suited", "highly rated", "stands out", "hard to beat",
                                          "tough to beat", "second to none", "my pick", "go with", "start with",
                                          "worth it", "worth the money", "best choice", "best option", "i'd look at",
                                          "i'd run", "i'd go with", "i'd pick", "i'd start with", "i'd use",
@@ -186,7 +193,10 @@ _LESS: dict[str, frozenset[str]] = {
     "fr": frozenset({"moins"}),
 }
 #: Words that are good or bad only when said of a price ("higher fees", "lower than Stripe's pricing").
-_PRICE_UP: frozenset[str] = frozenset("higher more höher höhere höheren teurer élevé élevés élevée élevées alto altos alta altas".split())
+_PRICE_UP: frozenset[str] = frozenset(
+    "higher more jump jumps jumped soar soars höher höhere höheren hohen hohe teurer élevé élevés élevée élevées "
+    "alto altos alta altas".split()
+)
 _PRICE_DOWN: frozenset[str] = frozenset("lower less niedriger niedrigere bajo bajos baja bajas bas basse".split())
 _PRICE_WORDS: frozenset[str] = frozenset(
     """fee fees price prices pricing cost costs rate rates commission commissions markup subscription tarif tarifs
@@ -332,10 +342,14 @@ def _multi(lang: str) -> dict[str, tuple[tuple[tuple[str, ...], int | None], ...
     return {k: tuple(sorted(v, key=lambda p: -len(p[0]))) for k, v in index.items()}
 
 
+#: German price compounds ("Mahngebühren", "Zusatzkosten", "Lizenzpreise").
+_DE_PRICE_TAIL_RE = re.compile(r"(?:gebühr|gebühren|kosten|preis|preise|tarif|tarife)$")
+
+
 def polarity(ws: list[str], lang: str) -> Polarity:
     """Evaluations in the words ``ws`` of one clause (see the module docstring)."""
     lex = lexicon(lang)
-    priced = not _PRICE_WORDS.isdisjoint(ws)
+    priced = not _PRICE_WORDS.isdisjoint(ws) or (lang == "de" and any(_DE_PRICE_TAIL_RE.search(w) for w in ws))
 
     def sign(word: str) -> int:
         if priced:

@@ -668,8 +668,9 @@ def _strip_question(q: str) -> str:
 def generate(corpus: Corpus, question: str, model: str, location: str | None = None,
              mention_probability: dict[str, float] | None = None) -> Answer:
     """Build the deterministic answer for ``(question, model, location)``. ``mention_probability`` (the
-    ``answer_mention_probability`` knob): vendor name (case-insensitive) → probability that the answer names it,
-    drawn from a hash of (question, model, location, vendor), so deterministic too."""
+    ``answer_mention_probability`` knob): vendor name, or ``"vendor@model"`` for one model only (case-insensitive)
+    → probability that the answer names it, drawn from a hash of (question, model, location, vendor), so
+    deterministic too."""
     loc = (location or "US").upper()
     seed = stable_hash(question.strip().lower(), model.strip().lower(), loc)
     rng = random.Random(seed)
@@ -683,14 +684,19 @@ def generate(corpus: Corpus, question: str, model: str, location: str | None = N
     if mention_probability:
         odds = {k.casefold(): p for k, p in mention_probability.items()}
 
+        def odds_of(v: Vendor) -> float | None:
+            # "vendor@model" (this model only) before "vendor" (every model).
+            p = odds.get(f"{v.name.casefold()}@{model.strip().lower()}")
+            return odds.get(v.name.casefold()) if p is None else p
+
         def keep(v: Vendor) -> bool:
-            p = odds.get(v.name.casefold())
+            p = odds_of(v)
             if p is None:
                 return v in chosen
             draw = random.Random(stable_hash(question.strip().lower(), model.strip().lower(), loc, v.name))
             return draw.random() < p
 
-        chosen = [v for v in noisy if keep(v)] or [v for v in noisy if v.name.casefold() not in odds][:3]
+        chosen = [v for v in noisy if keep(v)] or [v for v in noisy if odds_of(v) is None][:3]
 
     low_model = model.lower()
     shapes = ["numbered", "headings", "table", "prose"]

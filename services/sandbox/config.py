@@ -149,11 +149,13 @@ class Knobs(BaseModel):
         "", max_length=40, description="progress reports this status instead of starting/running ('' = real)"
     )
     # Synthetic answers (services/sandbox/answers.py): the probability that a vendor is named in an answer, by
-    # vendor name (case-insensitive), e.g. {"Together AI": 0.3}; unlisted vendors keep the corpus's own odds. A
+    # vendor name (case-insensitive), e.g. {"Together AI": 0.3}, or for one model only, e.g.
+    # {"Together AI@gpt-5.5": 0.3} (wins over the vendor's entry); unlisted vendors keep the corpus's own odds. A
     # sandbox-only knob that lets a test change an org's true mention probability between two sweeps (issue 14).
     answer_mention_probability: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict, max_length=50,
-        description="vendor name -> probability (0..1) that an answer names it ({} = the corpus's own odds)",
+        description="vendor name (or 'vendor@model') -> probability (0..1) that an answer names it ({} = the "
+                    "corpus's own odds)",
     )
 
     # Packed enrichment prompts (services/sandbox/packing.py): corrupt the next N packs answered

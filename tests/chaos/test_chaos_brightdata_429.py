@@ -113,7 +113,7 @@ async def test_chaos_brightdata_429_storm(chaos_sandbox: Child, tmp_path: Path, 
                 try:
                     orch = Orchestrator(store, Clients(channels, settings), settings)
                     run, report = await create_eval_run(
-                        orch, org_name="Together AI", org_domain="together.ai", questions=qs, models=MODELS,
+                        orch, samples=1, org_name="Together AI", org_domain="together.ai", questions=qs, models=MODELS,
                         locations=LOCATIONS, known_competitors=["CoreWeave", "Lambda"], name="chaos-bd-429",
                     )
                     assert report.items == expected

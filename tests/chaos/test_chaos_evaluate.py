@@ -101,7 +101,7 @@ async def test_chaos_evaluate_run(chaos_sandbox: Child, tmp_path: Path, quiet_lo
                 try:
                     orch = Orchestrator(store, Clients(channels, settings), settings)
                     run, report = await create_eval_run(
-                        orch, org_name="Together AI", org_domain="together.ai", questions=qs, models=MODELS,
+                        orch, samples=1, org_name="Together AI", org_domain="together.ai", questions=qs, models=MODELS,
                         locations=LOCATIONS, known_competitors=["CoreWeave", "Lambda"], name="chaos-eval",
                     )
                     assert report.items == expected

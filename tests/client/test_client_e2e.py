@@ -100,7 +100,7 @@ async def test_async_evaluation_end_to_end(addrs: dict[str, str]) -> None:
                                   inference_target=addrs["inference"],
                                   extraction_target=addrs["extraction"]) as client:
         started = await client.evaluate("Together AI", QUESTIONS, ["gpt-5.5", "claude-sonnet-5"], ["US"],
-                                        org_domain="together.ai", name="client-eval")
+                                        samples=1, org_domain="together.ai", name="client-eval")
         assert started.kind is RunKind.ORG_EVAL and started.counts.total == 4
         run = await client.wait(started.run_id, on_progress=progress, timeout=240)
         items = [i async for i in client.list_items(run.run_id)]
@@ -131,8 +131,18 @@ async def test_async_evaluation_end_to_end(addrs: dict[str, str]) -> None:
         with pytest.raises(InvalidArgument) as e:
             await client.route("bad model name!")
         assert e.value.fields == ["model"]
-        # StartRun has the samples field now; the server refuses what it does not implement yet, naming the field.
-        with pytest.raises(InvalidArgument) as e:
-            await client.evaluate("Together AI", QUESTIONS, ["gpt-5.5"], samples=3)
-        assert e.value.fields == ["samples"]
+        # Repeated samples: each question × model × location asked K times, each sample its own question run.
+        sampled = await client.evaluate("Together AI", QUESTIONS[:1], ["gpt-5.5"], ["US"], samples=3,
+                                        org_domain="together.ai", name="client-eval-samples")
+        assert sampled.counts.total == 3
+        run = await client.wait(sampled.run_id, timeout=240)
+        assert run.status is RunStatus.COMPLETED and run.counts.done == 3
+        keys = sorted([i.key async for i in client.list_items(run.run_id)])
+        assert len(keys) == 3 and all(f"#{k}/3 " in key for k, key in zip((1, 2, 3), keys, strict=True)), keys
+        # Out of bounds: refused before any call; an earlier sweep that does not exist: NOT_FOUND from the server.
+        with pytest.raises(ValueError, match="samples"):
+            await client.evaluate("Together AI", QUESTIONS, ["gpt-5.5"], samples=21)
+        with pytest.raises(NotFound):
+            await client.evaluate("Together AI", QUESTIONS, ["gpt-5.5"], samples=1,
+                                  reuse_answers="00000000-0000-0000-0000-000000000000")
 

@@ -272,13 +272,17 @@ def test_evaluate_builds_the_matrix_and_handles_samples(channel, client, pool) -
     rpc.terminate(run_pb(kind=opb.ORG_EVAL), (), grpc.StatusCode.OK, "")
     assert fut.result(timeout=30).kind is RunKind.ORG_EVAL
 
-    has_samples = "samples" in opb.OrgEvalInput.DESCRIPTOR.fields_by_name or \
-        "samples" in opb.StartRunRequest.DESCRIPTOR.fields_by_name
-    if not has_samples:  # until issue 14 adds the field, samples != 1 is refused before any call
+    assert req.samples == 0 and req.reuse_answers == ""  # 0: the server's default (3)
+
+    fut = in_thread(pool, lambda: client.evaluate("Together AI", ["Q?"], ["gpt-5.5"], samples=3,
+                                                  reuse_answers="3f2a9c1e"))
+    _md, req, rpc = channel.take_unary_unary(method("StartRun"))
+    assert (req.samples, req.reuse_answers) == (3, "3f2a9c1e")
+    rpc.terminate(run_pb(kind=opb.ORG_EVAL), (), grpc.StatusCode.OK, "")
+    fut.result(timeout=30)
+    for bad in (-1, 21):
         with pytest.raises(ValueError, match="samples"):
-            client.evaluate("Together AI", ["Q?"], ["gpt-5.5"], samples=3)
-    with pytest.raises(ValueError, match="samples"):
-        client.evaluate("Together AI", ["Q?"], ["gpt-5.5"], samples=0)
+            client.evaluate("Together AI", ["Q?"], ["gpt-5.5"], samples=bad)
     with pytest.raises(TypeError, match="models"):
         client.evaluate("Together AI", ["Q?"], "gpt-5.5")  # type: ignore[arg-type]
 

@@ -47,7 +47,7 @@ async def test_dur_detached_research_and_evaluation_run_in_a_worker(services: Se
     assert code == 0, err
     research_id = out.strip()
     assert "queued for workers" in err
-    code, out, err = await vantage(settings, "evaluate", "--detach", "--org", "Together AI", "--domain",
+    code, out, err = await vantage(settings, "evaluate", "--samples", "1", "--detach", "--org", "Together AI", "--domain",
                                    "together.ai", "--questions", str(questions), "--models", "gpt-4.1")
     assert code == 0, err
     eval_id = out.strip()

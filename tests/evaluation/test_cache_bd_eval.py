@@ -1,7 +1,9 @@
-"""Re-running an ORG_EVAL over the Bright Data models (chatgpt, perplexity) is served from the inference service's
-response cache: no snapshot is triggered (counted at the sandbox), the run costs $0, its question runs are marked
-cached, and the report counts them as cache hits; ``no_cache`` asks Bright Data again. Real inference and extraction
-services on loopback, SQLite and PostgreSQL."""
+"""Sweeps over the Bright Data models (chatgpt, perplexity) and the inference service's response cache (issue 14):
+a second sweep is a new measurement — it triggers its own snapshots and pays for its records (the cache is scoped
+to a sweep) —, while a sweep started with ``reuse_answers`` copies the earlier sweep's answers: no snapshot is
+triggered (counted at the sandbox), the run costs $0, its question runs are marked cached and reused, and the report
+counts them as cache hits; ``no_cache`` asks Bright Data again too. Real inference and extraction services on
+loopback, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ MODELS = ["chatgpt", "perplexity"]
 LOCATIONS = ["US", "GB"]
 
 
-async def _run(orch: Orchestrator, questions: list[str], *, no_cache: bool = False) -> str:
+async def _run(orch: Orchestrator, questions: list[str], *, no_cache: bool = False, reuse: str = "") -> str:
     run, report = await create_eval_run(
-        orch, org_name="Together AI", org_domain="together.ai", questions=questions, models=MODELS,
-        locations=LOCATIONS, known_competitors=["CoreWeave", "Lambda"], no_cache=no_cache,
+        orch, samples=1, org_name="Together AI", org_domain="together.ai", questions=questions, models=MODELS,
+        locations=LOCATIONS, known_competitors=["CoreWeave", "Lambda"], no_cache=no_cache, reuse_answers=reuse,
     )
     assert report.items == len(questions) * 4
     summary = await orch.execute(run.id)
@@ -32,7 +34,7 @@ async def _run(orch: Orchestrator, questions: list[str], *, no_cache: bool = Fal
     return run.id
 
 
-async def test_cache_bd_rerun_of_an_evaluation_triggers_nothing_and_costs_nothing(
+async def test_cache_bd_second_sweep_asks_again_and_reuse_answers_costs_nothing(
     eval_env: tuple[Settings, Store, Orchestrator], counters
 ) -> None:
     settings, store, orch = eval_env
@@ -47,9 +49,20 @@ async def test_cache_bd_rerun_of_an_evaluation_triggers_nothing_and_costs_nothin
     assert rep1.overall.cached == 0 and rep1.snapshots == 4
     assert rep1.cache_line().startswith("Answers: 20 total, 0 cache hits ($0), 20 newly asked, 0 failed")
 
-    second = await _run(orch, questions)
+    # A second sweep is a new measurement: the response cache is scoped to a sweep, so Bright Data is asked again.
+    again = await _run(orch, questions)
+    t_again = counters.triggers()
+    assert (t_again["chatgpt"] - t1["chatgpt"], t_again["perplexity"] - t1["perplexity"]) == (2, 2)
+    rep_again = await build_report(store, again)
+    assert rep_again.overall.cached == 0 and rep_again.snapshots == 4
+    assert rep_again.totals.cost_usd >= 20 * settings.brightdata_record_usd
+
+    # --reuse-answers: the first sweep's answers copied in and read again, nothing asked.
+    second = await _run(orch, questions, reuse=first)
     t2 = counters.triggers()
-    assert t2 == t1  # not one Bright Data trigger
+    assert t2 == t_again  # not one Bright Data trigger
+    assert {r[0] for r in await rows(store, "SELECT reused_from_run FROM question_runs WHERE run_id = :r",
+                                     r=second)} == {first}
     rep2 = await build_report(store, second)
     assert rep2.totals.cost_usd == 0
     assert sum(r["usd"] for r in await store.ledger_rows(second)) == 0

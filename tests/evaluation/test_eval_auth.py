@@ -41,7 +41,7 @@ def evaluate(stack: Stack, cwd: Path, token: str) -> subprocess.CompletedProcess
            "VANTAGE_AUTH_TOKEN": token, "VANTAGE_RETRY_INITIAL_SECONDS": "0.01", "VANTAGE_RETRY_MAX_SECONDS": "0.05"}
     (cwd / "questions.txt").write_text(QUESTIONS)
     return subprocess.run(
-        [sys.executable, "-m", "services.orchestrator.cli", "evaluate", "--org", "Together AI", "--domain",
+        [sys.executable, "-m", "services.orchestrator.cli", "evaluate", "--samples", "1", "--org", "Together AI", "--domain",
          "together.ai", "--questions", "questions.txt", "--models", "chatgpt,gpt-5.5", "--locations", "US",
          "--output", "json"],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=180,

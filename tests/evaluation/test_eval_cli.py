@@ -94,7 +94,7 @@ def db_rows(path: Path, sql: str) -> list[tuple]:
 def test_sigkill_with_snapshots_in_flight_then_resume_triggers_nothing_new(cli: Cli, stack: Stack) -> None:
     db = cli.cwd / "vantage.db"
     before = triggers(stack)
-    proc = cli.popen("evaluate", "--org", "Together AI", "--domain", "together.ai", "--questions", "questions.txt",
+    proc = cli.popen("evaluate", "--samples", "1", "--org", "Together AI", "--domain", "together.ai", "--questions", "questions.txt",
                      "--models", "chatgpt,perplexity,gpt-4.1", "--locations", "US")
     try:
         end = time.monotonic() + 60

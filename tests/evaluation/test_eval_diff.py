@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def sweep(orch: Orchestrator, knobs, p: float, questions: list[str], models: list[str] = MODELS,
                 locations: list[str] = LOCATIONS) -> str:
     knobs({"answer_mention_probability": {ORG: p}})
-    run, _ = await create_eval_run(orch, org_name=ORG, org_domain="together.ai", questions=questions, models=models,
+    run, _ = await create_eval_run(orch, samples=1, org_name=ORG, org_domain="together.ai", questions=questions, models=models,
                                    locations=locations, no_cache=True)
     summary = await orch.execute(run.id)
     assert summary.run.status == "completed", summary.run.error
@@ -139,7 +139,7 @@ async def test_diff_research_runs(eval_env: tuple[Settings, Store, Orchestrator]
     assert r.returncode == 0 and "Cohere" in r.stdout and new_tier in r.stdout
 
     # Mixed kinds: one line, exit 2.
-    ev, _ = await create_eval_run(orch, org_name=ORG, org_domain="together.ai", questions=["Best GPU cloud?"],
+    ev, _ = await create_eval_run(orch, samples=1, org_name=ORG, org_domain="together.ai", questions=["Best GPU cloud?"],
                                   models=MODELS[:1], locations=["US"])
     with pytest.raises(FailedPrecondition):
         await diff_runs(store, a.id, ev.id)

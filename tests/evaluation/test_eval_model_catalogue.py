@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 async def test_unknown_model_answers_are_billed_as_estimates(eval_env: tuple[Settings, Store, Orchestrator]) -> None:
     _, store, orch = eval_env
     run, _ = await create_eval_run(
-        orch, org_name="Together AI", org_domain="together.ai", questions=read_questions(QUESTIONS)[:2],
+        orch, samples=1, org_name="Together AI", org_domain="together.ai", questions=read_questions(QUESTIONS)[:2],
         models=["gpt-5.5", "gpt-house-tuned"], locations=["US"],
     )
     summary = await orch.execute(run.id)

@@ -56,7 +56,7 @@ def test_evaluate_with_sonar_uses_the_agent_api_only(stack: Stack, tmp_path: Pat
     (tmp_path / "questions.txt").write_text(QUESTIONS)
     before = _stats(stack)
     r = subprocess.run(
-        [sys.executable, "-m", "services.orchestrator.cli", "evaluate", "--org", "Together AI", "--domain",
+        [sys.executable, "-m", "services.orchestrator.cli", "evaluate", "--samples", "1", "--org", "Together AI", "--domain",
          "together.ai", "--questions", "questions.txt", "--models", MODELS, "--locations", LOCATIONS,
          "--output", "json"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,

@@ -29,7 +29,7 @@ async def test_evaluation_end_to_end(eval_env: tuple[Settings, Store, Orchestrat
     questions = read_questions(QUESTIONS)[:5]
     before = counters.triggers()
     run, report = await create_eval_run(
-        orch, org_name="Together AI", org_domain="together.ai", questions=questions, models=MODELS,
+        orch, samples=1, org_name="Together AI", org_domain="together.ai", questions=questions, models=MODELS,
         locations=LOCATIONS, known_competitors=["CoreWeave", "Lambda"],
     )
     assert report.items == 40 and report.questions == 5
@@ -102,7 +102,7 @@ async def test_evaluation_end_to_end(eval_env: tuple[Settings, Store, Orchestrat
     assert vmodel == settings.research_model and variations[0] == "Together AI"
     assert {"Together", "together.ai", "Together Inc"} <= set(variations)
     assert [r for r in ledger if r["item_id"] is None and ":variations" in r["idempotency_key"]]
-    again, _ = await create_eval_run(orch, org_name="together ai", org_domain="together.ai",
+    again, _ = await create_eval_run(orch, samples=1, org_name="together ai", org_domain="together.ai",
                                      questions=questions[:1], models=["gpt-4.1"], locations=["US"])
     assert again.options["org_id"] == run.options["org_id"]
     assert (await orch.execute(again.id)).totals.counts["done"] == 1

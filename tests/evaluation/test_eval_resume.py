@@ -34,7 +34,7 @@ MODELS = ["chatgpt", "perplexity", "gpt-4.1"]
 
 
 async def new_run(orch: Orchestrator, models: list[str] = MODELS) -> str:
-    run, _ = await create_eval_run(orch, org_name="Together AI", org_domain="together.ai", questions=QUESTIONS,
+    run, _ = await create_eval_run(orch, samples=1, org_name="Together AI", org_domain="together.ai", questions=QUESTIONS,
                                    models=models, locations=["US"])
     return run.id
 

@@ -56,7 +56,7 @@ async def test_start_run_org_eval_inline_then_watch_to_the_end(
 ) -> None:
     stub, db_url = server
     req = pb.StartRunRequest(
-        kind=pb.ORG_EVAL, name="grpc-eval",
+        kind=pb.ORG_EVAL, samples=1, name="grpc-eval",
         org_eval=pb.OrgEvalInput(
             org_name="Together AI", org_domain="together.ai", questions=QUESTION_LIST,
             models=["chatgpt", "perplexity", "gpt-4.1", "claude-sonnet-5"], locations=["US", "GB"],
@@ -112,7 +112,7 @@ async def test_start_run_org_eval_from_a_questions_file(server: tuple[pb_grpc.Or
     # The client sends the file's content (the server reads no client-named path; tests/orchestrator/
     # test_orch_hardening.py covers input_path under VANTAGE_INPUT_DIR).
     req = pb.StartRunRequest(
-        kind=pb.ORG_EVAL, questions_text=QUESTIONS.read_text(),
+        kind=pb.ORG_EVAL, samples=1, questions_text=QUESTIONS.read_text(),
         org_eval_options=pb.OrgEvalInput(org_name="Together AI", org_domain="together.ai", models=["gpt-4.1"],
                                          locations=["US"]),
     )
@@ -132,20 +132,20 @@ async def test_start_run_org_eval_errors(server: tuple[pb_grpc.OrchestratorServi
         return e.value
 
     base = pb.OrgEvalInput(org_name="Together AI", questions=QUESTION_LIST, models=["chatgpt"], locations=["US"])
-    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=pb.OrgEvalInput(
+    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=pb.OrgEvalInput(
         org_name="", questions=QUESTION_LIST, models=["chatgpt"], locations=["USA"])))
     assert set(violations(e)) == {"org_eval.org_name", "org_eval.locations"}
     bad_model = pb.OrgEvalInput()
     bad_model.CopyFrom(base)
     bad_model.models[:] = ["chatgpt", "llama-unknown"]
-    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=bad_model))
+    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=bad_model))
     assert violations(e) == ["org_eval.models"] and "llama-unknown" in (e.details() or "")
-    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=pb.OrgEvalInput(org_name="X", models=["gpt-4.1"])))
+    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=pb.OrgEvalInput(org_name="X", models=["gpt-4.1"])))
     assert violations(e) == ["org_eval.questions"]
-    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, input_csv="company\nAcme\n"))
+    e = await refused(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, input_csv="company\nAcme\n"))
     assert violations(e) == ["input_csv"]
     with pytest.raises(grpc.aio.AioRpcError) as denied:
-        await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, input_path="/nonexistent/questions.txt",
+        await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, input_path="/nonexistent/questions.txt",
                                                org_eval_options=base), timeout=30)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "VANTAGE_INPUT_DIR" in (denied.value.details() or "")

@@ -69,6 +69,47 @@ def test_keys_and_labels() -> None:
     label = item_label(3, "What are the best GPU cloud providers for training large language models and why so?",
                        "chatgpt", "US")
     assert label.startswith("chatgpt US · Q3 What are the best") and label.endswith("…") and len(label) < 100
+    # Repeated samples: one sample per cell keeps the format of older runs; several name the sample.
+    assert item_key("q1", "chatgpt", "US", 0, 1) == "q1|chatgpt|US"
+    assert [item_key("q1", "chatgpt", "US", k, 3) for k in range(3)] == ["q1|chatgpt|US|0", "q1|chatgpt|US|1",
+                                                                         "q1|chatgpt|US|2"]
+    assert item_label(3, "Who hosts Llama?", "gpt-5.5", "", 0, 1) == "gpt-5.5 - · Q3 Who hosts Llama?"
+    assert item_label(3, "Who hosts Llama?", "gpt-5.5", "GB", 1, 3) == "gpt-5.5 GB · Q3 #2/3 Who hosts Llama?"
+
+
+def test_samples_bounds_and_options() -> None:
+    from services.orchestrator.app.jobs.evaluation import (
+        DEFAULT_SAMPLES,
+        MAX_SAMPLES,
+        EvalOptions,
+        SweepEstimate,
+        answer_usd_estimate,
+        check_limits,
+    )
+    from shared.config import get_settings
+
+    s = get_settings().model_copy(update={"max_run_items": 12})
+    assert DEFAULT_SAMPLES == 3 and MAX_SAMPLES == 20
+    check_limits(s, questions=["a?", "b?"], models=["gpt-5.5", "chatgpt"], locations=["US"], samples=3)
+    with pytest.raises(InvalidArgument) as e:  # 2 × 2 × 1 × 4 = 16 > 12
+        check_limits(s, questions=["a?", "b?"], models=["gpt-5.5", "chatgpt"], locations=["US"], samples=4)
+    assert e.value.violations[0][0] == "questions" and "× samples" in e.value.message and "16" in e.value.message
+    for bad in (0, 21):
+        with pytest.raises(InvalidArgument) as e:
+            check_limits(s, questions=["a?"], samples=bad)
+        assert e.value.violations[0][0] == "samples"
+    # Runs stored before repeated samples read as one sample, no reuse.
+    old = EvalOptions.from_dict({"org_id": "o", "org_name": "Acme", "models": ["gpt-5.5"], "locations": ["US"]})
+    assert (old.samples, old.reuse_answers) == (1, "")
+    assert EvalOptions.from_dict(EvalOptions("o", "Acme", "", ("gpt-5.5",), ("US",), samples=5).to_dict()).samples == 5
+    # The estimate: Bright Data records at the configured price; API answers at the catalogue's token prices.
+    assert answer_usd_estimate(s, "chatgpt", True) == s.brightdata_record_usd
+    p_in, p_out = s.token_prices("gpt-5.5")
+    assert answer_usd_estimate(s, "gpt-5.5", False) > (3000 * p_in + 1000 * p_out) / 1e6
+    est = SweepEstimate(20, 4, 2, 3, 12.5)
+    assert est.question_runs == 480
+    assert est.describe() == ("20 questions × 4 models × 2 locations × 3 samples = 480 question runs, estimated "
+                              "cost $12.50")
 
 
 def test_group_ratios() -> None:

@@ -119,7 +119,7 @@ async def test_input_dir_confines_paths_and_refuses_symlinks_out(start: Callable
         ok = await stub.StartRun(pb.StartRunRequest(kind=pb.RESEARCH, input_path="companies.csv", detach=True),
                                  timeout=30)
         assert ok.counts.total == 2 and ok.name == "companies.csv"
-        ok = await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, input_path=str(inputs / "sub/questions.txt"),
+        ok = await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, input_path=str(inputs / "sub/questions.txt"),
                                                     org_eval_options=ORG, detach=True), timeout=30)
         assert ok.counts.total == 2
         for path in ("escape.csv", "procenv", "updir/secret.csv", "../secret.csv", str(secret), "/proc/self/environ",
@@ -132,7 +132,7 @@ async def test_input_dir_confines_paths_and_refuses_symlinks_out(start: Callable
         e = await failure(stub.StartRun(pb.StartRunRequest(kind=pb.RESEARCH, input_path="notcsv.csv"), timeout=30))
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and violations(e) == ["input_path"]
         assert "SECRET_TOKEN" not in (e.details() or "") and "sk-live" not in (e.details() or "")
-        e = await failure(stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, input_path="missing.txt",
+        e = await failure(stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, input_path="missing.txt",
                                                            org_eval_options=ORG), timeout=30))
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "no such file" in (e.details() or "")
         runs = (await stub.ListRuns(pb.ListRunsRequest(), timeout=10)).runs
@@ -142,7 +142,7 @@ async def test_input_dir_confines_paths_and_refuses_symlinks_out(start: Callable
 async def test_inputs_as_content_questions_text_and_upload(start: Callable[..., object]) -> None:
     async with start(max_input_bytes=4096) as stub:  # type: ignore[attr-defined]
         run = await stub.StartRun(pb.StartRunRequest(
-            kind=pb.ORG_EVAL, questions_text="Which GPU clouds are best?\n\n# note\nWho hosts Llama?\n",
+            kind=pb.ORG_EVAL, samples=1, questions_text="Which GPU clouds are best?\n\n# note\nWho hosts Llama?\n",
             org_eval_options=ORG, detach=True), timeout=30)
         assert run.status == pb.Run.PENDING and run.counts.total == 2
 
@@ -167,7 +167,7 @@ async def test_inputs_as_content_questions_text_and_upload(start: Callable[..., 
         assert "4096" in (e.details() or "")
         # An ORG_EVAL upload holds questions.
         up = await stub.UploadInput(iter([pb.UploadInputRequest(data=b"Q one?\nQ two?\nQ three?\n")]), timeout=30)
-        run = await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, upload_id=up.upload_id, org_eval_options=ORG,
+        run = await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, upload_id=up.upload_id, org_eval_options=ORG,
                                                      detach=True), timeout=30)
         assert run.counts.total == 3
 
@@ -233,23 +233,23 @@ async def test_over_limit_fields_name_the_field_and_the_limit(start: Callable[..
             (pb.StartRunRequest(kind=pb.RESEARCH, input_csv="company\nH\n",
                                 research_options=pb.ResearchOptions(context_char_budget=2_000_000)),
              "research_options.context_char_budget", "1000000"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(org_name="O" * 41)), "org_eval.org_name", "40"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(org_domain="x" * 250 + ".com")),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(org_name="O" * 41)), "org_eval.org_name", "40"),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(org_domain="x" * 250 + ".com")),
              "org_eval.org_domain", "253"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(questions=["Q?"] * 4)), "org_eval.questions", "3"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(questions=["q" * 51])), "org_eval.questions", "50"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(models=["gpt-4.1", "gpt-4o", "claude-sonnet-5"])),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(questions=["Q?"] * 4)), "org_eval.questions", "3"),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(questions=["q" * 51])), "org_eval.questions", "50"),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(models=["gpt-4.1", "gpt-4o", "claude-sonnet-5"])),
              "org_eval.models", "2"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(questions=["a?", "b?", "c?"], models=["gpt-4.1", "gpt-4o"],
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(questions=["a?", "b?", "c?"], models=["gpt-4.1", "gpt-4o"],
                                                                locations=["US"])), "org_eval.questions", "5"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(known_competitors=["a", "b", "c"])),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(known_competitors=["a", "b", "c"])),
              "org_eval.known_competitors", "2"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(name_variations=["v" * 41])),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(name_variations=["v" * 41])),
              "org_eval.name_variations", "40"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(locations=["US"] * 300)), "org_eval.locations", "249"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(locations=["XX"])), "org_eval.locations", "ISO 3166-1"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(locations=["UK"])), "org_eval.locations", "ISO 3166-1"),
-            (pb.StartRunRequest(kind=pb.ORG_EVAL, questions_text="q?\n" * 4, org_eval_options=org()),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(locations=["US"] * 300)), "org_eval.locations", "249"),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(locations=["XX"])), "org_eval.locations", "ISO 3166-1"),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(locations=["UK"])), "org_eval.locations", "ISO 3166-1"),
+            (pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, questions_text="q?\n" * 4, org_eval_options=org()),
              "questions_text", "3"),
         ]
         for req, field, limit in cases:
@@ -260,7 +260,7 @@ async def test_over_limit_fields_name_the_field_and_the_limit(start: Callable[..
             assert len(e.details() or "") < 2000
         assert await no_runs(stub)  # nothing was stored by a refused request
         # Within the bounds: accepted (locations case-insensitive, repeats folded).
-        run = await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, org_eval=org(locations=["us", "GB", "US"]),
+        run = await stub.StartRun(pb.StartRunRequest(kind=pb.ORG_EVAL, samples=1, org_eval=org(locations=["us", "GB", "US"]),
                                                      detach=True), timeout=30)
         assert run.counts.total == 2
 
@@ -323,7 +323,7 @@ async def test_cli_remote_sends_the_files_content(services: Settings, db_url: st
         run = await stub.GetRun(pb.GetRunRequest(run_id=out.strip()), timeout=10)
         assert big.stat().st_size > 1024 * 1024  # past the inline limit of the CLI
         assert run.counts.total == 4_500 and run.status == pb.Run.PENDING and run.name == "big.csv"
-        code, out, err = await cli(srv.address, "evaluate", "--org", "Together AI", "--domain", "together.ai",
+        code, out, err = await cli(srv.address, "evaluate", "--samples", "1", "--org", "Together AI", "--domain", "together.ai",
                                    "--questions", str(questions), "--models", "gpt-4.1", "--locations", "US,GB",
                                    "--remote", "--output", "json", tmp=tmp_path)
         assert code == 0, err

@@ -52,7 +52,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         lines = (ROOT / "examples" / "companies.csv").read_text().splitlines()
         (d / "companies.csv").write_text("\n".join(lines[:7]) + "\n")
         r = Runs(d, env, "", d / "eval.html", "", d / "research.html")
-        ev = r.cli("evaluate", "--org", "Together AI", "--domain", "together.ai", "--questions", "questions.txt",
+        ev = r.cli("evaluate", "--samples", "1", "--org", "Together AI", "--domain", "together.ai", "--questions", "questions.txt",
                    "--models", "chatgpt,gpt-5.5", "--locations", "US,GB", "--competitors", "CoreWeave,Lambda",
                    "--output", "json", "--quiet", "--html", str(r.eval_html))
         assert ev.returncode == 0, ev.stderr

@@ -166,7 +166,7 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
         wait_for(lambda: done() >= N // 4, RUN_TIMEOUT_S, f"a quarter of {N} items done")
         questions = tmp_path / "questions.txt"
         questions.write_text("".join(f"best GPU cloud for a {i}-person research lab?\n" for i in range(Q)))
-        e = subprocess.run([*cli, "evaluate", "--detach", "--org", "Together AI", "--domain", "together.ai",
+        e = subprocess.run([*cli, "evaluate", "--samples", "1", "--detach", "--org", "Together AI", "--domain", "together.ai",
                             "--questions", str(questions), "--models", "chatgpt"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
         assert e.returncode == 0, e.stderr

@@ -23,20 +23,59 @@ if TYPE_CHECKING:
     from shared.config import Settings
 
 DEFAULT_MODELS = "chatgpt,perplexity,gpt-5.5,claude-sonnet-5"
+#: ``--samples`` when not given (services.orchestrator.app.jobs.evaluation.DEFAULT_SAMPLES; kept literal here so
+#: that ``vantage --help`` does not import the job).
+DEFAULT_SAMPLES = 3
+
+
+def _distinct(questions: list[str]) -> int:
+    """Questions the run will store (repeats, case-insensitive, are skipped by the matrix)."""
+    return len({" ".join(q.split()).casefold() for q in questions})
+
+
+async def confirm_size(estimate: object, *, yes: bool, quiet: bool, bound: str = "") -> None:
+    """Before a run of more than CONFIRM_ABOVE_QUESTION_RUNS question runs: print its matrix and estimated cost
+    and ask (stdin); ``yes`` skips the question; ``quiet`` without ``yes`` refuses (exit 2, one line), and so does
+    an answer other than yes."""
+    import asyncio
+
+    from services.orchestrator.app.jobs.evaluation import CONFIRM_ABOVE_QUESTION_RUNS, SweepEstimate
+    from services.orchestrator.cli.common import CliError
+
+    est = cast("SweepEstimate", estimate)
+    if yes or est.question_runs <= CONFIRM_ABOVE_QUESTION_RUNS:
+        return
+    what = est.describe() + bound
+    if quiet:
+        raise CliError(f"{what}: more than {CONFIRM_ABOVE_QUESTION_RUNS} question runs; pass --yes to start it "
+                       "without asking")
+    typer.echo(what, err=True)
+    try:
+        ok = await asyncio.to_thread(typer.confirm, "Start this run?", default=False, err=True)
+    except typer.Abort:  # end of input
+        ok = False
+    if not ok:
+        raise CliError("not started (pass --yes to start a large run without asking)")
 
 
 async def evaluate(
     settings: object, *, org: str, domain: str, questions_path: Path, models: str, locations: str,
     competitors: str, variations: str, name: str | None, no_cache: bool, output: str, quiet: bool,
-    detach: bool = False, html_out: Path | None = None, seed: int = 0,
+    detach: bool = False, html_out: Path | None = None, seed: int = 0, samples: int = DEFAULT_SAMPLES,
+    yes: bool = False, reuse_answers: str = "",
 ) -> int:
-    """Create the ORG_EVAL run, execute it here, print the report (``detach``: queue it for ``vantage worker``
-    processes and print its id instead). Returns the exit code."""
+    """Create the ORG_EVAL run (a sweep: each question × model × location asked ``samples`` times; with
+    ``reuse_answers`` the answers of that earlier sweep are copied in and only read again), execute it here, print
+    the report (``detach``: queue it for ``vantage worker`` processes and print its id instead). A run of more than
+    500 question runs shows its matrix and estimated cost and asks first (``yes`` skips; ``quiet`` without it
+    refuses). Returns the exit code."""
     from services.orchestrator.app.jobs.evaluation import (
         check_limits,
         check_models,
         create_eval_run,
+        estimate_sweep,
         read_questions,
+        resolve_reuse_run,
         split_list,
         validate_matrix,
     )
@@ -50,16 +89,21 @@ async def evaluate(
     # before anything is connected or stored.
     questions = read_questions(questions_path, max_bytes=cfg.max_input_bytes)
     check_limits(cfg, questions=questions, models=split_list(models), locations=split_list(locations),
-                 known_competitors=split_list(competitors), name_variations=split_list(variations))
+                 known_competitors=split_list(competitors), name_variations=split_list(variations), samples=samples)
     validate_matrix(org, domain, split_list(models), split_list(locations), max_name_chars=cfg.max_name_chars)
     async with session(settings) as s:  # type: ignore[arg-type]
+        if reuse_answers:  # an unknown run / not an evaluation: exit 2 before anything is connected or stored
+            reuse_answers = await resolve_reuse_run(s.store, reuse_answers, field="--reuse-answers")
         await s.orch.clients.check()
         await check_models(s.orch, split_list(models), field="models")  # an unknown model: exit 2, no run
+        await confirm_size(await estimate_sweep(s.orch, questions=_distinct(questions), models=split_list(models),
+                                                locations=split_list(locations), samples=samples),
+                           yes=yes, quiet=quiet)
         run, matrix = await create_eval_run(
             s.orch, org_name=org, org_domain=domain, questions=questions, models=split_list(models),
             locations=split_list(locations), known_competitors=split_list(competitors),
             name_variations=split_list(variations), name=name or "", no_cache=no_cache,
-            input_path=str(questions_path),
+            input_path=str(questions_path), samples=samples, reuse_answers=reuse_answers,
         )
         if not quiet:
             note = make_console(stderr=True)
@@ -67,8 +111,10 @@ async def evaluate(
             locs = ",".join(loc or "-" for loc in opts["locations"])
             note.print(
                 f"run {run.id}: {opts['org_name']} · {matrix.questions} questions × {len(opts['models'])} models "
-                f"({','.join(opts['models'])}) × {len(opts['locations'])} locations ({locs}) = {matrix.items} "
-                "question runs", markup=False, highlight=False, soft_wrap=True,
+                f"({','.join(opts['models'])}) × {len(opts['locations'])} locations ({locs}) × {matrix.samples} "
+                f"samples = {matrix.items} question runs"
+                + (f"; answers reused from {opts['reuse_answers']}" if opts.get("reuse_answers") else ""),
+                markup=False, highlight=False, soft_wrap=True,
             )
             for msg in matrix.skipped_questions:
                 note.print(f"  skipped {msg}", markup=False, highlight=False, soft_wrap=True, style="dim")
@@ -83,11 +129,15 @@ async def evaluate(
 async def remote_evaluate(
     settings: object, *, org: str, domain: str, questions_path: Path, models: str, locations: str, competitors: str,
     variations: str, name: str | None, no_cache: bool, output: str, quiet: bool, detach: bool = False,
+    samples: int = DEFAULT_SAMPLES, yes: bool = False, reuse_answers: str = "",
 ) -> int:
     """``vantage evaluate --remote``: the questions file and the matrix checked here (exit 2 before connecting),
-    the file's content sent to the orchestrator service with the org and matrix in ``org_eval_options``
-    (:func:`services.orchestrator.cli.commands.remote_run`)."""
+    the file's content sent to the orchestrator service with the org and matrix in ``org_eval_options``, the
+    samples and ``reuse_answers`` in StartRun (:func:`services.orchestrator.cli.commands.remote_run`). The size
+    confirmation prices every model as an API model (this process routes nothing): an upper bound."""
     from services.orchestrator.app.jobs.evaluation import (
+        SweepEstimate,
+        answer_usd_estimate,
         check_limits,
         read_questions,
         split_list,
@@ -99,10 +149,15 @@ async def remote_evaluate(
     cfg = cast("Settings", settings)
     questions = read_questions(questions_path, max_bytes=cfg.max_input_bytes)
     check_limits(cfg, questions=questions, models=split_list(models), locations=split_list(locations),
-                 known_competitors=split_list(competitors), name_variations=split_list(variations))
+                 known_competitors=split_list(competitors), name_variations=split_list(variations), samples=samples)
     validate_matrix(org, domain, split_list(models), split_list(locations), max_name_chars=cfg.max_name_chars)
+    locs = split_list(locations) or [""]
+    per_cell = _distinct(questions) * len(locs) * samples
+    await confirm_size(SweepEstimate(_distinct(questions), len(split_list(models)), len(locs), samples,
+                                     sum(answer_usd_estimate(cfg, mo, False) * per_cell for mo in split_list(models))),
+                       yes=yes, quiet=quiet, bound=" (at most: every model priced as an API model)")
     req = opb.StartRunRequest(
-        kind=opb.ORG_EVAL, name=name or "", no_cache=no_cache,
+        kind=opb.ORG_EVAL, name=name or "", no_cache=no_cache, samples=samples, reuse_answers=reuse_answers,
         org_eval_options=opb.OrgEvalInput(
             org_name=org, org_domain=domain, models=split_list(models), locations=split_list(locations),
             known_competitors=split_list(competitors), name_variations=split_list(variations),
@@ -169,9 +224,19 @@ def register(app: typer.Typer) -> None:
                                                   "HTML file here at the end of the run.")] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the report's bootstrap intervals "
                                           "(0..4294967295); same seed, same intervals.")] = 0,
+        samples: Annotated[int, typer.Option("--samples", help="Times each question × model × location is asked "
+                                             "(1-20; each sample is its own question run, a new answer).")
+                           ] = DEFAULT_SAMPLES,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Start a run of more than 500 question runs without "
+                                          "asking.")] = False,
+        reuse_answers: Annotated[str, typer.Option("--reuse-answers", metavar="RUN_ID", help="Copy the answers of "
+                                                   "that earlier sweep and read them again (no provider is asked "
+                                                   "for them).")] = "",
     ) -> None:
-        """Ask every question × model × location, read each answer for the org, its competitors and its citations,
-        and print the visibility report (visibility rate, average rank, share of voice, sentiment, top competitors,
+        """Ask every question × model × location --samples times (a sweep: a point-in-time measurement; answers
+        are reused within it, never across sweeps unless --reuse-answers), read each answer for the org, its
+        competitors and its citations, and print the visibility report (visibility rate, average rank, share of
+        voice, sentiment, top competitors,
         top cited domains, owned-citation share, snapshots, failures, cost).
 
         Example: vantage evaluate --org "Together AI" --domain together.ai --questions examples/questions.txt
@@ -185,6 +250,8 @@ def register(app: typer.Typer) -> None:
             raise fail(f"--seed must be in 0..4294967295, got {seed}")
         if not org.strip():
             raise fail("give the org's name: --org \"Together AI\"")
+        if not 1 <= samples <= 20:
+            raise fail(f"--samples must be 1-20, got {samples}")
         setup_cli()
         path = questions.expanduser()
         if path.exists():
@@ -196,12 +263,12 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(run_command(lambda: remote_evaluate(
                 get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
                 competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out,
-                quiet=quiet, detach=detach,
+                quiet=quiet, detach=detach, samples=samples, yes=yes, reuse_answers=reuse_answers,
             )))
         raise typer.Exit(run_command(lambda: evaluate(
             get_settings(), org=org, domain=domain, questions_path=path, models=models, locations=locations,
             competitors=competitors, variations=variations, name=name, no_cache=no_cache, output=out, quiet=quiet,
-            detach=detach, html_out=html, seed=seed,
+            detach=detach, html_out=html, seed=seed, samples=samples, yes=yes, reuse_answers=reuse_answers,
         )))
 
     @app.command("report")
@@ -238,8 +305,8 @@ def register(app: typer.Typer) -> None:
         questions: Annotated[Path, typer.Argument(help="Questions file.")] = Path("examples/questions.txt"),
     ) -> None:
         """Start the whole stack against the sandbox, evaluate Together AI on the questions with chatgpt,
-        perplexity, gpt-5.5 and claude-sonnet-5 in US and GB (20 questions = 160 question runs), print the report,
-        stop the stack.
+        perplexity, gpt-5.5 and claude-sonnet-5 in US and GB, 3 samples each (20 questions = 480 question runs), print
+        the report, stop the stack.
 
         Example: vantage demo-eval
         """

@@ -39,18 +39,23 @@ def org_key(name: str, domain: str) -> str:
     return f"{company_key(name)}|{normalise_domain(domain)}"
 
 
-def item_key(question_id: str, model: str, location: str) -> str:
-    """``run_items.key`` of a question run: ``"<question_id>|<model>|<location>"``."""
-    return f"{question_id}|{model}|{location}"
+def item_key(question_id: str, model: str, location: str, sample: int = 0, samples: int = 1) -> str:
+    """``run_items.key`` of a question run: ``"<question_id>|<model>|<location>"`` in a run of one sample per cell
+    (the format of runs stored before repeated samples), ``"<question_id>|<model>|<location>|<sample>"`` (0-based)
+    when the run asks each cell ``samples`` > 1 times."""
+    base = f"{question_id}|{model}|{location}"
+    return base if samples <= 1 else f"{base}|{sample}"
 
 
-def item_label(seq: int, text: str, model: str, location: str) -> str:
+def item_label(seq: int, text: str, model: str, location: str, sample: int = 0, samples: int = 1) -> str:
     """Human label of a question run (``run_items.company``; shown in progress lines and events):
-    ``"chatgpt US · Q3 What are the best GPU clouds…"``."""
+    ``"chatgpt US · Q3 What are the best GPU clouds…"``, with the sample when there are several:
+    ``"chatgpt US · Q3 #2/3 What are the best GPU clouds…"`` (1-based in the label)."""
     q = " ".join(text.split())
     if len(q) > LABEL_QUESTION_CHARS:
         q = q[: LABEL_QUESTION_CHARS - 1] + "…"
-    return f"{model} {location or '-'} · Q{seq} {q}"
+    which = f" #{sample + 1}/{samples}" if samples > 1 else ""
+    return f"{model} {location or '-'} · Q{seq}{which} {q}"
 
 
 # --- values -----------------------------------------------------------------------------------------------------
@@ -84,6 +89,7 @@ class QuestionRunState:
     batch_status: str | None  # status of provider_batches[snapshot_id], None when there is none
     batch_members: list[str]  # that batch's member item ids, in submission order
     has_evaluation: bool
+    sample: int = 0  # the repeat of (question, model, location) within the run, 0-based
 
     @property
     def answered(self) -> bool:
@@ -114,6 +120,8 @@ class Answer:
     #: citing them ([{url, title}]).
     web_search_triggered: bool | None = None
     links_attached: list[dict[str, str]] = field(default_factory=list)
+    #: The model as the provider reported it for this answer (CompleteResponse.model; "" = not said).
+    model_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,15 @@ class MatrixReport:
     questions: int = 0
     items: int = 0
     skipped_questions: list[str] = field(default_factory=list)
+    samples: int = 1  # times each question × model × location is asked
+
+
+@dataclass
+class ReuseReport:
+    """What :meth:`EvalStore.copy_answers` copied from an earlier sweep."""
+
+    copied: int = 0  # question runs answered from the earlier sweep
+    missing: int = 0  # question runs the earlier sweep has no answer for (asked)
 
 
 class EvalStore:
@@ -221,14 +238,19 @@ class EvalStore:
     # --- the matrix ---------------------------------------------------------------------------------------------
 
     async def add_matrix(
-        self, run_id: str, questions: Iterable[str], models: Sequence[str], locations: Sequence[str]
+        self, run_id: str, questions: Iterable[str], models: Sequence[str], locations: Sequence[str],
+        samples: int = 1,
     ) -> MatrixReport:
-        """Store the run's questions and one item + question run per (question, model, location).
+        """Store the run's questions and one item + question run per (question, model, location, sample), samples
+        0 … ``samples`` − 1.
 
-        Item ``seq`` runs model-major, then location, then question, so that the questions of one (model, location)
-        group are claimed together and fill whole provider batches. Blank questions and repeats (case-insensitive)
-        are skipped and reported."""
-        report = MatrixReport()
+        Item ``seq`` runs model-major, then location, then sample, then question, so that the questions of one
+        (model, location) group are claimed together and fill whole provider batches (a snapshot then holds distinct
+        prompts as far as it can; the K samples of a prompt are K records all the same). Blank questions and repeats
+        (case-insensitive) are skipped and reported. Raises ValueError when ``samples`` < 1."""
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        report = MatrixReport(samples=samples)
         seen: set[str] = set()
         qrows: list[dict[str, Any]] = []
         for n, raw in enumerate(questions, start=1):
@@ -249,19 +271,21 @@ class EvalStore:
         seq = 0
         for model in models:
             for loc in locations:
-                for q in qrows:
-                    seq += 1
-                    iid = new_id()
-                    items.append({
-                        "id": iid, "run_id": run_id, "seq": seq, "key": item_key(q["id"], model, loc),
-                        "company": item_label(q["seq"], q["text"], model, loc), "domain": "", "status": "pending",
-                        "attempts": 0, "last_error": None, "truncated": False, "updated_at": now,
-                    })
-                    qruns.append({
-                        "item_id": iid, "run_id": run_id, "question_id": q["id"], "model": model, "location": loc,
-                        "status": "pending", "cost_usd": 0, "input_tokens": 0, "output_tokens": 0,
-                        "web_search_calls": 0, "cached": False,
-                    })
+                for k in range(samples):
+                    for q in qrows:
+                        seq += 1
+                        iid = new_id()
+                        items.append({
+                            "id": iid, "run_id": run_id, "seq": seq, "key": item_key(q["id"], model, loc, k, samples),
+                            "company": item_label(q["seq"], q["text"], model, loc, k, samples), "domain": "",
+                            "status": "pending", "attempts": 0, "last_error": None, "truncated": False,
+                            "updated_at": now,
+                        })
+                        qruns.append({
+                            "item_id": iid, "run_id": run_id, "question_id": q["id"], "model": model,
+                            "location": loc, "sample": k, "status": "pending", "cost_usd": 0, "input_tokens": 0,
+                            "output_tokens": 0, "web_search_calls": 0, "cached": False,
+                        })
 
         async def op(conn: AsyncConnection) -> Any:
             for i in range(0, len(qrows), MATRIX_BATCH):
@@ -298,7 +322,7 @@ class EvalStore:
             select(
                 qr.item_id, qr.question_id, q.text, q.seq, qr.model, qr.location, qr.status, qr.provider,
                 qr.answer_markdown, qr.answer_text, qr.citations, qr.snapshot_id, pb.status.label("batch_status"),
-                pb.member_ids, has_eval.label("has_eval"),
+                pb.member_ids, has_eval.label("has_eval"), qr.sample,
             )
             .select_from(
                 m.question_runs.join(m.questions, q.id == qr.question_id)
@@ -314,6 +338,7 @@ class EvalStore:
             location=r.location, status=r.status, provider=r.provider, answer_markdown=r.answer_markdown,
             answer_text=r.answer_text, citations=list(r.citations or []), snapshot_id=r.snapshot_id,
             batch_status=r.batch_status, batch_members=list(r.member_ids or []), has_evaluation=bool(r.has_eval),
+            sample=int(r.sample or 0),
         )
 
     async def load(self, item_id: str) -> QuestionRunState | None:
@@ -409,7 +434,7 @@ class EvalStore:
                     snapshot_id=a.snapshot_id or qr.snapshot_id, error=None, error_code=None, cost_usd=a.cost_usd,
                     input_tokens=a.input_tokens, output_tokens=a.output_tokens, web_search_calls=a.web_search_calls,
                     cached=a.cached, answered_at=now, web_search_triggered=a.web_search_triggered,
-                    links_attached=list(a.links_attached) or None,
+                    links_attached=list(a.links_attached) or None, model_version=a.model_version or None,
                 )
             )
             if bill is not None:
@@ -489,15 +514,28 @@ class EvalStore:
 
         return bool(await self.store.write(op))
 
-    async def complete(self, item: ClaimedItem, ev: Evaluation, message: str) -> bool:
+    async def complete(self, item: ClaimedItem, ev: Evaluation, message: str, *, replace: bool = False) -> bool:
         """Store the extraction of an answered question run and mark the item done, in one transaction. Fenced;
-        False for a stale attempt."""
-        it = m.run_items.c
+        False for a stale attempt. ``replace``: the answer was read before (``vantage reextract``, an answer whose
+        extraction exists): its ``org_evals`` / ``org_competitors`` / ``org_citations`` rows are replaced, and a
+        competitor name keeps the canonical name the run already gave it (no merge call is paid again for it)."""
+        it, oc = m.run_items.c, m.org_competitors.c
         now = utcnow()
 
         async def op(conn: AsyncConnection) -> Any:
             if not await self._fence(conn, item):
                 return False
+            canon: dict[str, str] = {}
+            if replace:
+                names = list({c[0] for c in ev.competitors})
+                if names:
+                    for name, c in await conn.execute(
+                        select(oc.name, oc.canonical)
+                        .where(oc.run_id == item.run_id, oc.name.in_(names), oc.canonical.is_not(None))
+                    ):
+                        canon.setdefault(name, c)
+                for t in (m.org_evals, m.org_competitors, m.org_citations):
+                    await conn.execute(t.delete().where(t.c.item_id == item.id))
             await conn.execute(
                 self.store.insert(m.org_evals)
                 .values(item_id=item.id, run_id=item.run_id, mentioned=ev.mentioned, mention_count=ev.mention_count,
@@ -509,8 +547,8 @@ class EvalStore:
             if comps:
                 await conn.execute(
                     self.store.insert(m.org_competitors)
-                    .values([{"item_id": item.id, "run_id": item.run_id, "name": n, "rank": r, "mention_count": c}
-                             for n, r, c in comps])
+                    .values([{"item_id": item.id, "run_id": item.run_id, "name": n, "rank": r, "mention_count": c,
+                              "canonical": canon.get(n)} for n, r, c in comps])
                     .on_conflict_do_nothing(index_elements=["item_id", "name"])
                 )
             cites = _unique_by(ev.citations, key=lambda c: c[1])
@@ -530,6 +568,82 @@ class EvalStore:
             return True
 
         return bool(await self.store.write(op))
+
+    # --- sweeps: answers copied from an earlier one, extraction again -------------------------------------------
+
+    async def copy_answers(self, run_id: str, source_run_id: str) -> ReuseReport:
+        """``--reuse-answers``: give each question run of ``run_id`` the answer of the question run of
+        ``source_run_id`` with the same question (text, whitespace collapsed and case-folded), model
+        (case-insensitive), location and sample, when that one was answered: status ``answered``, ``cached``, cost
+        0 (the earlier sweep paid for it), ``reused_from_run`` = ``source_run_id``, its model version. The items
+        stay pending: extraction reads the copied answers when the run executes; the others are asked."""
+        qr, q = m.question_runs.c, m.questions.c
+
+        def key(text: str, model: str, location: str, sample: int) -> tuple[str, str, str, int]:
+            return (" ".join(text.split()).casefold(), model.casefold(), location or "", int(sample or 0))
+
+        async def read(conn: AsyncConnection) -> Any:
+            src = await conn.execute(
+                select(q.text, qr.model, qr.location, qr.sample, qr.provider, qr.answer_markdown, qr.answer_text,
+                       qr.citations, qr.search_queries, qr.web_search_triggered, qr.links_attached,
+                       qr.model_version, qr.answered_at)
+                .select_from(m.question_runs.join(m.questions, q.id == qr.question_id))
+                .where(qr.run_id == source_run_id, qr.status == "answered")
+            )
+            answers = {key(r[0], r[1], r[2], r[3]): r for r in src}
+            dst = await conn.execute(
+                select(qr.item_id, q.text, qr.model, qr.location, qr.sample)
+                .select_from(m.question_runs.join(m.questions, q.id == qr.question_id))
+                .where(qr.run_id == run_id, qr.status != "answered")
+            )
+            return answers, [tuple(r) for r in dst]
+
+        answers, targets = await self.store.read(read, "copy_answers_read")
+        report = ReuseReport()
+        updates: list[tuple[str, Any]] = []
+        for item_id, text, model, loc, sample in targets:
+            a = answers.get(key(text, model, loc, sample))
+            if a is None:
+                report.missing += 1
+            else:
+                updates.append((item_id, a))
+        report.copied = len(updates)
+        if not updates:
+            return report
+
+        async def op(conn: AsyncConnection) -> Any:
+            for item_id, a in updates:
+                await conn.execute(
+                    update(m.question_runs)
+                    .where(qr.item_id == item_id, qr.status != "answered")
+                    .values(status="answered", provider=a.provider, answer_markdown=a.answer_markdown,
+                            answer_text=a.answer_text, citations=a.citations, search_queries=a.search_queries,
+                            web_search_triggered=a.web_search_triggered, links_attached=a.links_attached,
+                            model_version=a.model_version, answered_at=a.answered_at, cached=True, cost_usd=0,
+                            input_tokens=0, output_tokens=0, web_search_calls=0, snapshot_id=None, error=None,
+                            error_code=None, reused_from_run=source_run_id)
+                )
+
+        await self.store.transaction(op, "copy_answers")
+        return report
+
+    async def requeue_answered(self, run_id: str) -> int:
+        """``vantage reextract``: the finished items of ``run_id`` whose question run holds an answer back to
+        ``pending`` (executing the run then only reads them again: no provider is asked). Items without an answer
+        (a provider failure) are left as they are. Returns how many."""
+        it, qr = m.run_items.c, m.question_runs.c
+        answered = select(qr.item_id).where(qr.run_id == run_id, qr.status == "answered").scalar_subquery()
+
+        async def op(conn: AsyncConnection) -> Any:
+            res = await conn.execute(
+                update(m.run_items)
+                .where(it.run_id == run_id, it.status.in_(("done", "failed")), it.id.in_(answered))
+                .values(status="pending", last_error=None, lease_owner=None, lease_expires_at=None,
+                        updated_at=utcnow())
+            )
+            return int(res.rowcount or 0)
+
+        return int(await self.store.transaction(op, "requeue_answered"))
 
     # --- provider batches ---------------------------------------------------------------------------------------
 
@@ -795,6 +909,7 @@ __all__ = [
     "MatrixReport",
     "OrgRow",
     "QuestionRunState",
+    "ReuseReport",
     "item_key",
     "item_label",
     "org_key",

@@ -27,6 +27,8 @@ AUTHORIZATION_KEY = "authorization"
 #: Inputs up to this many UTF-8 bytes travel inline (``input_csv`` / ``questions_text``); larger ones through the
 #: client-streaming ``UploadInput`` in chunks of :data:`UPLOAD_CHUNK_BYTES` (as ``vantage … --remote`` does).
 INLINE_INPUT_BYTES = 1024 * 1024
+#: Most samples per question × model × location StartRun accepts (StartRunRequest.samples 1-20).
+MAX_SAMPLES = 20
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 ORCH = "vantage.orchestrator.v1.OrchestratorService"
@@ -160,10 +162,6 @@ def _pem(value: bytes | str | Path | None, name: str) -> bytes | None:
 # --- requests ----------------------------------------------------------------------------------------------------
 
 
-def _field_of(message: Any, name: str) -> bool:
-    return name in message.DESCRIPTOR.fields_by_name
-
-
 def research_request(companies: Iterable[tuple[str, str] | Sequence[str]] | None, csv_text: str | None, *,
                      name: str, model: str, search_depth: str, min_score: float | None, context_char_budget: int,
                      no_cache: bool, detach: bool) -> tuple[opb.StartRunRequest, bytes | None]:
@@ -194,25 +192,23 @@ def research_request(companies: Iterable[tuple[str, str] | Sequence[str]] | None
 
 def evaluate_request(org: str, questions: Sequence[str] | str, models: Sequence[str], locations: Sequence[str], *,
                      samples: int, org_domain: str, known_competitors: Sequence[str], name_variations: Sequence[str],
-                     name: str, no_cache: bool, detach: bool) -> tuple[opb.StartRunRequest, bytes | None]:
-    """The StartRun request of an org evaluation, and the questions file to upload first when it is large."""
+                     name: str, no_cache: bool, detach: bool, reuse_answers: str = "",
+                     ) -> tuple[opb.StartRunRequest, bytes | None]:
+    """The StartRun request of an org evaluation, and the questions file to upload first when it is large.
+    ``samples``: 0 (the server's default, 3) or 1-20, sent as ``StartRunRequest.samples``; ``reuse_answers``: an
+    earlier evaluation's run id (``StartRunRequest.reuse_answers``)."""
     for label, seq in (("models", models), ("locations", locations), ("known_competitors", known_competitors),
                        ("name_variations", name_variations)):
         if isinstance(seq, str):
             raise TypeError(f"{label}: a list of strings, not one string")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"samples: a positive integer, got {samples!r}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or not 0 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"samples: 0 (the server's default) or 1-{MAX_SAMPLES}, got {samples!r}")
+    if not isinstance(reuse_answers, str):
+        raise TypeError("reuse_answers: a run id (str)")
     matrix = opb.OrgEvalInput(org_name=org, org_domain=org_domain, models=list(models), locations=list(locations),
                               known_competitors=list(known_competitors), name_variations=list(name_variations))
-    req = opb.StartRunRequest(kind=opb.ORG_EVAL, name=name, no_cache=no_cache, detach=detach)
-    # StartRun has no `samples` field until issue 14 adds one; send it once the descriptor has it.
-    if _field_of(matrix, "samples"):
-        matrix.samples = samples  # type: ignore[attr-defined]
-    elif _field_of(req, "samples"):
-        req.samples = samples  # type: ignore[attr-defined]
-    elif samples != 1:
-        raise ValueError("samples: this server API (vantage.orchestrator.v1.StartRunRequest) has no samples field "
-                         "yet, so only samples=1 can be asked for")
+    req = opb.StartRunRequest(kind=opb.ORG_EVAL, name=name, no_cache=no_cache, detach=detach, samples=samples,
+                              reuse_answers=reuse_answers)
     upload: bytes | None = None
     if isinstance(questions, str):
         data = questions.encode("utf-8")

@@ -88,15 +88,15 @@ class AsyncVantageClient(_Base):
 
     async def evaluate(
         self, org: str, questions: Sequence[str] | str, models: Sequence[str], locations: Sequence[str] = (), *,
-        samples: int = 1, org_domain: str = "", known_competitors: Sequence[str] = (),
+        samples: int = 0, org_domain: str = "", known_competitors: Sequence[str] = (),
         name_variations: Sequence[str] = (), name: str = "", no_cache: bool = False, detach: bool = False,
-        timeout: float | None = None,
+        reuse_answers: str = "", timeout: float | None = None,
     ) -> Run:
-        """As :meth:`VantageClient.evaluate` (``samples`` != 1 raises ValueError until StartRun has the field)."""
+        """As :meth:`VantageClient.evaluate` (``samples``: 0 = the server's default, 3; else 1-20)."""
         req, upload = _core.evaluate_request(
             org, questions, models, locations, samples=samples, org_domain=org_domain,
             known_competitors=known_competitors, name_variations=name_variations, name=name, no_cache=no_cache,
-            detach=detach)
+            detach=detach, reuse_answers=reuse_answers)
         return await self._start(req, upload, name or "questions.txt", timeout)
 
     async def get_run(self, run_id: str, *, timeout: float | None = None) -> Run:

@@ -220,27 +220,30 @@ class VantageClient(_Base):
         models: Sequence[str],
         locations: Sequence[str] = (),
         *,
-        samples: int = 1,
+        samples: int = 0,
         org_domain: str = "",
         known_competitors: Sequence[str] = (),
         name_variations: Sequence[str] = (),
         name: str = "",
         no_cache: bool = False,
         detach: bool = False,
+        reuse_answers: str = "",
         timeout: float | None = None,
     ) -> Run:
-        """Start an AI-visibility evaluation of ``org``: every question × model × location (ISO 3166-1 alpha-2
-        codes; none = no location). ``questions`` is a list, or a questions file's text (one per line, ``#`` starts a
-        comment; above 1 MiB streamed with ``UploadInput``). Bounds as ``OrgEvalInput`` in the proto.
+        """Start an AI-visibility evaluation of ``org`` (a sweep): every question × model × location (ISO 3166-1
+        alpha-2 codes; none = no location), each asked ``samples`` times. ``questions`` is a list, or a questions
+        file's text (one per line, ``#`` starts a comment; above 1 MiB streamed with ``UploadInput``). Bounds as
+        ``OrgEvalInput`` in the proto.
 
-        ``samples`` (answers per question × model × location): the current ``StartRunRequest`` has no ``samples``
-        field (issue 14 adds it). When the descriptor the client was built with has one, the value is sent; until
-        then only ``samples=1`` is accepted and any other value raises ``ValueError`` before calling.
-        Returns the run as created; follow it with :meth:`wait`."""
+        ``samples`` (answers per question × model × location, each its own question run): 0 = the server's
+        default (3), else 1-20 (``ValueError`` before calling otherwise). ``reuse_answers``: the run id of an earlier
+        evaluation whose answers (same question, model, location and sample) are copied in and only read again
+        (:class:`~vantage_client.NotFound` / :class:`~vantage_client.InvalidArgument` naming ``reuse_answers`` when
+        it is not one). Returns the run as created; follow it with :meth:`wait`."""
         req, upload = _core.evaluate_request(
             org, questions, models, locations, samples=samples, org_domain=org_domain,
             known_competitors=known_competitors, name_variations=name_variations, name=name, no_cache=no_cache,
-            detach=detach)
+            detach=detach, reuse_answers=reuse_answers)
         return self._start(req, upload, name or "questions.txt", timeout)
 
     def get_run(self, run_id: str, *, timeout: float | None = None) -> Run:

@@ -77,7 +77,7 @@ from services.orchestrator.store.eval_repo import (
     QuestionRunState,
 )
 from shared.config import OrchestratorSettings
-from shared.errors import FailedPrecondition, InvalidArgument, VantageError, from_rpc_error
+from shared.errors import FailedPrecondition, InvalidArgument, NotFound, VantageError, from_rpc_error
 from shared.grpc_client import call_metadata
 from shared.text import merge_variations
 from vantage.common.v1 import common_pb2
@@ -102,6 +102,18 @@ READ_AHEAD_TTL = 5.0
 ANSWER_MAX_OUTPUT_TOKENS = 2048
 #: Longest model name accepted (the inference service's bound).
 MAX_MODEL_CHARS = 200
+#: Times each question × model × location is asked when the caller does not say (``--samples``, StartRun
+#: ``samples`` = 0): Elmo asks each prompt 5 times, openllmrank 3 (peers-2026-12.md); 3 keeps a sweep's cost at 3×.
+DEFAULT_SAMPLES = 3
+#: Most samples per cell accepted (StartRunRequest.samples 1-20).
+MAX_SAMPLES = 20
+#: A run of more question runs than this shows its matrix and estimated cost and asks before it starts
+#: (``vantage evaluate``; ``--yes`` skips the question).
+CONFIRM_ABOVE_QUESTION_RUNS = 500
+#: Assumed size of one API answer for the cost estimate before a run (tokens: the question, the web-search results
+#: read as input, a list answer with explanations), and one web-search call per answer.
+ESTIMATE_INPUT_TOKENS = 3000
+ESTIMATE_OUTPUT_TOKENS = 1000
 
 
 def is_country_code(code: str) -> bool:
@@ -125,13 +137,19 @@ class EvalOptions:
     known_competitors: tuple[str, ...] = ()
     name_variations: tuple[str, ...] = ()  # given by the caller, on top of the org's stored ones
     no_cache: bool = False
+    #: Times each question × model × location is asked (each sample its own question run); 1 for runs stored
+    #: before repeated samples.
+    samples: int = 1
+    #: The earlier sweep whose answers were copied into this one (``--reuse-answers``), "" = none.
+    reuse_answers: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "org_id": self.org_id, "org_name": self.org_name, "org_domain": self.org_domain,
             "models": list(self.models), "locations": list(self.locations),
             "known_competitors": list(self.known_competitors), "name_variations": list(self.name_variations),
-            "no_cache": self.no_cache, "model": ",".join(self.models),
+            "no_cache": self.no_cache, "model": ",".join(self.models), "samples": self.samples,
+            "reuse_answers": self.reuse_answers,
         }
 
     @classmethod
@@ -141,6 +159,7 @@ class EvalOptions:
             org_domain=str(d.get("org_domain") or ""), models=tuple(d.get("models") or ()),
             locations=tuple(d.get("locations") or ()), known_competitors=tuple(d.get("known_competitors") or ()),
             name_variations=tuple(d.get("name_variations") or ()), no_cache=bool(d.get("no_cache")),
+            samples=int(d.get("samples") or 1), reuse_answers=str(d.get("reuse_answers") or ""),
         )
 
 
@@ -178,11 +197,12 @@ def parse_questions(text: str) -> list[str]:
 
 def check_limits(settings: OrchestratorSettings, *, questions: Sequence[str] = (), models: Sequence[str] = (),
                  known_competitors: Sequence[str] = (), name_variations: Sequence[str] = (),
-                 locations: Sequence[str] = ()) -> None:
+                 locations: Sequence[str] = (), samples: int = 1) -> None:
     """``InvalidArgument`` (one violation per field, the limit in its text) when an ORG_EVAL input breaks a bound:
     questions (``max_questions`` of ≤ ``max_question_chars``), models (``max_models`` of ≤ 200 chars), competitors
     and variations (``max_known_competitors`` / ``max_name_variations`` of ≤ ``max_name_chars``), locations (≤ 249,
-    the ISO 3166-1 list), and questions × models × locations ≤ ``max_run_items``. Counted before de-duplication."""
+    the ISO 3166-1 list), samples (1 … :data:`MAX_SAMPLES`), and questions × models × locations × samples ≤
+    ``max_run_items``. Counted before de-duplication."""
     s = settings
     v: list[tuple[str, str]] = []
 
@@ -202,11 +222,14 @@ def check_limits(settings: OrchestratorSettings, *, questions: Sequence[str] = (
           "known competitors (VANTAGE_MAX_KNOWN_COMPETITORS)")
     bound("name_variations", name_variations, s.max_name_variations, s.max_name_chars,
           "name variations (VANTAGE_MAX_NAME_VARIATIONS)")
+    if not 1 <= samples <= MAX_SAMPLES:
+        v.append(("samples", f"samples must be 1-{MAX_SAMPLES}, got {samples}"))
     if not v:
-        n = len(questions) * max(1, len(split_list(list(models)))) * max(1, len(split_list(list(locations))))
+        n = (len(questions) * max(1, len(split_list(list(models)))) * max(1, len(split_list(list(locations))))
+             * samples)
         if n > s.max_run_items:
-            v.append(("questions", f"questions × models × locations must be at most {s.max_run_items} question runs "
-                                   f"(VANTAGE_MAX_RUN_ITEMS), got {n}"))
+            v.append(("questions", f"questions × models × locations × samples must be at most {s.max_run_items} "
+                                   f"question runs (VANTAGE_MAX_RUN_ITEMS), got {n}"))
     if v:
         raise InvalidArgument("; ".join(f"{f}: {d}" for f, d in v), violations=v)
 
@@ -292,31 +315,65 @@ async def create_eval_run(
     name: str = "",
     no_cache: bool = False,
     input_path: str | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    reuse_answers: str = "",
+    reuse_field: str = "reuse_answers",
 ) -> tuple[RunRow, MatrixReport]:
-    """Store a new ORG_EVAL run: the org (created with its deterministic variations, or found and reused), the
-    questions, and one item + question run per (question, model, location), atomically with respect to the input
-    (:func:`services.orchestrator.app.runs.atomic_input`). Raises :class:`InvalidArgument` for a bad org/matrix or no
-    question at all (no run is then left)."""
+    """Store a new ORG_EVAL run (a sweep): the org (created with its deterministic variations, or found and
+    reused), the questions, and one item + question run per (question, model, location, sample) — ``samples``
+    (1 … :data:`MAX_SAMPLES`) per cell —, atomically with respect to the input
+    (:func:`services.orchestrator.app.runs.atomic_input`). ``reuse_answers``: the id of an earlier ORG_EVAL run whose
+    answers are copied in (:meth:`EvalStore.copy_answers`: same question, model, location and sample; those are
+    only read again, the rest are asked). Raises :class:`InvalidArgument` for a bad org/matrix/samples, no question
+    at all, or a ``reuse_answers`` run that is not an evaluation (naming ``reuse_field``), :class:`NotFound` for a
+    ``reuse_answers`` run that does not exist (no run is then left)."""
     org_name, org_domain, models_l, locs = validate_matrix(org_name, org_domain, models, locations)
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise InvalidArgument(f"samples must be 1-{MAX_SAMPLES}, got {samples}", field="samples")
+    source = await resolve_reuse_run(orch.store, reuse_answers, field=reuse_field) if reuse_answers else ""
     ev = EvalStore(orch.store)
     org = await ev.get_or_create_org(org_name, org_domain, [])  # variations: NormalizeOrg at the run's set-up
     opts = EvalOptions(
         org_id=org.id, org_name=org_name, org_domain=org_domain, models=tuple(models_l), locations=tuple(locs),
         known_competitors=tuple(split_list(list(known_competitors))),
-        name_variations=tuple(split_list(list(name_variations))), no_cache=no_cache,
+        name_variations=tuple(split_list(list(name_variations))), no_cache=no_cache, samples=samples,
+        reuse_answers=source,
     )
     run = await orch.store.create_run(
         kind="org_eval", name=name or f"{org_name} visibility", options=opts.to_dict(), input_path=input_path,
         input_complete=False,
     )
     async with atomic_input(orch.store, run.id):  # no run is left when storing the matrix fails or is interrupted
-        report = await ev.add_matrix(run.id, questions, models_l, locs)
+        report = await ev.add_matrix(run.id, questions, models_l, locs, samples)
         if report.items == 0:
             raise InvalidArgument("no questions in the input", field="questions")
+        if source:
+            reused = await ev.copy_answers(run.id, source)
+            log.info("answers_reused", run_id=run.id, source=source, copied=reused.copied, asked=reused.missing)
     stored = await orch.store.get_run(run.id)
     if stored is None:  # deleted under us (a concurrent `vantage db` clean-up): say so rather than return None
         raise FailedPrecondition(f"run {run.id} vanished while it was being created")
     return stored, report
+
+
+async def resolve_reuse_run(store: Store, run_id: str, *, field: str = "reuse_answers") -> str:
+    """The full id of the earlier sweep ``run_id`` (a full id, or its first ≥ 4 characters when they name one run)
+    whose answers a new sweep reuses. Raises :class:`NotFound` (no such run) or :class:`InvalidArgument` (an
+    ambiguous prefix, or a run that is not an ORG_EVAL run), both naming ``field``."""
+    rid = run_id.strip()
+    if len(rid) < 4 or len(rid) > 36 or not all(c in "0123456789abcdef-" for c in rid.lower()):
+        raise InvalidArgument(f"{field}: {run_id[:40]!r} is not a run id", field=field)
+    run = await store.get_run(rid) if len(rid) == 36 else None
+    if run is None:
+        found = await store.find_run_ids(rid.lower())
+        if len(found) > 1:
+            raise InvalidArgument(f"{field}: {rid!r} names more than one run; give more characters", field=field)
+        run = await store.get_run(found[0]) if found else None
+    if run is None:
+        raise NotFound(f"{field}: run {rid} not found", reason="RUN_NOT_FOUND", metadata={"field": field})
+    if run.kind != "org_eval":
+        raise InvalidArgument(f"{field}: run {run.id} is a {run.kind} run, not an evaluation (org_eval)", field=field)
+    return run.id
 
 
 async def check_models(orch: JobContext, models: Sequence[str], *, field: str, rpc_timeout: float = 5.0) -> None:
@@ -331,6 +388,60 @@ async def check_models(orch: JobContext, models: Sequence[str], *, field: str, r
                 raise InvalidArgument(e.details() or f"unknown model {model!r}", field=field) from None
 
 
+@dataclass(frozen=True)
+class SweepEstimate:
+    """The size and estimated cost of a sweep before it starts (``vantage evaluate`` asks above
+    :data:`CONFIRM_ABOVE_QUESTION_RUNS`). ``usd``: an estimate — Bright Data records × ``brightdata_record_usd``,
+    API answers × (:data:`ESTIMATE_INPUT_TOKENS` / :data:`ESTIMATE_OUTPUT_TOKENS` at the model catalogue's prices,
+    ``default_token_prices`` for a model it does not list) + one web-search call each; answers the response cache
+    or ``--reuse-answers`` supplies cost less."""
+
+    questions: int
+    models: int
+    locations: int
+    samples: int
+    usd: float
+
+    @property
+    def question_runs(self) -> int:
+        return self.questions * self.models * self.locations * self.samples
+
+    def describe(self) -> str:
+        """``"20 questions × 4 models × 2 locations × 3 samples = 480 question runs, estimated cost $4.10"``."""
+        return (f"{self.questions} questions × {self.models} models × {self.locations} locations × {self.samples} "
+                f"samples = {self.question_runs:,} question runs, estimated cost ${self.usd:,.2f}")
+
+
+def answer_usd_estimate(settings: OrchestratorSettings, model: str, batching: bool) -> float:
+    """Estimated USD of one answer of ``model`` (see :class:`SweepEstimate`)."""
+    if batching:
+        return settings.brightdata_record_usd
+    from shared.catalogue import load_catalogue
+
+    p_in, p_out = settings.token_prices(model)
+    info = load_catalogue(settings.model_catalogue_path).lookup(model)
+    search = info.web_search_usd_per_call if info is not None else settings.web_search_call_usd
+    return (ESTIMATE_INPUT_TOKENS * p_in + ESTIMATE_OUTPUT_TOKENS * p_out) / 1e6 + search
+
+
+async def estimate_sweep(orch: JobContext, *, questions: int, models: Sequence[str], locations: Sequence[str],
+                         samples: int, rpc_timeout: float = 5.0) -> SweepEstimate:
+    """The matrix size and estimated cost of a sweep; each model is routed (``InferenceService/Route``, free) to
+    know whether it is scraped (Bright Data) or asked through its API. A model that cannot be routed is priced as
+    an API model."""
+    models_l = split_list(list(models))
+    locs = split_list(list(locations)) or [""]
+    usd = 0.0
+    for model in models_l:
+        try:
+            rt = await orch.clients.inference.Route(ipb.RouteRequest(model=model), timeout=rpc_timeout)
+            batching = rt.supports_batching
+        except grpc.aio.AioRpcError:
+            batching = False
+        usd += answer_usd_estimate(orch.settings, model, batching) * questions * len(locs) * samples
+    return SweepEstimate(questions, len(models_l), len(locs), samples, usd)
+
+
 async def start_request(
     orch: JobContext, request: orchestrator_pb2.StartRunRequest, *, rpc_timeout: float = 5.0,
     upload_text: str | None = None,
@@ -343,16 +454,13 @@ async def start_request(
     (INVALID_ARGUMENT naming it) rather than failing the run later; an unreachable inference service is left for
     the run to report. Raises :class:`~services.orchestrator.app.inputs.PermissionDenied` for a path outside
     ``VANTAGE_INPUT_DIR`` (or any path when it is unset)."""
-    from services.orchestrator.app.inputs import content_text, read_server_text, server_input_path
+    from services.orchestrator.app.inputs import content_text, read_server_input
 
     s = orch.settings
-    # The fields exist on the wire (issue 14); until the evaluation job asks K samples and copies answers, refuse
-    # them rather than silently measuring one sample.
-    if request.samples not in (0, 1):
-        raise InvalidArgument(f"samples={request.samples}: repeated samples are not implemented by this server yet "
-                              "(issue 14); send 0 or 1", field="samples")
-    if request.reuse_answers:
-        raise InvalidArgument("reuse_answers is not implemented by this server yet (issue 14)", field="reuse_answers")
+    samples = request.samples or DEFAULT_SAMPLES  # 0 on the wire: the server's default
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise InvalidArgument(f"samples must be 0 (the default, {DEFAULT_SAMPLES}) or 1-{MAX_SAMPLES}, got "
+                              f"{request.samples}", field="samples")
     which = request.WhichOneof("input")
     input_path = None
     if which == "org_eval":
@@ -361,13 +469,12 @@ async def start_request(
         questions = [q for q in spec.questions if q.strip()]
         if not questions:
             raise InvalidArgument("org_eval.questions is empty", field="org_eval.questions")
-        _check_spec(s, spec, prefix, list(spec.questions))
+        _check_spec(s, spec, prefix, list(spec.questions), samples)
     elif which in ("input_path", "questions_text", "upload_id"):
         spec = request.org_eval_options
         prefix = "org_eval_options"
         if which == "input_path":
-            path = server_input_path(request.input_path, s.input_dir)
-            text = read_server_text(path, max_bytes=s.max_input_bytes)
+            path, text = await read_server_input(request.input_path, s.input_dir, max_bytes=s.max_input_bytes)
             input_path = str(path)
         elif which == "questions_text":
             text = content_text(request.questions_text, max_bytes=s.max_input_bytes, field="questions_text")
@@ -376,7 +483,8 @@ async def start_request(
             text = upload_text
         questions = parse_questions(text)
         try:
-            check_limits(s, questions=questions)
+            check_limits(s, questions=questions, models=list(spec.models), locations=list(spec.locations),
+                         samples=samples)
         except InvalidArgument as e:
             raise InvalidArgument(e.message, violations=[(which, d) for _, d in e.violations]) from None
         if not questions:
@@ -388,23 +496,27 @@ async def start_request(
     else:
         raise InvalidArgument(f"{which} input needs kind RESEARCH; ORG_EVAL takes org_eval, questions_text, "
                               "upload_id or input_path", field=which)
+    if request.reuse_answers:  # before anything is stored: NOT_FOUND / INVALID_ARGUMENT naming reuse_answers
+        await resolve_reuse_run(orch.store, request.reuse_answers)
     await check_models(orch, list(spec.models), field=f"{prefix}.models", rpc_timeout=rpc_timeout)
     run, _ = await create_eval_run(
         orch, org_name=spec.org_name, org_domain=spec.org_domain, questions=questions, models=list(spec.models),
         locations=list(spec.locations), known_competitors=list(spec.known_competitors),
         name_variations=list(spec.name_variations), name=request.name.strip(), no_cache=request.no_cache,
-        input_path=input_path,
+        input_path=input_path, samples=samples, reuse_answers=request.reuse_answers,
     )
     return run
 
 
-def _check_spec(s: OrchestratorSettings, spec: orchestrator_pb2.OrgEvalInput, prefix: str, questions: list[str]) -> None:
-    """The bounds and the org/matrix of an OrgEvalInput, violations named ``prefix.field``."""
+def _check_spec(s: OrchestratorSettings, spec: orchestrator_pb2.OrgEvalInput, prefix: str, questions: list[str],
+                samples: int = 1) -> None:
+    """The bounds and the org/matrix of an OrgEvalInput, violations named ``prefix.field`` (the matrix bound
+    counts ``samples`` per cell)."""
     violations: list[tuple[str, str]] = []
     for check in (
         lambda: check_limits(s, questions=questions, models=list(spec.models), locations=list(spec.locations),
                              known_competitors=list(spec.known_competitors),
-                             name_variations=list(spec.name_variations)),
+                             name_variations=list(spec.name_variations), samples=samples),
         lambda: validate_matrix(spec.org_name, spec.org_domain, list(spec.models), list(spec.locations),
                                 max_name_chars=s.max_name_chars),
     ):
@@ -691,7 +803,8 @@ class Evaluator:
             return False, f.reason
         message = summary(ev)
         with self.inflight.critical():
-            ok = await self.ev.complete(item, ev, message)
+            # Read before (vantage reextract, or a re-processed item): the new extraction replaces the stored one.
+            ok = await self.ev.complete(item, ev, message, replace=st.has_evaluation)
         if not ok:
             return False, "stale attempt: the item was claimed again elsewhere; result discarded"
         return True, message
@@ -719,8 +832,15 @@ class Evaluator:
                 self._ahead.pop(next(iter(self._ahead)))
         return mine or await self.ev.load(item.id)
 
+    def cache_scope(self, st: QuestionRunState) -> str:
+        """The response-cache scope of a question run: ``"<run id>:<sample>"``. Within the sweep the answer is
+        reused (resume, retry, crash recovery never pay twice); another sweep, or another sample of the same cell,
+        asks the provider again."""
+        return f"{self.run_id}:{st.sample}"
+
     def _request(self, st: QuestionRunState, key: str) -> ipb.CompleteRequest:
         return ipb.CompleteRequest(
+            cache_scope=self.cache_scope(st),
             model=st.model,
             messages=[ipb.Message(role="user", content=st.question)],
             location=st.location,
@@ -795,6 +915,7 @@ class Evaluator:
             web_search_calls=r.web_search_calls, cached=r.cached,
             web_search_triggered=r.web_search_triggered if r.HasField("web_search_triggered") else None,
             links_attached=[{"url": c.url, "title": c.title} for c in r.links_attached],
+            model_version=r.model,
         )
         bill: Bill | None = None
         if answer.snapshot_id and not api_key and not r.cached:
@@ -816,7 +937,7 @@ class Evaluator:
             model=st.model, location=st.location, status="answered", provider=answer.provider,
             answer_markdown=answer.markdown, answer_text=answer.text, citations=answer.citations,
             snapshot_id=answer.snapshot_id or None, batch_status=st.batch_status, batch_members=st.batch_members,
-            has_evaluation=st.has_evaluation,
+            has_evaluation=st.has_evaluation, sample=st.sample,
         )
 
     async def _extract(self, item: ClaimedItem, st: QuestionRunState) -> Evaluation:
@@ -1038,6 +1159,21 @@ class EvaluationJob:
             await self._evaluator.session.aclose()
 
 
+async def reextract(store: Store, run_id: str) -> int:
+    """``vantage reextract RUN_ID`` before the run is executed again: every finished question run of the ORG_EVAL
+    run ``run_id`` that holds an answer goes back to pending, so that executing the run reads the stored answers
+    through extraction again (after an extractor upgrade) and replaces their extraction results — for $0: nothing
+    is asked (an answered question run is never sent to a provider), and competitor names found before keep their
+    canonical name (no merge call for them). Question runs without an answer stay as they are. Returns how many
+    will be read. Raises :class:`NotFound` (no such run) or :class:`FailedPrecondition` (not an ORG_EVAL run)."""
+    run = await store.get_run(run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    if run.kind != "org_eval":
+        raise FailedPrecondition(f"run {run_id} is a {run.kind} run: reextract reads the answers of an evaluation")
+    return await EvalStore(store).requeue_answered(run_id)
+
+
 async def cancel_batches(orch: JobContext, run_id: str) -> int:
     """CancelRun of an ORG_EVAL run: cancel its snapshots still in flight (``CancelBatch``), mark them
     ``cancelled`` and drop their members' pending ledger rows (a cancelled snapshot is not billed). Their members
@@ -1065,20 +1201,28 @@ async def cancel_batches(orch: JobContext, run_id: str) -> int:
 
 
 __all__ = [
+    "CONFIRM_ABOVE_QUESTION_RUNS",
+    "DEFAULT_SAMPLES",
+    "MAX_SAMPLES",
     "EvalOptions",
     "EvalSetup",
     "EvaluationJob",
     "Evaluator",
     "StreamBroken",
     "StreamSession",
+    "SweepEstimate",
+    "answer_usd_estimate",
     "cancel_batches",
     "check_models",
     "create_eval_run",
+    "estimate_sweep",
     "fetch_eval_setup",
     "merge_competitors",
     "merge_variations",
     "parse_questions",
     "read_questions",
+    "reextract",
+    "resolve_reuse_run",
     "split_list",
     "start_request",
     "validate_matrix",

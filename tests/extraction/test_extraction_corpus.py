@@ -211,15 +211,47 @@ def _print_figures(results: list[cs.CaseResult]) -> dict[str, float | int]:
     return overall.as_dict()
 
 
+#: Targets that both splits meet today: asserted strictly, per split (never lower one). The others stay
+#: expected failures until both splits reach them (figures printed either way; ``-s`` shows them).
+MET_ON_BOTH_SPLITS = ("mentioned", "citations_f1")
+_RESULTS: list[list[cs.CaseResult]] = []
+
+
+async def _corpus_results() -> list[cs.CaseResult]:
+    """Dev + holdout through the real service, once per test session."""
+    if not _RESULTS:
+        cases = cs.load_cases("all")
+        _RESULTS.append(cs.score(cases, await cs.extract_all(cases)))
+    return _RESULTS[0]
+
+
+def _below(results: list[cs.CaseResult], target: str) -> dict[str, tuple[float, float]]:
+    by_split = {k: f.as_dict() for k, f in cs.breakdown(results, "split").items()}
+    return {
+        split: (float(d[target]), THRESHOLDS[target])
+        for split, d in by_split.items()
+        if d[target] < THRESHOLDS[target]
+    }
+
+
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 13 item 5: the extractor at the time the corpus landed is below the thresholds "
-    "(the coordinator decides when this becomes a hard check)",
+@pytest.mark.parametrize(
+    "target",
+    [
+        t
+        if t in MET_ON_BOTH_SPLITS
+        else pytest.param(
+            t,
+            marks=pytest.mark.xfail(
+                strict=False, reason=f"issue 13 item 5: {t} is not yet at its threshold on both splits"
+            ),
+        )
+        for t in THRESHOLDS
+    ],
 )
-async def test_corpus_thresholds() -> None:
-    cases = cs.load_cases("all")
-    results = cs.score(cases, await cs.extract_all(cases))
+async def test_corpus_thresholds(target: str) -> None:
+    """Each of the issue's thresholds on dev and on holdout separately."""
+    results = await _corpus_results()
     figures = _print_figures(results)
-    below = {k: (figures[k], t) for k, t in THRESHOLDS.items() if figures[k] < t}
-    assert not below, f"below threshold (got, need): {below}; all figures: {figures}"
+    below = _below(results, target)
+    assert not below, f"{target} below threshold (split: got, need): {below}; all figures: {figures}"

@@ -365,6 +365,7 @@ class _Complete:
     search: SearchRecord
     cls: ClassificationRecord
     truncated: bool
+    ledger: LedgerSettlement | None = None
 
     async def __call__(self, conn: AsyncConnection) -> bool:
         return (await self.run_many(self.store, conn, [self]))[0]
@@ -373,8 +374,9 @@ class _Complete:
     async def run_many(store: Store, conn: AsyncConnection, ops: Sequence[_Complete]) -> list[bool]:
         """Mark the items done where their attempt is still current — one fenced ``UPDATE … WHERE (id, attempts) IN
         (…) AND status = 'running' RETURNING id, attempts`` per ``truncated`` value — then insert the winners'
-        results (one multi-row insert per table, ``ON CONFLICT DO NOTHING``) and their ITEM_DONE events (one append
-        per run). Returns, per operation, whether it won."""
+        results (one executemany per table, ``ON CONFLICT DO NOTHING``) and their ITEM_DONE events (one append per
+        run), and settle every operation's ledger rows (winner or not: a stale attempt's calls were paid all the
+        same; one executemany UPDATE, one DELETE). Returns, per operation, whether it won."""
         now = utcnow()
         it = m.run_items.c
         won: set[tuple[str, int]] = set()
@@ -393,27 +395,27 @@ class _Complete:
             won |= {(r[0], int(r[1])) for r in rows}
         winners = [o for o in ops if (o.item.id, o.item.attempt) in won]
         if winners:
+            # executemany of one cached statement (SQLAlchemy's insertmanyvalues batches it into multi-row INSERTs on
+            # PostgreSQL): a ``.values([...])`` per batch would be compiled anew for every batch size.
             await conn.execute(
-                store.insert(m.search_results)
-                .values([
+                store.insert(m.search_results).on_conflict_do_nothing(index_elements=["item_id"]),
+                [
                     {"item_id": o.item.id, "returned_count": o.search.returned_count, "kept_count": o.search.kept_count,
                      "filtered_out_count": o.search.filtered_out_count, "credits": o.search.credits,
                      "cost_usd": o.search.cost_usd, "urls": list(o.search.urls), "cached": o.search.cached,
                      "created_at": now}
                     for o in winners
-                ])
-                .on_conflict_do_nothing(index_elements=["item_id"])
+                ],
             )
             await conn.execute(
-                store.insert(m.classifications)
-                .values([
+                store.insert(m.classifications).on_conflict_do_nothing(index_elements=["item_id"]),
+                [
                     {"item_id": o.item.id, "tier": o.cls.tier, "score": o.cls.score, "category": o.cls.category,
                      "rationale": o.cls.rationale, "evidence_urls": list(o.cls.evidence_urls), "model": o.cls.model,
                      "input_tokens": o.cls.input_tokens, "output_tokens": o.cls.output_tokens,
                      "cost_usd": o.cls.cost_usd, "created_at": now}
                     for o in winners
-                ])
-                .on_conflict_do_nothing(index_elements=["item_id"])
+                ],
             )
             by_run: dict[str, list[_Complete]] = {}
             for o in winners:
@@ -425,7 +427,37 @@ class _Complete:
                     for o in group
                 ])
             _tag_completion(conn, len(winners))
+        await _settle_ledger(conn, [o.ledger for o in ops if o.ledger is not None])
         return [(o.item.id, o.item.attempt) in won for o in ops]
+
+
+@dataclass(frozen=True)
+class LedgerSettlement:
+    """An attempt's ledger rows, settled in its write-back transaction (:meth:`Store.complete_item`,
+    :meth:`Store.fail_item`) instead of one transaction per call: ``completed`` = (idempotency key, billed values as
+    :meth:`Store.ledger_complete` takes them) of the calls that answered; ``dropped`` = keys of rows whose call was
+    not billed for sure (free, failed before the provider, or never made). Rows of calls with an unknown outcome are
+    in neither and stay pending (priced at their estimate, if any)."""
+
+    completed: tuple[tuple[str, dict[str, Any]], ...] = ()
+    dropped: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.completed or self.dropped)
+
+
+async def _settle_ledger(conn: AsyncConnection, settlements: Sequence[LedgerSettlement]) -> None:
+    """Apply ledger settlements: one executemany UPDATE for the completed rows (also rows marked abandoned meanwhile:
+    the attempt lost its lease but its calls were paid), one DELETE for the dropped ones (pending or abandoned)."""
+    done = [(k, v) for st in settlements for k, v in st.completed]
+    dropped = [k for st in settlements for k in st.dropped]
+    if done:
+        await _LedgerComplete.execute(conn, done)
+    if dropped:
+        led = m.cost_ledger.c
+        await conn.execute(
+            m.cost_ledger.delete().where(led.idempotency_key.in_(dropped), led.status.in_(("pending", "abandoned")))
+        )
 
 
 @dataclass(frozen=True)
@@ -433,17 +465,18 @@ class _LedgerBegin:
     """:meth:`Store.ledger_begin` as a group-commit operation (one multi-row insert per batch)."""
 
     store: Store
-    row: dict[str, Any]
+    rows: tuple[dict[str, Any], ...]
 
     async def __call__(self, conn: AsyncConnection) -> None:
         await self.run_many(self.store, conn, [self])
 
     @staticmethod
     async def run_many(store: Store, conn: AsyncConnection, ops: Sequence[_LedgerBegin]) -> list[None]:
-        rows = list({o.row["idempotency_key"]: o.row for o in ops}.values())
-        await conn.execute(
-            store.insert(m.cost_ledger).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
+        rows = list({r["idempotency_key"]: r for o in ops for r in o.rows}.values())
+        if rows:
+            await conn.execute(
+                store.insert(m.cost_ledger).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows
+            )
         return [None] * len(ops)
 
 
@@ -460,10 +493,17 @@ class _LedgerComplete:
 
     @staticmethod
     async def run_many(store: Store, conn: AsyncConnection, ops: Sequence[_LedgerComplete]) -> list[None]:
+        await _LedgerComplete.execute(conn, [(o.key, o.values) for o in ops])
+        return [None] * len(ops)
+
+    @staticmethod
+    async def execute(conn: AsyncConnection, done: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Mark these rows (idempotency key, billed values) completed: one executemany UPDATE."""
         led = m.cost_ledger.c
         stmt = (
             update(m.cost_ledger)
-            .where(led.idempotency_key == bindparam("k"), led.status.in_(("pending", "abandoned")))
+            # Two equalities, not IN (…): an expanding IN cannot be used with executemany.
+            .where(led.idempotency_key == bindparam("k"), or_(led.status == "pending", led.status == "abandoned"))
             .values(
                 units=bindparam("u"), usd=bindparam("d"), input_tokens=bindparam("i"), output_tokens=bindparam("o"),
                 provider=func.coalesce(bindparam("p"), led.provider), status="completed",
@@ -471,12 +511,10 @@ class _LedgerComplete:
             )
         )
         await conn.execute(stmt, [
-            {"k": o.key, "u": o.values["units"], "d": o.values["usd"], "i": o.values.get("input_tokens", 0),
-             "o": o.values.get("output_tokens", 0), "p": o.values.get("provider") or None,
-             "e": bool(o.values.get("cost_estimated"))}
-            for o in ops
+            {"k": k, "u": v["units"], "d": v["usd"], "i": v.get("input_tokens", 0), "o": v.get("output_tokens", 0),
+             "p": v.get("provider") or None, "e": bool(v.get("cost_estimated"))}
+            for k, v in done
         ])
-        return [None] * len(ops)
 
 
 class _GroupCommit:
@@ -1184,17 +1222,33 @@ class Store:
         return int(res.rowcount or 0)
 
     async def complete_item(
-        self, item: ClaimedItem, search: SearchRecord, cls: ClassificationRecord, *, truncated: bool
+        self, item: ClaimedItem, search: SearchRecord, cls: ClassificationRecord, *, truncated: bool,
+        ledger: LedgerSettlement | None = None,
     ) -> bool:
         """Persist an item's results and mark it done, in one transaction (group-committed, set-based with the other
-        completions of the batch), only if ``item.attempt`` is still the current attempt. False (nothing written) for
-        a stale attempt."""
-        return bool(await self._group.submit(_Complete(self, item, search, cls, truncated)))
+        completions of the batch), only if ``item.attempt`` is still the current attempt. False (no result written)
+        for a stale attempt. ``ledger``: the attempt's ledger rows settled in the same transaction (also for a stale
+        attempt: its calls were paid)."""
+        return bool(await self._group.submit(_Complete(self, item, search, cls, truncated, ledger or None)))
 
-    async def fail_item(self, item: ClaimedItem, error: str, *, truncated: bool = False) -> bool:
-        """Mark an item failed with ``error`` (fenced and group-committed like :meth:`complete_item`)."""
+    async def settle_ledger(self, ledger: LedgerSettlement) -> None:
+        """Settle an attempt's ledger rows alone (the attempt ended without a write-back: cancelled)."""
+        if ledger:
+
+            async def op(conn: AsyncConnection) -> None:
+                await _settle_ledger(conn, [ledger])
+
+            await self._group.submit(op)
+
+    async def fail_item(
+        self, item: ClaimedItem, error: str, *, truncated: bool = False, ledger: LedgerSettlement | None = None
+    ) -> bool:
+        """Mark an item failed with ``error`` (fenced and group-committed like :meth:`complete_item`, ``ledger``
+        settled in the same transaction whatever the fence says)."""
 
         async def op(conn: AsyncConnection) -> bool:
+            if ledger:
+                await _settle_ledger(conn, [ledger])
             it = m.run_items.c
             res = await conn.execute(
                 update(m.run_items)
@@ -1288,14 +1342,16 @@ class Store:
         call whose outcome is never recorded (its process died: the row stays pending or becomes abandoned) still
         counts in the run's totals; :meth:`ledger_complete` replaces it with the billed figures, :meth:`ledger_discard`
         drops the row. 0 = price unknown before the answer (LLM tokens): the row counts 0."""
-        estimated = estimate_units > 0 or estimate_usd > 0
-        row = {
-            "run_id": run_id, "item_id": item_id, "provider": provider, "kind": kind, "idempotency_key": key,
-            "units": estimate_units, "unit_type": unit_type, "input_tokens": 0, "output_tokens": 0,
-            "usd": estimate_usd, "status": "pending", "created_at": utcnow(), "attempt": attempt,
-            "cost_estimated": estimated,
-        }
-        await self._group.submit(_LedgerBegin(self, row))
+        await self.ledger_begin_many([ledger_call(
+            run_id=run_id, item_id=item_id, provider=provider, kind=kind, key=key, unit_type=unit_type,
+            attempt=attempt, estimate_units=estimate_units, estimate_usd=estimate_usd,
+        )])
+
+    async def ledger_begin_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """:meth:`ledger_begin` of several calls in one operation (one transaction, one executemany), e.g. every
+        paid call an item attempt is about to make; ``rows`` from :func:`ledger_call`."""
+        if rows:
+            await self._group.submit(_LedgerBegin(self, tuple(rows)))
 
     async def ledger_complete(
         self, key: str, *, units: int, usd: float, input_tokens: int = 0, output_tokens: int = 0, provider: str = "",
@@ -1498,6 +1554,19 @@ class Store:
                 EventRow(r.run_id, r.seq, r.type, r.item_id, r.item_key, r.message, aware(r.created_at))  # type: ignore[arg-type]
                 for r in rows
             ]
+
+
+def ledger_call(
+    *, run_id: str, item_id: str | None, provider: str, kind: str, key: str, unit_type: str,
+    attempt: int | None = None, estimate_units: int = 0, estimate_usd: float = 0.0,
+) -> dict[str, Any]:
+    """The pending ``cost_ledger`` row of a paid call about to be made (see :meth:`Store.ledger_begin`)."""
+    return {
+        "run_id": run_id, "item_id": item_id, "provider": provider, "kind": kind, "idempotency_key": key,
+        "units": estimate_units, "unit_type": unit_type, "input_tokens": 0, "output_tokens": 0,
+        "usd": estimate_usd, "status": "pending", "created_at": utcnow(), "attempt": attempt,
+        "cost_estimated": estimate_units > 0 or estimate_usd > 0,
+    }
 
 
 def _tag_completion(conn: AsyncConnection, n: int = 1) -> None:

@@ -232,8 +232,7 @@ async def build(settings: ExtractionSettings) -> AsyncIterator[list[Mount]]:
     gc.collect()
     gc.freeze()
     servicer = ExtractionServicer(settings)
-    await asyncio.to_thread(servicer.start_workers)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(servicer.close)  # also when starting the workers fails part-way (a pool was made)
+        await asyncio.to_thread(servicer.start_workers)
         yield [Mount(servicer, pb_grpc.add_ExtractionServiceServicer_to_server, SERVICE_NAME)]
-    finally:
-        servicer.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -59,14 +60,13 @@ def restartable_db(pg_url: str):  # type: ignore[no-untyped-def]
     yield pg_url, terminate, f"pg_terminate_backend on the shared server ({reason})"
 
 
-def test_crash_postgres_restart_mid_run_workers_reconnect_and_finish(
-    crash_stack, restartable_db, tmp_path: Path
-) -> None:
-    db_url, restart, how = restartable_db
-    h = Harness(crash_stack, db_url, tmp_path)
-    db = Db(db_url)
-    h.sandbox_reset()
-    run_id = h.research_detached(N_ITEMS)
+def _execute_through_restarts(
+    h: Harness, db: Db, restart: Callable[[str], float], run_id: str, n: int, what: str
+) -> str:
+    """Two ``vantage worker`` processes execute ``run_id`` (``n`` items); at 30 % and 60 % of the items done the server
+    is restarted (``fast``, then ``immediate``). Waits for the run to complete and both workers to exit 0 on SIGTERM.
+    Asserts that every item is done. Returns the figures: the outages (mode, items done before,
+    seconds away), the wall time, the database retries and skipped heartbeats per worker, the items by status."""
     t0 = time.monotonic()
     workers = [h.start_worker(), h.start_worker()]
 
@@ -80,7 +80,7 @@ def test_crash_postgres_restart_mid_run_workers_reconnect_and_finish(
 
     outages = []
     for fraction, mode in ((0.3, "fast"), (0.6, "immediate")):
-        wait_for(lambda f=fraction: done() >= N_ITEMS * f, 120, f"{fraction:.0%} of the items")
+        wait_for(lambda f=fraction: done() >= n * f, 120, f"{fraction:.0%} of the {what}")
         before = done()
         outages.append((mode, before, restart(mode)))
 
@@ -95,19 +95,31 @@ def test_crash_postgres_restart_mid_run_workers_reconnect_and_finish(
     wall = time.monotonic() - t0
     codes = [h.terminate(w) for w in workers]
     assert codes == [0, 0], [log_tail(w) for w in workers]
-
-    counts = dict(db.rows("SELECT status, count(*) FROM run_items WHERE run_id = %s GROUP BY status", run_id))
-    cls = db.rows("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
-                  "ON i.id = c.item_id WHERE i.run_id = %s", run_id)[0]
     retries = [_count(w.log, "db_retry") for w in workers]
     failed_beats = [_count(w.log, "heartbeat_failed") for w in workers]
+    counts = dict(db.rows("SELECT status, count(*) FROM run_items WHERE run_id = %s GROUP BY status", run_id))
+    assert counts == {"done": n}, counts
+    return (f"{json.dumps(outages)} (mode, items done before, seconds away); the workers stayed up and finished "
+            f"{n} {what} in {wall:.1f} s; database retries per worker {retries}, skipped heartbeats {failed_beats}; "
+            f"items {counts}")
+
+
+def test_crash_postgres_restart_mid_run_workers_reconnect_and_finish(
+    crash_stack, restartable_db, tmp_path: Path
+) -> None:
+    db_url, restart, how = restartable_db
+    h = Harness(crash_stack, db_url, tmp_path)
+    db = Db(db_url)
+    h.sandbox_reset()
+    run_id = h.research_detached(N_ITEMS)
+    figures = _execute_through_restarts(h, db, restart, run_id, N_ITEMS, "items")
+
+    cls = db.rows("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
+                  "ON i.id = c.item_id WHERE i.run_id = %s", run_id)[0]
     calls = h.sandbox_calls()
-    print(f"\ncrash suite — PostgreSQL outage ({how}): {json.dumps(outages)} (mode, items done before, seconds "
-          f"away); the workers stayed up and finished {N_ITEMS} items in {wall:.1f} s; items {counts}; "
-          f"classifications {cls[0]} ({cls[1]} distinct); database retries per worker {retries}, skipped "
-          f"heartbeats {failed_beats}; sandbox calls search {calls.get('tavily.search')}, LLM "
+    print(f"\ncrash suite — PostgreSQL outage ({how}): {figures}; classifications {cls[0]} "
+          f"({cls[1]} distinct); sandbox calls search {calls.get('tavily.search')}, LLM "
           f"{calls.get('openai.chat_completions')}")
-    assert counts == {"done": N_ITEMS}
     assert cls == (N_ITEMS, N_ITEMS)
 
 
@@ -140,50 +152,17 @@ def test_crash_postgres_restart_mid_evaluation_workers_reconnect_and_finish(
                   "together.ai", "--questions", str(questions), "--models", "gpt-4.1", "--locations", "US")
         assert r.returncode == 0, r.stderr
         run_id = r.stdout.strip().splitlines()[-1]
-        t0 = time.monotonic()
-        workers = [h.start_worker(), h.start_worker()]
-
-        def done() -> int:
-            for w in workers:
-                assert w.proc.poll() is None, f"worker {w.pid} died:\n{log_tail(w)}"
-            try:
-                return int(db.one("SELECT count(*) FROM run_items WHERE run_id = %s AND status = 'done'", run_id))  # type: ignore[call-overload]
-            except psycopg.OperationalError:
-                return 0  # the server is restarting
-
-        outages = []
-        for fraction, mode in ((0.3, "fast"), (0.6, "immediate")):
-            wait_for(lambda f=fraction: done() >= N_QUESTIONS * f, 120, f"{fraction:.0%} of the question runs")
-            before = done()
-            outages.append((mode, before, restart(mode)))
-
-        def completed() -> bool:
-            done()
-            try:
-                return db.one("SELECT status FROM runs WHERE id = %s", run_id) == "completed"
-            except psycopg.OperationalError:
-                return False
-
-        wait_for(completed, 180, "the evaluation to complete", every=0.2)
-        wall = time.monotonic() - t0
-        codes = [h.terminate(w) for w in workers]
-        assert codes == [0, 0], [log_tail(w) for w in workers]
+        figures = _execute_through_restarts(h, db, restart, run_id, N_QUESTIONS, "question runs")
     finally:
         if not had:
             httpx.post(config, json={"endpoints": {"openai.responses": None}}, timeout=10)
 
-    counts = dict(db.rows("SELECT status, count(*) FROM run_items WHERE run_id = %s GROUP BY status", run_id))
     answered = db.rows("SELECT count(*), count(DISTINCT item_id) FROM question_runs WHERE run_id = %s AND status = "
                        "'answered'", run_id)[0]
     evals = db.rows("SELECT count(*), count(DISTINCT item_id) FROM org_evals WHERE run_id = %s", run_id)[0]
-    retries = [_count(w.log, "db_retry") for w in workers]
-    failed_beats = [_count(w.log, "heartbeat_failed") for w in workers]
     calls = h.sandbox_calls()
-    print(f"\ncrash suite — PostgreSQL outage under an evaluation ({how}): {json.dumps(outages)} (mode, items done "
-          f"before, seconds away); the workers stayed up and finished {N_QUESTIONS} question runs in {wall:.1f} s; "
-          f"items {counts}; answered {answered[0]} ({answered[1]} distinct), evaluations {evals[0]} ({evals[1]} "
-          f"distinct); database retries per worker {retries}, skipped heartbeats {failed_beats}; sandbox calls "
+    print(f"\ncrash suite — PostgreSQL outage under an evaluation ({how}): {figures}; answered "
+          f"{answered[0]} ({answered[1]} distinct), evaluations {evals[0]} ({evals[1]} distinct); sandbox calls "
           f"responses {calls.get('openai.responses')}")
-    assert counts == {"done": N_QUESTIONS}
     assert answered == (N_QUESTIONS, N_QUESTIONS)
     assert evals == (N_QUESTIONS, N_QUESTIONS)

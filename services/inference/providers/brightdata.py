@@ -806,13 +806,13 @@ class BrightDataProvider:
         intent (UNIQUE, so no two replicas adopt one snapshot) and adopted instead of paying again. Never "the
         single unknown snapshot": another replica's or client's snapshot is recognised by its prompts.
 
-        - none is ours: the trigger created nothing — trigger again (:meth:`_retry_wait`);
+        - none is ours: the trigger created nothing — trigger again (:meth:`_before_retry`);
         - the list or the intents cannot be read, more than :data:`MAX_CANDIDATES` candidates, or a candidate
           that fails or is not ready in time: ambiguous — not repeated, the error says why.
 
         After a timeout or a broken connection the check waits :data:`TRIGGER_SETTLE` seconds first, so that a slow
         trigger still being processed has time to show up. A 429 still answered after :meth:`_send`'s re-sends
-        ("too many running jobs": nothing was created) is triggered again the same way (:meth:`_retry_wait`). This
+        ("too many running jobs": nothing was created) is triggered again the same way (:meth:`_before_retry`). This
         loop is the trigger's one retry layer: ``settings.provider_max_attempts`` triggers in all, whatever failed.
         """
         attempts = max(1, self._settings.provider_max_attempts)
@@ -845,20 +845,10 @@ class BrightDataProvider:
                     raise Unavailable(f"{e.message}; the trigger was not repeated: {why}", provider=self.name,
                                       reason=e.reason, retry_after=e.retry_after, metadata=e.metadata) from None
                 await self._resolve_intent(intent, "none")
-                wait = self._retry_wait(n, attempts, e, deadline)
-                if wait is None:
-                    raise
-                log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason,
-                         verified="no snapshot created", wait_s=round(wait, 3))
-                await asyncio.sleep(wait)
+                await self._before_retry(n, attempts, e, deadline, "no snapshot created")
             except ResourceExhausted as e:
                 await self._resolve_intent(intent, "none")  # 429: "too many running jobs", nothing was created
-                wait = self._retry_wait(n, attempts, e, deadline)
-                if wait is None:
-                    raise
-                log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason,
-                         verified="429: nothing created", wait_s=round(wait, 3))
-                await asyncio.sleep(wait)
+                await self._before_retry(n, attempts, e, deadline, "429: nothing created")
             except BaseException:
                 await self._resolve_intent(intent, "unknown")
                 raise
@@ -866,19 +856,23 @@ class BrightDataProvider:
                 await self._resolve_intent(intent, "triggered", snapshot_id)
                 return snapshot_id
 
-    def _retry_wait(self, n: int, attempts: int, e: RetryableError, deadline: Deadline) -> float | None:
-        """Seconds to wait before trigger ``n + 1`` after trigger ``n`` failed with ``e`` having created nothing —
-        the guard's retry policy (:class:`shared.resilience.RetryPolicy`: full-jitter back-off, at least the
-        Retry-After) — or None when no trigger may follow: ``attempts`` spent, a Retry-After over the policy's
-        ``max_retry_after``, or a wait that would outlast ``deadline``. Counted in the guard's ``retries``."""
+    async def _before_retry(self, n: int, attempts: int, e: RetryableError, deadline: Deadline, verified: str
+                            ) -> None:
+        """Wait before trigger ``n + 1`` after trigger ``n`` failed with ``e`` having created nothing (``verified``
+        says how that is known, for the log) — the guard's retry policy (:class:`shared.resilience.RetryPolicy`:
+        full-jitter back-off, at least the Retry-After) — or raise ``e`` when no trigger may follow: ``attempts``
+        spent, a Retry-After over the policy's ``max_retry_after``, or a wait that would outlast ``deadline``.
+        Counted in the guard's ``retries``."""
         policy = self.guard.retry
         if n >= attempts or (e.retry_after is not None and e.retry_after > policy.max_retry_after):
-            return None
+            raise e
         wait = policy.backoff(n, e.retry_after)
         if wait >= deadline.remaining(0.0):
-            return None
+            raise e
         self.guard.retries += 1
-        return wait
+        log.info("brightdata_trigger_retry", provider=self.name, attempt=n, reason=e.reason, verified=verified,
+                 wait_s=round(wait, 3))
+        await asyncio.sleep(wait)
 
     async def _record_intent(self, prompts: list[str], began: float) -> str | None:
         """A pending intent for this trigger; None (logged) when the store cannot take it — the trigger goes ahead,

@@ -113,7 +113,7 @@ async def test_async_evaluation_end_to_end(addrs: dict[str, str]) -> None:
         assert {(g.model, g.location) for g in rep.groups} == {("gpt-5.5", "US"), ("claude-sonnet-5", "US")}
         assert (await client.export(run.run_id, "jsonl")).count("\n") == 4
         d = await client.diff(run.run_id, run.run_id, seed=3)  # 2 questions < 5: insufficient_data, with N
-        assert d.kind is RunKind.ORG_EVAL and d.basket == 4 and d.seed == 3 and not d.model_versions_stored
+        assert d.kind is RunKind.ORG_EVAL and d.basket == 4 and d.seed == 3 and d.model_versions_stored
         assert d.overall is not None and d.overall.model == "all"
         vis = d.overall.figures["visibility_rate"]
         assert vis.verdict == "insufficient_data" and vis.needed_n and vis.delta.value == 0.0

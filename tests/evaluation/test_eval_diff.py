@@ -67,7 +67,8 @@ async def test_diff_sweeps_verdicts(eval_env: tuple[Settings, Store, Orchestrato
     assert vis.a.value is not None and vis.b.value is not None and vis.a.value > 0.6 and vis.b.value < 0.2
     assert vis.verdict == "moved_down" and vis.delta.ci_high is not None and vis.delta.ci_high < 0
     assert all(c.figures["visibility_rate"].verdict == "moved_down" for c in down.sweep.cells)
-    assert not down.model_versions_stored and any("not stored" in n for n in down.notes)
+    # The provider-reported model of each answer is stored (question_runs.model_version): none changed here.
+    assert down.model_versions_stored and not down.sweep.model_changes and not any("not stored" in n for n in down.notes)
 
     same = await diff_runs(store, low, low2, seed=1, resamples=1000)
     assert same.sweep is not None
@@ -84,7 +85,7 @@ async def test_diff_sweeps_verdicts(eval_env: tuple[Settings, Store, Orchestrato
     r = cli_diff(settings, high[:8], low, "--output", "json", "--seed", "7", "--resamples", "500")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["kind"] == "org_eval" and doc["seed"] == 7 and doc["model_versions_stored"] is False
+    assert doc["kind"] == "org_eval" and doc["seed"] == 7 and doc["model_versions_stored"] is True
     overall = doc["cells"][-1]
     assert overall["model"] == "all" and overall["visibility_rate_verdict"] == "moved_down"
     assert overall["visibility_rate_delta_ci_high"] < 0 <= overall["visibility_rate_a_ci_low"]
@@ -95,6 +96,16 @@ async def test_diff_sweeps_verdicts(eval_env: tuple[Settings, Store, Orchestrato
 
     with pytest.raises(InvalidArgument):
         await diff_runs(store, high, low, resamples=10_001)
+
+    # A model whose provider reported another version in B is flagged, on its cells and in model_changes.
+    qr = m.question_runs.c
+    async with store.engine.begin() as conn:
+        await conn.execute(update(m.question_runs).where(qr.run_id == low, qr.model == MODELS[0])
+                           .values(model_version="gpt-4.1-2099-01-01"))
+    moved = await diff_runs(store, high, low, seed=1, resamples=200)
+    assert moved.sweep is not None and [c.model for c in moved.sweep.model_changes] == [MODELS[0]]
+    assert moved.sweep.model_changes[0].versions_b == ("gpt-4.1-2099-01-01",)
+    assert {c.model: c.model_version_changed for c in moved.sweep.cells} == {MODELS[0]: True, MODELS[1]: False}
     r = cli_diff(settings, high, low, "--resamples", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "resamples" in r.stderr
 

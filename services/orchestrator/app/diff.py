@@ -36,9 +36,9 @@ from shared.errors import FailedPrecondition, InvalidArgument, NotFound
 MAX_RESAMPLES = 10_000
 #: Bounds of ``seed``: any non-negative 32-bit integer (numpy.random.default_rng accepts it).
 MAX_SEED = 2**32 - 1
-#: Why no model-version flag can be raised today: the providers' reported model ids are not stored.
-MODEL_VERSION_NOTE = ("model versions: not stored (the provider-reported model id of an answer is not kept), so a "
-                      "model change between the sweeps cannot be flagged")
+#: Why no model-version flag can be raised: a sweep asked before question_runs.model_version was written has none.
+MODEL_VERSION_NOTE = ("model versions: not stored for one of the runs (the provider-reported model id of its answers "
+                      "was not kept), so a model change between the sweeps cannot be flagged")
 TIER_ORDER = {"COLD": 0, "WATCH": 1, "WARM": 2, "HOT": 3}
 
 
@@ -153,14 +153,14 @@ def check_params(*, seed: int, resamples: int) -> None:
 
 async def eval_answers(store: Store, run_id: str) -> list[Answer]:
     """The evaluated answers of an ORG_EVAL run: one :class:`Answer` per question run with an org evaluation
-    (``question_id`` = :func:`question_key` of its text, ``sample`` = ``question_runs.sample``, ``model_version``
-    "" = not stored)."""
+    (``question_id`` = :func:`question_key` of its text, ``sample`` = ``question_runs.sample``, ``model_version`` =
+    ``question_runs.model_version``, "" = not stored)."""
     qr, q, oe, oc = m.question_runs.c, m.questions.c, m.org_evals.c, m.org_competitors.c
     comp = (select(oc.item_id, func.coalesce(func.sum(oc.mention_count), 0).label("n"))
             .where(oc.run_id == run_id).group_by(oc.item_id).subquery())
     stmt = (
         select(q.text, qr.model, qr.location, oe.mentioned, oe.rank, oe.mention_count, oe.sentiment, comp.c.n,
-               qr.sample)
+               qr.sample, qr.model_version)
         .select_from(m.question_runs.join(m.questions, q.id == qr.question_id)
                      .join(m.org_evals, oe.item_id == qr.item_id)
                      .outerjoin(comp, comp.c.item_id == qr.item_id))
@@ -170,8 +170,8 @@ async def eval_answers(store: Store, run_id: str) -> list[Answer]:
         rows = (await conn.execute(stmt)).all()
     return [Answer(question_id=question_key(text), model=model, location=loc or "", sample=int(sample or 0),
                    mentioned=bool(mentioned), rank=int(rank or 0) or None, org_mentions=int(count or 0),
-                   competitor_mentions=int(n or 0), sentiment=sentiment or "")
-            for text, model, loc, mentioned, rank, count, sentiment, n, sample in rows]
+                   competitor_mentions=int(n or 0), sentiment=sentiment or "", model_version=version or "")
+            for text, model, loc, mentioned, rank, count, sentiment, n, sample, version in rows]
 
 
 async def research_rows(store: Store, run_id: str) -> list[tuple[str, str, str, int, list[str]]]:
@@ -227,13 +227,14 @@ async def diff_runs(store: Store, run_a: str, run_b: str, *, seed: int = 0,
                        companies=diff_companies(await research_rows(store, run_a), await research_rows(store, run_b)))
     a, b = await eval_answers(store, run_a), await eval_answers(store, run_b)
     sweep = diff_sweeps(a, b, resamples=resamples, seed=seed)
-    notes = [MODEL_VERSION_NOTE]
+    stored = any(x.model_version for x in a) and any(x.model_version for x in b)
+    notes = [] if stored else [MODEL_VERSION_NOTE]
     if ra.options.get("org_id") and ra.options.get("org_id") != rb.options.get("org_id"):
         notes.append(f"the runs evaluate different orgs ({ra.options.get('org_name', '?')} vs "
                      f"{rb.options.get('org_name', '?')})")
     if sweep.basket == 0:
         notes.append("no question × model × location is in both runs: nothing to compare")
-    return RunDiff(ra.kind, run_a, run_b, sweep=sweep, model_versions_stored=False, notes=notes)
+    return RunDiff(ra.kind, run_a, run_b, sweep=sweep, model_versions_stored=stored, notes=notes)
 
 
 __all__ = ["MAX_RESAMPLES", "MAX_SEED", "CompanyChange", "RunDiff", "check_params", "company_match_key",

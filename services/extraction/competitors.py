@@ -1270,8 +1270,8 @@ def _fold_target(doc: Doc, accepted: Sequence[Candidate], j: int) -> int | None:
     if best is not None:
         return best[1]
     if unit.section >= 0:
-        head = doc.units[unit.section]
-        lead = lead_span(doc, head)
+        section = doc.units[unit.section]
+        lead = lead_span(doc, section)
         if lead:
             for i in range(j - 1, -1, -1):
                 if accepted[i].span == lead:

@@ -15,6 +15,8 @@ A worker loops:
    to it: the last one to finish completes the run);
 3. every third of the lease its reaper (:mod:`services.orchestrator.app.reaper`, the one the server runs too)
    returns expired leases to pending, so that a crashed worker's items are taken over within lease + one poll.
+4. its :class:`~services.orchestrator.app.schedules.Scheduler` starts the due sweeps of scheduled evaluations
+   (each period exactly once across workers; not with ``--once`` or ``--run``).
 
 SIGTERM / SIGINT: stop claiming, give in-flight items ``grace_seconds`` to finish, cancel the rest and release them
 (their lease is cleared: another worker claims them at once), exit 0. A second signal cancels at once.
@@ -35,6 +37,7 @@ import structlog
 from services.orchestrator.app.jobs.base import SetupError
 from services.orchestrator.app.reaper import reap_forever
 from services.orchestrator.app.runs import Orchestrator
+from services.orchestrator.app.schedules import Scheduler
 from services.orchestrator.clients import Clients
 from services.orchestrator.store import Store
 from services.orchestrator.store.repo import ReapReport
@@ -82,6 +85,8 @@ class Worker:
         self.store = store
         self.settings = settings
         self.orch = Orchestrator(store, clients, settings)
+        # Starts the due sweeps of scheduled evaluations (app/schedules.py), except in a --once or --run worker.
+        self.scheduler = Scheduler(self.orch) if run_id is None and not once else None
         self.once = once
         self.run_id = run_id
         self.max_runs = max(1, max_runs or settings.worker_max_runs)
@@ -111,7 +116,8 @@ class Worker:
                  lease_seconds=s.lease_seconds)
         error: Exception | None = None
         reaper = reap_forever(self.store, s.lease_seconds, on_pass=self._count_reaped)
-        async with background(reaper), asyncio.TaskGroup() as tg:
+        ticker = [] if self.scheduler is None else [self.scheduler.run()]
+        async with background(reaper, *ticker), asyncio.TaskGroup() as tg:
             self._tg = tg
             try:
                 while not self._stop.is_set():

@@ -16,8 +16,10 @@ from services.orchestrator.cli.diff import register as register_diff
 from services.orchestrator.cli.doctor import register as register_doctor
 from services.orchestrator.cli.enrich import register as register_enrich
 from services.orchestrator.cli.evaluate import register as register_evaluate
+from services.orchestrator.cli.history import register as register_history
 from services.orchestrator.cli.models import register as register_models
 from services.orchestrator.cli.reextract import register as register_reextract
+from services.orchestrator.cli.schedule import register as register_schedule
 from shared.config import get_settings
 
 app = typer.Typer(
@@ -386,7 +388,7 @@ def db_prune_cache(
 # Commands declared in their own modules (each registers itself on the app), then the plug-ins other packages
 # declare under the "vantage.cli" entry-point group (pyproject.toml: `vantage loadtest`).
 for _register in (register_doctor, register_enrich, register_evaluate, register_models, register_diff,
-                  register_reextract):
+                  register_reextract, register_schedule, register_history):
     _register(app)
 for _plugin in entry_points(group="vantage.cli"):
     _plugin.load()(app)

@@ -484,6 +484,28 @@ _SUBJECT_VERB_RE = re.compile(
 )
 
 
+#: Definite articles of the languages whose institutions take one ("die BaFin", "la CNIL", "el Banco de España").
+_ARTICLES: dict[str, frozenset[str]] = {
+    "de": frozenset("die der das den dem des".split()),
+    "fr": frozenset("la le les l' du des au aux".split()),
+    "es": frozenset("el la los las del al".split()),
+}
+_ARTICLE_BEFORE_RE = re.compile(r"(?:^|[\s(])([A-Za-zÀ-ÿ]+'?)[ \t]*$")
+
+
+def _always_after_article(doc: Doc, name: str, lang: str) -> bool:
+    """Is every occurrence of ``name`` in running text right after a definite article of ``lang``?"""
+    arts = _ARTICLES[lang]
+    hits = 0
+    for s, _e in doc.find_phrase(words_of(name), case_sensitive=True):
+        m = _ARTICLE_BEFORE_RE.search(doc.masked, max(0, s - 12), s)
+        word = m.group(1).lower() if m else ""
+        if word not in arts and not (word.endswith("'") and word in arts):
+            return False
+        hits += 1
+    return hits > 0
+
+
 def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
     return bool(_SUBJECT_VERB_RE.match(doc.masked, end))
 
@@ -983,6 +1005,8 @@ def accept(
                 c.cls = GENERIC
             elif declared:
                 c.cls = STRONG
+            elif lang in _ARTICLES and _always_after_article(doc, c.text, lang):
+                c.cls = GENERIC  # "Die BaFin hat …", "la CNIL a estimé …": institutions take an article, brands not
             elif _after_place_preposition(doc, c.span[0], lang) or (
                 (at := _enumeration_start(doc, c.span[0])) != c.span[0]
                 and _after_place_preposition(doc, at, lang, _ENUM_PLACE_PREPOSITIONS)
@@ -1245,6 +1269,8 @@ def _fold_shared_maker(
             k = words[0].lower()
             if k in first and uf.find(first[k]) != 0 and maker_word(words[0]):
                 uf.union(first[k], i)
+            elif k in last and last[k] != i and uf.find(last[k]) != 0:
+                uf.union(last[k], i)  # "Azure" with "Microsoft Azure"
     return makers
 
 

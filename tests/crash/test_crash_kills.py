@@ -29,11 +29,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from crash_kit import (
     IN_FLIGHT,
     LEASE_S,
     PAID_CALLS_PER_ITEM,
+    SANDBOX_LATENCIES,
     Db,
     Harness,
     WorkerProc,
@@ -91,6 +93,11 @@ def test_crash_sigkill_workers_at_random_points(crash_stack, pg_url: str, tmp_pa
     h = Harness(crash_stack, pg_url, tmp_path)
     db = Db(pg_url)
     h.sandbox_reset()
+    # The run must outlast the 11 kills and restarts (~5 s each here): since the orchestrator writes an item back in
+    # one batched transaction (issue 16) it did 500 items in ~26 s at the crash stack's 100 ms LLM, before the
+    # kills were done. At 2 s per LLM call (16 in flight) the run takes ~1.5 minutes, as before; restored below.
+    httpx.post(f"{h.sandbox}/_sandbox/config", json={"endpoints": {"openai.chat_completions": {
+        "latency_s": 2.0, "latency_cv": 0.5}}}, timeout=10).raise_for_status()
     started = time.monotonic()
     run_id = h.research_detached(N_ITEMS)
     obs = Observer(db, run_id)
@@ -136,6 +143,7 @@ def test_crash_sigkill_workers_at_random_points(crash_stack, pg_url: str, tmp_pa
 
     wait_for(finished, 180, "the run to complete", every=0.1)
     wall = time.monotonic() - started
+    httpx.post(f"{h.sandbox}/_sandbox/config", json={"endpoints": SANDBOX_LATENCIES}, timeout=10).raise_for_status()
     codes = [h.terminate(w) for w in workers]
     assert codes == [0, 0], [log_tail(w) for w in workers]
 

@@ -2,11 +2,12 @@
 
 Extraction is CPU-bound pure Python. A large request (a 200k-character answer costs ~3 s of CPU) run on the
 service's event loop stalls health checks; run on a thread it still shares the GIL, and either way the millions of
-short-lived objects it makes fragment the service's heap: after a fuzz run of large random answers the service kept
-2.0x its warm RSS (issue 11 item 8; not the memo caches, not glibc arenas — ``MALLOC_ARENA_MAX=2`` and
-``PYTHONMALLOC=malloc`` did no better). :class:`Offload` runs such work in a ``ProcessPoolExecutor`` whose workers
-exit after ``tasks_per_child`` tasks, so whatever a worker's heap grew to goes back to the OS when it is replaced,
-and the main process only parses the request and builds the response.
+short-lived objects it makes fragment the service's heap. :class:`Offload` runs such work in a
+``ProcessPoolExecutor`` whose workers exit after ``tasks_per_child`` tasks, so whatever a worker's heap grew to goes
+back to the OS when it is replaced, and the main process only parses the request and builds the response. (The
+service's 2.0x RSS after the large RPC fuzz, issue 11 item 8, was something else: refused requests kept alive by a
+reference cycle in the error boundary until a full gc pass — fixed in ``shared.grpc_server``; memray showed the live
+upb arenas and request strings, not heap fragmentation.)
 
 - Start method ``forkserver`` with :mod:`services.extraction.warm` preloaded: each worker is forked from a server
   that already holds the word lists (copy-on-write), so a recycled worker starts in milliseconds, not the ~1.4 s of

@@ -342,6 +342,10 @@ def _prose_candidates(
     def add(text: str, span: tuple[int, int], source: str, group: str, cued: bool = False) -> None:
         if not cued and _within(leads, span[0], span[0] + 1):
             return  # a lead is a candidate already; a cue phrase still corroborates it
+        poss = _INNER_POSSESSIVE_RE.search(text)
+        if poss:  # "like Qorbix's Signal Board": the owner is the name
+            text = text[: poss.start()]
+            span = (span[0], span[0] + len(text))
         for name in _clean_candidate(text):
             out.append(Candidate(name, span, source, group, cued=cued))
 

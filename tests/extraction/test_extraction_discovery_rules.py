@@ -1,0 +1,98 @@
+"""Brand discovery rules of issue 13 (general linguistic rules, one answer each, through :func:`core.analyze`).
+
+The answers are written for these tests (no corpus case is copied): each shows one rule that makes a word a
+brand, not a brand, or folds two names into one brand.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from services.extraction.core import Org, analyze
+
+ACME = Org("Acmeflow", "acmeflow.io")
+
+
+def _names(answer: str, org: Org = ACME, known: tuple[str, ...] = ()) -> list[str]:
+    return [c.name for c in analyze(answer, org, known).competitors]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # A product named through its maker ("its …", "X's …") is not a brand of its own.
+        (
+            "Zentrivo is fast, and its Pulse Graph makes triage easy. Acmeflow is cheaper. "
+            "Many teams also like Qorbix's Signal Board.",
+            ["Zentrivo", "Qorbix"],
+        ),
+        # A name that modifies a noun refers to a platform or an account, not an option.
+        (
+            "Acmeflow and Zentrivo both work well if you sell through a Shopify store with Klarvo wallets enabled.",
+            ["Zentrivo"],
+        ),
+        # Owners, makers and former names fold into the brand they describe.
+        (
+            "1. **Acmeflow** – simple.\n2. **Pipewell** – by Datavance; solid.\n3. **Norra** (formerly Quillbase) – new.\n",
+            ["Pipewell", "Norra"],
+        ),
+        # Product lines of one maker are one brand.
+        (
+            "Acmeflow covers most needs. Larger teams pair Vextor Analytics with Vextor Warehouse for raw data.",
+            ["Vextor"],
+        ),
+        # An enumeration after a place preposition lists places.
+        (
+            "Acmeflow and Zentrivo have offices in Alvora, Brisk Harbour and Campo de Telva.",
+            ["Zentrivo"],
+        ),
+        # The stack an option is built on is not an option.
+        (
+            "Acmeflow is hosted. Zentrivo is built on open-source Lumo, Tarn and Keld, so there is little lock-in.",
+            ["Zentrivo"],
+        ),
+    ],
+    ids=["product-of-maker", "modifier", "owner-and-former-name", "product-lines", "places", "stack"],
+)
+def test_english_rules(answer: str, expected: list[str]) -> None:
+    assert _names(answer) == expected
+
+
+def test_a_dictionary_word_that_is_a_sentence_subject_is_a_name() -> None:
+    answer = "Acmeflow is the simplest tool. Fathom is the other name that comes up, and it is pricier."
+    assert _names(answer) == ["Fathom"]
+
+
+def test_an_answer_in_lower_case_throughout() -> None:
+    answer = (
+        "honestly i'd skip acmeflow these days, the editor feels clunky.\n\n"
+        "what i'd look at instead:\n"
+        "- zorblet if you just want plain newsletters\n"
+        "- kit (formerly quanterkit) if you sell digital products\n"
+        "- mailvane for the best free plan\n\n"
+        "and drumly is worth the money for shops."
+    )
+    assert [n.casefold() for n in _names(answer)] == ["zorblet", "kit", "mailvane", "drumly"]
+
+
+def test_institutions_take_an_article_in_german_and_french() -> None:
+    de = "Die BaFin hat Acmeflow mehrfach gerügt. Zentrivo ist günstiger und Pexora bietet gute Zinsen."
+    assert _names(de) == ["Zentrivo", "Pexora"]
+    fr = "Selon la CNIL, Acmeflow pose problème. Zentrivo est une alternative, et Pexora aussi."
+    assert "CNIL" not in _names(fr)
+
+
+def test_german_section_labels_and_loan_words() -> None:
+    answer = (
+        "### Acmeflow\nAcmeflow ist schnell.\n\n### Zentrivo\nZentrivo ist günstig.\n\n"
+        "### Fazit\nAcmeflow ist die beste Wahl. Redmine ist kostenlos, sieht aber veraltet aus."
+    )
+    assert _names(answer) == ["Zentrivo", "Redmine"]
+
+
+def test_a_comparison_object_keeps_the_org_as_subject() -> None:
+    answer = (
+        "Acmeflow est l'outil le plus simple. L'interface est moins moderne que celle de Zentrivo, "
+        "mais elle reste complète."
+    )
+    assert analyze(answer, ACME).org_eval.sentiment == "MIXED"

@@ -430,6 +430,9 @@ async def drive(
     slows the producers down). Re-raises the task's exception after the events it emitted; cancels the task when
     the reader stops early (the RPC was cancelled)."""
     queue: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=maxsize)
+    # Not a TaskGroup: this is an async generator, and a TaskGroup (a cancel scope) must not span a ``yield``
+    # (PEP 789; anyio's and trio's docs say the same). The task's lifetime is this generator's: the ``finally``
+    # cancels and awaits it whether the reader finishes, stops early or is cancelled.
     task: asyncio.Task[Any] = asyncio.create_task(run(queue.put))
     try:
         while True:

@@ -80,20 +80,15 @@ async def wait_or_disconnect(receive: Receive, seconds: float) -> bool:
     blocks until the connection is lost and then yields ``http.disconnect``.
     """
     deadline = time.monotonic() + seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        recv = asyncio.ensure_future(receive())
+    while (remaining := deadline - time.monotonic()) > 0:
         try:
-            done, _ = await asyncio.wait({recv}, timeout=remaining)
-        finally:
-            if not recv.done():
-                recv.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await recv
-        if recv in done and recv.result().get("type") == "http.disconnect":
+            async with asyncio.timeout(remaining):
+                message = await receive()
+        except TimeoutError:
+            return False
+        if message.get("type") == "http.disconnect":
             return True
+    return False
 
 
 def _abort_connection(receive: Receive, reset: bool = True) -> bool:

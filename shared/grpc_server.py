@@ -381,6 +381,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                     code = _status_name(context)
                     obs.done(code, elapsed)
                     logger.info("rpc", code=code, ms=round(elapsed * 1000, 2), **ctx)
+                    return
                 except grpc.aio.AbortError as e:
                     aborted(context, start, ctx)
                     request = None  # the AbortError is in a cycle (see fail): keep the request out of it

@@ -10,8 +10,9 @@ snapshots the answers came from) and the ledger's Bright Data records = the reco
 replicas of each replicated service served ≥ 30 % of its calls before the kill (each replica's own Prometheus
 counters); the sandbox saw one search and one LLM call per company plus at most the calls in flight at the kills.
 
-The ledger's completed search credits match the credits the sandbox billed for answers it delivered, up to the
-searches in flight at the two kills (a killed process's answers were billed but never recorded).
+The ledger's Tavily credits equal the sandbox's billing: completed rows at their billed credits, rows of unknown
+outcome (a search in flight when its worker was SIGKILLed: billed, never recorded) at the search's known price
+(``cost_estimated``), less the searches the sandbox saw cut before it billed them.
 
 Knobs: ``VANTAGE_SCALE_COMPANIES`` (default 120; ``make chaos`` runs 1,000), ``VANTAGE_SCALE_QUESTIONS`` (default
 40, 400 from 1,000 companies: issue 17 item 4), ``VANTAGE_SCALE_SNAPSHOT_SECONDS`` (the sandbox's trigger-to-ready

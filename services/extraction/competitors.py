@@ -584,6 +584,9 @@ _ENUM_MEMBER_BEFORE_RE = re.compile(
 )
 
 
+_ENUM_JOINERS = [[w] for w in ("and", "or", "y", "o", "et", "ou", "und", "oder")]
+
+
 def _enumeration_start(doc: Doc, start: int) -> int:
     """Where the enumeration that the name at ``start`` belongs to begins (``start`` itself when it is first)."""
     floor = max(0, start - 200)
@@ -591,6 +594,9 @@ def _enumeration_start(doc: Doc, start: int) -> int:
     if unit is not None:
         floor = max(floor, unit.body)
     for _ in range(8):
+        head = doc.masked[max(floor, start - 8) : start].rstrip(" \t")
+        if not head.endswith(",") and head.rsplit(None, 1)[-1:] not in _ENUM_JOINERS:
+            break  # no separator right before: the name opens its enumeration (the common case, no regex)
         m = _ENUM_MEMBER_BEFORE_RE.search(doc.masked, max(floor, start - 60), start)
         if m is None:
             break
@@ -708,11 +714,18 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
             text = text[: poss.start()]
             words = text.split()
         before = masked[max(unit.body, s - 40) : s]
-        if _POSSESSIVE_DET_RE.search(before) or _OWNER_POSSESSIVE_RE.search(before):
+        # The word right before the name decides which of the (costlier) patterns below can match at all.
+        stripped = before.rstrip(" \t")
+        tail_words = stripped.rsplit(None, 1)
+        last = tail_words[-1] if tail_words else ""
+        bare = last.strip("*_(").lower()
+        if (bare in _POSSESSIVE_DETS and _POSSESSIVE_DET_RE.search(before)) or (
+            last[:1].isupper() and _OWNER_POSSESSIVE_RE.search(before)
+        ):
             continue  # "its Security Graph", "Fastly's Next-Gen WAF": a product named through its maker
-        if _NOUN_PAREN_RE.search(before) and masked.startswith(")", s + len(text)):
+        if stripped.endswith("(") and _NOUN_PAREN_RE.search(before) and masked.startswith(")", s + len(text)):
             continue  # "the deepest ecosystem (AppExchange)": the subject's product or feature, named in passing
-        if _QUANTITY_BEFORE_RE.search(before):
+        if (last[-1:].isdigit() or last in ("%", "€", "$", "£")) and _QUANTITY_BEFORE_RE.search(before):
             continue  # "1 % Saveback", "2 Stunden": a quantity's unit or feature, not an organisation
         if lang == "en" and _ATTRIBUTIVE_RE.match(masked, s + len(text)) and not is_sentence_start(doc, s):
             continue  # "a Shopify store", "other Atlassian products", "Venmo wallets": a reference, not an option
@@ -737,7 +750,9 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
                 s += m_de.start(2)
                 text = m_de.group(2)
                 words = text.split()
-        fold = bool(_HISTORY_CUE_RE.search(before)) or bool(_AFTER_BOLD_NAME_RE.search(before))
+        fold = (
+            (bare in _HISTORY_LAST_WORDS or bare.endswith("by")) and bool(_HISTORY_CUE_RE.search(before))
+        ) or (stripped.endswith(("**", "__")) and bool(_AFTER_BOLD_NAME_RE.search(before)))
         mid = None
         for name in _clean_candidate(text):
             if _rule_out(name, lang):
@@ -751,6 +766,13 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
     return out
 
 
+_POSSESSIVE_DETS = frozenset(
+    "its their sus seine seinen seiner ihre ihren ihrer son sa ses leur leurs".split()
+)
+#: Last words of :data:`_HISTORY_CUE_RE` (a cheap test before the pattern).
+_HISTORY_LAST_WORDS = frozenset(
+    "formerly previously of by the antes de früher ehemals zu anciennement ex- à par".split()
+)
 #: "its", "their" … right before a name: the name is a product or feature of the subject.
 _POSSESSIVE_DET_RE = re.compile(
     r"(?:^|[\s(])(?:its|their|sus|seine|seinen|seiner|ihre|ihren|ihrer|son|sa|ses|leur|leurs)[ \t]+[*_]*$",
@@ -1238,43 +1260,47 @@ def _fold_shared_maker(
     longer one ("Azure" in "Microsoft Azure") or two names that end with the same rare word ("Grupo Santander",
     "Banco Santander"). The org is left out: its own products come from the request. Returns the maker word
     of each group joined by its first word (index of one member → word)."""
-    first: dict[str, int] = {}
-    makers: dict[int, str] = {}
+    by_first: dict[str, list[int]] = {}
     last: dict[str, int] = {}
-    seen: dict[str, bool] = {}
-
-    def maker_word(word: str) -> bool:
-        if word not in seen:
-            seen[word] = _maker_word(doc, word, generic)
-        return seen[word]
-
+    singles: list[tuple[int, str]] = []
     for i, b in enumerate(raw):
         if b.is_org or uf.find(i) == 0:
             continue
         words = tokens(b.display)
-        if len(words) >= 2 and maker_word(words[0]):
-            k = words[0].lower()
-            if k in first:
-                uf.union(first[k], i)
-                makers[i] = words[0]
-            else:
-                first[k] = i
-        tail = words[-1].lower() if words else ""
-        if tail and len(tail) >= 4 and tail.isalpha() and not is_common_word(tail, threshold) and (
+        if not words:
+            continue
+        if len(words) == 1:
+            singles.append((i, words[0]))
+            continue
+        by_first.setdefault(words[0], []).append(i)
+        tail = words[-1].lower()
+        if len(tail) >= 4 and tail.isalpha() and not is_common_word(tail, threshold) and (
             tail not in generic and tail not in BRAND_MARKERS
         ):
             if tail in last:
                 uf.union(last[tail], i)
             else:
                 last[tail] = i
-    for i, b in enumerate(raw):
-        words = tokens(b.display)
-        if len(words) == 1 and not b.is_org and uf.find(i) != 0:
-            k = words[0].lower()
-            if k in first and uf.find(first[k]) != 0 and maker_word(words[0]):
-                uf.union(first[k], i)
-            elif k in last and last[k] != i and uf.find(last[k]) != 0:
-                uf.union(last[k], i)  # "Azure" with "Microsoft Azure"
+    makers: dict[int, str] = {}
+    verdicts: dict[str, bool] = {}
+    one_word = {w for _i, w in singles}
+    for word, members in by_first.items():
+        distinct = {raw[i].display.casefold() for i in members}
+        if len(distinct) < 2 and word not in one_word:
+            continue  # only one product line of that word: nothing to fold
+        verdicts[word] = _maker_word(doc, word, generic)
+        if verdicts[word]:
+            for i in members[1:]:
+                uf.union(members[0], i)
+                makers[i] = word
+    for i, word in singles:
+        if uf.find(i) == 0:
+            continue
+        members = by_first.get(word)
+        if members and verdicts.get(word) and uf.find(members[0]) != 0:
+            uf.union(members[0], i)
+        elif word.lower() in last and uf.find(last[word.lower()]) != 0:
+            uf.union(last[word.lower()], i)  # "Azure" with "Microsoft Azure"
     return makers
 
 

@@ -250,6 +250,12 @@ _NOT_NAME_WORDS = frozenset(
 
 def is_lower_case_answer(doc: Doc) -> bool:
     """True for an answer written in lower case throughout (most sentences and items start with a small letter)."""
+    if doc._lower_case is None:
+        doc._lower_case = _lower_case(doc)
+    return doc._lower_case
+
+
+def _lower_case(doc: Doc) -> bool:
     starts = [doc.masked[u.body : u.body + 1] for u in doc.units if u.kind in ("sentence", "item")]
     letters = [c for c in starts if c.isalpha()]
     return len(letters) >= 2 and sum(c.islower() for c in letters) * 2 > len(letters)

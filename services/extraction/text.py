@@ -165,6 +165,7 @@ class Doc:
     _tok: tuple[list[int], list[int], list[str], list[str]] | None = field(default=None, repr=False)
     _leads: dict[int, tuple[int, int] | None] = field(default_factory=dict, repr=False)
     _url_matches: UrlMatches | None = field(default=None, repr=False)
+    _lower_case: bool | None = field(default=None, repr=False)  # names.is_lower_case_answer, computed once
 
     def __post_init__(self) -> None:
         self._starts = [u.start for u in self.units]

@@ -23,9 +23,10 @@ Class of a domain (first rule that holds):
 2. ``competitor`` — a domain the extraction service flagged ``competitor`` on a citation of this run (a domain
    spelled in a competitor's name, or whose stem matches the competitor's identity keys: ``coreweave.com`` ↔
    CoreWeave), or, for a domain the extractor never saw (retrieved only), the registrable domain of a known
-   competitor spelled as a domain, or a stem equal to a competitor's name with case, spaces and punctuation
-   removed (``lambdalabs.com`` ↔ "Lambda Labs"); competitor names = the run's known competitors and every name
-   found in its answers (``org_competitors.name`` and ``canonical``).
+   competitor spelled as a domain; competitor names = the run's known competitors and every name found in its
+   answers (``org_competitors.name`` and ``canonical``). Matching a domain's stem to a brand's name is the
+   extraction service's identity rule (issue 13: one home for org identity), so a retrieved-only domain that
+   only its stem ties to a competitor (``lambdalabs.com`` ↔ "Lambda Labs") is counted ``third_party`` here.
 3. ``third_party`` — anything else.
 
 Registrable domains (eTLD+1) come from tldextract's bundled Public Suffix List snapshot, never fetched
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,7 +53,6 @@ DomainClass = Literal["owned", "competitor", "third_party"]
 CLASSES: tuple[DomainClass, ...] = ("owned", "competitor", "third_party")
 
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -83,16 +82,6 @@ def registrable_domain(url_or_host: str) -> str:
     if not host:
         return ""
     return _split(host)[0] or host
-
-
-def domain_stem(domain: str) -> str:
-    """The registrable domain's label without its suffix (``lambdalabs.com`` → ``lambdalabs``); "" when none."""
-    host = host_of(domain)
-    return _split(host)[1] if host and _split(host)[0] else ""
-
-
-def _squash(name: str) -> str:
-    return _NOT_ALNUM.sub("", name.casefold())
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
@@ -243,14 +232,10 @@ class DomainClassifier:
         self.org = registrable_domain(org_domain) if org_domain.strip() else ""
         self.extracted = extracted
         self.comp_domains: dict[str, str] = {}
-        self.comp_stems: dict[str, str] = {}
         for name in competitors:
             host = host_of(name) if "." in name and " " not in name.strip() else ""
             if host and _split(host)[0]:
                 self.comp_domains.setdefault(_split(host)[0], name)
-            sq = _squash(name)
-            if len(sq) >= 3:
-                self.comp_stems.setdefault(sq, name)
 
     def __call__(self, domain: str) -> tuple[DomainClass, str]:
         """(class, competitor name or "")."""
@@ -261,9 +246,6 @@ class DomainClassifier:
             return ("competitor", ex.competitor_name) if ex.competitor else ("third_party", "")
         if domain in self.comp_domains:
             return "competitor", self.comp_domains[domain]
-        stem = _squash(domain_stem(domain))
-        if stem and stem in self.comp_stems:
-            return "competitor", self.comp_stems[stem]
         return "third_party", ""
 
 
@@ -312,5 +294,5 @@ async def load_source_funnel(store: Store, run_id: str, *, org_domain: str,
 
 
 __all__ = ["CLASSES", "DomainClassifier", "DomainFunnel", "ExtractedDomain", "QuestionGap", "SourceFunnel",
-           "SourceRow", "competitor_names", "domain_stem", "extracted_domains", "load_source_funnel",
+           "SourceRow", "competitor_names", "extracted_domains", "load_source_funnel",
            "registrable_domain", "source_funnel", "source_rows"]

@@ -1296,9 +1296,9 @@ def _fold_shared_maker(
     for i, word in singles:
         if uf.find(i) == 0:
             continue
-        members = by_first.get(word)
-        if members and verdicts.get(word) and uf.find(members[0]) != 0:
-            uf.union(members[0], i)
+        lines = by_first.get(word)
+        if lines and verdicts.get(word) and uf.find(lines[0]) != 0:
+            uf.union(lines[0], i)
         elif word.lower() in last and uf.find(last[word.lower()]) != 0:
             uf.union(last[word.lower()], i)  # "Azure" with "Microsoft Azure"
     return makers

@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
-import tldextract
-
 from services.extraction.memo import memo
+from shared.domains import host_of as _host_of
+from shared.domains import registrable_parts
 
 #: Query parameters that only track a click, never select content. ``utm_*`` is matched as a prefix.
 TRACKING_PARAMS: frozenset[str] = frozenset(
@@ -55,7 +55,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Characters a bare URL in prose often ends with but that belong to the sentence, not the URL.
 _TRAILING_PUNCT = ".,;:!?'\"*_`>"
 
-_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
 def strip_trailing_punctuation(url: str) -> str:
@@ -141,26 +140,9 @@ def light_url_key(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), _netloc(parts), _path(parts.path), parts.query, parts.fragment))
 
 
-@memo
-def _extract(host: str) -> tuple[str, str]:
-    r = _EXTRACT(host)
-    registrable = f"{r.domain}.{r.suffix}" if r.domain and r.suffix else ""
-    return registrable, r.domain
-
-
-@memo
-def host_of(url_or_host: str) -> str:
-    """The lower-case host of a URL or of a bare host name (``"Docs.Together.ai"``, ``"https://x.io/a"``)."""
-    text = url_or_host.strip()
-    if not text:
-        return ""
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        host = urlsplit(text).hostname or ""
-    except ValueError:
-        return ""
-    return host.rstrip(".").lower()
+#: Memoised here (the extraction service's byte-bounded caches): these run for every URL and name of every answer.
+_extract = memo(registrable_parts)
+host_of = memo(_host_of)
 
 
 def registrable_domain(url_or_host: str) -> str:

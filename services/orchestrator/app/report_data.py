@@ -29,9 +29,9 @@ Class of a domain (first rule that holds):
    only its stem ties to a competitor (``lambdalabs.com`` ↔ "Lambda Labs") is counted ``third_party`` here.
 3. ``third_party`` — anything else.
 
-Registrable domains (eTLD+1) come from tldextract's bundled Public Suffix List snapshot, never fetched
-(``TLDExtract(suffix_list_urls=(), cache_dir=None)``, the extraction service's configuration), so the report
-and the extractor agree on ``news.bbc.co.uk`` → ``bbc.co.uk``.
+Registrable domains (eTLD+1) are :func:`shared.domains.registrable_domain`, the function the extraction service
+uses too (tldextract's bundled Public Suffix List, never fetched), so the report and the extractor agree on
+``news.bbc.co.uk`` → ``bbc.co.uk``.
 """
 
 from __future__ import annotations
@@ -41,47 +41,17 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-import tldextract
 from sqlalchemy import select
 
 from services.orchestrator.store import Store
 from services.orchestrator.store import models as m
+from shared.domains import host_of, registrable_domain, registrable_parts
 
 DomainClass = Literal["owned", "competitor", "third_party"]
 CLASSES: tuple[DomainClass, ...] = ("owned", "competitor", "third_party")
 
-_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-
-
-@functools.lru_cache(maxsize=65536)
-def _split(host: str) -> tuple[str, str]:
-    r = _EXTRACT(host)
-    return (f"{r.domain}.{r.suffix}" if r.domain and r.suffix else ""), r.domain
-
-
-def host_of(url_or_host: str) -> str:
-    """Lower-case host of a URL or bare host (``"Docs.Together.ai"``, ``"https://x.io/a"``); "" when none."""
-    text = url_or_host.strip()
-    if not text:
-        return ""
-    if "://" not in text:
-        text = "http://" + text
-    try:
-        host = urlsplit(text).hostname or ""
-    except ValueError:
-        return ""
-    return host.rstrip(".").lower()
-
-
-def registrable_domain(url_or_host: str) -> str:
-    """eTLD+1 of a URL or host (``https://docs.together.ai/x`` → ``together.ai``); a host without a public suffix
-    (IP address, ``localhost``) is returned whole; "" when there is no host."""
-    host = host_of(url_or_host)
-    if not host:
-        return ""
-    return _split(host)[0] or host
+_split = functools.lru_cache(maxsize=65536)(registrable_parts)
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------

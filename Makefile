@@ -21,7 +21,7 @@ proto: setup  ## regenerate gen/ and the stubs vendored in clients/python from p
 demo: setup  ## start the stack on loopback, research examples/companies.csv, stop the stack
 	$(BIN)/vantage demo examples/companies.csv
 
-demo-eval: setup  ## start the stack on loopback, evaluate Together AI on examples/questions.txt (160 question runs), print the report
+demo-eval: setup  ## start the stack on loopback, evaluate Together AI on examples/questions.txt (480 question runs: 20 questions x 4 models x 2 locations x 3 samples), print the report and write its HTML
 	$(BIN)/vantage demo-eval examples/questions.txt
 
 test: setup  ## the whole suite (PostgreSQL tests skip when no server answers, unless VANTAGE_REQUIRE_POSTGRES=1)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -253,6 +254,13 @@ class ClientSettings(BaseServiceSettings):
         ``host:<service>_port``."""
         explicit = getattr(self, f"{service}_addr")
         return explicit or f"{self.host}:{getattr(self, f'{service}_port')}"
+
+
+#: Tavily credits of one search by ``search_depth``: basic / fast / ultra-fast 1, advanced 2
+#: (https://docs.tavily.com/documentation/api-credits; reference/providers-2026-12.md, "Prices a ledger must not get
+#: wrong"). The search service bills with it when Tavily reports no ``usage.credits``; the orchestrator prices a
+#: search's pending ledger row with it before the call.
+TAVILY_CREDITS_BY_DEPTH: Mapping[str, int] = MappingProxyType({"basic": 1, "fast": 1, "ultra-fast": 1, "advanced": 2})
 
 
 class SharedSearchSettings(VantageEnv):

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from shared.config import TAVILY_CREDITS_BY_DEPTH
 from shared.errors import InvalidArgument, bounded
 
 #: Tavily search depths (providers.md §1.2).
 DEPTHS: tuple[str, ...] = ("basic", "advanced", "fast", "ultra-fast")
-#: Credits per search by depth (https://docs.tavily.com/documentation/api-credits).
-CREDITS_BY_DEPTH: dict[str, int] = {"basic": 1, "fast": 1, "ultra-fast": 1, "advanced": 2}
 #: Tavily's max_results range is 0..20; we require 1..20 (0 results is never a useful search).
 MAX_RESULTS_LIMIT = 20
 #: Tavily rejects longer queries ("Query is too long. Max query length is 400 characters.").
@@ -365,7 +364,7 @@ def credits_for(search_depth: str, reported: int | None = None) -> int:
     ``advanced`` and 1 for ``basic`` / ``fast`` / ``ultra-fast`` (https://docs.tavily.com/documentation/api-credits)."""
     if reported is not None and reported >= 0:
         return reported
-    return CREDITS_BY_DEPTH.get(search_depth, 1)
+    return TAVILY_CREDITS_BY_DEPTH.get(search_depth, 1)
 
 
 def cost_usd(credits: int, usd_per_credit: float) -> float:

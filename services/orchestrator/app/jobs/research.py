@@ -53,7 +53,7 @@ from services.orchestrator.store import (
     Store,
 )
 from services.orchestrator.store.repo import LedgerSettlement, ledger_call
-from shared.config import OrchestratorSettings
+from shared.config import TAVILY_CREDITS_BY_DEPTH, OrchestratorSettings
 from shared.errors import FailedPrecondition, InvalidArgument, VantageError
 from shared.grpc_client import call_metadata
 from shared.resilience import CHARS_PER_TOKEN, estimate_tokens
@@ -67,13 +67,6 @@ T = TypeVar("T")
 CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
 #: Ledger provider of search calls (the search service bills Tavily credits).
 SEARCH_PROVIDER = "tavily"
-#: Tavily credits of one search by ``search_depth`` (reference/providers-2026-12.md, "Prices a ledger must not get
-#: wrong": basic / fast / ultra-fast 1 credit, advanced 2; docs.tavily.com/documentation/api-credits). A search's
-#: pending ledger row is priced with it before the call, so a call whose process dies still counts (issue 17).
-TAVILY_CREDITS = {"basic": 1, "fast": 1, "ultra-fast": 1, "advanced": 2}
-#: USD per Tavily credit, pay-as-you-go (same source), for that estimate until a billed search tells the actual price
-#: (the search service's ``tavily_credit_usd`` and depth are its settings, not the orchestrator's).
-TAVILY_CREDIT_USD = 0.008
 #: Seconds an item's write-back waits for others (at most ``claim_batch_size`` of them) so that they share one
 #: transaction and one set of statements (issue 16 item 2: ≤ 4 statements and ≤ 1 commit per item, amortised). The
 #: item is already finished: the wait is inside its critical section and costs ≤ this much latency per item.
@@ -244,10 +237,10 @@ class Researcher:
         self.opts = options
         self.setup = setup
         self.inflight = inflight
-        credits = TAVILY_CREDITS.get(options.search_depth or "advanced", 2)
+        credits = TAVILY_CREDITS_BY_DEPTH.get(options.search_depth or settings.search_depth, 1)
         #: (credits, USD) a search is expected to cost: the depth's credits at the list price until a billed search
         #: tells the actual figures (then those of the last billed search).
-        self._search_price: tuple[int, float] = (credits, round(credits * TAVILY_CREDIT_USD, 9))
+        self._search_price: tuple[int, float] = (credits, round(credits * settings.tavily_credit_usd, 9))
         self._gate = _Gate(WRITE_BACK_LINGER_S, settings.claim_batch_size)
 
     # --- one item -----------------------------------------------------------------------------------------------

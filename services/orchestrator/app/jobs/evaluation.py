@@ -52,7 +52,7 @@ import grpc
 import pycountry
 import structlog
 
-from services.orchestrator.app.inputs import MAX_DOMAIN_CHARS, InputError
+from services.orchestrator.app.inputs import MAX_DOMAIN_CHARS, InputError, content_text, read_server_input
 from services.orchestrator.app.jobs import enrich
 from services.orchestrator.app.jobs.base import (
     ItemFailed,
@@ -76,6 +76,7 @@ from services.orchestrator.store.eval_repo import (
     MatrixReport,
     QuestionRunState,
 )
+from shared.catalogue import load_catalogue
 from shared.config import OrchestratorSettings
 from shared.errors import FailedPrecondition, InvalidArgument, NotFound, VantageError, from_rpc_error
 from shared.grpc_client import call_metadata
@@ -416,8 +417,6 @@ def answer_usd_estimate(settings: OrchestratorSettings, model: str, batching: bo
     """Estimated USD of one answer of ``model`` (see :class:`SweepEstimate`)."""
     if batching:
         return settings.brightdata_record_usd
-    from shared.catalogue import load_catalogue
-
     p_in, p_out = settings.token_prices(model)
     info = load_catalogue(settings.model_catalogue_path).lookup(model)
     search = info.web_search_usd_per_call if info is not None else settings.web_search_call_usd
@@ -454,8 +453,6 @@ async def start_request(
     (INVALID_ARGUMENT naming it) rather than failing the run later; an unreachable inference service is left for
     the run to report. Raises :class:`~services.orchestrator.app.inputs.PermissionDenied` for a path outside
     ``VANTAGE_INPUT_DIR`` (or any path when it is unset)."""
-    from services.orchestrator.app.inputs import content_text, read_server_input
-
     s = orch.settings
     samples = request.samples or DEFAULT_SAMPLES  # 0 on the wire: the server's default
     if not 1 <= samples <= MAX_SAMPLES:

@@ -46,7 +46,7 @@ polished smooth responsive helpful accurate friendly elegant beloved lightweight
 worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
 strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
 well-priced value recommendation recommendations stylish flexibility widest largest
-favourite-choice justified
+favourite-choice justified beats outperforms outperform predictable usable painless
 """
 _EN_NEG = """
 expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
@@ -58,7 +58,8 @@ layoffs disadvantage disadvantages avoid cumbersome clunky outdated dated sluggi
 harder higher-priced premium-priced capped throttled throttling delays delayed failure failures overwhelming
 bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
 heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
-unclear faulty crashed crashes crashing damaged complaint raising rising crept hikes hike thinner upsells upsell upselling
+unclear faulty crashed crashing damaged complaint raising rising crept hikes hike thinner upsells upsell upselling
+hit-or-miss trade-off trade-offs tradeoff tradeoffs priciest costliest
 """
 _ES_POS = """
 mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
@@ -68,7 +69,7 @@ intuitivo intuitiva potente potentes robusto robusta sólido sólida flexible fl
 completas personalizable ideal ideales destaca destacan líder líderes eficiente eficientes seguro segura cómodo
 cómoda ventaja ventajas excelencia generoso generosa transparente estable estables moderno moderna versátil útil
 útiles buena bueno buenos buenas gran grandes maduro madura favorito favorita preferido preferida
-amable cómodos cómodas cumplidor agradable destacable destacado destacada
+amable cómodos cómodas cumplidor agradable destacable destacado destacada cuidada cuidadas puntual puntuales
 sobresaliente rentable competitivo competitiva competitivos competitivas amplio amplia amplios amplias eficaz
 eficaces práctico práctica prácticos valorado valorada apreciado apreciada ágil ágiles innovador innovadora
 """
@@ -79,7 +80,7 @@ inestable desventaja desventajas inconveniente inconvenientes problema problemas
 retrasado anticuado anticuada obsoleto obsoleta engorroso engorrosa escaso escasa escasos lentitud críticas
 carece carecen falta caída caídas opaco opaca rígido rígida tosco tosca malo mala malos malas pésimo pésima
 incómodo incómoda abusivas abusivos ocultas ocultos elevadas elevados elevada elevado suben subido
-criticado criticada criticados critican quejan insuficiente insuficientes saturado saturada mediocre
+criticado criticada criticados critican quejan insuficiente insuficientes saturado saturada mediocre pega pegas
 """
 _DE_POS = """
 beste besten bester bestes zuverlässig zuverlässige zuverlässigen zuverlässiger empfehlenswert empfehlenswerte
@@ -91,7 +92,7 @@ guten guter gutes besser bessere hervorragend hervorragende exzellent überzeugt
 übersichtlich übersichtliche komfortabel bequem nahtlos punktet punkten vorteil vorteile großzügig großzügige
 transparent transparente pünktlich freundlich reibungslos naheliegende riesig riesige riesigen attraktiv
 attraktive attraktiven benutzerfreundlich benutzerfreundliche verbreitet marktführer beliebteste
-sehr empfehlenswert
+bekannteste bekanntesten schlank schlanke zuverlässigste ausgereift ausgereifte
 """
 _DE_NEG = """
 teuer teure teuren teurer teures kostspielig kostspielige langsam langsame langsamen langsamer begrenzt begrenzte
@@ -120,7 +121,7 @@ complexe complexes compliqué compliquée confus confuse difficile difficiles pi
 inconvénient inconvénients problème problèmes plaintes retards retard retardé dépassé dépassée vieillot
 vieillotte lourd lourde rigide opaque désavantage manque manquent décevant décevante pénible austère cachés
 cachées peu-fiable restreint restreinte datée daté datés datées payants payant excentrées excentrée excentré montent augmenté hausse
-critiqué critiquée critiqués critiquées plainte
+critiqué critiquée critiqués critiquées plainte plaignent plaint
 """
 
 #: Label phrases that carry no opinion although they contain a lexicon word. The corpus rules count "best for",
@@ -138,25 +139,39 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "tough to beat", "second to none", "my pick", "go with", "start with",
                                          "worth it", "worth the money", "best choice", "best option", "i'd look at",
                                          "i'd run", "i'd go with", "i'd pick", "i'd start with", "i'd use",
-                                         "i recommend", "i'd recommend", "you can't go wrong")]
+                                         "i recommend", "i'd recommend", "you can't go wrong",
+                                         "de facto standard", "industry standard", "most widely used",
+                                         "widely used", "rate highest", "rated highest", "best known",
+                                         "most trusted")]
         + [(tuple(p.split()), -1) for p in ("hidden fees", "steep learning curve", "vendor lock-in",
                                             "not recommended", "hard to get", "difficult to obtain", "long wait",
                                             "less mature", "falls short", "learning curve", "price hikes",
                                             "poor support", "slow support", "add up", "adds up", "push the bill up",
-                                            "pushes the bill up", "prices rise", "price increase", "price increases")]
+                                            "pushes the bill up", "prices rise", "price increase", "price increases",
+                                            "sold out", "hit or miss", "fallen behind")]
     ),
     "es": tuple(
-        [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena")]
+        [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena",
+                                         "estándar de facto", "empieza con", "empezaría con", "elegiría",
+                                         "me quedaría con", "quédate con", "apuesta por", "mi recomendación",
+                                         "más conocido", "más conocida", "más usado", "más usada",
+                                         "más utilizado", "más utilizada", "mayor cobertura")]
         + [(tuple(p.split()), -1) for p in ("curva de aprendizaje", "comisiones ocultas", "deja que desear",
                                             "se queda corto", "se queda corta")]
     ),
     "de": tuple(
-        [(tuple(p.split()), 1) for p in ("die beste wahl", "beste wahl", "einfach zu bedienen", "erste wahl")]
+        [(tuple(p.split()), 1) for p in ("die beste wahl", "beste wahl", "einfach zu bedienen", "erste wahl",
+                                         "kaum zu schlagen", "schwer zu schlagen", "startet mit", "starte mit",
+                                         "starten sie mit", "meine empfehlung", "weit verbreitet",
+                                         "am bekanntesten", "de-facto-standard")]
         + [(tuple(p.split()), -1) for p in ("lässt zu wünschen übrig", "versteckte kosten", "steile lernkurve")]
     ),
     "fr": tuple(
         [(tuple(p.split()), 1) for p in ("le meilleur choix", "meilleur choix", "facile à utiliser",
-                                         "rapport qualité-prix", "la plus utilisée", "le plus utilisé")]
+                                         "rapport qualité-prix", "la plus utilisée", "le plus utilisé",
+                                         "commencez par", "je recommande", "optez pour", "je choisirais",
+                                         "le plus connu", "la plus connue", "référence du marché",
+                                         "la référence", "le choix le plus sûr")]
         + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer")]
     ),
 }
@@ -165,25 +180,64 @@ _NEGATORS: dict[str, frozenset[str]] = {
                     "can't won't nor neither less lacks lack lacking".split()),
     "es": frozenset("no nunca sin ni tampoco jamás menos".split()),
     "de": frozenset("nicht kein keine keinen keiner keinem nie niemals ohne kaum weniger".split()),
-    "fr": frozenset("pas ne n' jamais sans aucun aucune guère moins".split()),
+    "fr": frozenset("pas jamais sans aucun aucune guère moins rien".split()),
 }
+#: Negation scope: a negator flips the evaluations up to this many words after it (Spanish, German and French
+#: put more words between the negator and the adjective: "no es la opción más barata", "n'est pas la moins chère").
+_NEG_SCOPE: dict[str, int] = {"en": 4, "es": 5, "de": 5, "fr": 5}
+#: Words that end a negation's scope ("no hidden fees and fast support": "fast" is not negated).
+_CONJUNCTIONS: frozenset[str] = frozenset("and or but y o e pero sino et ou mais und oder aber sondern".split())
+#: A negator followed by one of these negates nothing ("not only", "no solo", "nicht nur", "pas seulement").
+_NOT_ONLY: frozenset[str] = frozenset("only just merely solo sólo solamente únicamente nur bloß seulement".split())
+_FR_NE: frozenset[str] = frozenset({"ne", "n'"})
 #: Nouns that a product of the domain *handles* (bug trackers: bugs; security: threats; payments: fraud …).
 _DOMAIN_NOUNS: frozenset[str] = frozenset(
     """bugs bug issues issue incidents incident threats threat attacks attack ransomware breaches breach
     vulnerabilities vulnerability fraud chargebacks chargeback disputes dispute errors error alerts alert outages
-    outage risks risk problems problem malware phishing exploits failures failure
+    outage risks risk problems problem malware phishing exploits failures failure crash crashes
     errores error fallos fallo fraude amenazas ataques incidencias incidentes caídas caída problemas problema
-    fehler bugs angriffe bedrohungen betrug ausfälle ausfall störungen vorfälle probleme problem
-    erreurs erreur bogues menaces attaques fraude pannes panne incidents incident problèmes problème""".split()
+    vulnerabilidades vulnerabilidad riesgos riesgo contracargos
+    fehler bugs angriffe bedrohungen betrug ausfälle ausfall störungen vorfälle probleme problem abstürze absturz
+    schwachstellen sicherheitslücken risiken risiko rückbuchungen
+    erreurs erreur bogues menaces attaques fraude pannes panne incidents incident problèmes problème plantages
+    plantage vulnérabilités vulnérabilité failles faille risques risque rançongiciels rançongiciel""".split()
 )
-#: Words before a domain noun that say the org suffers it ("had a major outage", "known bugs").
-_SUFFER: frozenset[str] = frozenset(
-    """had has have suffered suffers suffer frequent frequently occasional recurring major known reported several
-    many repeated notable serious persistent ongoing its their own
-    tuvo tiene sufre frecuentes frecuente graves varios varias sus
-    hatte hat häufige häufig bekannte schwere mehrere wiederholte seine ihre
-    a eu subi fréquentes fréquent graves plusieurs ses leurs""".split()
+#: Words before a domain noun that say the product *handles* it, whatever else is said ("scans for known
+#: vulnerabilities", "groups errors and crashes", "detecta amenazas", "erfasst Fehler", "détecte les menaces").
+_HANDLES: frozenset[str] = frozenset(
+    """for against detect detects detecting detection track tracks tracking catch catches catching block blocks
+    blocking prevent prevents preventing monitor monitors monitoring manage manages managing triage triages
+    triaging group groups grouping scan scans scanning flag flags flagging route routes routing escalate
+    escalates investigate investigates resolve resolves handle handles handling
+    contra detecta detectar detección gestiona gestionar gestión bloquea bloquear rastrea seguimiento
+    gegen erkennt erkennen erkennung erfasst erfassen verwaltet blockiert überwacht überwachen
+    contre détecte détecter détection gère gérer bloque bloquer suivi""".split()
 )
+#: Things a monitoring product measures: a negative word right before one describes the object, not the product
+#: ("slow queries", "langsame Transaktionen", "consultas lentas" is read the other way round and left alone).
+_MEASURED: frozenset[str] = _DOMAIN_NOUNS | frozenset(
+    """queries query transactions transaction requests request endpoints endpoint traces trace spans pages
+    consultas transacciones peticiones páginas transaktionen abfragen anfragen seiten endpunkte
+    requêtes transactions pages""".split()
+)
+#: A limitation word followed by one of these states a scope or a quota, not a judgement ("limited to 35
+#: sessions a day", "capped at $1,250", "limitado a", "limitée aux absences", "begrenzt auf 3 Nutzer").
+_LIMIT_WORDS: frozenset[str] = frozenset(
+    """limited capped restricted limitado limitada limitados limitadas restringido restringida limité limitée
+    limités limitées plafonné plafonnée plafonnés begrenzt beschränkt limitiert""".split()
+)
+_LIMIT_PREPS: frozenset[str] = frozenset("to at a al à au aux auf".split())
+#: A negative noun after one of these is a circumstance, not something said of the org ("during shortages").
+_CIRCUMSTANCE: frozenset[str] = frozenset("during amid amidst durante während pendant lors".split())
+#: Words before a domain noun that say the org suffers it ("had a major outage", "known bugs"), per language
+#: (French "a" — "has" — is the English article).
+_SUFFER: dict[str, frozenset[str]] = {
+    "en": frozenset("""had has have suffered suffers suffer frequent frequently occasional recurring major known
+        reported several many repeated notable serious persistent ongoing its their own""".split()),
+    "es": frozenset("tuvo tiene sufre sufrió frecuentes frecuente graves varios varias sus".split()),
+    "de": frozenset("hatte hat häufige häufig bekannte schwere mehrere wiederholte seine ihre".split()),
+    "fr": frozenset("a eu subi fréquentes fréquent graves plusieurs ses leurs".split()),
+}
 #: "than" in each language: the word after a comparative.
 _THAN: dict[str, frozenset[str]] = {
     "en": frozenset({"than"}), "es": frozenset({"que"}), "de": frozenset({"als"}), "fr": frozenset({"que", "qu'"}),
@@ -192,10 +246,33 @@ _LESS: dict[str, frozenset[str]] = {
     "en": frozenset({"less", "fewer"}), "es": frozenset({"menos"}), "de": frozenset({"weniger"}),
     "fr": frozenset({"moins"}),
 }
+#: Words that make "que"/"als" the "than" of a comparison (Spanish and French "que" is also "that", German "als"
+#: also "as"); English "than" needs none. German comparatives are also recognised by their ending.
+_COMPARATIVE_MARKERS: dict[str, frozenset[str]] = {
+    "es": frozenset("más menos mejor mejores peor peores mayor mayores menor menores".split()),
+    "de": frozenset("mehr weniger besser schlechter".split()),
+    "fr": frozenset("plus moins meilleur meilleure meilleurs meilleures mieux pire pires".split()),
+}
+_DE_COMPARATIVE_RE = re.compile(r"er(?:e|en|es|em)?$")
+#: French and Spanish comparisons written "inférieur à" / "superior a": the adjective → +1 (higher, better) or
+#: −1 (lower), and the word that plays "than". Said of a price the sign turns round ("des prix inférieurs à ceux
+#: du TGV" is favourable to the subject).
+_RANK_ADJ: dict[str, tuple[dict[str, int], frozenset[str]]] = {
+    "fr": (
+        {f"{stem}{end}": sign for stem, sign in (("inférieur", -1), ("supérieur", 1)) for end in ("", "e", "s", "es")},
+        frozenset({"à", "au", "aux"}),
+    ),
+    "es": (
+        {f"{stem}{end}": sign for stem, sign in (("inferior", -1), ("superior", 1)) for end in ("", "es")},
+        frozenset({"a", "al"}),
+    ),
+}
+#: Words before "than" that make it no comparison of two options ("rather than", "other than").
+_NOT_COMPARISON: frozenset[str] = frozenset({"rather", "other"})
 #: Words that are good or bad only when said of a price ("higher fees", "lower than Stripe's pricing").
 _PRICE_UP: frozenset[str] = frozenset(
     "higher more jump jumps jumped soar soars höher höhere höheren hohen hohe teurer élevé élevés élevée élevées "
-    "alto altos alta altas".split()
+    "alto altos alta altas mayor mayores".split()
 )
 _PRICE_DOWN: frozenset[str] = frozenset("lower less niedriger niedrigere bajo bajos baja bajas bas basse".split())
 _PRICE_WORDS: frozenset[str] = frozenset(
@@ -208,13 +285,23 @@ _VADER_SKIP = frozenset(
     "free freedom security secure save saves win winning support supported care share honestly benefit benefits "
     "increase increases".split()
 )
-_WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\d+", re.UNICODE)
+_WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\d+|[,:;()]", re.UNICODE)
+#: Tokens of :func:`words` that end a negation scope or a comparative search (punctuation inside a clause).
+_BOUNDARY: frozenset[str] = frozenset(",:;()")
 _ENDINGS: dict[str, tuple[str, ...]] = {
     "en": ("s",),
     "es": ("s", "es", "a", "as", "os", "o"),
-    "de": ("e", "en", "er", "es", "em", "n"),
+    "de": ("e", "en", "er", "es", "em", "n", "ste", "sten", "ster", "stes", "stem"),
     "fr": ("s", "e", "es", "x"),
 }
+
+
+#: Words that are evaluations only after a degree word: Spanish "puntual" and French "ponctuel" are also
+#: "one-off" ("ofertas puntuales", "des retards ponctuels"); "más puntual que", "très ponctuel" are evaluations.
+_DEGREE_ONLY: frozenset[str] = frozenset(
+    "puntual puntuales ponctuel ponctuelle ponctuels ponctuelles".split()
+)
+_DEGREE: frozenset[str] = frozenset("más menos muy tan poco bastante plus moins très peu assez si".split())
 
 
 def _set(text: str) -> frozenset[str]:
@@ -293,7 +380,8 @@ def warm_up() -> None:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ``text`` (apostrophes unified; French elisions split: "n'est" → "n'", "est")."""
+    """Lower-case words of ``text`` (apostrophes unified; French elisions split: "n'est" → "n'", "est"), with
+    ``,`` ``:`` ``;`` ``(`` ``)`` kept as tokens of their own (they bound a negation's scope)."""
     text = unicodedata.normalize("NFC", text).lower().replace("’", "'")
     out: list[str] = []
     for w in _WORD_RE.findall(text):
@@ -346,13 +434,76 @@ def _multi(lang: str) -> dict[str, tuple[tuple[tuple[str, ...], int | None], ...
 _DE_PRICE_TAIL_RE = re.compile(r"(?:gebühr|gebühren|kosten|preis|preise|tarif|tarife)$")
 
 
+def _negations(ws: list[str], i: int, lang: str, negators: frozenset[str]) -> int:
+    """How many negators govern the word at ``i``: those up to :data:`_NEG_SCOPE` words before it, not across a
+    boundary token or a conjunction; "not only" is none; French "ne … plus" is one ("n'est plus fiable"). An even
+    count cancels out ("n'est pas la moins chère": "pas" and "moins" — not the least expensive — is unfavourable)."""
+    count = 0
+    for k in range(i - 1, max(-1, i - 1 - _NEG_SCOPE.get(lang, 4)), -1):
+        w = ws[k]
+        if w in _BOUNDARY or w in _CONJUNCTIONS:
+            break
+        if w in negators or w.endswith("n't"):
+            if k + 1 < len(ws) and ws[k + 1] in _NOT_ONLY:
+                continue
+            count += 1
+        elif lang == "fr" and w == "plus" and not _FR_NE.isdisjoint(ws[max(0, k - 2) : k]):
+            if negators.isdisjoint(ws[max(0, k - 2) : k]):
+                count += 1
+    return count
+
+
+def _is_price_word(w: str, lang: str) -> bool:
+    return w in _PRICE_WORDS or (lang == "de" and _DE_PRICE_TAIL_RE.search(w) is not None)
+
+
+def _priced_segments(ws: list[str], lang: str) -> list[bool]:
+    """Per word: whether the stretch of ``ws`` between boundary tokens that holds it names a price — so "higher"
+    and "lower" are judged as prices only there ("Higher volume, lower effective fees": only "lower" is)."""
+    out = [False] * len(ws)
+    start = 0
+    for k in range(len(ws) + 1):
+        if k == len(ws) or ws[k] in _BOUNDARY:
+            if any(_is_price_word(w, lang) for w in ws[start:k]):
+                out[start:k] = [True] * (k - start)
+            start = k + 1
+    return out
+
+
+def _comparative(ws: list[str], i: int, lang: str, sign: Any) -> int:
+    """The sign of the comparative that ``ws[i]`` ("than", "que", "als") closes, 0 when it closes none: the
+    nearest evaluative word up to six words before it (not across a boundary token), flipped after "less" /
+    "menos" / "moins" / "weniger"; in Spanish and French a comparison marker (más, menos, plus, moins, mejor …)
+    must come with it, in German a comparative form ("günstiger", "mehr", "weniger"); "rather than", "other
+    than" and "than" before a number ("more than 10,000 users") compare nothing."""
+    if ws[i - 1] in _NOT_COMPARISON or (i + 1 < len(ws) and ws[i + 1].isdigit()):
+        return 0
+    markers = _COMPARATIVE_MARKERS.get(lang, frozenset())
+    less = _LESS.get(lang, frozenset())
+    for j in range(i - 1, max(-1, i - 7), -1):
+        if ws[j] in _BOUNDARY:
+            return 0
+        s = sign(ws[j], j)
+        if not s:
+            continue
+        before = ws[max(0, j - 2) : j]
+        if lang in ("es", "fr") and ws[j] not in markers and markers.isdisjoint(before):
+            return 0
+        if lang == "de" and not (_DE_COMPARATIVE_RE.search(ws[j]) or not markers.isdisjoint(before)):
+            return 0
+        return -s if not less.isdisjoint(before) else s
+    return 0
+
+
 def polarity(ws: list[str], lang: str) -> Polarity:
     """Evaluations in the words ``ws`` of one clause (see the module docstring)."""
     lex = lexicon(lang)
-    priced = not _PRICE_WORDS.isdisjoint(ws) or (lang == "de" and any(_DE_PRICE_TAIL_RE.search(w) for w in ws))
+    priced = _priced_segments(ws, lang)
 
-    def sign(word: str) -> int:
-        if priced:
+    def sign(word: str, at: int = -1) -> int:
+        if word in _DEGREE_ONLY and (at < 1 or ws[at - 1] not in _DEGREE):
+            return 0
+        if at >= 0 and priced[at]:
             if word in _PRICE_UP:
                 return -1
             if word in _PRICE_DOWN:
@@ -360,9 +511,10 @@ def polarity(ws: list[str], lang: str) -> Polarity:
         return _sign(word, lang, lex)
 
     negators = _NEGATORS.get(lang, _NEGATORS["en"])
+    suffer = _SUFFER.get(lang, _SUFFER["en"])
     multi = _multi(lang)
     than = _THAN.get(lang, frozenset())
-    less = _LESS.get(lang, frozenset())
+    rank_adj = _RANK_ADJ.get(lang)
     pos = neg = 0
     comparison, than_at = 0, -1
     n = len(ws)
@@ -370,15 +522,14 @@ def polarity(ws: list[str], lang: str) -> Polarity:
     while i < n:
         w = ws[i]
         if w in than and comparison == 0 and i > 0:
-            # The comparative is the evaluative word right before "than" ("cheaper than", "more expensive than").
-            for j in range(i - 1, max(-1, i - 4), -1):
-                s = sign(ws[j])
-                if s:
-                    if any(ws[k] in less for k in range(max(0, j - 2), j)):
-                        s = -s
-                    comparison, than_at = s, i
-                    break
+            comparison = _comparative(ws, i, lang, sign)
+            than_at = i if comparison else -1
             i += 1
+            continue
+        if rank_adj and w in rank_adj[0] and comparison == 0 and i + 1 < n and ws[i + 1] in rank_adj[1]:
+            comparison = -rank_adj[0][w] if priced[i] else rank_adj[0][w]
+            than_at = i + 1
+            i += 2
             continue
         hit = 0
         length = 1
@@ -389,12 +540,19 @@ def polarity(ws: list[str], lang: str) -> Polarity:
                 break
         if not matched:
             if w in _DOMAIN_NOUNS:
-                hit = -1 if not _SUFFER.isdisjoint(ws[max(0, i - 3) : i]) else 0
+                before = ws[max(0, i - 4) : i]
+                handled = not _HANDLES.isdisjoint(before)
+                hit = -1 if not handled and not suffer.isdisjoint(ws[max(0, i - 3) : i]) else 0
+            elif w in _LIMIT_WORDS and i + 1 < n and ws[i + 1] in _LIMIT_PREPS:
+                hit = 0  # a quota or a scope: "limited to 35 sessions a day"
             else:
-                hit = sign(w)
+                hit = sign(w, i)
+                if hit < 0 and (
+                    (i + 1 < n and ws[i + 1] in _MEASURED) or not _CIRCUMSTANCE.isdisjoint(ws[max(0, i - 2) : i])
+                ):
+                    hit = 0  # "slow queries" (what is measured), "during shortages" (a circumstance)
         if hit:
-            window = ws[max(0, i - 3) : i]
-            if not negators.isdisjoint(window) or any(b.endswith("n't") for b in window):
+            if _negations(ws, i, lang, negators) % 2:
                 hit = -hit
             if hit > 0:
                 pos += 1

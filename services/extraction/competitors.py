@@ -1099,6 +1099,76 @@ def accept(
                 c.anchor = c.anchor or (listy and (c.source == "enum" or c.casual))
                 out.append(c)
     out.sort(key=lambda c: c.span)
+    return _drop_entry_parts(doc, out, lang)
+
+
+#: Words right before a name that make it a comparison point or an alternative, not a part of the entry it is in
+#: ("cheaper than Clockify", "Help Scout over Zendesk", "an alternative to Heroku", "más cara que ClickUp").
+_COMPARED_BEFORE_RE = re.compile(
+    r"(?:\b(?:than|over|vs\.?|versus|like|unlike|to|instead of|rather than|compared (?:to|with)|que|als|wie|como|"
+    r"comme|contre|gegenüber|and|or|y|o|und|oder|et|ou)|,)[ \t]+(?:the[ \t]+|old[ \t]+)*[*_]*$",
+    re.IGNORECASE,
+)
+#: A comparative after a name: "Iberia Express es más puntual que Vueling", "Acme is cheaper than Zentrivo".
+_COMPARED_AFTER_RE = re.compile(r"[^.,;:!?\n]{0,40}?\b(?:than|que|als)\b")
+
+
+def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Candidate]:
+    """Names that only live inside the entry of another brand are parts of it, not options of the answer.
+
+    An *entry* is a list item or bold-led line whose lead is an accepted name (``**Copper** — lives inside Google
+    Workspace …``), or the first paragraph, list items and bold-led lines of the section under a heading whose lead
+    is one (``### Linear — …`` then ``**Pros:** great GitHub sync``). A name found in running text (not a lead, bold span, enumeration or cue), every occurrence of
+    which is inside one such entry, and which is not written as a comparison point or joined to another name
+    ("cheaper than X", "over X", "Y, X", "X is more punctual than Y"), is that brand's product, plan, feature, integration or stack ("Sales
+    Hub", "Watchtower", "Simple Start", "LinkedIn prospecting"): dropped."""
+    if not any(c.source == "prose" for c in accepted):
+        return accepted
+    spans = {c.span for c in accepted}
+    other = {c.span for c in accepted if c.source != "prose"}
+    lead_of: dict[int, tuple[int, int] | None] = {}
+
+    def entry(unit: Unit) -> int | None:
+        # A section's list items, bold-led lines and first paragraph are its entry; a later paragraph, such as the
+        # closing one under the last heading, often is not ("If you already pay for Datadog, …").
+        head = doc.units[unit.section] if unit.section >= 0 else None
+        if head is not None and unit.kind != "item":
+            first = len(doc.text) - len(doc.text[head.end :].lstrip())
+            if doc.text.find("\n\n", first, unit.start) >= 0:
+                head = None
+        for u in (unit, head):
+            if u is None or u.kind not in ("item", "heading"):
+                continue
+            if u.index not in lead_of:
+                lead_of[u.index] = lead_span(doc, u)
+            ls = lead_of[u.index]
+            if ls is not None and any(a[0] >= ls[0] and a[1] <= ls[1] for a in spans):
+                return u.index
+        return None
+
+    out = []
+    for c in accepted:
+        unit = doc.unit_at(c.span[0])
+        if c.source != "prose" or c.declared or c.span in other or unit is None:
+            out.append(c)
+            continue
+        home = entry(unit)
+        if (
+            home is None
+            or _COMPARED_BEFORE_RE.search(doc.masked, max(unit.body, c.span[0] - 20), c.span[0])
+            or _COMPARED_AFTER_RE.match(doc.masked, c.span[1], unit.end)
+        ):
+            out.append(c)
+            continue
+        own = True
+        for s, _e in doc.find_phrase(words_of(c.text)):
+            u = doc.unit_at(s)
+            ls = lead_of.get(home)
+            if u is None or entry(u) != home or (ls is not None and ls[0] <= s < ls[1]):
+                own = False
+                break
+        if not own:
+            out.append(c)
     return out
 
 

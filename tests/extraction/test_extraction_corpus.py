@@ -170,7 +170,7 @@ def test_inconsistent_labels_are_refused(tmp_path: Path) -> None:
 def test_the_corpus_is_well_formed() -> None:
     cases = cs.load_cases("all")
     splits = Counter(c.split for c in cases)
-    assert splits == {"dev": 90, "holdout": 30}
+    assert splits["holdout"] == 30 and splits["dev"] >= 90  # dev grows (helpers add d_ / e_ cases); holdout is fixed
     languages = Counter(c.language for c in cases)
     assert set(languages) == {"en", "es", "de", "fr"}
     assert min(languages["es"], languages["de"], languages["fr"]) >= 12

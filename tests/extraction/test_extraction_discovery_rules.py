@@ -96,3 +96,23 @@ def test_a_comparison_object_keeps_the_org_as_subject() -> None:
         "mais elle reste complète."
     )
     assert analyze(answer, ACME).org_eval.sentiment == "MIXED"
+
+
+def test_a_name_that_lives_only_inside_another_brands_entry_is_part_of_it() -> None:
+    # Items led by a brand: a feature, plan or integration named only there is not an option of its own; a
+    # comparison point in the same item still is.
+    answer = (
+        "**1. Acmeflow** — flexible pipelines; Simple Lane is $35/month, with Pulsegrid flagging anomalies.\n\n"
+        "**2. Zentrivo** — lives inside Corvane Workspace, so it suits teams on Corvane Mail.\n\n"
+        "**3. Pexora** — cheaper than Quillbase, with a Brakko extension for prospecting.\n\n"
+        "**4. Quillbase** — the oldest of the four.\n"
+    )
+    assert _names(answer) == ["Zentrivo", "Pexora", "Quillbase"]
+
+
+def test_a_section_under_a_brand_heading_owns_its_first_paragraph_and_items_not_the_closing_one() -> None:
+    answer = (
+        "### Acmeflow\nFast triage: Pulsegrid groups duplicates.\n**Pros:** a good Brakko sync.\n\n"
+        "### Zentrivo\nSimple and reliable.\n\nIf you already pay for Corvane, its Signal tab may be enough."
+    )
+    assert _names(answer) == ["Zentrivo", "Corvane"]

@@ -257,7 +257,10 @@ NAME_CONNECTORS: frozenset[str] = frozenset("of de del la le du des and y et und
 COLUMN_TABLE_HEADS: frozenset[str] = frozenset(
     """feature features criteria criterion aspect aspects metric metrics attribute attributes dimension
     dimensions factor factors spec specs specification specifications capability capabilities category
-    comparison compare characteristic characteristics property properties parameter item""".split()
+    comparison compare characteristic characteristics property properties parameter item
+    kriterium kriterien merkmal merkmale funktion funktionen eigenschaft eigenschaften vergleich
+    característica características criterio criterios aspecto función funciones comparativa
+    critère critères caractéristique caractéristiques fonctionnalité fonctionnalités""".split()
 )
 #: "… include CoreWeave, Lambda and Together AI": capitalised names separated by commas, "and", "or".
 # At most five words, and each word cannot be split two ways: keeps every match attempt bounded (linear scans).
@@ -847,11 +850,14 @@ def candidates(
                     out.append(Candidate(name, span, source, unit.group))
         elif unit.kind == "row" and unit.header and len(unit.cells) >= 3:
             first = clean_name(doc.text[unit.cells[0][0] : unit.cells[0][1]]).lower()
-            if not first or first in COLUMN_TABLE_HEADS:
-                for s, e in unit.cells[1:]:
+            # Any other header row may still name brands: its cells are kept only when one of them is the org or
+            # a known competitor (:func:`accept`), as in "| Preis | Glovo | Uber Eats |".
+            suffix = ".cols" if not first or first in COLUMN_TABLE_HEADS else ".hdr"
+            for s, e in unit.cells[1:]:
+                if suffix == ".cols":
                     leads.append((s, e))
-                    for name in _clean_candidate(doc.text[s:e]):
-                        out.append(Candidate(name, (s, e), "column", unit.group + ".cols"))
+                for name in _clean_candidate(doc.text[s:e]):
+                    out.append(Candidate(name, (s, e), "column", unit.group + suffix))
     leads.sort()
     for s, e in doc.bold:
         if _within(leads, s, e):
@@ -1082,7 +1088,9 @@ def accept(
         labels = [c for c in members if c.cls == GENERIC]
         names = [c for c in members if c.cls != GENERIC]
         brandish = [c for c in names if c.cls in (STRONG, MEDIUM)]
-        by_position = group.endswith(".cols") or group in declared_columns
+        if group.endswith(".hdr") and not any(c.declared for c in members):
+            continue  # header cells that are column labels ("| Tool | Hosting | Preis |")
+        by_position = group.endswith((".cols", ".hdr")) or group in declared_columns
         # A list or set of headings that holds the org or a known competitor and no label is a list of brands.
         sure = not labels and len(members) >= 3 and any(c.declared for c in names)
         listy = (

@@ -116,3 +116,13 @@ def test_a_section_under_a_brand_heading_owns_its_first_paragraph_and_items_not_
         "### Zentrivo\nSimple and reliable.\n\nIf you already pay for Corvane, its Signal tab may be enough."
     )
     assert _names(answer) == ["Zentrivo", "Corvane"]
+
+
+def test_header_cells_are_brands_under_a_criteria_word_in_any_language_or_next_to_the_org() -> None:
+    de = "| Kriterium | Zentrivo | Pexora | Acmeflow |\n|---|---|---|---|\n| Preis | 8 € | 5 € | 4 € |\n"
+    assert _names(de) == ["Zentrivo", "Pexora"]
+    es = "| Precio | Acmeflow | Quillbase Go |\n|---|---|---|\n| Envío | 0,99 € | 0,49 € |\n"
+    assert _names(es) == ["Quillbase Go"]
+    # Header cells that are column labels stay labels.
+    labels = "| Herramienta | Hosting | Precio |\n|---|---|---|\n| Acmeflow | UE | 9 € |\n| Zentrivo | EE. UU. | 0 € |\n"
+    assert _names(labels) == ["Zentrivo"]

@@ -126,6 +126,8 @@ def _mention_scope(doc: Doc, unit: Unit, start: int, named: list[tuple[int, int,
             if u.kind != "sentence" or _BLANK_LINE_RE.search(doc.text, prev.end, u.start):
                 break
             others = [s for s, _e, b in named if u.start <= s < u.end and b != 0]
+            if others and sentiment.refers_back(plain(doc.text[u.body : u.end])):
+                others = []  # "Its pricing … once you add X": the org is still the subject
             if others:
                 # "The interface is less modern than Piano Analytics'": another organisation only as the object
                 # of a comparison keeps the org as the subject for that sentence (and ends the carry-on).
@@ -180,7 +182,8 @@ def _score_unit(
         if len(ids) >= 3 and not pol.comparison:
             subject = -1
             continue  # an enumeration: being listed is no evaluation
-        if subjects:
+        back = subject == 0 and sentiment.refers_back(plain(text))  # "Its pricing … than X's": still the org
+        if subjects and not back:
             subject = subjects[0][1]
         about = 0 in ids or subject == 0
         if not about:
@@ -195,7 +198,7 @@ def _score_unit(
                 pos += 1
             else:
                 neg += 1
-        elif 0 not in ids and inside:
+        elif 0 not in ids and inside and not back:
             continue  # names others only
         if pos or neg:
             out.append(_Clause(cs, ce, pos, neg))

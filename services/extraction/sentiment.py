@@ -379,18 +379,47 @@ def warm_up() -> None:
         lexicon(lang)
 
 
+def _capitalised(w: str) -> bool:
+    return w[0].isupper() and not w.isupper()
+
+
 def words(text: str) -> list[str]:
     """Lower-case words of ``text`` (apostrophes unified; French elisions split: "n'est" → "n'", "est"), with
-    ``,`` ``:`` ``;`` ``(`` ``)`` kept as tokens of their own (they bound a negation's scope)."""
-    text = unicodedata.normalize("NFC", text).lower().replace("’", "'")
+    ``,`` ``:`` ``;`` ``(`` ``)`` kept as tokens of their own (they bound a negation's scope). Runs of two or more
+    capitalised words after the first word are names and left out ("de Buenos Aires", "at Best Western"), so
+    their words are no evaluations; the first word of the text is kept (a sentence or cell starts "Buena …")."""
+    text = unicodedata.normalize("NFC", text).replace("’", "'")
+    found = _WORD_RE.findall(text)
     out: list[str] = []
-    for w in _WORD_RE.findall(text):
+    for k, w in enumerate(found):
+        if (
+            k > 0
+            and _capitalised(w)
+            and ((_capitalised(found[k - 1]) and k > 1) or (k + 1 < len(found) and _capitalised(found[k + 1])))
+        ):
+            continue
+        w = w.lower()
         if "'" in w and w[:2] in ("n'", "l'", "d'", "j'", "c'", "s'", "m'", "t'", "qu"):
             head, _, tail = w.partition("'")
             out.extend((head + "'", tail) if tail else (head + "'",))
         else:
             out.append(w)
     return out
+
+
+#: First words of a sentence or clause that refer back to the subject before it ("Its pricing …", "Su soporte …",
+#: "Sein Support …", "Il est …"): such a sentence still talks about that subject, whatever else it names.
+_BACK_REFERENCES: frozenset[str] = frozenset(
+    """it its it's they their su sus es sein seine seinen seiner seinem er ihr ihre ihren il elle son sa ses leur
+    leurs""".split()
+)
+
+
+def refers_back(text: str) -> bool:
+    """Whether ``text`` (a sentence or clause, plain text) starts with a pronoun or possessive that refers back to
+    the subject of the text before it (:data:`_BACK_REFERENCES`; "Its per-user pricing gets expensive …")."""
+    m = _WORD_RE.search(text[:40])
+    return m is not None and m.group().lower().replace("’", "'") in _BACK_REFERENCES
 
 
 def _sign(word: str, lang: str, lex: _Lexicon) -> int:
@@ -543,8 +572,10 @@ def polarity(ws: list[str], lang: str) -> Polarity:
                 before = ws[max(0, i - 4) : i]
                 handled = not _HANDLES.isdisjoint(before)
                 hit = -1 if not handled and not suffer.isdisjoint(ws[max(0, i - 3) : i]) else 0
-            elif w in _LIMIT_WORDS and i + 1 < n and ws[i + 1] in _LIMIT_PREPS:
-                hit = 0  # a quota or a scope: "limited to 35 sessions a day"
+            elif w in _LIMIT_WORDS and (
+                (i + 1 < n and ws[i + 1] in _LIMIT_PREPS) or (lang == "de" and "auf" in ws[max(0, i - 4) : i])
+            ):
+                hit = 0  # a quota or a scope: "limited to 35 sessions a day", "auf drei Nutzer begrenzt"
             else:
                 hit = sign(w, i)
                 if hit < 0 and (

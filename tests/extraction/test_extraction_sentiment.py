@@ -81,3 +81,154 @@ def test_not_named_is_neutral_without_language() -> None:
 def test_language_detection_is_offline_and_bounded() -> None:
     assert sentiment.detect_language("") == "en"
     assert sentiment.detect_language("Die Lösung ist zuverlässig und günstig. " * 200) == "de"
+
+
+# --- rules that generalise beyond the dev answers (issue 13 item 4; corpus README "Sentiment toward the org") ---
+
+
+def _eval(answer: str, org: Org) -> tuple[str, str]:
+    """(language, verdict); every non-neutral verdict must come with evidence spans inside the answer. The org is
+    given a domain (``<name>.com``) as real requests do (a name that is also a word needs brand evidence)."""
+    if not org.domain:
+        org = Org(org.name, org.name.lower().replace(" ", "") + ".com")
+    e = analyze(answer, org).org_eval
+    assert e.mentioned
+    if e.sentiment != "NEUTRAL":
+        spans = [v for m in e.mentions for v in m.evidence]
+        assert spans, "a non-neutral verdict without evidence"
+        for v in spans:
+            assert answer[v.start : v.end].strip() and v.polarity in (1, -1)
+    return e.language, e.sentiment
+
+
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        # The negator is further from the adjective in Spanish, German and French.
+        ("Pipedrive es fácil de configurar para equipos pequeños. No es la opción más barata del mercado.",
+         "Pipedrive", ("es", "MIXED")),
+        ("Personio deckt alle Prozesse ab, ist aber nicht besonders günstig für kleine Firmen.",
+         "Personio", ("de", "NEGATIVE")),
+        # "pas" + "moins" (not the least expensive) cancel out to an unfavourable "chère"; "ne" is paired.
+        ("Pour une SASU, Qonto n'est pas la moins chère du marché des néobanques en France.",
+         "Qonto", ("fr", "NEGATIVE")),
+        # "ne … plus" is one negation.
+        ("Depuis deux ans, Transavia n'est plus fiable sur les vols du matin au départ d'Orly.",
+         "Transavia", ("fr", "NEGATIVE")),
+        # A conjunction or a comma ends the scope: "fast" is not negated by "no".
+        ("Attio has no hidden fees and fast support.", "Attio", ("en", "POSITIVE")),
+        # "not only" negates nothing.
+        ("Attio is not only fast but also reliable.", "Attio", ("en", "POSITIVE")),
+    ],
+)
+def test_negation_scope(answer: str, org: str, expected: tuple[str, str]) -> None:
+    assert _eval(answer, Org(org)) == expected
+
+
+def _comparison(text: str, lang: str) -> int:
+    return sentiment.polarity(sentiment.words(text), lang).comparison
+
+
+def test_comparatives_need_a_comparison_and_may_be_far_from_than() -> None:
+    assert _comparison("its landing pages are easier to set up than Mailchimp's", "en") == 1
+    assert _comparison("much more expensive than the others", "en") == -1
+    assert _comparison("charges by emails sent rather than contacts", "en") == 0
+    assert _comparison("popular with more than 10 000 teams", "en") == 0
+    # Spanish/French "que" is also "that", German "als" also "as": a comparison needs its marker.
+    assert _comparison("una herramienta fiable que incluye nóminas", "es") == 0
+    assert _comparison("es más fiable que Glovo", "es") == 1
+    assert _comparison("Personio gilt als zuverlässig", "de") == 0
+    assert _comparison("deutlich günstiger als die Bahn", "de") == 1
+    assert _comparison("moins cher que Sellsy", "fr") == 1
+    # "inférieur à" / "superior a", turned round when said of a price.
+    assert _comparison("des prix souvent inférieurs à ceux du TGV", "fr") == 1
+    assert _comparison("una calidad superior a la de Glovo", "es") == 1
+
+
+def test_comparison_direction_far_from_than_and_in_french() -> None:
+    mailchimp = Org("Mailchimp")
+    answer = "- **Mailchimp**: contact-based pricing.\n- **Brevo**: easier to set up than Mailchimp for a small list.\n"
+    assert _eval(answer, mailchimp) == ("en", "NEGATIVE")
+    assert _eval("Sellsy regroupe CRM et factures. Axonaut est moins cher que Sellsy pour une TPE.",
+                 Org("Sellsy")) == ("fr", "NEGATIVE")
+
+
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        # Domain nouns after a handling word are what the product handles, even with a "suffer" cue ("known").
+        ("Snyk scans open-source dependencies for known vulnerabilities and licence risk.", "Snyk", "NEUTRAL"),
+        # English "a" is no suffer cue (French "a" = "has" is, only in French).
+        ("In our stack, Sentry groups errors and crashes into issues and alerts you when a new bug appears.", "Sentry", "NEUTRAL"),
+        ("Last year, Sentry had known bugs in its mobile SDK.", "Sentry", "NEGATIVE"),
+        ("HarfangLab détecte les menaces et les attaques par rançongiciel sur les postes.", "HarfangLab", "NEUTRAL"),
+        ("ESET detecta amenazas y vulnerabilidades en los portátiles de la empresa.", "ESET", "NEUTRAL"),
+        # A negative word before a measured object, or after "during", is no judgement of the org.
+        ("Im Test erfasst Sentry Fehler, Abstürze und langsame Transaktionen in allen Anwendungen.", "Sentry", "NEUTRAL"),
+        ("Datadog surfaces slow queries and traces them to the service that issued them.", "Datadog", "NEUTRAL"),
+        ("At Costco, some items have been limited to three packs per member during shortages.", "Costco", "NEUTRAL"),
+    ],
+)
+def test_domain_nouns_measured_objects_and_circumstances(answer: str, org: str, expected: str) -> None:
+    assert _eval(answer, Org(org))[1] == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        # A quota or a scope is description; a judgement of the limit is not.
+        ("The free plan of Hotjar is limited to 35 sessions a day.", "Hotjar", "NEUTRAL"),
+        ("The Executive card at Costco adds 2% back on most purchases, capped at $1,250 a year.", "Costco", "NEUTRAL"),
+        ("En Hotjar, el plan Basic es gratuito y está limitado a 35 sesiones diarias.", "Hotjar", "NEUTRAL"),
+        ("Chez PayFit, la gestion des temps est limitée aux absences et aux heures supplémentaires.", "PayFit",
+         "NEUTRAL"),
+        ("Der kostenlose Plan von Sentry ist auf drei Nutzer begrenzt, auf Wunsch begrenzt auf ein Projekt.",
+         "Sentry", "NEUTRAL"),
+        ("Hotjar's free plan is very limited for a busy shop.", "Hotjar", "NEGATIVE"),
+    ],
+)
+def test_limits_are_description(answer: str, org: str, expected: str) -> None:
+    assert _eval(answer, Org(org))[1] == expected
+
+
+def test_price_direction_words_only_where_a_price_is_named() -> None:
+    # "Higher volume" is no price; "lower effective fees" is.
+    assert _eval("With Helcim: higher volume, lower effective fees.", Org("Helcim"))[1] == "POSITIVE"
+    assert _eval("With Helcim the fees are higher for small shops.", Org("Helcim"))[1] == "NEGATIVE"
+
+
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        ("Für kleine Firmen ist Kenjo die günstigste Lösung im Vergleich.", "Kenjo", ("de", "POSITIVE")),
+        # "puntual" / "ponctuel" are evaluations only with a degree word ("ofertas puntuales" = one-off offers).
+        ("Iberia tiene ofertas puntuales en la ruta de Buenos Aires durante el invierno.", "Iberia", ("es", "NEUTRAL")),
+        ("En la ruta de Buenos Aires, Iberia es muy puntual y el servicio a bordo es correcto.", "Iberia",
+         ("es", "POSITIVE")),
+        # Explicit recommendations and standing, in every language.
+        ("**Fazit:** Startet mit HubSpot, solange euch der kostenlose Funktionsumfang reicht.", "HubSpot",
+         ("de", "POSITIVE")),
+        ("Mi recomendación: si buscas algo sencillo para el equipo, empieza con Pipedrive.", "Pipedrive",
+         ("es", "POSITIVE")),
+        ("Pour une petite entreprise qui démarre, commencez par Qonto et son offre de base.", "Qonto",
+         ("fr", "POSITIVE")),
+        ("Jira es el estándar de facto para gestionar incidencias en empresas grandes.", "Jira", ("es", "POSITIVE")),
+    ],
+)
+def test_language_words_superlatives_and_recommendations(answer: str, org: str, expected: tuple[str, str]) -> None:
+    assert _eval(answer, Org(org)) == expected
+
+
+def test_a_sentence_that_refers_back_stays_with_the_org() -> None:
+    # "It …" / "Its …" keep the org as the subject although the sentence names another organisation.
+    assert sentiment.refers_back("Its per-user pricing gets expensive") and not sentiment.refers_back("Heroku is")
+    answer = (
+        "**Render** runs web services, workers and managed Postgres from one dashboard. It is the closest thing to "
+        "the old Heroku experience, and pricing is predictable, but cold starts on the free instances are slow."
+    )
+    assert _eval(answer, Org("Render")) == ("en", "MIXED")
+    answer = (
+        "PagerDuty routes alerts to whoever is on call and escalates unacknowledged incidents. Its per-user "
+        "pricing gets expensive quickly once you add Opsgenie-style add-ons from Atlassian."
+    )
+    assert _eval(answer, Org("PagerDuty")) == ("en", "NEGATIVE")

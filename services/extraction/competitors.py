@@ -982,6 +982,37 @@ def _prose_capitalised_at(doc: Doc, name: str) -> list[int]:
     return out
 
 
+#: A line that opens a source list ("Sources", "**Quellen:**", "Fuentes", "References").
+_SOURCES_LABEL_RE = re.compile(
+    r"[#*_\s]*(?:sources?|references?|citations?|quellen|fuentes|referencias|références)[*_:\s]*",
+    re.IGNORECASE,
+)
+#: A footnote marker opening a line: "[1] …", "[^2]: …", "3. …".
+_FOOTNOTE_LINE_RE = re.compile(r"[ \t]*(?:\[\^?\d{1,3}\]:?|\d{1,3}[.)])[ \t]")
+
+
+def _source_entries(doc: Doc) -> list[Unit]:
+    """The units that are entries of a source list: a line with a URL that opens with a footnote marker, or that
+    follows a "Sources" label (directly or after other entries)."""
+    text = doc.text
+    if "://" not in text:
+        return []
+    out: list[Unit] = []
+    in_list = False
+    for u in doc.units:
+        line = text[u.start : u.end]
+        if _SOURCES_LABEL_RE.fullmatch(line):
+            in_list = True
+            continue
+        has_url = "://" in line
+        line_start = text.rfind("\n", 0, u.start) + 1
+        if has_url and (in_list or _FOOTNOTE_LINE_RE.match(text, line_start)):
+            out.append(u)
+        elif not has_url:
+            in_list = False
+    return out
+
+
 def accept(
     doc: Doc,
     cands: Sequence[Candidate],
@@ -1000,9 +1031,13 @@ def accept(
             cache[name] = _prose_capitalised_at(doc, name)
         return cache[name]
 
+    sources = _source_entries(doc)
     for c in cands:
         c.cls = classify(c.text[:1].upper() + c.text[1:] if c.casual else c.text, threshold, generic)
         keys = merge_keys(c.text)
+        if sources and doc.unit_at(c.span[0]) in sources and not keys & (known_keys | org_keys):
+            c.cls = GENERIC  # a source list names publishers and page titles, not options
+            continue
         if c.casual and c.source == "casual":
             declared = bool(keys & known_keys) or _INTEGRATION_RE.search(
                 doc.masked, max(0, c.span[0] - 40), c.span[0]

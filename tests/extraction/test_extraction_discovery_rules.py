@@ -126,3 +126,14 @@ def test_header_cells_are_brands_under_a_criteria_word_in_any_language_or_next_t
     # Header cells that are column labels stay labels.
     labels = "| Herramienta | Hosting | Precio |\n|---|---|---|\n| Acmeflow | UE | 9 € |\n| Zentrivo | EE. UU. | 0 € |\n"
     assert _names(labels) == ["Zentrivo"]
+
+
+def test_a_source_list_names_publishers_not_options() -> None:
+    answer = (
+        "Acmeflow and Zentrivo are the usual picks[1][2].\n\n"
+        "Sources\n"
+        "1. About Acmeflow pipelines — docs.acmeflow.io — https://docs.acmeflow.io/pipelines\n"
+        "2. Best tools of 2025 – Techgrove Weekly — https://techgrove.example/best\n"
+        "[3] Quillbase review — https://reviews.example/quillbase\n"
+    )
+    assert _names(answer) == ["Zentrivo"]

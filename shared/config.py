@@ -316,6 +316,12 @@ class SearchSettings(BaseServiceSettings, ProviderSettings, SharedSearchSettings
     )
     tavily_concurrency: int = Field(50, description="Concurrent calls to Tavily.")
     tavily_rpm: int = Field(1000, description="Tavily requests per minute (production key 1,000; development 100); 0 = unlimited.")
+    search_database_url: str = Field(
+        "",
+        description="The orchestrator's database (its DATABASE_URL, ideally as a role limited to the search tables), "
+        "where the search service records the outcome of each keyed call for the reaper: a killed worker's searches "
+        "are then counted exactly in the ledger; empty = not recorded (counted at their known price).",
+    )
 
     # --- search ---
     company_query_template: str = Field(

@@ -7,7 +7,9 @@ build the response. The Tavily client, its concurrency limiter and the result ca
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,9 +17,17 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from services.search.core import Defaults, SearchSpec, TavilyPage, validate_company, validate_search
+from services.search.core import (
+    Defaults,
+    SearchSpec,
+    TavilyPage,
+    check_idempotency_key,
+    validate_company,
+    validate_search,
+)
 from services.search.engine import SearchEngine, SearchOutcome
-from services.search.tavily import TavilyBackend
+from services.search.records import CallRecorder, KeyedCall
+from services.search.tavily import TavilyBackend, current_call
 from shared.config import SearchSettings
 from shared.grpc_client import forward_timeout
 from shared.grpc_server import Mount
@@ -141,15 +151,67 @@ class ValidatedRequests:
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    """``Search`` and ``SearchCompany`` over one :class:`SearchEngine`."""
+    """``Search`` and ``SearchCompany`` over one :class:`SearchEngine`.
 
-    def __init__(self, engine: SearchEngine, settings: SearchSettings) -> None:
+    A call with an ``idempotency_key`` and a ``recorder`` (:class:`~services.search.records.CallRecorder`, the
+    service has a database) runs as a task of its own, shielded from the caller: when the caller goes away (its
+    worker killed, its deadline passed) before the Tavily request is sent, the task is cancelled and recorded
+    ``not_sent``; once the request is sent, it is allowed to finish (bounded by the call's deadline) so that what
+    Tavily billed is recorded exactly. Every keyed call ends in one record."""
+
+    def __init__(self, engine: SearchEngine, settings: SearchSettings, recorder: CallRecorder | None = None) -> None:
         self._engine = engine
         self._settings = settings
         self._defaults = defaults_from(settings)
         self._hits = HitResponses()
         self._searches = ValidatedRequests()
         self._companies = ValidatedRequests()
+        self.recorder = recorder
+        #: Keyed calls running (their tasks), including those whose caller went away.
+        self.keyed_tasks: set[asyncio.Task[search_pb2.SearchResponse]] = set()
+
+    async def _keyed(
+        self, key: str, spec: SearchSpec, hit_key: HitKey, no_cache: bool, context: grpc.aio.ServicerContext
+    ) -> search_pb2.SearchResponse:
+        rec = self.recorder
+        if not key or rec is None:
+            return await self._run(spec, hit_key, no_cache, context)
+        call = rec.begin(key)
+        token = current_call.set(call)  # copied into the task's context: the backend counts its requests on it
+        try:
+            task = asyncio.ensure_future(self._run(spec, hit_key, no_cache, context))
+        finally:
+            current_call.reset(token)
+        self.keyed_tasks.add(task)
+        task.add_done_callback(functools.partial(self._record, rec, call))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            call_gone(rec, call, task)
+            raise
+
+    def _record(self, rec: CallRecorder, call: KeyedCall, task: asyncio.Task[search_pb2.SearchResponse]) -> None:
+        self.keyed_tasks.discard(task)
+        urgent = call.orphaned
+        if task.cancelled():
+            rec.finish(call, state="failed" if call.sent else "not_sent", urgent=urgent)
+        elif task.exception() is not None:
+            rec.finish(call, state="failed", urgent=urgent)
+        else:
+            resp = task.result()
+            rec.finish(call, state="answered", credits=resp.credits, usd=resp.cost_usd, urgent=urgent)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` seconds for the keyed calls still running (sent requests whose callers went
+        away), then cancel what is left (recorded with their requests uncertain)."""
+        tasks = set(self.keyed_tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, timeout_s))
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     async def _run(
         self, spec: SearchSpec, hit_key: HitKey, no_cache: bool, context: grpc.aio.ServicerContext
@@ -172,8 +234,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def Search(
         self, request: search_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
+        key = _take_key(request)
         spec, hit_key = self._searches.spec(request, self._validate_search)
-        return await self._run(spec, hit_key, request.no_cache, context)
+        return await self._keyed(key, spec, hit_key, request.no_cache, context)
 
     def _validate_search(self, request: search_pb2.SearchRequest) -> SearchSpec:
         return validate_search(
@@ -191,8 +254,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def SearchCompany(
         self, request: search_pb2.SearchCompanyRequest, context: grpc.aio.ServicerContext
     ) -> search_pb2.SearchResponse:
+        key = _take_key(request)
         spec, hit_key = self._companies.spec(request, self._validate_company)
-        return await self._run(spec, hit_key, request.no_cache, context)
+        return await self._keyed(key, spec, hit_key, request.no_cache, context)
 
     def _validate_company(self, request: search_pb2.SearchCompanyRequest) -> SearchSpec:
         return validate_company(
@@ -206,6 +270,26 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             include_raw_content=request.include_raw_content if request.HasField("include_raw_content") else None,
             defaults=self._defaults,
         )
+
+
+def _take_key(request: search_pb2.SearchRequest | search_pb2.SearchCompanyRequest) -> str:
+    """The request's ``idempotency_key`` (checked: :func:`~services.search.core.check_idempotency_key`), cleared
+    from the request so that the memo of validated requests, keyed by the request's bytes, still matches."""
+    key = request.idempotency_key
+    if key:
+        check_idempotency_key(key)
+        request.ClearField("idempotency_key")
+    return key
+
+
+def call_gone(rec: CallRecorder, call: KeyedCall, task: asyncio.Task[search_pb2.SearchResponse]) -> None:
+    """The caller of a keyed call went away: a call whose Tavily request is not sent yet is cancelled (recorded
+    ``not_sent``); a sent one goes on, its record written at once when it ends (the caller's reaper is waiting)."""
+    call.orphaned = True
+    if not task.done() and not call.sent:
+        task.cancel()
+    elif task.done():
+        rec.wake()
 
 
 @contextlib.asynccontextmanager
@@ -224,5 +308,12 @@ async def build(settings: SearchSettings) -> AsyncIterator[list[Mount]]:
             cache_ttl_seconds=settings.search_cache_ttl_seconds,
             cache_max_bytes=settings.search_cache_max_bytes,
         )
-        servicer = SearchServicer(engine, settings)
+        # Records of keyed calls in the shared database (services/search/records.py), read by the orchestrator's
+        # reaper; None without a database URL (or when it cannot serve): calls are served as before, unrecorded.
+        recorder = await CallRecorder.open(settings.search_database_url)
+        if recorder is not None:
+            stack.push_async_callback(recorder.aclose)
+        servicer = SearchServicer(engine, settings, recorder)
+        # First on exit: keyed calls whose caller went away finish (within the grace period) and are recorded.
+        stack.push_async_callback(servicer.drain, settings.grace_seconds)
         yield [Mount(servicer, search_pb2_grpc.add_SearchServiceServicer_to_server, SERVICE_NAME)]

@@ -70,6 +70,12 @@ SDK_MAX_TIMEOUT = 120.0
 _last_response: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tavily_last_response", default=None)
 
 
+#: The keyed call (:class:`services.search.records.KeyedCall`) the current task serves, or None: each attempt
+#: counts on it the Tavily request it sends (``sent``) and, when that request is cut after it was sent (a timeout, a
+#: cancel), ``cut`` — Tavily may have billed it. Set by the servicer around a keyed call.
+current_call: contextvars.ContextVar[Any] = contextvars.ContextVar("search_keyed_call", default=None)
+
+
 async def _record_response(response: httpx.Response) -> None:
     holder = _last_response.get()
     if holder is not None:
@@ -238,10 +244,15 @@ class TavilyBackend:
         fields = {**fields, "attempt": n}
         started = time.perf_counter()
         timeout = self.attempt_timeout
+        call = current_call.get()
+        sent = False
         try:
             async with self.guard.attempt(deadline):
                 started = time.perf_counter()
                 timeout = min(deadline.remaining(), self.attempt_timeout)
+                if call is not None:
+                    call.sent += 1
+                sent = True
                 try:
                     async with asyncio.timeout(timeout):
                         body = await self.client.search(
@@ -262,6 +273,8 @@ class TavilyBackend:
                                     timeout=timeout)
                     if err is None:
                         raise
+                    if err.reason == "TIMEOUT" and call is not None:
+                        call.cut += 1  # sent, then cut by our timeout: Tavily may have answered and billed it
                     if err.reason == "TIMEOUT" and timeout < self.attempt_timeout:
                         err = DeadlineExceeded(f"the deadline passed while Tavily was answering ({timeout:.2f} s)",
                                                reason="DEADLINE", provider=PROVIDER)
@@ -270,6 +283,8 @@ class TavilyBackend:
             self._log_failure(fields, started, err, holder)
             raise
         except asyncio.CancelledError:  # the caller went away (deadline, cancel): httpx closes the connection
+            if sent and call is not None:
+                call.cut += 1  # sent: Tavily may bill it (the servicer lets a sent keyed call finish; a stop cuts it)
             log.info("tavily_search", **fields, outcome="CANCELLED", ms=round((time.perf_counter() - started) * 1000, 1))
             raise
         finally:

@@ -10,9 +10,11 @@ snapshots the answers came from) and the ledger's Bright Data records = the reco
 replicas of each replicated service served ≥ 30 % of its calls before the kill (each replica's own Prometheus
 counters); the sandbox saw one search and one LLM call per company plus at most the calls in flight at the kills.
 
-The ledger's Tavily credits equal the sandbox's billing: completed rows at their billed credits, rows of unknown
-outcome (a search in flight when its worker was SIGKILLed: billed, never recorded) at the search's known price
-(``cost_estimated``), less the searches the sandbox saw cut before it billed them.
+The ledger's Tavily credits equal the sandbox's billing exactly: a search row the SIGKILLed worker left without an
+outcome (its call answered, still running, waiting for a slot, or never made) is settled by the reaper from the
+search replicas' records of keyed calls (shared/call_records.py) — no search replica is killed, so every such row is
+known: completed at the credits recorded, or dropped when the call never reached Tavily; none is left at an
+estimate.
 
 Knobs: ``VANTAGE_SCALE_COMPANIES`` (default 120; ``make chaos`` runs 1,000), ``VANTAGE_SCALE_QUESTIONS`` (default
 40, 400 from 1,000 companies: issue 17 item 4), ``VANTAGE_SCALE_SNAPSHOT_SECONDS`` (the sandbox's trigger-to-ready
@@ -112,7 +114,9 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
     try:
         svc_env = {**base_env, "VANTAGE_LOG_LEVEL": "WARNING", "VANTAGE_SANDBOX_URL": f"http://{sandbox.address}",
                    "VANTAGE_DATABASE_URL": pg_url, "VANTAGE_GRACE_SECONDS": "1"}
-        search = [Replica("search", svc_env, tmp_path / "s0"), Replica("search", svc_env, tmp_path / "s1")]
+        # The search replicas record their keyed calls in the orchestrator's database (the reaper reads them).
+        search_env = {**svc_env, "VANTAGE_SEARCH_DATABASE_URL": pg_url}
+        search = [Replica("search", search_env, tmp_path / "s0"), Replica("search", search_env, tmp_path / "s1")]
         inference = [Replica("inference", svc_env, tmp_path / "i0"), Replica("inference", svc_env, tmp_path / "i1")]
         replicas += [*search, *inference]
         for r in replicas:
@@ -197,6 +201,15 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
             return bool(rows and rows[0] == 2)
 
         wait_for(finished, RUN_TIMEOUT_S, "the research and the evaluation finished")
+
+        def settled() -> bool:
+            with psycopg.connect(sync, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM cost_ledger WHERE run_id = %s AND unsettled_since IS NOT "
+                                   "NULL", (run_id,)).fetchone()
+            return bool(row and row[0] == 0)
+
+        # The killed worker's search rows are settled by the reapers (of the live workers) from the search records.
+        wait_for(settled, 120, "the killed worker's search rows settled from the search records")
         for w in workers[1:]:
             w.send_signal(signal.SIGTERM)
         codes = [w.wait(timeout=60) for w in workers[1:]]
@@ -222,6 +235,12 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
                                   (eval_id,)).fetchone() or (0, 0, 0)
             cls = conn.execute("SELECT count(*), count(DISTINCT c.item_id) FROM classifications c JOIN run_items i "
                                "ON i.id = c.item_id WHERE i.run_id = %s", (run_id,)).fetchone()
+            # The search replicas' records of the run's keyed calls, by outcome, and the repeated attempts' rows.
+            records = dict(conn.execute("SELECT state, count(*) FROM search_call_records WHERE idempotency_key LIKE "
+                                        "%s GROUP BY state", (run_id + ":%",)).fetchall())
+            repeats = conn.execute(
+                "SELECT count(*), coalesce(sum(l.units), 0) FROM cost_ledger l JOIN run_items i ON i.id = l.item_id "
+                "WHERE l.run_id = %s AND l.kind = 'search' AND l.attempt < i.attempts", (run_id,)).fetchone()
         sandbox_stats = httpx.get(f"http://{sandbox.address}/_sandbox/stats", timeout=10).json()
         calls = {k: int(v["calls"]) for k, v in sandbox_stats["endpoints"].items()}
         billed = int(sandbox_stats["billing"].get("tavily", {}).get("credits", 0))
@@ -236,7 +255,9 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
               f"{before} (shares {shares}); sandbox calls search {calls.get('tavily.search')}, "
               f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed "
               f"{billed} ({unread} unread, {cut} searches cut before billing); ledger rows of unknown outcome "
-              f"{unknown_rows} ({unpriced_rows} unpriced), completed credits {ledger_completed}; evaluation ({Q} questions, chatgpt via Bright Data, {SNAPSHOT_S} s per snapshot): at the "
+              f"{unknown_rows} ({unpriced_rows} unpriced), completed credits {ledger_completed}; search records {records}; "
+              f"search rows of superseded attempts {repeats[0] if repeats else 0} ({repeats[1] if repeats else 0} "
+              f"credits); evaluation ({Q} questions, chatgpt via Bright Data, {SNAPSHOT_S} s per snapshot): at the "
               f"kill {at_kill[0]} answered, {at_kill[1]} snapshots in flight; {eval_status}, {answered} answered "
               f"({once[0]} rows, {once[1]} questions) from {snapshots} snapshots, {batches[0] if batches else 0} "
               f"batches recorded, {triggers} snapshots paid; Bright Data records: ledger {bd_led[2]} "
@@ -253,12 +274,11 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
             assert all(c >= 0.3 * sum(counts) for c in counts), (name, counts)
         for ep in ("tavily.search", "openai.chat_completions"):
             assert N <= calls.get(ep, 0) <= N + 2 * IN_FLIGHT, (ep, calls.get(ep))  # repeats ≤ in flight at the kills
-        # Ledger = the sandbox's billing: every completed row at its billed credits, and every row of unknown outcome
-        # (its worker was SIGKILLed mid-call) at the search's known price (cost_estimated), minus the searches the
-        # sandbox saw cut before it billed them (the caller went away during the provider's latency).
-        per_search = billed // max(1, int(sandbox_stats["billing"].get("tavily", {}).get("searches", 0)))
-        assert unpriced_rows == 0 and ledger_completed <= billed
-        assert ledger_credits - per_search * cut == billed, (ledger_credits, cut, billed)
+        # Ledger = the sandbox's billing, exactly: every row completed at its billed credits (the killed worker's from
+        # the search records), none left at an estimate, no search cut before Tavily billed it (a sent keyed call
+        # finishes when its caller goes away).
+        assert unknown_rows == 0 and unpriced_rows == 0 and cut == 0, (unknown_rows, unpriced_rows, cut)
+        assert ledger_credits == ledger_completed == billed, (ledger_credits, ledger_completed, billed)
     finally:
         for w in workers:
             if w.poll() is None:

@@ -3,7 +3,10 @@
 One loop for every process that executes runs from the shared database — the OrchestratorService (a task of its
 ``build()`` TaskGroup) and ``vantage worker`` (a task of :meth:`Worker.run`'s) — so that a crashed process's items
 are taken over within lease + one tick (River's rescuer, graphile-worker's sweep: shared/reference/performance.md
-§4.3). Each pass is :meth:`Store.reap` with ``stale_seconds = lease_seconds`` (the ``lease_seconds`` setting).
+§4.3). Each pass is :meth:`Store.reap` with ``stale_seconds = lease_seconds`` (the ``lease_seconds`` setting); it
+ends by settling the search rows of unknown outcome — a killed worker's, or calls ended in a deadline or a cancel —
+from the search service's records (:meth:`Store.settle_searches`, :mod:`shared.call_records`: exact when the search
+replicas recorded past them, the upper bound when one died with the outcome; issue 17).
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ async def reap_forever(
         else:
             if on_pass is not None:
                 on_pass(rep)
-            if rep.expired or rep.interrupted:
+            if rep.expired or rep.interrupted or rep.settled_calls:
                 log.info("reaped", expired=rep.expired, abandoned_calls=rep.abandoned_calls,
-                         interrupted=rep.interrupted)
+                         interrupted=rep.interrupted, settled_calls=rep.settled_calls)
         await asyncio.sleep(reap_interval(lease_seconds))
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # Deterministic constraint names, so that migrations (and SQLite batch mode) can refer to them.
@@ -165,6 +166,12 @@ cost_ledger = Table(
     Column("attempt", Integer),
     # The USD is an estimate: the model is missing from the model catalogue (migration 0005_round3, #18).
     Column("cost_estimated", Boolean, nullable=False, server_default="0"),
+    # A search row whose outcome its attempt did not record (the attempt's lease expired, or its call ended in a
+    # deadline / cancel): since when the reaper settles it from the search service's records (shared/call_records.py;
+    # migration 0007_search_outcomes). NULL = nothing to settle. Partial index: rows to settle only.
+    Column("unsettled_since", DateTime(timezone=True)),
+    Index("ix_cost_ledger_unsettled", "unsettled_since", postgresql_where=text("unsettled_since IS NOT NULL"),
+          sqlite_where=text("unsettled_since IS NOT NULL")),
 )
 
 run_events = Table(

@@ -55,6 +55,7 @@ from services.orchestrator.store.db import (
     is_sqlite,
     write_transaction,
 )
+from shared import call_records
 from shared.concurrency import background
 from shared.db import is_transient
 
@@ -250,6 +251,8 @@ class ReapReport:
     expired: int = 0
     abandoned_calls: int = 0
     interrupted: list[str] = field(default_factory=list)
+    #: Search rows of unknown outcome settled from the search service's records (:meth:`Store.settle_searches`).
+    settled_calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -436,14 +439,17 @@ class LedgerSettlement:
     """An attempt's ledger rows, settled in its write-back transaction (:meth:`Store.complete_item`,
     :meth:`Store.fail_item`) instead of one transaction per call: ``completed`` = (idempotency key, billed values as
     :meth:`Store.ledger_complete` takes them) of the calls that answered; ``dropped`` = keys of rows whose call was
-    not billed for sure (free, failed before the provider, or never made). Rows of calls with an unknown outcome are
-    in neither and stay pending (priced at their estimate, if any)."""
+    not billed for sure (free, failed before the provider, or never made). Rows of calls with an unknown outcome
+    (``unknown``: a deadline, a cancel) are in neither and stay pending (priced at their estimate, if any); search
+    rows among them are marked for the reaper, which settles them from the search service's records
+    (:meth:`Store.settle_searches`)."""
 
     completed: tuple[tuple[str, dict[str, Any]], ...] = ()
     dropped: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.completed or self.dropped)
+        return bool(self.completed or self.dropped or self.unknown)
 
 
 async def _settle_ledger(conn: AsyncConnection, settlements: Sequence[LedgerSettlement]) -> None:
@@ -451,12 +457,19 @@ async def _settle_ledger(conn: AsyncConnection, settlements: Sequence[LedgerSett
     the attempt lost its lease but its calls were paid), one DELETE for the dropped ones (pending or abandoned)."""
     done = [(k, v) for st in settlements for k, v in st.completed]
     dropped = [k for st in settlements for k in st.dropped]
+    unknown = [k for st in settlements for k in st.unknown]
+    led = m.cost_ledger.c
     if done:
         await _LedgerComplete.execute(conn, done)
     if dropped:
-        led = m.cost_ledger.c
         await conn.execute(
             m.cost_ledger.delete().where(led.idempotency_key.in_(dropped), led.status.in_(("pending", "abandoned")))
+        )
+    if unknown:  # rare (a deadline, a cancel): no statement on the usual path
+        await conn.execute(
+            update(m.cost_ledger)
+            .where(led.idempotency_key.in_(unknown), led.status == "pending", led.kind == "search")
+            .values(unsettled_since=utcnow())
         )
 
 
@@ -1092,16 +1105,83 @@ class Store:
         An abandoned row keeps the price :meth:`ledger_begin` gave it (a Tavily search's known credits: the provider
         bills a search it answered even when the caller died before reading the answer — issue 17: 2,012 credits in
         the ledger vs 2,018 billed after SIGKILLs when such rows counted 0) and is flagged ``cost_estimated`` when it
-        has one: the call may also have been cut before the provider billed it."""
+        has one: the call may also have been cut before the provider billed it. A search row is marked
+        ``unsettled_since`` now: :meth:`settle_searches` replaces that bound with what the search service recorded
+        (issue 17), once its replicas have recorded past this time."""
         if not item_ids:
             return 0
         led = m.cost_ledger.c
         res = await conn.execute(
             update(m.cost_ledger)
             .where(led.item_id.in_(list(item_ids)), led.status == "pending", led.attempt.is_not(None))
-            .values(status="abandoned", cost_estimated=or_(led.cost_estimated, led.units > 0, led.usd > 0))
+            .values(status="abandoned", cost_estimated=or_(led.cost_estimated, led.units > 0, led.usd > 0),
+                    unsettled_since=case((led.kind == "search", utcnow()), else_=led.unsettled_since))
         )
         return int(res.rowcount or 0)
+
+    @_retrying
+    async def settle_searches(self, *, limit: int = REAP_BATCH) -> int:
+        """Settle search rows of unknown outcome (``unsettled_since`` set: their attempt died or its call ended in a
+        deadline / cancel) from the search service's records in this database (:mod:`shared.call_records`; issue 17):
+
+        - the search replicas recorded past the row → exact: completed at the credits recorded for its key, or
+          deleted when none were billed (never sent, or never reached a search replica);
+        - a replica that may have taken the call died before recording it, or the records' tables are not here (the
+          search service records nothing: no database URL) → the upper bound, the row's known price plus what was
+          recorded, flagged ``cost_estimated``;
+        - a live replica has not recorded that far yet → left for the next pass.
+
+        One indexed SELECT when nothing is to settle (the partial index holds only marked rows); otherwise two
+        SELECTs of the records and one write transaction. Returns the rows settled."""
+        led = m.cost_ledger.c
+        pick = (
+            select(led.id, led.idempotency_key, led.created_at, led.unsettled_since, led.units, led.usd)
+            .where(led.unsettled_since.is_not(None), led.status.in_(("pending", "abandoned")))
+            .order_by(led.unsettled_since)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(pick)).all()
+            if not rows:
+                return 0
+            begun = {r.id: (aware(r.created_at) or utcnow()).timestamp() for r in rows}
+            if await call_records.tables_exist(conn):
+                replicas, records = await call_records.read(
+                    conn, [r.idempotency_key for r in rows],
+                    since=min(begun.values()) - call_records.CLOCK_SLACK_SECONDS,
+                )
+            else:
+                replicas, records = [], {}
+        now = time.time()
+        decisions = []
+        for r in rows:
+            d = call_records.decide(
+                begun_at=begun[r.id], due_at=(aware(r.unsettled_since) or utcnow()).timestamp(), now=now,
+                replicas=replicas, records=records.get(r.idempotency_key, []), estimate_units=int(r.units or 0),
+                estimate_usd=float(r.usd or 0),
+            )
+            if d.verdict is not call_records.Verdict.WAIT:
+                decisions.append((r, d))
+        if not decisions:
+            return 0
+        marked = and_(led.unsettled_since.is_not(None), led.status.in_(("pending", "abandoned")))
+        settled = 0
+        async with self._tx() as conn:
+            for r, d in decisions:
+                where = and_(led.id == r.id, marked)
+                if d.verdict is call_records.Verdict.EXACT and d.units == 0 and d.usd == 0:
+                    res = await conn.execute(delete(m.cost_ledger).where(where))
+                elif d.verdict is call_records.Verdict.EXACT:
+                    res = await conn.execute(update(m.cost_ledger).where(where).values(
+                        status="completed", units=d.units, usd=d.usd, cost_estimated=False, unsettled_since=None))
+                else:
+                    res = await conn.execute(update(m.cost_ledger).where(where).values(
+                        units=d.units, usd=d.usd, cost_estimated=True, unsettled_since=None))
+                settled += int(res.rowcount or 0)
+        log.info("searches_settled", rows=settled, exact=sum(d.verdict is call_records.Verdict.EXACT for _, d in decisions),
+                 upper_bound=sum(d.verdict is call_records.Verdict.UPPER_BOUND for _, d in decisions),
+                 waiting=len(rows) - len(decisions))
+        return settled
 
     @_retrying
     async def renew_leases(self, owner: str, lease_seconds: float) -> int:
@@ -1494,6 +1574,8 @@ class Store:
                     [("PROGRESS", None, None, f"interrupted: no process renewed the run for {stale_seconds:g} s; "
                                               "a worker or a resume continues it")],
                 )
+        # 3. search rows of unknown outcome: settled from the search service's records (issue 17).
+        report.settled_calls = await self.settle_searches(limit=limit)
         return report
 
     @_retrying

@@ -178,9 +178,12 @@ class _Attempt:
 
     def settlement(self) -> LedgerSettlement:
         """Billed rows completed; rows of calls not billed for sure, and rows begun for calls never made, dropped;
-        rows of calls with an unknown outcome (made, neither billed nor free) left pending."""
+        rows of calls with an unknown outcome (made, neither billed nor free) left pending — a search's is settled
+        later from the search service's records (the call carried the row's key)."""
         dropped = self.free | (self.begun - self.used)
-        return LedgerSettlement(completed=tuple(self.billed.items()), dropped=tuple(sorted(dropped - set(self.billed))))
+        unknown = self.used - self.free - set(self.billed)
+        return LedgerSettlement(completed=tuple(self.billed.items()), dropped=tuple(sorted(dropped - set(self.billed))),
+                                unknown=tuple(sorted(unknown)))
 
 
 class _Gate:
@@ -357,6 +360,9 @@ class Researcher:
             req.min_score = self.opts.min_score
         att.search_calls += 1
         key = self._key(item, SEARCH_PROVIDER, att.search_calls)
+        # The row's key travels with the call: the search service records its outcome under it, so that the reaper
+        # can settle the row exactly should this attempt die before its write-back (issue 17).
+        req.idempotency_key = key
         async with self._ledger(item, att, key, SEARCH_PROVIDER, "search", "credits", self._search_price) as led:
             resp = await self._call("search", self.budgets.search, lambda t: self.clients.search.SearchCompany(
                 req, timeout=t, metadata=self._md(item)))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evantage/search/v1/search.proto\x12\x11vantage.search.v1\"\x9f\x02\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x0bmax_results\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x0csearch_depth\x18\x03 \x01(\t\x12 \n\x13include_raw_content\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x16\n\tmin_score\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x17\n\x0finclude_domains\x18\x06 \x03(\t\x12\x17\n\x0f\x65xclude_domains\x18\x07 \x03(\t\x12\x10\n\x08no_cache\x18\x08 \x01(\x08\x12\x1b\n\x13\x63ontext_char_budget\x18\t \x01(\x05\x42\x0e\n\x0c_max_resultsB\x16\n\x14_include_raw_contentB\x0c\n\n_min_score\"\x86\x02\n\x14SearchCompanyRequest\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x14\n\x0csearch_depth\x18\x03 \x01(\t\x12\x16\n\tmin_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bmax_results\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x13\x63ontext_char_budget\x18\x06 \x01(\x05\x12\x10\n\x08no_cache\x18\x07 \x01(\x08\x12 \n\x13include_raw_content\x18\x08 \x01(\x08H\x02\x88\x01\x01\x42\x0c\n\n_min_scoreB\x0e\n\x0c_max_resultsB\x16\n\x14_include_raw_content\"_\n\x0cSearchResult\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x13\n\x0braw_content\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\"\x93\x02\n\x0eSearchResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.vantage.search.v1.SearchResult\x12\x16\n\x0ereturned_count\x18\x02 \x01(\x05\x12\x1a\n\x12\x66iltered_out_count\x18\x03 \x01(\x05\x12\x0f\n\x07\x63redits\x18\x04 \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\x12\r\n\x05query\x18\x07 \x01(\t\x12\x13\n\x0bllm_context\x18\x08 \x01(\t\x12\x19\n\x11\x63ontext_truncated\x18\t \x01(\x08\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x15\n\rcredits_saved\x18\x0b \x01(\x05\x32\xbb\x01\n\rSearchService\x12M\n\x06Search\x12 .vantage.search.v1.SearchRequest\x1a!.vantage.search.v1.SearchResponse\x12[\n\rSearchCompany\x12\'.vantage.search.v1.SearchCompanyRequest\x1a!.vantage.search.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evantage/search/v1/search.proto\x12\x11vantage.search.v1\"\xb8\x02\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x0bmax_results\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x0csearch_depth\x18\x03 \x01(\t\x12 \n\x13include_raw_content\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x16\n\tmin_score\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x17\n\x0finclude_domains\x18\x06 \x03(\t\x12\x17\n\x0f\x65xclude_domains\x18\x07 \x03(\t\x12\x10\n\x08no_cache\x18\x08 \x01(\x08\x12\x1b\n\x13\x63ontext_char_budget\x18\t \x01(\x05\x12\x17\n\x0fidempotency_key\x18\n \x01(\tB\x0e\n\x0c_max_resultsB\x16\n\x14_include_raw_contentB\x0c\n\n_min_score\"\x9f\x02\n\x14SearchCompanyRequest\x12\x0f\n\x07\x63ompany\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x14\n\x0csearch_depth\x18\x03 \x01(\t\x12\x16\n\tmin_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bmax_results\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x13\x63ontext_char_budget\x18\x06 \x01(\x05\x12\x10\n\x08no_cache\x18\x07 \x01(\x08\x12 \n\x13include_raw_content\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\t \x01(\tB\x0c\n\n_min_scoreB\x0e\n\x0c_max_resultsB\x16\n\x14_include_raw_content\"_\n\x0cSearchResult\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x13\n\x0braw_content\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\"\x93\x02\n\x0eSearchResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.vantage.search.v1.SearchResult\x12\x16\n\x0ereturned_count\x18\x02 \x01(\x05\x12\x1a\n\x12\x66iltered_out_count\x18\x03 \x01(\x05\x12\x0f\n\x07\x63redits\x18\x04 \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\x12\r\n\x05query\x18\x07 \x01(\t\x12\x13\n\x0bllm_context\x18\x08 \x01(\t\x12\x19\n\x11\x63ontext_truncated\x18\t \x01(\x08\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x15\n\rcredits_saved\x18\x0b \x01(\x05\x32\xbb\x01\n\rSearchService\x12M\n\x06Search\x12 .vantage.search.v1.SearchRequest\x1a!.vantage.search.v1.SearchResponse\x12[\n\rSearchCompany\x12\'.vantage.search.v1.SearchCompanyRequest\x1a!.vantage.search.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vantage.search.v1.search_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHREQUEST']._serialized_start=54
-  _globals['_SEARCHREQUEST']._serialized_end=341
-  _globals['_SEARCHCOMPANYREQUEST']._serialized_start=344
-  _globals['_SEARCHCOMPANYREQUEST']._serialized_end=606
-  _globals['_SEARCHRESULT']._serialized_start=608
-  _globals['_SEARCHRESULT']._serialized_end=703
-  _globals['_SEARCHRESPONSE']._serialized_start=706
-  _globals['_SEARCHRESPONSE']._serialized_end=981
-  _globals['_SEARCHSERVICE']._serialized_start=984
-  _globals['_SEARCHSERVICE']._serialized_end=1171
+  _globals['_SEARCHREQUEST']._serialized_end=366
+  _globals['_SEARCHCOMPANYREQUEST']._serialized_start=369
+  _globals['_SEARCHCOMPANYREQUEST']._serialized_end=656
+  _globals['_SEARCHRESULT']._serialized_start=658
+  _globals['_SEARCHRESULT']._serialized_end=753
+  _globals['_SEARCHRESPONSE']._serialized_start=756
+  _globals['_SEARCHRESPONSE']._serialized_end=1031
+  _globals['_SEARCHSERVICE']._serialized_start=1034
+  _globals['_SEARCHSERVICE']._serialized_end=1221
 # @@protoc_insertion_point(module_scope)

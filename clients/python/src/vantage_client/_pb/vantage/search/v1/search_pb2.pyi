@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "max_results", "search_depth", "include_raw_content", "min_score", "include_domains", "exclude_domains", "no_cache", "context_char_budget")
+    __slots__ = ("query", "max_results", "search_depth", "include_raw_content", "min_score", "include_domains", "exclude_domains", "no_cache", "context_char_budget", "idempotency_key")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class SearchRequest(_message.Message):
     EXCLUDE_DOMAINS_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_CHAR_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     query: str
     max_results: int
     search_depth: str
@@ -26,10 +27,11 @@ class SearchRequest(_message.Message):
     exclude_domains: _containers.RepeatedScalarFieldContainer[str]
     no_cache: bool
     context_char_budget: int
-    def __init__(self, query: _Optional[str] = ..., max_results: _Optional[int] = ..., search_depth: _Optional[str] = ..., include_raw_content: _Optional[bool] = ..., min_score: _Optional[float] = ..., include_domains: _Optional[_Iterable[str]] = ..., exclude_domains: _Optional[_Iterable[str]] = ..., no_cache: _Optional[bool] = ..., context_char_budget: _Optional[int] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, query: _Optional[str] = ..., max_results: _Optional[int] = ..., search_depth: _Optional[str] = ..., include_raw_content: _Optional[bool] = ..., min_score: _Optional[float] = ..., include_domains: _Optional[_Iterable[str]] = ..., exclude_domains: _Optional[_Iterable[str]] = ..., no_cache: _Optional[bool] = ..., context_char_budget: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class SearchCompanyRequest(_message.Message):
-    __slots__ = ("company", "domain", "search_depth", "min_score", "max_results", "context_char_budget", "no_cache", "include_raw_content")
+    __slots__ = ("company", "domain", "search_depth", "min_score", "max_results", "context_char_budget", "no_cache", "include_raw_content", "idempotency_key")
     COMPANY_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     SEARCH_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +40,7 @@ class SearchCompanyRequest(_message.Message):
     CONTEXT_CHAR_BUDGET_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RAW_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     company: str
     domain: str
     search_depth: str
@@ -46,7 +49,8 @@ class SearchCompanyRequest(_message.Message):
     context_char_budget: int
     no_cache: bool
     include_raw_content: bool
-    def __init__(self, company: _Optional[str] = ..., domain: _Optional[str] = ..., search_depth: _Optional[str] = ..., min_score: _Optional[float] = ..., max_results: _Optional[int] = ..., context_char_budget: _Optional[int] = ..., no_cache: _Optional[bool] = ..., include_raw_content: _Optional[bool] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, company: _Optional[str] = ..., domain: _Optional[str] = ..., search_depth: _Optional[str] = ..., min_score: _Optional[float] = ..., max_results: _Optional[int] = ..., context_char_budget: _Optional[int] = ..., no_cache: _Optional[bool] = ..., include_raw_content: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("title", "url", "content", "raw_content", "score")

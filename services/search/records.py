@@ -40,7 +40,7 @@ from shared.call_records import (
     search_call_records,
     search_replicas,
 )
-from shared.db import create_engine, display_url
+from shared.db import create_engine, display_url, write_transaction
 from shared.logging import register_secret
 
 log = structlog.get_logger("vantage.search.records")
@@ -113,7 +113,7 @@ class CallRecorder:
 
     async def _register(self) -> None:
         now = self._clock()
-        async with self.engine.begin() as conn:
+        async with write_transaction(self.engine) as conn:
             await conn.execute(insert(search_replicas).values(
                 replica=self.replica, started_at=now, seen_at=now, watermark=now, stopped_at=None))
             # Retention: what no reaper will read again (it waits at most MAX_WAIT_SECONDS for a row).
@@ -179,7 +179,7 @@ class CallRecorder:
         if stopping and not self._running:
             values["stopped_at"] = now
         try:
-            async with self.engine.begin() as conn:
+            async with write_transaction(self.engine) as conn:
                 if rows:
                     await conn.execute(insert(search_call_records), rows)
                 res = await conn.execute(

@@ -478,6 +478,8 @@ _INTEGRATION_RE = re.compile(
     r"(?:integrates? (?:well )?with|integrations? with|syncs? with|connects? (?:to|with)|plugs? into|"
     r"(?:you're|you are|if you use|already use|already on|built) on|on top of|works with|apps? for|"
     r"runs? on|running on|built on|based on|hosted on|(?:built|based) on open[- ]source|live in|lives in|"
+    # the technology an option wraps, runs or manages: "Supabase wraps Postgres", "Turso runs SQLite", "managed Loki"
+    r"wraps|wrapping|runs?|hosts|managed|self-hosted|plain|vanilla|"
     r"integración (?:nativa )?con|funciona (?:con|sobre)|basado en|basiert auf|läuft auf|basé sur|"
     r"se integra con|integra con|integriert (?:sich )?(?:mit|in)|s'intègre (?:à|avec))[ \t]+(?:the[ \t]+)?$",
     re.IGNORECASE,
@@ -513,6 +515,27 @@ def _always_after_article(doc: Doc, name: str, lang: str) -> bool:
     return hits > 0
 
 
+_STACK_COMPOUND_ENDS = (
+    "based", "compatible", "native", "powered", "backed", "centric", "first", "friendly", "style", "like", "only",
+    "focused", "heavy", "basiert", "kompatibel",
+)
+
+
+def _stack_compound(doc: Doc, name: str) -> bool:
+    """Does the answer write ``name`` as the head of a "-based" / "-native" / "-compatible" … compound anywhere
+    ("Postgres-based", "a Kubernetes-native stack", "S3-compatible")? Then it is the technology the options build
+    on, not an option."""
+    at = doc.masked.find(name + "-")
+    while at >= 0:
+        end = at + len(name) + 1
+        if (at == 0 or not (doc.masked[at - 1].isalnum() or doc.masked[at - 1] == "-")) and doc.masked.startswith(
+            _STACK_COMPOUND_ENDS, end
+        ):
+            return True
+        at = doc.masked.find(name + "-", end)
+    return False
+
+
 def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
     return bool(_SUBJECT_VERB_RE.match(doc.masked, end))
 
@@ -521,6 +544,12 @@ def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
 _VERB_S_RE = re.compile(
     r"[ \t]+[a-z]{2,}[^s\W]s[ \t]+(?:to|a|an|the|its|their|more|most|on|in|with|for|up|out|by|over|from|at|"
     r"no|every|all|\d)\b"
+)
+#: A verb in the third person or the past after a sentence-initial name that is shaped like one ("PlanetScale
+#: removed …", "Turso runs …", "Evernote still exists", "CockroachDB Serverless suits …").
+_VERB_SHAPE_RE = re.compile(
+    r"[ \t]+(?:(?:still|also|now|often|usually|even|already|only|mostly|really|just|recently|quietly)[ \t]+)?"
+    r"(?:[a-z]{2,}[^s\W]s|[a-z]{3,}ed)[ \t,.;]"
 )
 #: Endings of nouns of the domain that open sentences ("Onboarding is slow", "Scalability is …").
 _NOUNISH_RE = re.compile(r"(?:ing|ability|ibility|ness|ment|tion|sion|ity|ance|ence|ship|ure)$")
@@ -1079,6 +1108,8 @@ def accept(
                 and _after_place_preposition(doc, at, lang, _ENUM_PLACE_PREPOSITIONS)
             ):
                 c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin", "in Alfama, Príncipe Real and …"
+            elif _stack_compound(doc, c.text):
+                c.cls = GENERIC  # "Postgres-based", "Kubernetes-native": what the options are built on
             elif _ACRONYM_RE.fullmatch(c.text):
                 # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
                 c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
@@ -1087,7 +1118,12 @@ def accept(
                 and _INTEGRATION_RE.search(doc.masked, max(0, at - 40), at)
             ):
                 c.cls = GENERIC  # a platform or integration target: "if you're on Shopify", "syncs with Slack"
-            elif c.cls in (STRONG, MEDIUM) and (c.mid or lang == "de" or _subject_of_verb(doc, c.span[1], lang)):
+            elif c.cls in (STRONG, MEDIUM) and (
+                c.mid
+                or lang == "de"
+                or _subject_of_verb(doc, c.span[1], lang)
+                or (lang == "en" and _VERB_SHAPE_RE.match(doc.masked, c.span[1]))
+            ):
                 c.cls = STRONG  # "Deel and Remote are …", "Fathom is the other name …"
             elif c.cls == WEAK and lang != "de" and (
                 c.mid or (len(c.text.split()) > 1 and _subject_of_verb(doc, c.span[1], lang))
@@ -1119,6 +1155,7 @@ def accept(
         if u.kind == "row" and u.header and u.cells and _is_category(doc.text[u.cells[0][0] : u.cells[0][1]])
     }
     out: list[Candidate] = []
+    label_spans: list[tuple[int, int]] = []
     for group, members in groups.items():
         labels = [c for c in members if c.cls == GENERIC]
         names = [c for c in members if c.cls != GENERIC]
@@ -1136,11 +1173,19 @@ def accept(
             # "Google Search and Workspace": a two-name phrase in prose needs one brand-shaped name.
             and (not group.startswith("enum") or len(members) >= 3 or any(c.cls == STRONG for c in names))
         )
+        # The leads of a set of section labels ("**Postgres-based.**", "**MySQL and SQLite.**", "**My take:**")
+        # are labels even when one is shaped like a name: it is a brand only through evidence elsewhere.
+        label_set = group[:2] in ("bl", "nb") and len(members) >= 3 and len(labels) * 2 >= len(members)
         for c in names:
+            if label_set and not c.declared:
+                label_spans.append(c.span)
+                continue
             if c.cls == STRONG or listy:
                 # "Amazon, Walmart and Best Buy all run …"; "- kit (formerly convertkit) if you sell …"
                 c.anchor = c.anchor or (listy and (c.source == "enum" or c.casual))
                 out.append(c)
+    if label_spans:
+        out = [c for c in out if c.declared or not any(s <= c.span[0] < e for s, e in label_spans)]
     out.sort(key=lambda c: c.span)
     return _drop_entry_parts(doc, out, lang)
 

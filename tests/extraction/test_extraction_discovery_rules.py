@@ -137,3 +137,26 @@ def test_a_source_list_names_publishers_not_options() -> None:
         "[3] Quillbase review — https://reviews.example/quillbase\n"
     )
     assert _names(answer) == ["Zentrivo"]
+
+
+def test_a_brand_shaped_name_opening_a_sentence_with_a_verb_is_a_name() -> None:
+    answer = "Acmeflow is fine. QuillBase removed its free plan in 2024. Zentrivo still exists, but few use it."
+    assert _names(answer) == ["QuillBase", "Zentrivo"]
+
+
+def test_bold_section_labels_are_labels_even_when_one_looks_like_a_name() -> None:
+    answer = (
+        "**Managed options.** Acmeflow is the easy one.\n\n"
+        "**KLX and Vantor.** PexoraDB removed its free plan.\n\n"
+        "**Other models.** Zentrivo stores documents.\n\n"
+        "**My take:** start with Acmeflow.\n"
+    )
+    assert _names(answer) == ["PexoraDB", "Zentrivo"]
+
+
+def test_the_technology_options_wrap_run_or_build_on_is_not_an_option() -> None:
+    answer = (
+        "Most Brelvo-based hosts are similar. Acmeflow wraps Brelvo with auth, Zentrivo runs Quarkdb at the edge, "
+        "and Pexora offers managed Tessil."
+    )
+    assert _names(answer) == ["Zentrivo", "Pexora"]

@@ -24,6 +24,12 @@ Environment knobs:
 - ``BENCH_LATENCY_BOUND_N`` (600): items of the latency-bound variant of part b (×1/10 latencies, 8,000-character
   contexts; 0 = skip it).
 - ``BENCH_SCRAPE_N`` (1000), ``BENCH_SCRAPE_CAP`` (10), ``BENCH_SNAPSHOT_S`` (2): part c.
+- ``BENCH_TAVILY_RPM`` (0): the search service's ``VANTAGE_TAVILY_RPM`` during the bench. 0 = no limit, which is
+  the sandbox's: its Tavily emulator enforces no requests/min limit (services/sandbox/tavily.py; a 429 only when
+  injected, ``rate_429`` 0 by default). The 1,000 of the settings is Tavily's production-key limit (providers.md
+  §1.5), a courtesy towards the real API; kept in the bench with latencies ×1/100 it made a 6,000-item run wait
+  ~5 minutes for the rate, not for anything measured. A value > 0 is kept, and part b's T_LB includes it
+  (:func:`bench.pipeline.t_lb`).
 """
 
 from __future__ import annotations
@@ -46,9 +52,11 @@ from shared.procs import start_stack
 POLL_S, LINGER_S = 0.05, 0.02
 
 #: Seconds per item of the large ×1/100 research run, and of its gather baseline, over those of the N = 1,000 run
-#: (upper ends measured on 2 cores; they size N so that the whole bench fits its budget).
+#: (they size N so that the whole bench fits its budget). Measured on 2 cores at N = 10,000 with no Tavily rate
+#: limit (2026-12-03, docs/benchmarks.md): 1.60 and 1.86; the baseline's 2.5 of before was its search phase waiting
+#: for the 1,000 requests/min limit.
 LARGE_RUN_SLOWDOWN = 1.6
-BASELINE_SLOWDOWN = 2.5
+BASELINE_SLOWDOWN = 2.0
 
 
 def machine() -> dict[str, Any]:
@@ -126,9 +134,12 @@ def main() -> int:
         "VANTAGE_BATCH_LINGER_SECONDS": str(LINGER_S),
         "VANTAGE_TAVILY_CONCURRENCY": str(pipeline.SEARCH_BUDGET),
         "VANTAGE_OPENAI_CONCURRENCY": str(pipeline.INFERENCE_BUDGET),
+        # The sandbox's rate limit (none), not the production key's: see BENCH_TAVILY_RPM above.
+        "VANTAGE_TAVILY_RPM": str(_env_int("BENCH_TAVILY_RPM", 0)),
         # A fresh database per run: the inference response cache must not carry answers over from earlier runs.
         "VANTAGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'stack.db'}",
     }
+    out["tavily_rpm"] = int(stack_env["VANTAGE_TAVILY_RPM"])
     say(f"starting {', '.join(names)}")
     stack = start_stack(tuple(names), env=stack_env, log_dir=logs)
     sandbox_url = f"http://{stack.children['sandbox'].address}"
@@ -177,7 +188,9 @@ def main() -> int:
                 nulls["b"] = "; ".join(nulls[s] for s in missing)
             else:
                 try:
-                    out.update(_pipeline(sandbox_url, stack.env(), pids, tmp, n_target, budget, db_prefer,
+                    # The runs' T_LB reads the rate limit the search service keeps (pipeline.t_lb).
+                    bench_env = {**stack.env(), "VANTAGE_TAVILY_RPM": stack_env["VANTAGE_TAVILY_RPM"]}
+                    out.update(_pipeline(sandbox_url, bench_env, pids, tmp, n_target, budget, db_prefer,
                                          _env_int("BENCH_LATENCY_BOUND_N", 600)))
                 except Exception as e:
                     traceback.print_exc()
@@ -215,7 +228,7 @@ def _pipeline(sandbox_url: str, stack_env: dict[str, str], pids: dict[str, int],
         say(f"b'. latency-bound pipeline: search {p10.search_s * 1000:g} ms, LLM lognormal mean {p10.llm_s * 1000:g} ms "
             f"CV {p10.llm_cv}, {p10.context_chars:,}-character contexts, N = {latency_bound_n}")
         res["b_latency_bound"] = pipeline.research(latency_bound_n, "l", stack_env=stack_env, pids=pids, tmp=tmp,
-                                                   db_prefer=db_prefer, profile=p10)
+                                                   db_prefer=db_prefer, profile=p10, timeline=True)
         res["b_latency_bound_baseline"] = pipeline.baseline(latency_bound_n, "k", stack_env=stack_env, pids=pids,
                                                             tmp=tmp, profile=p10)
     sandbox_config(sandbox_url, pipeline.SCALED_100.sandbox_patch())
@@ -228,8 +241,8 @@ def _pipeline(sandbox_url: str, stack_env: dict[str, str], pids: dict[str, int],
     n = n_target
     if n_target > small_n:
         # Calibrate on the run just made and what is left of the budget. Per item, the large run costs up to ~1.6×
-        # the N = 1,000 run (a bigger database and sandbox state) and the gather baseline ~2.5× (its all-searches-first
-        # phase saturates the single-process sandbox): measured on 2 cores at N = 4,000 (docs/benchmarks.md).
+        # the N = 1,000 run (a bigger database and sandbox state) and the gather baseline ~2× (its all-searches-first
+        # phase saturates the single-process sandbox): LARGE_RUN_SLOWDOWN, BASELINE_SLOWDOWN.
         per_item = (LARGE_RUN_SLOWDOWN + BASELINE_SLOWDOWN) * (small["command_wall_s"] + 1.0) / small_n
         left = budget - CLOCK() - 20.0
         fit = int(left / per_item) // 500 * 500
@@ -290,6 +303,7 @@ def flatten(out: dict[str, Any]) -> dict[str, Any]:
         "t_cpu_s": big.get("t_cpu_s"), "makespan_over_t_cpu": ratio(big["makespan_s"], big.get("t_cpu_s")),
         "sandbox_cpu_ms_per_item": big["stack_cpu_ms_per_item"].get("sandbox"),
         "n1000_makespan_over_t_lb": small["makespan_over_t_lb"] if small else None,
+        "tavily_rpm": out.get("tavily_rpm"),  # the search service's requests/min limit in T_LB (0 = none)
     }
     lb, lbb = out.get("b_latency_bound"), out.get("b_latency_bound_baseline")
     s["b_latency_bound"] = None if lb is None else {
@@ -299,6 +313,11 @@ def flatten(out: dict[str, Any]) -> dict[str, Any]:
         "baseline_over_t_lb": lbb["makespan_over_t_lb"],
         "speedup_vs_baseline": ratio(lbb["makespan_s"], lb["makespan_s"]),
         "done": lb["done"], "failed": lb["failed"], "cores_busy": lb["cores_busy"],
+        # Ideal streaming on the latencies this run drew (bench.pipeline.breakdown), and what it expects at this N.
+        "makespan_over_t_stream": (lb.get("breakdown") or {}).get("makespan_over_stream"),
+        "t_stream_s": (lb.get("breakdown") or {}).get("stream_s"),
+        "t_stream_expected_s": (lb.get("t_stream_expected") or {}).get("mean_s"),
+        "t_stream_expected_over_t_lb": ratio((lb.get("t_stream_expected") or {}).get("mean_s"), lb["t_lb_s"]),
     }
     s["c_batched_scraping"] = None if c is None else {
         "makespan_over_bound": c["makespan_over_bound"], "makespan_s": c["makespan_s"], "bound_s": c["bound_s"],
@@ -374,6 +393,9 @@ def print_summary(s: dict[str, Any]) -> None:
             f"{lb['t_lb_s']} s, N = {lb['n']:,}, ×1/10 latencies, cores busy {lb['cores_busy']})",
             f"b'. speedup over gather baseline   {_fmt(lb['speedup_vs_baseline'])}×  (baseline "
             f"{lb['baseline_makespan_s']} s = {lb['baseline_over_t_lb']}× T_LB)",
+            f"b'. makespan / ideal streaming     {_fmt(lb['makespan_over_t_stream'])}  (on this run's latencies: "
+            f"{_fmt(lb['t_stream_s'])} s; at this N it expects {_fmt(lb['t_stream_expected_s'])} s = "
+            f"{_fmt(lb['t_stream_expected_over_t_lb'])}× T_LB)",
         ]
     c = s["c_batched_scraping"]
     if c:

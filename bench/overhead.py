@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "VANTAGE_SANDBOX_LOG_LEVEL": "warning",
         "VANTAGE_TAVILY_CONCURRENCY": str(pipeline.SEARCH_BUDGET),
         "VANTAGE_OPENAI_CONCURRENCY": str(pipeline.INFERENCE_BUDGET),
+        "VANTAGE_TAVILY_RPM": "0",  # the sandbox's limit (none), as in make bench (bench/__main__.py)
         "VANTAGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'stack.db'}",
     }
     say(f"starting the stack; {args.n} companies per run, trees {list(trees)}, {args.rounds} round(s)")

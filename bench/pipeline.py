@@ -39,11 +39,116 @@ SEARCH_BUDGET, INFERENCE_BUDGET = 50, 50
 PG_ADMIN_URL = os.environ.get("VANTAGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def t_lb(n: int, stages: list[tuple[int, float]]) -> float:
+def t_lb(n: int, stages: list[tuple[int, float]], rpms: tuple[float, ...] = ()) -> float:
     """Flow-shop lower bound on the makespan (s) of ``n`` items through ``stages`` = [(budget c_i, latency L_i s)]:
-    max_i(⌈n/c_i⌉·L_i + Σ_{j≠i} L_j) (reference/performance.md §3.1)."""
+    max_i(⌈n/c_i⌉·L_i + Σ_{j≠i} L_j) (reference/performance.md §3.1). ``rpms[i]`` > 0: stage i is also held to that
+    many requests per minute by a leaky bucket of that capacity (aiolimiter ``AsyncLimiter(rpm, 60)``, how our
+    services keep a provider's rate limit: shared/resilience.py), so its n-th call cannot start before
+    (n − rpm) · 60 / rpm s and the stage's term is max(⌈n/c_i⌉·L_i, (n − rpm)·60/rpm + L_i) + Σ_{j≠i} L_j — §3.1's
+    "limited by rate R_i instead of concurrency", with the bucket's first-minute burst."""
     total = sum(lat for _, lat in stages)
-    return max(math.ceil(n / c) * lat + (total - lat) for c, lat in stages)
+    terms = []
+    for i, (c, lat) in enumerate(stages):
+        own = math.ceil(n / c) * lat
+        rpm = rpms[i] if i < len(rpms) else 0
+        if rpm > 0:
+            own = max(own, max(0.0, n - rpm) * 60.0 / rpm + lat)
+        terms.append(own + total - lat)
+    return max(terms)
+
+
+def stream_makespan(n: int, stages: list[tuple[int, list[float]]]) -> float:
+    """Makespan (s) of ideal streaming — zero overhead, greedy: an item enters stage i the moment it left stage
+    i − 1 and a slot of that stage is free, the k-th call to start at a stage lasting that stage's k-th latency —
+    of ``n`` items all available at t = 0 through ``stages`` = [(budget c_i, latencies in start order)]. With the
+    latencies a run actually drew this is the makespan no non-clairvoyant scheduler beats on them (list scheduling,
+    reference/performance.md §3.1–3.2). It is ≥ :func:`t_lb` on the same latencies, and equal to it with the bench's
+    fixed latencies (tests/loadtest/test_bench_bounds.py)."""
+    import heapq
+
+    ready = [0.0] * n
+    for c, lats in stages:
+        slots = [0.0] * c
+        out = []
+        for k, t in enumerate(sorted(ready)):
+            start = max(t, heapq.heappop(slots))
+            end = start + lats[k % len(lats)]
+            heapq.heappush(slots, end)
+            out.append(end)
+        ready = out
+    return max(ready) if ready else 0.0
+
+
+def expected_stream_makespan(n: int, profile: Profile, reps: int = 200, seed: int = 16) -> dict[str, float]:
+    """Mean and 10th / 90th percentiles (s) of :func:`stream_makespan` over ``reps`` seeded draws of the profile's
+    latencies (lognormal with the profile's mean and CV, as the sandbox draws them: services/sandbox/state.py) — the
+    makespan ideal streaming *expects* at this N. Above :func:`t_lb` (which takes every latency at its mean) by
+    the tail of the last rounds: ≈ 14 % at N = 600, c = 50, CV 0.5 (12 rounds), ≈ 1 % at N = 10,000 (§3.2)."""
+    import random
+
+    rng = random.Random(seed)
+
+    def draws(mean: float, cv: float) -> list[float]:
+        if cv <= 0:
+            return [mean] * n
+        s2 = math.log(1 + cv * cv)
+        return [rng.lognormvariate(math.log(mean) - s2 / 2, math.sqrt(s2)) for _ in range(n)]
+
+    (cs, _), (cl, _) = profile.stages()
+    xs = sorted(stream_makespan(n, [(cs, draws(profile.search_s, 0.0)), (cl, draws(profile.llm_s, profile.llm_cv))])
+                for _ in range(reps))
+    return {"mean_s": round(sum(xs) / reps, 3), "p10_s": round(xs[reps // 10], 3), "p90_s": round(xs[reps * 9 // 10], 3)}
+
+
+def breakdown(timeline: list[list[Any]], t0: float, t1: float, budgets: dict[str, int]) -> dict[str, Any]:
+    """Where a run's window [t0, t1] (monotonic s) went, from :mod:`bench.research_child`'s timeline (kind, asked,
+    start, end): when the first search and the first LLM call started, when the LLM budget was first full, how
+    long the last LLM call ran after the last one started, what came after it (parse, the last write-back, then the
+    run's completion); the inference slots' mean occupancy; and ``stream_s`` = :func:`stream_makespan` replayed on the
+    search and LLM durations this run measured (slot holds, in start order) — the makespan of an ideal streaming
+    scheduler on the same latencies, so ``makespan / stream_s`` is what the orchestrator itself adds."""
+    by: dict[str, list[tuple[float, float, float]]] = {}
+    for kind, asked, start, end in timeline:
+        by.setdefault(kind, []).append((asked - t0, start - t0, end - t0))
+    for v in by.values():
+        v.sort(key=lambda x: x[1])
+    llm, srch = by.get("inference", []), by.get("search", [])
+    if not llm or not srch:
+        return {}
+    c_llm = budgets["inference"]
+    events = sorted([(s, 1) for _, s, _ in llm] + [(e, -1) for _, _, e in llm])
+    in_use, full_at = 0, None
+    for t, d in events:
+        in_use += d
+        if in_use >= c_llm and full_at is None:
+            full_at = t
+    span = max(e for *_, e in llm) - llm[0][1]
+    writes = by.get("complete_item", []) + by.get("fail_item", [])
+    n = len(writes) or len(llm)
+    stream = stream_makespan(n, [(budgets["search"], [e - s for _, s, e in srch]),
+                                 (c_llm, [e - s for _, s, e in llm])])
+    last_llm_end = max(e for *_, e in llm)
+    r = lambda x: round(x, 3)  # noqa: E731
+    return {
+        "first_claim_end_s": r(min(e for *_, e in by.get("claim_items", [(0, 0, 0)]))),
+        "first_search_start_s": r(srch[0][1]),
+        "first_llm_start_s": r(llm[0][1]),
+        "llm_budget_full_s": r(full_at) if full_at is not None else None,
+        "last_llm_start_s": r(llm[-1][1]),
+        "last_llm_end_s": r(last_llm_end),
+        "last_write_back_end_s": r(max(e for *_, e in writes)) if writes else None,
+        "after_last_llm_s": r((t1 - t0) - last_llm_end),
+        "llm_calls": len(llm),
+        "llm_mean_s": r(sum(e - s for _, s, e in llm) / len(llm)),
+        "llm_max_s": r(max(e - s for _, s, e in llm)),
+        "llm_occupancy": r(sum(e - s for _, s, e in llm) / (c_llm * span)) if span > 0 else None,
+        "llm_wait_mean_s": r(sum(s - a for a, s, _ in llm) / len(llm)),
+        "search_mean_s": r(sum(e - s for _, s, e in srch) / len(srch)),
+        "claims": len(by.get("claim_items", [])),
+        "write_back_mean_s": r(sum(e - s for _, s, e in writes) / len(writes)) if writes else None,
+        "stream_s": r(stream),
+        "makespan_over_stream": ratio(t1 - t0, stream),
+    }
 
 
 @dataclass(frozen=True)
@@ -174,17 +279,24 @@ def new_database(tmp: Path, prefer: str) -> Database:
 # --- runs ---------------------------------------------------------------------------------------------------------
 
 
+def _rpms(env: dict[str, str]) -> tuple[float, float]:
+    """Requests/min the stack holds the search and the LLM stage to (``VANTAGE_TAVILY_RPM``, ``VANTAGE_OPENAI_RPM``;
+    0 = none), for :func:`t_lb`. Unset = the settings' defaults (shared/config.py: Tavily 1,000, OpenAI 0)."""
+    return (float(env.get("VANTAGE_TAVILY_RPM", 1000)), float(env.get("VANTAGE_OPENAI_RPM", 0)))
+
+
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: proc_cpu_s(pid) for name, pid in pids.items()}
 
 
 def research(n: int, tag: str, *, stack_env: dict[str, str], pids: dict[str, int], tmp: Path,
              db_prefer: str, profile: Profile = SCALED_100, tree: Path | None = None,
-             wrap: list[str] | None = None) -> dict[str, Any]:
+             wrap: list[str] | None = None, timeline: bool = False) -> dict[str, Any]:
     """Run ``vantage research`` on ``n`` fresh companies in a child process; return its figures (seconds, MiB,
     CPU ms per item, statements per item). ``tree``: run the orchestrator from that source tree instead of this
     one (an older commit's, for a side-by-side before/after: :mod:`bench.overhead`); ``wrap``: a command prefix for
-    the child (a sampling profiler, e.g. ``py-spy record … --``)."""
+    the child (a sampling profiler, e.g. ``py-spy record … --``); ``timeline``: record the run's budget slots,
+    claims and write-backs and report where its makespan went (:func:`breakdown`)."""
     path = tmp / f"companies-{tag}.csv"
     write_companies(path, n, tag)
     out = tmp / f"research-{tag}.json"
@@ -198,6 +310,8 @@ def research(n: int, tag: str, *, stack_env: dict[str, str], pids: dict[str, int
     })
     if tree is not None:
         env["PYTHONPATH"] = f"{tree}:{tree / 'gen'}"
+    if timeline:
+        env["BENCH_TIMELINE"] = "1"
     cmd = [*(wrap or []), sys.executable, "-m", "bench.research_child", str(out), "research", str(path), "--quiet",
            "-o", "csv", "--name", f"bench-{tag}"]
     for attempt in (1, 2):
@@ -276,13 +390,18 @@ def _research_once(n: int, cmd: list[str], env: dict[str, str], out: Path, db: D
         rows = sum(pg1[k] - pg0[k] for k in ("tup_inserted", "tup_updated", "tup_deleted"))
         res["pg_rows_written_per_item"] = round(rows / n, 2)
         res["pg_commits_per_item"] = round((pg1["xact_commit"] - pg0["xact_commit"]) / n, 2)
-    lb = t_lb(n, profile.stages())
+    lb = t_lb(n, profile.stages(), _rpms(env))
     res["t_lb_s"] = round(lb, 3)
     # The CPU bound: every process's CPU over the window, spread over the machine's cores (one event loop each).
     res["t_cpu_s"] = round(total_cpu_s / max(1, ncpu()), 3)
     res["latencies_s"] = {"search": profile.search_s, "llm": profile.llm_s, "llm_cv": profile.llm_cv}
     res["context_chars"] = profile.context_chars or None
     res["makespan_over_t_lb"] = ratio(makespan, lb)
+    if child.get("timeline"):
+        budgets = {"search": SEARCH_BUDGET, "inference": INFERENCE_BUDGET}
+        res["breakdown"] = breakdown(child["timeline"], start["t"], end["t"], budgets)
+        res["t_stream_expected"] = expected_stream_makespan(n, profile)
+        say(f"  where the makespan went: {res['breakdown']}; ideal streaming expects {res['t_stream_expected']}")
     say(f"  research N={n:,} ({db.kind}): makespan {makespan:.1f} s, T_LB {lb:.2f} s → {res['makespan_over_t_lb']}×; "
         f"{res['done']} done / {res['failed']} failed; orchestrator {orch_cpu_ms:.2f} CPU ms/item, "
         f"peak RSS {res['orchestrator_peak_rss_mib']} MiB, {res['db_write_statements_per_item']} writes/item, "
@@ -316,7 +435,7 @@ def baseline(n: int, tag: str, *, stack_env: dict[str, str], pids: dict[str, int
     total_cpu = sum(cpu1[k] - cpu0[k] for k in pids) + res["cpu_s"]
     res["cores_busy"] = round(total_cpu / res["makespan_s"], 2) if res["makespan_s"] > 0 else None
     res["other_processes_cores_busy"] = round((m1 - m0 - total_cpu) / wall, 2) if wall > 0 else None
-    lb = t_lb(n, profile.stages())
+    lb = t_lb(n, profile.stages(), _rpms(env))
     res["makespan_over_t_lb"] = ratio(res["makespan_s"], lb)
     say(f"  baseline N={n:,}: makespan {res['makespan_s']:.1f} s (searches {res['search_phase_s']:.1f} s, "
         f"gathered LLM batches of {res['batch']} {res['llm_phase_s']:.1f} s) → {res['makespan_over_t_lb']}× T_LB; "

@@ -9,7 +9,9 @@ Measured, without touching the orchestrator's code:
 - the execution window: ``Orchestrator.execute`` is wrapped to record wall time, process CPU time and the
   statement counts at its start and end, so ingesting the CSV and printing the report are not charged to the
   pipeline;
-- the process's peak RSS (``ru_maxrss``) and CPU time (``getrusage``) at exit.
+- the process's peak RSS (``ru_maxrss``) and CPU time (``getrusage``) at exit;
+- with ``BENCH_TIMELINE=1``, every budget slot held and every claim / write-back (:func:`_wrap_timeline`), from which
+  :func:`bench.pipeline.breakdown` tells where a run's makespan went.
 """
 
 from __future__ import annotations
@@ -79,6 +81,50 @@ def _wrap_execute() -> None:
     Orchestrator.execute = execute  # type: ignore[method-assign]
 
 
+#: ``BENCH_TIMELINE=1``: when each budget slot was asked for, got and given back, and when each claim and item
+#: write-back ran (monotonic seconds, the clock of the window): [(kind, asked, start, end)].
+TIMELINE: list[tuple[str, float, float, float]] = []
+
+
+def _wrap_timeline() -> None:
+    """Record every :meth:`Budget.slot` hold (search, inference, extraction) and every claim / write-back
+    (``Store.claim_items``, ``complete_item``, ``fail_item``) as (kind, asked, start, end), without touching their
+    code: wrappers installed on the classes before the CLI starts."""
+    import contextlib
+
+    from services.orchestrator.app.pipeline import Budget
+    from services.orchestrator.store import Store
+
+    slot = Budget.slot
+
+    @contextlib.asynccontextmanager
+    async def timed_slot(self: Any) -> Any:
+        asked = time.monotonic()
+        async with slot(self):
+            start = time.monotonic()
+            try:
+                yield
+            finally:
+                TIMELINE.append((self.name, asked, start, time.monotonic()))
+
+    Budget.slot = timed_slot  # type: ignore[method-assign]
+
+    def timed(name: str) -> None:
+        inner = getattr(Store, name)
+
+        async def call(self: Any, *a: Any, **kw: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return await inner(self, *a, **kw)
+            finally:
+                TIMELINE.append((name, start, start, time.monotonic()))
+
+        setattr(Store, name, call)
+
+    for name in ("claim_items", "complete_item", "fail_item"):
+        timed(name)
+
+
 def _dump(path: str) -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {
@@ -88,6 +134,8 @@ def _dump(path: str) -> None:
         "counts": dict(COUNTS),
         "window": WINDOW,
     }
+    if TIMELINE:
+        out["timeline"] = TIMELINE
     with open(path, "w") as f:
         json.dump(out, f)
 
@@ -117,6 +165,8 @@ def main() -> None:
     if os.environ.get("BENCH_PROFILE"):
         _profile(os.environ["BENCH_PROFILE"])
     _wrap_execute()
+    if os.environ.get("BENCH_TIMELINE"):
+        _wrap_timeline()
     from services.orchestrator.cli import main as cli_main
 
     sys.argv = ["vantage", *args]

@@ -87,7 +87,11 @@ _CLAUSE_RE = re.compile(
     r"sauf)\b)",
     re.IGNORECASE,
 )
-_THAN_RE = re.compile(r"\b(?:than|que|qu'|als)\b", re.IGNORECASE)
+_THAN_RE = re.compile(
+    r"\b(?:than|que|qu'|als|compared (?:to|with)|relative to|en comparación con|comparad[oa] con|frente a|"
+    r"im Vergleich (?:zu|mit)|verglichen mit|gegenüber|par rapport (?:à|au)|comparée? (?:à|au))\b",
+    re.IGNORECASE,
+)
 _BLANK_LINE_RE = re.compile(r"\n[ \t>]*\n")
 
 

@@ -13,14 +13,36 @@ dropping the usual endings (:func:`_forms`).
 
 **Rules**, applied to the words of one clause (:func:`polarity`):
 
-* a term up to three words after a negator is flipped ("not expensive", "no hidden fees", "nicht teuer", "pas
-  cher", "sin comisiones ocultas" are favourable; "not reliable", "less mature" unfavourable);
-* domain nouns ("bugs", "issues", "threats", "fraud", "errors", "outages" …) are what such products *handle*: they
-  count as unfavourable only after a cue that the org *suffers* them ("had a major outage", "known bugs",
-  "frequent issues");
-* labels carry no opinion ("Best for:", "Ideal para:", "Geeignet für");
+* negation: a term up to 4 (English) or 5 (Spanish, German, French) words after a negator is flipped, the scope
+  ending at a comma, colon, parenthesis or conjunction; negators count by parity, so "not the cheapest", "no es la
+  opción más barata", "nicht besonders günstig" are unfavourable, "no hidden fees", "nicht teuer", "pas cher"
+  favourable and "n'est pas la moins chère" ("pas" + "moins") unfavourable; French "ne" pairs with "pas" /
+  "jamais" / "plus" ("n'est plus fiable"); "not only" negates nothing; German and French negations after the verb
+  count too ("lohnt sich nicht", "ne convainc pas");
+* domain nouns ("bugs", "issues", "threats", "fraud", "errors", "crashes", "outages", "Fehler", "amenazas",
+  "menaces" …) are what such products *handle*: they count as unfavourable only after a cue that the org *suffers*
+  them ("had a major outage", "known bugs", "frequent issues"; cues per language), never after a handling word
+  ("scans for known vulnerabilities", "groups errors and crashes", "detecta amenazas"); a negative word right before
+  a measured object ("slow queries", "langsame Transaktionen") or after "during" ("during shortages") is no
+  judgement;
+* quotas are description: "limited to 35 sessions", "capped at $1,250", "limitado a", "limitée aux", "auf drei
+  Nutzer begrenzt";
+* "higher" / "lower" are price judgements only in the comma-delimited stretch that names a price ("higher volume,
+  lower effective fees");
+* labels carry no opinion: bare section labels ("Pros and cons") and fit labels followed by a colon ("Best for:",
+  "Ideal para:", "Idéal pour :") — "best for X" in prose is a fit and favourable; "Cons:" is unfavourable;
+* runs of capitalised words after the first word are names ("de Buenos Aires"), not evaluations; "puntual" /
+  "ponctuel" (also "one-off") count only after a degree word;
 * comparisons are directional: ``polarity`` returns the sign of the comparative ("cheaper" +1, "more expensive"
-  −1) and whether the clause is a comparison, so the caller can credit the subject and debit the object.
+  −1) and whether the clause is a comparison, so the caller can credit the subject and debit the object. The
+  comparative is the nearest evaluative word up to six words before "than" ("easier to set up than"); Spanish and
+  French "que" and German "als" close a comparison only with a marker (más, plus, moins, mejor, a German "-er"
+  form); "rather than" and "than" before a number compare nothing; "inférieur à" / "superior a" and "compared to"
+  / "im Vergleich zu" / "par rapport à" are comparisons too (a marker that opens the clause and is followed by a
+  comma introduces the subject instead).
+
+:func:`refers_back` tells the caller that a sentence starting "It …", "Its …", "Su …", "Sein …", "Il …" still talks
+about the subject before it, whatever other organisation it names.
 """
 
 from __future__ import annotations
@@ -46,7 +68,7 @@ polished smooth responsive helpful accurate friendly elegant beloved lightweight
 worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
 strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
 well-priced value recommendation recommendations stylish flexibility widest largest
-favourite-choice justified beats outperforms outperform predictable usable painless
+favourite-choice justified beats outperforms outperform predictable usable painless pros
 """
 _EN_NEG = """
 expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
@@ -59,7 +81,7 @@ harder higher-priced premium-priced capped throttled throttling delays delayed f
 bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
 heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
 unclear faulty crashed crashing damaged complaint raising rising crept hikes hike thinner upsells upsell upselling
-hit-or-miss trade-off trade-offs tradeoff tradeoffs priciest costliest
+hit-or-miss trade-off trade-offs tradeoff tradeoffs priciest costliest cons
 """
 _ES_POS = """
 mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
@@ -81,6 +103,7 @@ retrasado anticuado anticuada obsoleto obsoleta engorroso engorrosa escaso escas
 carece carecen falta caída caídas opaco opaca rígido rígida tosco tosca malo mala malos malas pésimo pésima
 incómodo incómoda abusivas abusivos ocultas ocultos elevadas elevados elevada elevado suben subido
 criticado criticada criticados critican quejan insuficiente insuficientes saturado saturada mediocre pega pegas
+contras
 """
 _DE_POS = """
 beste besten bester bestes zuverlässig zuverlässige zuverlässigen zuverlässiger empfehlenswert empfehlenswerte
@@ -92,7 +115,7 @@ guten guter gutes besser bessere hervorragend hervorragende exzellent überzeugt
 übersichtlich übersichtliche komfortabel bequem nahtlos punktet punkten vorteil vorteile großzügig großzügige
 transparent transparente pünktlich freundlich reibungslos naheliegende riesig riesige riesigen attraktiv
 attraktive attraktiven benutzerfreundlich benutzerfreundliche verbreitet marktführer beliebteste
-bekannteste bekanntesten schlank schlanke zuverlässigste ausgereift ausgereifte
+bekannteste bekanntesten schlank schlanke zuverlässigste ausgereift ausgereifte lohnt lohnenswert überzeugen
 """
 _DE_NEG = """
 teuer teure teuren teurer teures kostspielig kostspielige langsam langsame langsamen langsamer begrenzt begrenzte
@@ -113,7 +136,7 @@ polyvalent polyvalente pratique pratiques bon bonne bons bonnes excellent excell
 généreux généreuse transparent transparente agréable confortable fluide réactif réactive incontournable
 séduisant séduit apprécié appréciée ponctuel ponctuelle atout atouts compétitif compétitive compétitifs
 compétitives avancé avancée avancés avancées évident évidents évidente évite réputé réputée performant
-performante ergonomique citée
+performante ergonomique citée convainc convaincant convaincante
 """
 _FR_NEG = """
 cher chère chers chères coûteux coûteuse onéreux onéreuse lent lente lents lentes limité limitée limités
@@ -125,12 +148,25 @@ critiqué critiquée critiqués critiquées plainte plaignent plaint
 """
 
 #: Label phrases that carry no opinion although they contain a lexicon word. The corpus rules count "best for",
-#: "great for", "ideal for" as favourable (an explicit fit), so only bare section labels are here.
+#: "great for", "ideal for" in prose as favourable (an explicit fit), but the same words as a field label followed
+#: by a colon ("**Best for:** startups", "Ideal para: autónomos", "Idéal pour : les TPE") give every option a use
+#: case — description, like a table column headed "Best for".
+_FIT_LABELS: dict[str, tuple[str, ...]] = {
+    "en": ("best for", "ideal for", "great for", "good for", "perfect for", "best suited for", "suited for",
+           "recommended for"),
+    "es": ("ideal para", "mejor para", "perfecto para", "recomendado para"),
+    "de": ("ideal für", "geeignet für", "am besten für", "empfohlen für", "gut für", "perfekt für",
+           "bestens geeignet für"),
+    "fr": ("idéal pour", "parfait pour", "recommandé pour", "le meilleur pour"),
+}
 _LABELS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "en": (("top", "picks"), ("top", "options"), ("pros", "and", "cons")),
-    "es": (("pros", "y", "contras"),),
-    "de": (("vor", "und", "nachteile"),),
-    "fr": (("avantages", "et", "inconvénients"),),
+    lang: tuple((*p.split(), ":") for p in _FIT_LABELS[lang]) + bare
+    for lang, bare in (
+        ("en", (("top", "picks"), ("top", "options"), ("pros", "and", "cons"))),
+        ("es", (("pros", "y", "contras"),)),
+        ("de", (("vor", "und", "nachteile"),)),
+        ("fr", (("avantages", "et", "inconvénients"),)),
+    )
 }
 #: Multi-word evaluations, matched before single words.
 _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
@@ -148,7 +184,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                             "less mature", "falls short", "learning curve", "price hikes",
                                             "poor support", "slow support", "add up", "adds up", "push the bill up",
                                             "pushes the bill up", "prices rise", "price increase", "price increases",
-                                            "sold out", "hit or miss", "fallen behind")]
+                                            "sold out", "hit or miss", "fallen behind", "false positives",
+                                            "false positive")]
     ),
     "es": tuple(
         [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena",
@@ -157,27 +194,29 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "más conocido", "más conocida", "más usado", "más usada",
                                          "más utilizado", "más utilizada", "mayor cobertura")]
         + [(tuple(p.split()), -1) for p in ("curva de aprendizaje", "comisiones ocultas", "deja que desear",
-                                            "se queda corto", "se queda corta")]
+                                            "se queda corto", "se queda corta", "falsos positivos")]
     ),
     "de": tuple(
         [(tuple(p.split()), 1) for p in ("die beste wahl", "beste wahl", "einfach zu bedienen", "erste wahl",
                                          "kaum zu schlagen", "schwer zu schlagen", "startet mit", "starte mit",
                                          "starten sie mit", "meine empfehlung", "weit verbreitet",
                                          "am bekanntesten", "de-facto-standard")]
-        + [(tuple(p.split()), -1) for p in ("lässt zu wünschen übrig", "versteckte kosten", "steile lernkurve")]
+        + [(tuple(p.split()), -1) for p in ("lässt zu wünschen übrig", "versteckte kosten", "steile lernkurve",
+                                            "falsch-positive", "fehlalarme")]
     ),
     "fr": tuple(
         [(tuple(p.split()), 1) for p in ("le meilleur choix", "meilleur choix", "facile à utiliser",
                                          "rapport qualité-prix", "la plus utilisée", "le plus utilisé",
                                          "commencez par", "je recommande", "optez pour", "je choisirais",
                                          "le plus connu", "la plus connue", "référence du marché",
-                                         "la référence", "le choix le plus sûr")]
-        + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer")]
+                                         "la référence", "le choix le plus sûr", "vaut le coup")]
+        + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer",
+                                            "faux positifs")]
     ),
 }
 _NEGATORS: dict[str, frozenset[str]] = {
     "en": frozenset("not no never without hardly barely isn't aren't wasn't weren't doesn't don't didn't cannot "
-                    "can't won't nor neither less lacks lack lacking".split()),
+                    "can't won't nor neither less fewer lacks lack lacking".split()),
     "es": frozenset("no nunca sin ni tampoco jamás menos".split()),
     "de": frozenset("nicht kein keine keinen keiner keinem nie niemals ohne kaum weniger".split()),
     "fr": frozenset("pas jamais sans aucun aucune guère moins rien".split()),
@@ -266,6 +305,15 @@ _RANK_ADJ: dict[str, tuple[dict[str, int], frozenset[str]]] = {
         {f"{stem}{end}": sign for stem, sign in (("inferior", -1), ("superior", 1)) for end in ("", "es")},
         frozenset({"a", "al"}),
     ),
+}
+#: Comparisons written without "than": "less mature compared to X", "im Vergleich zu X weniger ausgereift",
+#: "plus cher par rapport à X". The evaluative word is looked for before the marker, then after its object.
+_COMPARED: dict[str, tuple[tuple[str, ...], ...]] = {
+    "en": (("compared", "to"), ("compared", "with"), ("relative", "to")),
+    "es": (("en", "comparación", "con"), ("comparado", "con"), ("comparada", "con"), ("frente", "a")),
+    "de": (("im", "vergleich", "zu"), ("im", "vergleich", "mit"), ("verglichen", "mit"), ("gegenüber",)),
+    "fr": (("par", "rapport", "à"), ("par", "rapport", "au"), ("comparé", "à"), ("comparée", "à"),
+           ("comparé", "au")),
 }
 #: Words before "than" that make it no comparison of two options ("rather than", "other than").
 _NOT_COMPARISON: frozenset[str] = frozenset({"rather", "other"})
@@ -524,6 +572,48 @@ def _comparative(ws: list[str], i: int, lang: str, sign: Any) -> int:
     return 0
 
 
+def _compared(ws: list[str], i: int, length: int, lang: str, sign: Any) -> int:
+    """The sign of a comparison written with a marker of :data:`_COMPARED` at ``ws[i : i + length]``, 0 when it
+    is none: the nearest evaluative word up to six words before the marker, else after it (flipped after "less" /
+    "weniger" …; the object's name is masked out of ``ws`` by the caller). A marker that opens the clause and whose
+    object is followed by a comma ("Compared to X, Org is cheap") introduces the subject: no comparison, the
+    clause's words are read plainly."""
+    end = i + length
+    opens = i == 0 or (i == 1 and ws[0] in _CONJUNCTIONS)
+    comma_after = end < len(ws) and ws[end] in _BOUNDARY
+    if opens and (comma_after or end >= len(ws)):
+        return 0
+    less = _LESS.get(lang, frozenset())
+    spans = [] if opens else [range(i - 1, max(-1, i - 7), -1)]
+    if not comma_after:
+        spans.append(range(end, min(len(ws), end + 6)))
+    for span in spans:
+        for j in span:
+            if ws[j] in _BOUNDARY:
+                break
+            s = sign(ws[j], j)
+            if s:
+                return -s if not less.isdisjoint(ws[max(0, j - 2) : j]) else s
+    return 0
+
+
+def _post_negated(ws: list[str], i: int, lang: str) -> bool:
+    """German and French negations that follow the verb: "überzeugt nicht", "lohnt sich nicht" (not before
+    another evaluative word: "ist nicht teuer" is negated from the front); "ne convainc pas", "n'impressionne
+    pas" ("ne" before, "pas" / "jamais" / "plus" after)."""
+    after = []
+    for w in ws[i + 1 : i + 3]:
+        if w in _BOUNDARY or w in _CONJUNCTIONS:
+            break
+        after.append(w)
+    if lang == "de" and "nicht" in after:
+        k = i + 1 + after.index("nicht") + 1
+        return k >= len(ws) or ws[k] in _BOUNDARY or not _sign(ws[k], lang, lexicon(lang))
+    if lang == "fr" and not _FR_NE.isdisjoint(ws[max(0, i - 2) : i]):
+        return not {"pas", "jamais", "plus"}.isdisjoint(after)
+    return False
+
+
 def polarity(ws: list[str], lang: str) -> Polarity:
     """Evaluations in the words ``ws`` of one clause (see the module docstring)."""
     lex = lexicon(lang)
@@ -544,6 +634,8 @@ def polarity(ws: list[str], lang: str) -> Polarity:
     multi = _multi(lang)
     than = _THAN.get(lang, frozenset())
     rank_adj = _RANK_ADJ.get(lang)
+    compared = _COMPARED.get(lang, ())
+    compared_first = {m[0] for m in compared}
     pos = neg = 0
     comparison, than_at = 0, -1
     n = len(ws)
@@ -555,6 +647,14 @@ def polarity(ws: list[str], lang: str) -> Polarity:
             than_at = i if comparison else -1
             i += 1
             continue
+        if comparison == 0 and w in compared_first:
+            marker = next((m for m in compared if tuple(ws[i : i + len(m)]) == m), None)
+            if marker is not None:
+                comparison = _compared(ws, i, len(marker), lang, sign)
+                if comparison:
+                    than_at = i
+                    i += len(marker)
+                    continue
         if rank_adj and w in rank_adj[0] and comparison == 0 and i + 1 < n and ws[i + 1] in rank_adj[1]:
             comparison = -rank_adj[0][w] if priced[i] else rank_adj[0][w]
             than_at = i + 1
@@ -583,7 +683,7 @@ def polarity(ws: list[str], lang: str) -> Polarity:
                 ):
                     hit = 0  # "slow queries" (what is measured), "during shortages" (a circumstance)
         if hit:
-            if _negations(ws, i, lang, negators) % 2:
+            if (_negations(ws, i, lang, negators) + (lang in ("de", "fr") and _post_negated(ws, i, lang))) % 2:
                 hit = -hit
             if hit > 0:
                 pos += 1

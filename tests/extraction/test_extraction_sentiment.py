@@ -232,3 +232,55 @@ def test_a_sentence_that_refers_back_stays_with_the_org() -> None:
         "pricing gets expensive quickly once you add Opsgenie-style add-ons from Atlassian."
     )
     assert _eval(answer, Org("PagerDuty")) == ("en", "NEGATIVE")
+
+
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        # "Best for:" as a field label gives a use case (description); "best for" in prose is a fit (favourable).
+        ("1. **Attio**\n   - **Best for:** seed-stage startups\n   - **Pricing:** from $29 per seat\n", "Attio",
+         ("en", "NEUTRAL")),
+        ("For seed-stage startups, Attio is best for teams that live in email.", "Attio", ("en", "POSITIVE")),
+        ("- **Holded**\n  - **Ideal para:** autónomos y pymes en España\n  - **Precio:** desde 15 € al mes\n",
+         "Holded", ("es", "NEUTRAL")),
+        # A "Cons:" label is unfavourable; fewer false positives is favourable, more of them is not.
+        ("**SentinelOne** has rollback after ransomware. **Cons:** the console is busy at scale.", "SentinelOne",
+         ("en", "NEGATIVE")),
+        ("In our tests SentinelOne produced fewer false positives on developer laptops.", "SentinelOne",
+         ("en", "POSITIVE")),
+        ("In our tests SentinelOne has caused more false positives on developer laptops.", "SentinelOne",
+         ("en", "NEGATIVE")),
+    ],
+)
+def test_labels_and_false_positives(answer: str, org: str, expected: tuple[str, str]) -> None:
+    assert _eval(answer, Org(org)) == expected
+
+
+def test_comparisons_without_than() -> None:
+    assert _comparison("wirkt aber im Vergleich zu weniger ausgereift", "de") == -1
+    assert _comparison("the console is less polished compared to the others", "en") == -1
+    # "Compared to X, Org is cheap": the marker introduces the subject, the clause is read plainly.
+    assert _comparison("compared to , it is cheap", "en") == 0
+    kenjo = Org("Kenjo", "kenjo.io")
+    answer = (
+        "Für kleine Firmen ist Kenjo zwar die günstigste Lösung, wirkt aber im Vergleich zu Personio weniger "
+        "ausgereift."
+    )
+    assert _eval(answer, kenjo) == ("de", "MIXED")
+    # The same sentence read for Personio: the object of an unfavourable comparison is credited.
+    assert _eval(answer, Org("Personio", "personio.de"))[1] == "POSITIVE"
+
+
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        # German and French negations after the verb.
+        ("Für Agenturen mit vielen Kunden lohnt sich Kenjo nicht, und die App überzeugt nicht.", "Kenjo",
+         ("de", "NEGATIVE")),
+        ("Für Agenturen ist Kenjo nicht teuer, und der Support antwortet schnell.", "Kenjo", ("de", "POSITIVE")),
+        ("Pour une agence, l'application de Sellsy ne convainc pas et la synchronisation est lente.", "Sellsy",
+         ("fr", "NEGATIVE")),
+    ],
+)
+def test_negation_after_the_verb(answer: str, org: str, expected: tuple[str, str]) -> None:
+    assert _eval(answer, Org(org)) == expected

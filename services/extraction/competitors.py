@@ -547,9 +547,12 @@ _VERB_S_RE = re.compile(
 )
 #: A verb in the third person or the past after a sentence-initial name that is shaped like one ("PlanetScale
 #: removed …", "Turso runs …", "Evernote still exists", "CockroachDB Serverless suits …").
+#: A bare "-s" word may be a plural noun ("Llama models you can host"): it counts only before a determiner,
+#: a preposition, an adverb or a name.
 _VERB_SHAPE_RE = re.compile(
-    r"[ \t]+(?:(?:still|also|now|often|usually|even|already|only|mostly|really|just|recently|quietly)[ \t]+)?"
-    r"(?:[a-z]{2,}[^s\W]s|[a-z]{3,}ed)[ \t,.;]"
+    r"[ \t]+(?:(?:still|also|now|often|usually|even|already|only|mostly|really|just|recently|quietly)[ \t]+"
+    r"[a-z]{3,}|[a-z]{3,}ed\b|[a-z]{2,}[^s\W]s[ \t]+(?:[A-Z]|[a-z]{2,}ly\b|(?:to|a|an|the|its|their|more|most|on|in|with|for|"
+    r"up|out|by|over|from|at|no|every|all)\b))"
 )
 #: Endings of nouns of the domain that open sentences ("Onboarding is slow", "Scalability is …").
 _NOUNISH_RE = re.compile(r"(?:ing|ability|ibility|ness|ment|tion|sion|ity|ance|ence|ship|ure)$")
@@ -1016,8 +1019,8 @@ _SOURCES_LABEL_RE = re.compile(
     r"[#*_\s]*(?:sources?|references?|citations?|quellen|fuentes|referencias|références)[*_:\s]*",
     re.IGNORECASE,
 )
-#: A footnote marker opening a line: "[1] …", "[^2]: …", "3. …".
-_FOOTNOTE_LINE_RE = re.compile(r"[ \t]*(?:\[\^?\d{1,3}\]:?|\d{1,3}[.)])[ \t]")
+#: A footnote marker opening a line: "[1] …", "[^2]: …" (a numbered line "3. …" is a source only in a source list).
+_FOOTNOTE_LINE_RE = re.compile(r"[ \t]*\[\^?\d{1,3}\]:?[ \t]")
 
 
 def _source_entries(doc: Doc) -> list[Unit]:

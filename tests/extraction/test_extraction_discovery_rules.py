@@ -142,13 +142,17 @@ def test_a_source_list_names_publishers_not_options() -> None:
 def test_a_brand_shaped_name_opening_a_sentence_with_a_verb_is_a_name() -> None:
     answer = "Acmeflow is fine. QuillBase removed its free plan in 2024. Zentrivo still exists, but few use it."
     assert _names(answer) == ["QuillBase", "Zentrivo"]
+    # A plural noun after the name is no verb: "Open-weight Vantor models you can host" names no organisation.
+    assert _names("### Acmeflow\nFast.\n\n### Pexora Vantor\nOpen-weight Vantor models you can host.") == [
+        "Pexora Vantor"
+    ]
 
 
 def test_bold_section_labels_are_labels_even_when_one_looks_like_a_name() -> None:
     answer = (
         "**Managed options.** Acmeflow is the easy one.\n\n"
         "**KLX and Vantor.** PexoraDB removed its free plan.\n\n"
-        "**Other models.** Zentrivo stores documents.\n\n"
+        "**Other models.** Zentrivo stores the documents.\n\n"
         "**My take:** start with Acmeflow.\n"
     )
     assert _names(answer) == ["PexoraDB", "Zentrivo"]

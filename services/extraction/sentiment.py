@@ -68,7 +68,7 @@ polished smooth responsive helpful accurate friendly elegant beloved lightweight
 worthwhile valuable capable sleek modern thorough dependable unbeatable shines shine strength
 strengths wins nice fair cheap reasonable reasonably established honest standout unmetered
 well-priced value recommendation recommendations stylish flexibility widest largest
-favourite-choice justified beats outperforms outperform predictable usable painless pros
+favourite-choice justified beats outperforms outperform predictable usable painless pros tidy clean cleaner
 """
 _EN_NEG = """
 expensive costly pricey overpriced limited lacks lacking lack slow slower unreliable poor weak weaker difficult
@@ -116,6 +116,7 @@ guten guter gutes besser bessere hervorragend hervorragende exzellent überzeugt
 transparent transparente pünktlich freundlich reibungslos naheliegende riesig riesige riesigen attraktiv
 attraktive attraktiven benutzerfreundlich benutzerfreundliche verbreitet marktführer beliebteste
 bekannteste bekanntesten schlank schlanke zuverlässigste ausgereift ausgereifte lohnt lohnenswert überzeugen
+größte größten größter
 """
 _DE_NEG = """
 teuer teure teuren teurer teures kostspielig kostspielige langsam langsame langsamen langsamer begrenzt begrenzte
@@ -216,10 +217,10 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
 }
 _NEGATORS: dict[str, frozenset[str]] = {
     "en": frozenset("not no never without hardly barely isn't aren't wasn't weren't doesn't don't didn't cannot "
-                    "can't won't nor neither less fewer lacks lack lacking".split()),
-    "es": frozenset("no nunca sin ni tampoco jamás menos".split()),
-    "de": frozenset("nicht kein keine keinen keiner keinem nie niemals ohne kaum weniger".split()),
-    "fr": frozenset("pas jamais sans aucun aucune guère moins rien".split()),
+                    "can't won't nor neither less fewer lacks lack lacking rarely seldom".split()),
+    "es": frozenset("no nunca sin ni tampoco jamás menos raramente".split()),
+    "de": frozenset("nicht kein keine keinen keiner keinem nie niemals ohne kaum weniger selten".split()),
+    "fr": frozenset("pas jamais sans aucun aucune guère moins rien rarement".split()),
 }
 #: Negation scope: a negator flips the evaluations up to this many words after it (Spanish, German and French
 #: put more words between the negator and the adjective: "no es la opción más barata", "n'est pas la moins chère").

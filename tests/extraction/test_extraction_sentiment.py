@@ -284,3 +284,12 @@ def test_comparisons_without_than() -> None:
 )
 def test_negation_after_the_verb(answer: str, org: str, expected: tuple[str, str]) -> None:
     assert _eval(answer, Org(org)) == expected
+
+
+def test_rarely_is_a_negator() -> None:
+    # "rarely has outages" is favourable (the domain noun is suffered, and negated); "selten", "rarement" too.
+    assert _eval("Among processors, Adyen rarely has outages.", Org("Adyen"))[1] == "POSITIVE"
+    assert _eval("Unter den Anbietern ist Mollie selten langsam, auch zu Spitzenzeiten.", Org("Mollie")) == (
+        "de",
+        "POSITIVE",
+    )

@@ -1197,7 +1197,7 @@ def accept(
 #: ("cheaper than Clockify", "Help Scout over Zendesk", "an alternative to Heroku", "más cara que ClickUp").
 _COMPARED_BEFORE_RE = re.compile(
     r"(?:\b(?:than|over|vs\.?|versus|like|unlike|to|instead of|rather than|compared (?:to|with)|que|als|wie|como|"
-    r"comme|contre|gegenüber|and|or|y|o|und|oder|et|ou)|,)[ \t]+(?:the[ \t]+|old[ \t]+)*[*_]*$",
+    r"comme|contre|gegenüber))[ \t]+(?:the[ \t]+|old[ \t]+)*[*_]*$",
     re.IGNORECASE,
 )
 #: A comparative after a name: "Iberia Express es más puntual que Vueling", "Acme is cheaper than Zentrivo".
@@ -1210,8 +1210,8 @@ def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Ca
     An *entry* is a list item or bold-led line whose lead is an accepted name (``**Copper** — lives inside Google
     Workspace …``), or the first paragraph, list items and bold-led lines of the section under a heading whose lead
     is one (``### Linear — …`` then ``**Pros:** great GitHub sync``). A name found in running text (not a lead, bold span, enumeration or cue), every occurrence of
-    which is inside one such entry, and which is not written as a comparison point or joined to another name
-    ("cheaper than X", "over X", "Y, X", "X is more punctual than Y"), is that brand's product, plan, feature, integration or stack ("Sales
+    which is inside one such entry, and which is neither bold nor written as a comparison point ("cheaper than
+    X", "over X", "X is more punctual than Y"), is that brand's product, plan, feature, integration or stack ("Sales
     Hub", "Watchtower", "Simple Start", "LinkedIn prospecting"): dropped."""
     if not any(c.source == "prose" for c in accepted):
         return accepted
@@ -1240,7 +1240,7 @@ def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Ca
     out = []
     for c in accepted:
         unit = doc.unit_at(c.span[0])
-        if c.source != "prose" or c.declared or c.span in other or unit is None:
+        if c.source != "prose" or c.declared or c.span in other or unit is None or doc.in_bold(*c.span):
             out.append(c)
             continue
         home = entry(unit)

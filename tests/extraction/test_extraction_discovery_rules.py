@@ -164,3 +164,12 @@ def test_the_technology_options_wrap_run_or_build_on_is_not_an_option() -> None:
         "and Pexora offers managed Tessil."
     )
     assert _names(answer) == ["Zentrivo", "Pexora"]
+
+
+def test_products_listed_inside_a_brands_entry_are_that_brand() -> None:
+    answer = (
+        "- **Zentrivo** (Runline, Quill Beanstalk or plain QCS) gives the most control.\n"
+        "- **Pexora** – in maintenance mode; Pexora points users to Pexora Express and Illumo instead.\n"
+        "- **Acmeflow** – simple, and **Brakko** is the other option.\n"
+    )
+    assert _names(answer) == ["Zentrivo", "Pexora", "Brakko"]

@@ -7,13 +7,17 @@ over the same parse, so ``Extract`` and the three partial RPCs always agree.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from cachetools import LRUCache
 
 from services.extraction import citations as cit
 from services.extraction import limits, sentiment
 from services.extraction.competitors import GENERIC_TERMS, Competitor, discover, known_brands, rank_all
+from services.extraction.memo import ENTRY_OVERHEAD, approx_size
 from services.extraction.names import Brand, clean_name, merge_keys, org_forms, zipf
 from services.extraction.org_eval import OrgEval, evaluate, language_of
 from services.extraction.text import parse
@@ -22,6 +26,10 @@ from shared.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from shared.config import ExtractionSettings
+
+
+#: Byte budget of the per-org identity cache (:func:`org_brand`): ~1 KB per typical org, so thousands of orgs.
+ORG_CACHE_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,16 +108,57 @@ def check(
         raise InvalidArgument("; ".join(d for _, d in problems), violations=problems)
 
 
-def org_brand(org: Org, cfg: ExtractionConfig) -> tuple[Brand, set[str]]:
-    """The org as a :class:`Brand` (spellings and keys) and its registrable domains (for ``owned``)."""
+class _OrgIdentity(NamedTuple):
+    """What :func:`org_brand` derives from an org's fields (immutable, so one copy serves every call)."""
+
+    display: str
+    forms: frozenset[str]
+    keys: frozenset[str]
+    domains: frozenset[str]
+    nbytes: int  # estimated size of the cache entry (key + value), for the cache's byte bound
+
+
+def _identity_size(identity: _OrgIdentity) -> int:
+    return identity.nbytes
+
+
+#: Org identities by the request's org fields: a user evaluates one org over hundreds of questions, so the
+#: spellings, keys and domains are derived once per org rather than once per answer. Bounded by estimated bytes
+#: (a hostile request may carry 100 variations and 200 products of 200 characters each).
+_ORG_IDENTITIES: LRUCache[Any, _OrgIdentity] = LRUCache(maxsize=ORG_CACHE_MAX_BYTES, getsizeof=_identity_size)
+_ORG_IDENTITIES_LOCK = threading.Lock()
+
+
+def _org_identity(org: Org, generic: frozenset[str]) -> _OrgIdentity:
+    key = (org.name, org.domain, org.variations, org.products, generic)
+    with _ORG_IDENTITIES_LOCK:
+        hit = _ORG_IDENTITIES.get(key)
+    if hit is not None:
+        return hit
     name = clean_name(org.name)
-    forms = org_forms(name, org.domain, (*org.variations, *org.products), cfg.generic_terms)
+    forms = org_forms(name, org.domain, (*org.variations, *org.products), generic)
     keys: set[str] = set()
     for f in forms:
         keys |= merge_keys(f)
     domains = {registrable_domain(org.domain)} if org.domain.strip() else set()
     domains |= {registrable_domain(v) for v in (name, *org.variations) if looks_like_domain(v)}
-    return Brand(display=name, forms=forms, keys=keys, is_org=True), {d for d in domains if "." in d}
+    value = (name, frozenset(forms), frozenset(keys), frozenset(d for d in domains if "." in d))
+    # The generic-term set is shared configuration: the key holds a reference to it, not a copy.
+    nbytes = approx_size(key[:4]) + approx_size(value) + ENTRY_OVERHEAD
+    identity = _OrgIdentity(*value, nbytes)
+    if nbytes <= _ORG_IDENTITIES.maxsize:
+        with _ORG_IDENTITIES_LOCK:
+            _ORG_IDENTITIES[key] = identity
+    return identity
+
+
+def org_brand(org: Org, cfg: ExtractionConfig) -> tuple[Brand, set[str]]:
+    """The org as a :class:`Brand` (spellings and keys) and its registrable domains (for ``owned``). The derived
+    identity is cached per org (:data:`_ORG_IDENTITIES`); the returned Brand and set are fresh, the caller's to
+    mutate."""
+    ident = _org_identity(org, cfg.generic_terms)
+    brand = Brand(display=ident.display, forms=set(ident.forms), keys=set(ident.keys), is_org=True)
+    return brand, set(ident.domains)
 
 
 def analyze(

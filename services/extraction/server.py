@@ -49,40 +49,53 @@ def work(request: pb.ExtractRequest) -> int:
     return len(request.answer_markdown) + 50 * names
 
 
+#: Enum names → numbers, read once from the descriptors (``EnumTypeWrapper.Value`` is a Python call per value).
+_SENTIMENT = {v.name: v.number for v in pb.OrgEval.Sentiment.DESCRIPTOR.values}
+_SOURCE = {v.name: v.number for v in pb.ExtractedCitation.Source.DESCRIPTOR.values}
+
+
+def _fill_org_eval(o: pb.OrgEval, e: core.OrgEval) -> pb.OrgEval:
+    """Write ``e`` into the (empty) message ``o`` in place and return it: the response is built once, each nested
+    message made by its parent's ``add`` rather than built apart and copied in (``ExtractResponse(org_eval=...)``
+    copies the sub-message)."""
+    o.mentioned = e.mentioned
+    o.mention_count = e.mention_count
+    o.rank = e.rank
+    o.first_offset = e.first_offset
+    o.sentiment = _SENTIMENT[e.sentiment]
+    o.evidence = e.evidence
+    o.owned_citation_count = e.owned_citation_count
+    o.language = e.language
+    mentions = o.mentions
+    for m in e.mentions:
+        evidence = mentions.add(offset=m.offset, sentiment=_SENTIMENT[m.sentiment]).evidence
+        for v in m.evidence:
+            evidence.add(start=v.start, end=v.end, text=v.text, polarity=v.polarity)
+    return o
+
+
 def _org_eval_pb(e: core.OrgEval) -> pb.OrgEval:
-    return pb.OrgEval(
-        mentioned=e.mentioned,
-        mention_count=e.mention_count,
-        rank=e.rank,
-        first_offset=e.first_offset,
-        sentiment=pb.OrgEval.Sentiment.Value(e.sentiment),
-        evidence=e.evidence,
-        owned_citation_count=e.owned_citation_count,
-        language=e.language,
-        mentions=[
-            pb.MentionSentiment(
-                offset=m.offset,
-                sentiment=pb.OrgEval.Sentiment.Value(m.sentiment),
-                evidence=[
-                    pb.EvidenceSpan(start=v.start, end=v.end, text=v.text, polarity=v.polarity) for v in m.evidence
-                ],
-            )
-            for m in e.mentions
-        ],
-    )
+    return _fill_org_eval(pb.OrgEval(), e)
 
 
-def _citation_pb(c: Citation) -> pb.ExtractedCitation:
-    return pb.ExtractedCitation(
-        url=c.url,
-        domain=c.domain,
-        title=c.title,
-        position=c.position,
-        source=pb.ExtractedCitation.Source.Value(c.source),
-        owned=c.owned,
-        competitor=c.competitor,
-        competitor_name=c.competitor_name,
-    )
+def _add_competitors(out: Any, competitors: list[core.Competitor]) -> None:
+    for c in competitors:
+        out.add(name=c.name, rank=c.rank, mention_count=c.mention_count)
+
+
+def _add_citations(out: Any, citations: list[Citation]) -> None:
+    """Append ``citations`` to the repeated field ``out`` (``ExtractedCitation`` messages)."""
+    for c in citations:
+        out.add(
+            url=c.url,
+            domain=c.domain,
+            title=c.title,
+            position=c.position,
+            source=_SOURCE[c.source],
+            owned=c.owned,
+            competitor=c.competitor,
+            competitor_name=c.competitor_name,
+        )
 
 
 class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
@@ -153,13 +166,11 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtractResponse:
         a = await self._analyze(request)
-        return pb.ExtractResponse(
-            org_eval=_org_eval_pb(a.org_eval),
-            competitors=[
-                pb.Competitor(name=c.name, rank=c.rank, mention_count=c.mention_count) for c in a.competitors
-            ],
-            citations=[_citation_pb(c) for c in a.citations],
-        )
+        response = pb.ExtractResponse()
+        _fill_org_eval(response.org_eval, a.org_eval)
+        _add_competitors(response.competitors, a.competitors)
+        _add_citations(response.citations, a.citations)
+        return response
 
     async def ExtractOrgEval(
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
@@ -170,17 +181,17 @@ class ExtractionServicer(pb_grpc.ExtractionServiceServicer):
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtractCompetitorsResponse:
         a = await self._analyze(request)
-        return pb.ExtractCompetitorsResponse(
-            competitors=[
-                pb.Competitor(name=c.name, rank=c.rank, mention_count=c.mention_count) for c in a.competitors
-            ]
-        )
+        response = pb.ExtractCompetitorsResponse()
+        _add_competitors(response.competitors, a.competitors)
+        return response
 
     async def ExtractCitations(
         self, request: pb.ExtractRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtractCitationsResponse:
         a = await self._analyze(request)
-        return pb.ExtractCitationsResponse(citations=[_citation_pb(c) for c in a.citations])
+        response = pb.ExtractCitationsResponse()
+        _add_citations(response.citations, a.citations)
+        return response
 
 
     async def NormalizeOrg(

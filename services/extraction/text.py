@@ -108,6 +108,25 @@ class Unit:
     section: int = -1
 
 
+_new_unit = object.__new__
+
+
+def _unit(
+    kind: str, start: int, end: int, body: int, level: int, group: str, index: int,
+    cells: tuple[tuple[int, int], ...], header: bool, parent: int, section: int,
+) -> Unit:
+    """``Unit(kind, start, …, section)`` without the frozen dataclass's ``__init__``, which sets each of the 11
+    fields through ``object.__setattr__`` (the parser makes one per sentence, item, heading and row); the instance
+    is the same (same class, same field values, still frozen to its users). Checked against the constructor in
+    ``tests/extraction/test_extraction_fast_paths.py``."""
+    u = _new_unit(Unit)
+    u.__dict__.update(
+        kind=kind, start=start, end=end, body=body, level=level, group=group, index=index, cells=cells,
+        header=header, parent=parent, section=section,
+    )
+    return u
+
+
 @dataclass(frozen=True)
 class Link:
     """An inline link: ``span`` of the whole ``[text](url)``, ``text_span`` of its text, the raw ``url``."""
@@ -354,8 +373,8 @@ def split_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
     segment = text[start:end]
     for m in _SENT_END_RE.finditer(segment):
         cut = start + m.end()
-        before = segment[: m.start()]
-        word = _LAST_WORD_RE.search(before[-40:])
+        at = m.start()
+        word = _LAST_WORD_RE.search(segment[max(0, at - 40) : at])
         w = word.group(1).lower().rstrip(".") if word else ""
         if m.group(0).startswith(".") and (w in ABBREVIATIONS or (len(w) == 1 and w.isalpha())):
             continue
@@ -405,9 +424,12 @@ class _Reader:
         n = len(self.text)
         return min(s, n), min(e, n)
 
-    def add(self, **kw: Any) -> int:
+    def add(
+        self, kind: str, start: int, end: int, body: int, level: int = 0, group: str = "p",
+        cells: tuple[tuple[int, int], ...] = (), header: bool = False, parent: int = -1,
+    ) -> int:
         idx = len(self.units)
-        self.units.append(Unit(index=idx, section=self.section, **kw))
+        self.units.append(_unit(kind, start, end, body, level, group, idx, cells, header, parent, self.section))
         return idx
 
     # --- inline ---------------------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
 """The extractor's fast paths agree with the plain definitions they replace (hypothesis): the token index, the
-URL scans with their substring prefilters, the capital-letter-first prose patterns and their hint patterns."""
+URL scans with their substring prefilters, the capital-letter-first prose patterns and their hint patterns; and
+the servicer path's (issue 16 item 5): one-argument memo caches called as the function, units made without the
+dataclass ``__init__``, the per-org identity cache, the response message built in place."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.extraction import competitors as comp
+from services.extraction import core, memo, names, server, urls
 from services.extraction import text as tx
+from vantage.extraction.v1 import extraction_pb2 as pb
 
 _pieces = st.sampled_from(
     [
@@ -83,3 +89,160 @@ def test_prose_patterns_and_hints(text: str) -> None:
             assert hint.search(text)
     if comp._CUE_BEFORE_RE.search(text):
         assert any(w in text for w in comp._CUE_BEFORE_WORDS)
+
+
+# --- the servicer path's fast paths (issue 16 item 5): memo caches, units, the org identity cache, the response --
+
+
+_ints = st.integers(min_value=-5, max_value=10_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["heading", "item", "row", "sentence"]), _ints, _ints, _ints, _ints, st.text(max_size=12),
+    _ints, st.lists(st.tuples(_ints, _ints), max_size=4).map(tuple), st.booleans(), _ints, _ints,
+)
+def test_units_made_without_the_dataclass_init_equal_the_constructed_ones(
+    kind, start, end, body, level, group, index, cells, header, parent, section
+) -> None:
+    fast = tx._unit(kind, start, end, body, level, group, index, cells, header, parent, section)
+    plain = tx.Unit(kind, start, end, body, level=level, group=group, index=index, cells=cells, header=header,
+                    parent=parent, section=section)
+    assert type(fast) is tx.Unit
+    assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.start = 0  # type: ignore[misc]
+
+
+@pytest.fixture
+def scratch_memos():
+    """Memo caches made by a test leave the registry (and the budget shares) as they were."""
+    before = list(memo._registry)
+    yield
+    with memo._registry_lock:
+        memo._registry[:] = before
+        for state in memo._registry:
+            state.resize()
+
+
+def test_one_argument_memo_is_the_cache_and_answers_like_the_function(scratch_memos) -> None:
+    calls: list[str] = []
+
+    def shout(word: str) -> str:
+        """Upper case."""
+        calls.append(word)
+        return word.upper()
+
+    fast = memo.memo(shout)
+    assert fast.__name__ == "shout" and fast.__doc__ == "Upper case." and fast.__wrapped__ is shout
+    assert fast("ab") == "AB" and fast("ab") == "AB" and fast("cd") == "CD"
+    assert calls == ["ab", "cd"] and fast.cache_len() == 2 and fast.cache_bytes() > 0
+    # A function to its callers: true, hashable, equal only to itself (not to another empty cache).
+    other = memo.memo(lambda w: w)
+    assert fast and other and fast != other and fast == fast and len({fast, other}) == 2
+    fast.cache_clear()
+    assert fast.cache_len() == 0 and fast.cache_bytes() == 0 and fast("ab") == "AB" and calls[-1] == "ab"
+
+
+def test_several_argument_memo_keys_on_how_arguments_are_passed(scratch_memos) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def cut(word: str, n: int = 2) -> str:
+        calls.append((word, n))
+        return word[:n]
+
+    fast = memo.memo(cut)
+    assert fast("abcd") == "ab" and fast("abcd", 3) == "abc" and fast("abcd", n=3) == "abc" and fast("abcd") == "ab"
+    assert calls == [("abcd", 2), ("abcd", 3), ("abcd", 3)]
+
+
+def test_a_memo_entry_over_the_budget_is_returned_and_not_kept(scratch_memos) -> None:
+    fast = memo.memo(lambda text: text * 2)
+    big = "x" * (memo.share_bytes() + 1)
+    assert fast(big) == big * 2 and fast.cache_len() == 0
+
+
+_orgs = st.builds(
+    core.Org,
+    st.sampled_from(["Together AI", "Lambda, Inc.", "HuggingFace", "monday.com", "  Acme  Labs "]),
+    st.sampled_from(["", "together.ai", "https://www.lambda.ai/x", "docs.example.co.uk"]),
+    st.lists(st.sampled_from(["Together", "together.ai", "Lambda Labs", "Acme"]), max_size=3).map(tuple),
+    st.lists(st.sampled_from(["Acme Cloud", "Together Inference"]), max_size=2).map(tuple),
+)
+
+
+def _org_brand_uncached(org: core.Org, cfg: core.ExtractionConfig) -> tuple[names.Brand, set[str]]:
+    """:func:`core.org_brand` as it was before the per-org cache."""
+    name = names.clean_name(org.name)
+    forms = names.org_forms(name, org.domain, (*org.variations, *org.products), cfg.generic_terms)
+    keys: set[str] = set()
+    for f in forms:
+        keys |= names.merge_keys(f)
+    domains = {urls.registrable_domain(org.domain)} if org.domain.strip() else set()
+    domains |= {urls.registrable_domain(v) for v in (name, *org.variations) if urls.looks_like_domain(v)}
+    return names.Brand(display=name, forms=forms, keys=keys, is_org=True), {d for d in domains if "." in d}
+
+
+@settings(max_examples=100, deadline=None)
+@given(_orgs)
+def test_the_cached_org_identity_equals_the_uncached_one_and_is_the_callers_to_mutate(org: core.Org) -> None:
+    cfg = core.ExtractionConfig()
+    first, domains = core.org_brand(org, cfg)
+    assert (first, domains) == _org_brand_uncached(org, cfg)
+    first.forms.add("mutated")
+    first.keys.add("mutated")
+    first.mentions.append((0, 1))
+    domains.add("mutated.example")
+    again, again_domains = core.org_brand(org, cfg)  # from the cache now
+    assert (again, again_domains) == _org_brand_uncached(org, cfg)
+
+
+def _response_as_before(a: core.Analysis) -> pb.ExtractResponse:
+    """The response as the servicer built it before (sub-messages built apart, enum names through the wrapper)."""
+    e = a.org_eval
+    return pb.ExtractResponse(
+        org_eval=pb.OrgEval(
+            mentioned=e.mentioned, mention_count=e.mention_count, rank=e.rank, first_offset=e.first_offset,
+            sentiment=pb.OrgEval.Sentiment.Value(e.sentiment), evidence=e.evidence,
+            owned_citation_count=e.owned_citation_count, language=e.language,
+            mentions=[
+                pb.MentionSentiment(
+                    offset=m.offset, sentiment=pb.OrgEval.Sentiment.Value(m.sentiment),
+                    evidence=[pb.EvidenceSpan(start=v.start, end=v.end, text=v.text, polarity=v.polarity)
+                              for v in m.evidence],
+                )
+                for m in e.mentions
+            ],
+        ),
+        competitors=[pb.Competitor(name=c.name, rank=c.rank, mention_count=c.mention_count) for c in a.competitors],
+        citations=[
+            pb.ExtractedCitation(
+                url=c.url, domain=c.domain, title=c.title, position=c.position,
+                source=pb.ExtractedCitation.Source.Value(c.source), owned=c.owned, competitor=c.competitor,
+                competitor_name=c.competitor_name,
+            )
+            for c in a.citations
+        ],
+    )
+
+
+_ANSWERS = [
+    "1. **Together AI** is great, cheaper than CoreWeave ([together.ai](https://together.ai/x)).\n"
+    "2. **CoreWeave** is expensive. See https://coreweave.com/a and [Lambda](https://lambda.ai).",
+    "Lambda and RunPod are fine; Together AI is slow and unreliable, but cheap.\n\n[1]: https://runpod.io \"R\"",
+    "No names here.",
+    "| Provider | Price |\n|---|---|\n| Together AI | low |\n| Crusoe | high |\n",
+]
+
+
+@pytest.mark.parametrize("answer", _ANSWERS)
+def test_the_response_built_in_place_serialises_like_the_one_built_apart(answer: str) -> None:
+    org = core.Org("Together AI", "together.ai", ("Together",))
+    a = core.analyze(answer, org, ["CoreWeave", "Lambda"], [("https://crusoe.ai/p", "Crusoe")])
+    got = pb.ExtractResponse()
+    server._fill_org_eval(got.org_eval, a.org_eval)
+    server._add_competitors(got.competitors, a.competitors)
+    server._add_citations(got.citations, a.citations)
+    want = _response_as_before(a)
+    assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
+    assert server._org_eval_pb(a.org_eval) == want.org_eval

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from services.extraction.identity import BRAND_MARKERS, STEM_SUFFIXES
+from services.extraction.identity import BRAND_MARKERS, LEGAL, STEM_SUFFIXES, SUFFIXES
 from services.extraction.memo import memo
 from services.extraction.names import (
     Brand,
@@ -186,7 +186,7 @@ def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
         return GENERIC
     low = [w.lower() for w in words]
     domain_like = looks_like_domain(name)
-    camel_lower = bool(re.match(r"[a-z]{1,3}[A-Z][a-z]", words[0]))  # "eBay", "iCloud"
+    camel_lower = bool(re.match(r"[a-z]{1,5}[A-Z][a-z]", words[0]))  # "eBay", "iCloud", "easyJet"
     if not domain_like and not camel_lower and not words[0][:1].isupper() and not words[0][:1].isdigit():
         return GENERIC  # names are capitalised in assistant prose; "great for startups" is not a name
     if " ".join(low) in generic or _GENERIC_PATTERN.match(name) or low[0] in LEADING_GENERIC:
@@ -301,6 +301,7 @@ _CUE_AFTER_RE = re.compile(
     # "(?<![^\s(*_\[].)": at the start of the text, or after an opener (a width-2 lookbehind fails at offset 1).
     rf"(?P<name>[A-Z](?<![^\s(*_\[].){_NAME_REST})[*_\]]*[ \t]+(?:stands out|offers|provides|leads|excels|"
     r"specializes|specialises|focuses on|is known for|is best known for|is popular|is favou?red|delivers|rents|"
+    r"is worth (?:a look|a try|a mention|considering|checking|trying)|"
     r"operates|is (?:a|an|the|another)[ \t]+(?:[\w-]+[ \t]+){0,3}?(?:option|choice|pick|alternative|contender|"
     r"provider|platform|vendor|company|startup|cloud|service|leader|player))\b"
 )
@@ -311,7 +312,7 @@ _CUE_AFTER_RE = re.compile(
 _ENUM_HINT_RE = re.compile(r",[ \t]+[A-Z]|[ \t](?:and|or|&|y|o|et|ou|und|oder)[ \t]+[A-Z]")
 _CUE_AFTER_HINT_RE = re.compile(
     r"[ \t](?:stands out|offers|provides|leads|excels|specializes|specialises|focuses on|is known for|"
-    r"is best known for|is popular|is favou?red|delivers|rents|operates|is (?:a|an|the|another)[ \t])"
+    r"is best known for|is popular|is favou?red|delivers|rents|operates|is worth|is (?:a|an|the|another)[ \t])"
 )
 #: A substring of every cue word of _CUE_BEFORE_RE (substring tests cost far less than that pattern's scan).
 _CUE_BEFORE_WORDS: tuple[str, ...] = (
@@ -421,7 +422,8 @@ NEVER_NAMES: frozenset[str] = frozenset(
     my me us also however but and or so then when while if for with without both each every either neither many
     most some any all none one other another such what which who whose how why where after before because since
     although though yet still even just only overall instead meanwhile finally first second third next last
-    unlike besides compared including
+    unlike besides compared including otherwise alternatively additionally similarly likewise ultimately
+    honestly personally generally typically currently notably
     ellos ellas él ella ello esto este esta estos estas ese esa eso su sus nosotros usted ustedes para con sin
     pero y o si cuando como también además aunque mientras cada muchos muchas otro otra otros otras todos
     es er sie wir ihr ihre ihren sein seine dies diese dieser dieses das der die den dem des und oder aber wenn
@@ -536,6 +538,11 @@ def _stack_compound(doc: Doc, name: str) -> bool:
     return False
 
 
+def _never_lower(doc: Doc, name: str) -> bool:
+    """Is every occurrence of ``name`` in the answer's running text capitalised as written?"""
+    return all(doc.masked[s:e] == name for s, e in doc.find_phrase(words_of(name)))
+
+
 def _subject_of_verb(doc: Doc, end: int, lang: str) -> bool:
     return bool(_SUBJECT_VERB_RE.match(doc.masked, end))
 
@@ -620,18 +627,25 @@ _ENUM_MEMBER_BEFORE_RE = re.compile(
 
 
 _ENUM_JOINERS = [[w] for w in ("and", "or", "y", "o", "et", "ou", "und", "oder")]
+#: What follows a member of an enumeration that is not its last one.
+_ENUM_NEXT_RE = re.compile(r"[*_]*(?:,|[ \t]+(?:and|or|y|o|et|ou|und|oder|&)[ \t])")
 
 
-def _enumeration_start(doc: Doc, start: int) -> int:
-    """Where the enumeration that the name at ``start`` belongs to begins (``start`` itself when it is first)."""
+def _enumeration_start(doc: Doc, start: int, end: int = -1) -> int:
+    """Where the enumeration that the name at ``start`` belongs to begins (``start`` itself when it is first).
+
+    With the name's ``end``: a name after a bare comma that is followed by neither a comma nor a conjunction
+    opens a clause, not the last member of an enumeration ("if you're on Shopify, Gorgias is built for …")."""
     floor = max(0, start - 200)
     unit = doc.unit_at(start)
     if unit is not None:
         floor = max(floor, unit.body)
-    for _ in range(8):
+    for i in range(8):
         head = doc.masked[max(floor, start - 8) : start].rstrip(" \t")
         if not head.endswith(",") and head.rsplit(None, 1)[-1:] not in _ENUM_JOINERS:
             break  # no separator right before: the name opens its enumeration (the common case, no regex)
+        if i == 0 and end >= 0 and head.endswith(",") and not _ENUM_NEXT_RE.match(doc.masked, end):
+            break
         m = _ENUM_MEMBER_BEFORE_RE.search(doc.masked, max(floor, start - 60), start)
         if m is None:
             break
@@ -688,6 +702,8 @@ def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
         return True
     if len(words) == 1 and (low in GENERIC_ACRONYMS or _PLURAL_ACRONYM_RE.fullmatch(name) or (len(name) <= 2 and not name.isupper())):
         return True
+    if len(words) == 1 and SUFFIXES.get(low[:-1] if low.endswith("s") and len(low) > 3 else low) == LEGAL:
+        return True  # a legal form alone: "kleine GmbHs", "an LLC"
     if lang == "de" and len(words) == 1 and (
         _DE_NOUN_END_RE.search(low)
         or len(low) >= 15
@@ -1107,7 +1123,7 @@ def accept(
             elif lang in _ARTICLES and _always_after_article(doc, c.text, lang):
                 c.cls = GENERIC  # "Die BaFin hat …", "la CNIL a estimé …": institutions take an article, brands not
             elif _after_place_preposition(doc, c.span[0], lang) or (
-                (at := _enumeration_start(doc, c.span[0])) != c.span[0]
+                (at := _enumeration_start(doc, c.span[0], c.span[0] + len(c.text))) != c.span[0]
                 and _after_place_preposition(doc, at, lang, _ENUM_PLACE_PREPOSITIONS)
             ):
                 c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin", "in Alfama, Príncipe Real and …"
@@ -1117,7 +1133,7 @@ def accept(
                 # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
                 c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
             elif _INTEGRATION_RE.search(doc.masked, max(0, c.span[0] - 40), c.span[0]) or (
-                (at := _enumeration_start(doc, c.span[0])) != c.span[0]
+                (at := _enumeration_start(doc, c.span[0], c.span[0] + len(c.text))) != c.span[0]
                 and _INTEGRATION_RE.search(doc.masked, max(0, at - 40), at)
             ):
                 c.cls = GENERIC  # a platform or integration target: "if you're on Shopify", "syncs with Slack"
@@ -1131,7 +1147,11 @@ def accept(
             elif c.cls == WEAK and lang != "de" and (
                 c.mid or (len(c.text.split()) > 1 and _subject_of_verb(doc, c.span[1], lang))
             ) and (
-                len(c.text.split()) > 1 or max(zipf(c.text.lower()), _zipf_in(c.text.lower(), lang)) < _PROSE_ZIPF_MAX
+                len(c.text.split()) > 1
+                or max(zipf(c.text.lower()), _zipf_in(c.text.lower(), lang)) < _PROSE_ZIPF_MAX
+                # an everyday word capitalised mid-sentence as a verb's subject, never written in lower case in
+                # the answer: "and Bear is the nicer-looking upgrade"
+                or (_subject_of_verb(doc, c.span[1], lang) and _never_lower(doc, c.text))
             ) and not doc.is_title_case(doc.unit_at(c.span[0]) or _NO_UNIT):
                 c.cls = STRONG  # capitalised mid-sentence: "teams on Linear", "Simple Analytics takes …"
             elif c.cls == WEAK and lang != "de" and len(
@@ -1147,6 +1167,8 @@ def accept(
         if c.cls in (WEAK, MEDIUM):
             if declared or any(not (c.span[0] <= p < c.span[1]) for p in capitalised(c.text)):
                 c.cls = STRONG
+                # A cue phrase is evidence at this very span, even for an everyday word ("Front is worth a look").
+                c.anchor = c.anchor or c.cued
     groups: dict[str, list[Candidate]] = {}
     for c in cands:
         groups.setdefault(c.group, []).append(c)

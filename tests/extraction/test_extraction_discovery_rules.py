@@ -173,3 +173,25 @@ def test_products_listed_inside_a_brands_entry_are_that_brand() -> None:
         "- **Acmeflow** – simple, and **Brakko** is the other option.\n"
     )
     assert _names(answer) == ["Zentrivo", "Pexora", "Brakko"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # A legal form alone is no name.
+        ("Für kleine GmbHs passt Acmeflow, für Konzerne eher Zentrivo.", ["Zentrivo"]),
+        # A sentence adverb is not part of the name after it.
+        ("Acmeflow is fine for most teams. Otherwise Zentrivo is cheaper.", ["Zentrivo"]),
+        # "X is worth a look" introduces an option, even when X is an everyday word.
+        ("Acmeflow handles email well. Front is worth a look if sales works in the same inbox.", ["Front"]),
+        # An everyday word capitalised mid-sentence as a subject, never in lower case: a name.
+        ("Acmeflow is enough for notes, and Bear is the nicer-looking upgrade.", ["Bear"]),
+        # Lower-case CamelCase names.
+        ("**1. Acmeflow** – rápida.\n\n**2. easyJet** – puntual.\n\n**3. Zentrivo** – barata.\n", ["easyJet", "Zentrivo"]),
+        # A name after a bare comma that opens a clause is not the last member of an enumeration.
+        ("Acmeflow is the default. If you're on Shopify, Gorgias is built for that world.", ["Gorgias"]),
+    ],
+    ids=["legal-form", "sentence-adverb", "worth-a-look", "subject-never-lower", "camel-lower", "comma-clause"],
+)
+def test_evidence_rules(answer: str, expected: list[str]) -> None:
+    assert _names(answer) == expected

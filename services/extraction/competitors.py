@@ -538,6 +538,46 @@ def _stack_compound(doc: Doc, name: str) -> bool:
     return False
 
 
+def _links_to_itself(doc: Doc, c: Candidate, keys: Iterable[str]) -> bool:
+    """Does a link (a citation chip included) in the candidate's unit point to a domain whose stem is its name?"""
+    unit = doc.unit_at(c.span[0])
+    if unit is None:
+        return False
+    return any(
+        unit.start <= link.span[0] < unit.end and stem_match(domain_stem(link.url), keys) >= 1000
+        for link in doc.links
+    )
+
+
+#: What joins two members of an enumeration written with markup: "**Apple**, **Dell** and **Lenovo**".
+_JOIN_RE = re.compile(r"[*_]*(?:,|,?[ \t]+(?:and|or|&|y|o|und|oder|et|ou))[ \t]+[*_]*")
+
+
+def _joined_to_accepted(doc: Doc, cands: Sequence[Candidate], out: list[Candidate]) -> list[Candidate]:
+    """A weak or medium lead or bold name written as one member of an enumeration whose next or previous member
+    is accepted is accepted too (the enumeration pattern cannot see through ``**…**`` markup)."""
+    if not out:
+        return out
+    starts = {c.span[0] for c in out}
+    ends = {c.span[0] + len(c.text) for c in out} | {c.span[1] for c in out}
+    chosen = {id(c) for c in out}
+    extra = []
+    for c in cands:
+        if id(c) in chosen or c.cls not in (WEAK, MEDIUM) or c.source not in ("lead", "bold"):
+            continue
+        end = c.span[0] + len(c.text)
+        m = _JOIN_RE.match(doc.masked, end) or _JOIN_RE.match(doc.masked, c.span[1])
+        joined = m is not None and m.end() in starts
+        if not joined:
+            head = doc.masked[max(0, c.span[0] - 12) : c.span[0]]
+            for pm in _JOIN_RE.finditer(head):
+                if pm.end() == len(head) and (c.span[0] - len(head) + pm.start()) in ends:
+                    joined = True
+        if joined:
+            extra.append(c)
+    return sorted([*out, *extra], key=lambda c: c.span) if extra else out
+
+
 def _never_lower(doc: Doc, name: str) -> bool:
     """Is every occurrence of ``name`` in the answer's running text capitalised as written?"""
     return all(doc.masked[s:e] == name for s, e in doc.find_phrase(words_of(name)))
@@ -1094,6 +1134,9 @@ def accept(
             c.anchor = c.cls == STRONG
             continue
         c.declared = bool(keys & (known_keys | org_keys))
+        if c.cls == GENERIC and c.source == "lead" and c.text[:1].islower() and _links_to_itself(doc, c, keys):
+            c.cls = STRONG  # "**2. folk** — … ([folk.app](…))": a lead in lower case that its own link names
+            c.anchor = True
         if c.declared and c.source != "prose":
             c.cls = STRONG  # the org or a known competitor in a list ("Best Buy") votes for its siblings
             continue
@@ -1212,6 +1255,7 @@ def accept(
     if label_spans:
         out = [c for c in out if c.declared or not any(s <= c.span[0] < e for s, e in label_spans)]
     out.sort(key=lambda c: c.span)
+    out = _joined_to_accepted(doc, cands, out)
     return _drop_entry_parts(doc, out, lang)
 
 

@@ -195,3 +195,17 @@ def test_products_listed_inside_a_brands_entry_are_that_brand() -> None:
 )
 def test_evidence_rules(answer: str, expected: list[str]) -> None:
     assert _names(answer) == expected
+
+
+def test_a_lower_case_lead_named_by_its_own_link_is_a_brand() -> None:
+    answer = (
+        "**1. Acmeflow** — flexible. ([acmeflow.io](https://acmeflow.io/pricing))\n\n"
+        "**2. brisk** — contact-centric, from $20. ([brisk.app](https://www.brisk.app/pricing))\n\n"
+        "**3. Zentrivo** — built-in calling.\n"
+    )
+    assert _names(answer) == ["brisk", "Zentrivo"]
+
+
+def test_an_enumeration_written_with_bold_markup_is_still_an_enumeration() -> None:
+    answer = "- **Acmeflow** is simple.\n\nAnd from the makers:\n\n- **Apple**, **Zentrivo** and **Pexora** run sales."
+    assert _names(answer) == ["Apple", "Zentrivo", "Pexora"]

@@ -121,17 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     stack = start_stack(("sandbox", "search", "inference", "extraction"), env=stack_env, log_dir=tmp / "logs")
     sandbox_url = f"http://{stack.children['sandbox'].address}"
     pids = {k: c.proc.pid for k, c in stack.children.items()}
+    bench_env = {**stack.env(), "VANTAGE_TAVILY_RPM": stack_env["VANTAGE_TAVILY_RPM"]}  # T_LB reads the limit
     out: dict[str, Any] = {"n": args.n, "before": args.before or None, "runs": {k: [] for k in trees},
                            "profiles": {}}
     try:
         sandbox_config(sandbox_url, pipeline.SCALED_100.sandbox_patch())
         # Warm-up (caches of the services, first connections), not measured.
-        pipeline.research(100, "w", stack_env=stack.env(), pids=pids, tmp=tmp, db_prefer="auto")
+        pipeline.research(100, "w", stack_env=bench_env, pids=pids, tmp=tmp, db_prefer="auto")
         order = list(trees)
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else reversed(order):
                 say(f"{name}, round {r + 1}")
-                res = pipeline.research(args.n, f"{name[0]}{r}", stack_env=stack.env(), pids=pids, tmp=tmp,
+                res = pipeline.research(args.n, f"{name[0]}{r}", stack_env=bench_env, pids=pids, tmp=tmp,
                                         db_prefer="auto", tree=trees[name])
                 out["runs"][name].append({k: res.get(k) for k in FIELDS})
         if args.profile is not None:
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 raw = args.profile / f"{name}.txt"
                 wrap = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(raw), "--"]
                 say(f"{name}, profiled (py-spy)")
-                pipeline.research(args.profile_n, f"p{name[0]}", stack_env=stack.env(), pids=pids, tmp=tmp,
+                pipeline.research(args.profile_n, f"p{name[0]}", stack_env=bench_env, pids=pids, tmp=tmp,
                                   db_prefer="auto", tree=tree, wrap=wrap)
                 top = top_functions(raw)
                 lines = [f"py-spy, {name}: {int(top['samples'][0][1])} samples (on-CPU), N = {args.profile_n}",

@@ -294,7 +294,9 @@ _LEAD_IN = r"[\[*_\s]*"
 _CUE_BEFORE_RE = re.compile(
     r"(?:\b(?:choice|option|alternative|pick|contender|bet|provider|vendor|platform)s?[ \t]+"
     r"(?:is|are|would be|remains|include|includes|including)|\b(?:consider|considering|recommend|try|trying|"
-    r"evaluate|evaluating|check out|look at|go with|choose|choosing|such as|like|including|includes|include)"
+    r"evaluate|evaluating|check out|look at|go with|choose|choosing|such as|like|including|includes|include|"
+    # the same cues in Spanish, German and French: "como Stripe", "wie Trade Republic", "comme Qonto"
+    r"como|tales como|por ejemplo|incluyendo|wie|etwa|beispielsweise|z\.[ \t]?B\.|comme|notamment|par exemple)"
     rf")[ \t]+{_LEAD_IN}(?P<name>{_NAME})"
 )
 _CUE_AFTER_RE = re.compile(
@@ -318,6 +320,7 @@ _CUE_AFTER_HINT_RE = re.compile(
 _CUE_BEFORE_WORDS: tuple[str, ...] = (
     "choice", "option", "alternative", "pick", "contender", "bet", "provider", "vendor", "platform", "consider",
     "recommend", "try", "trying", "evaluat", "check out", "look at", "go with", "choos", "such as", "like", "includ",
+    "como", "ejemplo", "wie", "etwa", "beispielsweise", "B.", "comme", "notamment",
 )
 _SUFFIXED_HINT_RE = re.compile(r"[ \t](?:AI|Labs|Inc|Technologies)")
 _AFTER_FOR_RE = re.compile(r"\bfor[ \t]+$")
@@ -517,6 +520,10 @@ def _always_after_article(doc: Doc, name: str, lang: str) -> bool:
     return hits > 0
 
 
+#: A cue word of examples right after a name: the name is their category ("Neobroker wie Trade Republic").
+_CATEGORY_BEFORE_CUE_RE = re.compile(
+    rf"[ \t]+(?:such as|like|wie|etwa|como|tales como|comme|notamment)[ \t]+[*_]*[{_UPPER}]"
+)
 _STACK_COMPOUND_ENDS = (
     "based", "compatible", "native", "powered", "backed", "centric", "first", "friendly", "style", "like", "only",
     "focused", "heavy", "basiert", "kompatibel",
@@ -862,7 +869,7 @@ _POSSESSIVE_DETS = frozenset(
 )
 #: Last words of :data:`_HISTORY_CUE_RE` (a cheap test before the pattern).
 _HISTORY_LAST_WORDS = frozenset(
-    "formerly previously of by the antes de früher ehemals zu anciennement ex- à par".split()
+    "formerly previously of by the antes de früher ehemals zu anciennement ex- à par a".split()
 )
 #: "its", "their" … right before a name: the name is a product or feature of the subject.
 _POSSESSIVE_DET_RE = re.compile(
@@ -887,7 +894,8 @@ _ATTRIBUTIVE_RE = re.compile(
 _HISTORY_CUE_RE = re.compile(
     r"(?:\b(?:formerly|previously|now part of|part of|owned by|acquired by|bought by|a subsidiary of|"
     r"a division of|from the makers of|made by|built by|by|antes|ahora parte de|propiedad de|"
-    r"früher|ehemals|gehört zu|anciennement|ex-|filiale de|appartient à|racheté par)"
+    r"früher|ehemals|gehört zu|anciennement|ex-|filiale de|appartient à|racheté par|pertenece a|forma parte de|"
+    r"filial de)"
     r"|[–—][ \t]*by)[ \t]+(?:the[ \t]+)?[*_]*$",
     re.IGNORECASE,
 )
@@ -1155,6 +1163,11 @@ def accept(
         if c.source != "prose" and not declared and _rule_out(c.text, lang, False):
             c.cls = GENERIC  # German compounds, places, plans … are no names in a heading or a list either
             continue
+        if c.source == "cue" and not keys & known_keys and (
+            _rule_out(c.text, lang) or (lang == "de" and _german_word(c.text.split()[0]))
+        ):
+            c.cls = GENERIC  # a cue before a place, a plan or a German noun: "wie Kreditkarten", "like Europe"
+            continue
         if c.source == "prose":
             # A name in running text is a brand on evidence only: declared, or shaped like one / not a dictionary
             # word and capitalised where a capital means a name (mid-sentence; German capitalises every noun),
@@ -1170,6 +1183,8 @@ def accept(
                 and _after_place_preposition(doc, at, lang, _ENUM_PLACE_PREPOSITIONS)
             ):
                 c.cls = GENERIC  # "in Lisbon", "à Lyon", "nach Berlin", "in Alfama, Príncipe Real and …"
+            elif _CATEGORY_BEFORE_CUE_RE.match(doc.masked, c.span[0] + len(c.text)):
+                c.cls = GENERIC  # "Neobroker wie Trade Republic", "Plataformas como …": the category, then examples
             elif _stack_compound(doc, c.text):
                 c.cls = GENERIC  # "Postgres-based", "Kubernetes-native": what the options are built on
             elif _ACRONYM_RE.fullmatch(c.text):

@@ -209,3 +209,15 @@ def test_a_lower_case_lead_named_by_its_own_link_is_a_brand() -> None:
 def test_an_enumeration_written_with_bold_markup_is_still_an_enumeration() -> None:
     answer = "- **Acmeflow** is simple.\n\nAnd from the makers:\n\n- **Apple**, **Zentrivo** and **Pexora** run sales."
     assert _names(answer) == ["Apple", "Zentrivo", "Pexora"]
+
+
+def test_cue_words_of_other_languages_introduce_options_but_not_nouns_or_places() -> None:
+    de = "Acmeflow ist solide. Neobroker wie Zentrivo Capital sind günstiger, Zahlungen wie Kreditkarten kosten extra."
+    assert _names(de) == ["Zentrivo Capital"]
+    es = "Acmeflow es cómodo. Herramientas como Pexora también sirven, igual que en ciudades como Madrid."
+    assert _names(es) == ["Pexora"]
+
+
+def test_a_spanish_owner_phrase_folds_the_owner_into_the_brand() -> None:
+    answer = "Acmeflow es la opción más simple. Zentrivo sigue siendo útil; pertenece a Quillbase Group."
+    assert _names(answer) == ["Zentrivo"]

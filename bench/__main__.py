@@ -10,7 +10,7 @@ Environment knobs:
 
 - ``BENCH_N`` (10000): companies of the large research run. The bench first runs N = 1,000 (the memory reference,
   and a calibration); if the large run and its baseline would not fit the time budget, N is scaled down (in steps of
-  500) and the N used is reported.
+  500) and the N used is reported. 0 = part b runs b′ (the latency-bound variant) only.
 - ``BENCH_BUDGET_S`` (540): wall-time budget of the whole bench (s); the issue's limit is 600.
 - ``BENCH_SECONDS`` (5): length of each ceiling measurement (s); ``BENCH_RATE`` (1000): its open-loop rate (calls/s).
 - ``BENCH_DB`` (auto): ``postgresql`` (a fresh database on the server at ``VANTAGE_TEST_PG``), ``sqlite``, or auto
@@ -231,6 +231,8 @@ def _pipeline(sandbox_url: str, stack_env: dict[str, str], pids: dict[str, int],
                                                    db_prefer=db_prefer, profile=p10, timeline=True)
         res["b_latency_bound_baseline"] = pipeline.baseline(latency_bound_n, "k", stack_env=stack_env, pids=pids,
                                                             tmp=tmp, profile=p10)
+    if n_target <= 0:  # BENCH_N=0: b′ only
+        return res
     sandbox_config(sandbox_url, pipeline.SCALED_100.sandbox_patch())
     say(f"b. pipeline: search {pipeline.SEARCH_LATENCY_S * 1000:g} ms, LLM lognormal mean "
         f"{pipeline.LLM_LATENCY_S * 1000:g} ms CV {pipeline.LLM_CV}, budgets search {pipeline.SEARCH_BUDGET} / "

@@ -223,8 +223,20 @@ def _strong(doc: Doc, start: int, end: int, keys: set[str]) -> bool:
     if unit is not None and doc.is_title_case(unit):
         return False
     if is_sentence_start(doc, start):
-        return bool(ORG_PREDICATE_RE.match(masked, end))
+        if ORG_PREDICATE_RE.match(masked, end):
+            return True
+        # "Netflix has the biggest library …": a sentence's subject that the answer never writes in lower case.
+        return bool(_SUBJECT_RE.match(masked, end)) and all(
+            masked[s : s + 1].isupper() for s, _e in doc.find_phrase(words_of(doc.text[start:end]))
+        )
     return True
+
+
+#: A verb right after a sentence-initial name (issue 13: evidence that a common-word name is the subject).
+_SUBJECT_RE = re.compile(
+    r"(?:['’]s)?[ \t]+(?:is|are|was|were|has|have|had|remains|still|also|now|offers|charges|costs|keeps|raised|"
+    r"lets|gives|makes|comes|works|tends|ist|hat|bietet|es|tiene|ofrece|est|a|propose|offre)\b"
+)
 
 
 _PREV_WORD_RE = re.compile(r"([^\W_][\w&'’-]*(?:\.[^\W_]+)*)[ \t]+$")

@@ -221,3 +221,12 @@ def test_cue_words_of_other_languages_introduce_options_but_not_nouns_or_places(
 def test_a_spanish_owner_phrase_folds_the_owner_into_the_brand() -> None:
     answer = "Acmeflow es la opción más simple. Zentrivo sigue siendo útil; pertenece a Quillbase Group."
     assert _names(answer) == ["Zentrivo"]
+
+
+def test_a_common_word_org_name_that_opens_a_sentence_as_its_subject_is_a_mention() -> None:
+    # "netflix" is frequent enough in the word list to count as a common word; as a sentence's subject, capitalised
+    # everywhere in the answer, it is the org.
+    evaluation = analyze("Netflix has the biggest library, but it is pricey.", Org("Netflix")).org_eval
+    assert evaluation.mentioned and evaluation.mention_count == 1
+    # A sentence-initial common word with no verb after it is no mention ("Target budget: …").
+    assert not analyze("Target budget: under $500. Plan for it.", Org("Target")).org_eval.mentioned

@@ -81,10 +81,11 @@ def _names_org(doc: Doc, span: tuple[int, int] | None, keys: set[str]) -> bool:
 
 
 #: Where a clause ends inside a unit: ";", a sentence end, a spaced dash, or before a contrastive conjunction.
+#: (Every match starts with ";", "," or a space: the leading lookahead lets re skip other positions fast.)
 _CLAUSE_RE = re.compile(
-    r";|(?<=[.!?])\s+|\s[–—-]\s|,?\s+(?=(?:but|however|although|though|while|whereas|yet|except|pero|aunque|"
-    r"mientras|sin embargo|aber|jedoch|doch|während|obwohl|mais|cependant|toutefois|tandis|alors qu|bien que|"
-    r"sauf)\b)",
+    r"(?=[;,\s])(?:;|(?<=[.!?])\s+|\s[–—-]\s|,?\s+(?=(?:but|however|although|though|while|whereas|yet|except|"
+    r"pero|aunque|mientras|sin embargo|aber|jedoch|doch|während|obwohl|mais|cependant|toutefois|tandis|alors qu|"
+    r"bien que|sauf)\b))",
     re.IGNORECASE,
 )
 _THAN_RE = re.compile(
@@ -166,12 +167,38 @@ def _clauses(doc: Doc, unit: Unit) -> list[tuple[int, int]]:
     return spans
 
 
+def _cell_labels(doc: Doc, unit: Unit) -> dict[int, int]:
+    """Cell start → +1 / −1 for the cells of a table row under a "Pros" / "Cons" header cell, or of a column cell
+    (a pseudo unit of :func:`_column_cells`) whose row is labelled "Pros" / "Cons" (:func:`sentiment.column_label`)."""
+    if unit.kind != "row" or unit.header:
+        return {}
+    if unit.index < 0:  # a column cell: the label is its row's first cell
+        row = doc.unit_at(unit.start)
+        if row is None or not row.cells:
+            return {}
+        sign = sentiment.column_label(plain(doc.text[row.cells[0][0] : row.cells[0][1]]))
+        return {unit.start: sign} if sign else {}
+    header = next(
+        (u for u in reversed(doc.units[: unit.index]) if u.kind == "row" and u.header and u.group == unit.group),
+        None,
+    )
+    if header is None:
+        return {}
+    out = {}
+    for (hs, he), (cs, _ce) in zip(header.cells, unit.cells, strict=False):
+        sign = sentiment.column_label(plain(doc.text[hs:he]))
+        if sign:
+            out[cs] = sign
+    return out
+
+
 def _score_unit(
     doc: Doc, unit: Unit, named: list[tuple[int, int, int]], about_org: bool, lang: str
 ) -> list[_Clause]:
     """The clauses of ``unit`` that count for the org (brand id 0 in ``named``), scored."""
     out: list[_Clause] = []
     subject = 0 if about_org else -1
+    labels = _cell_labels(doc, unit)
     for cs, ce in _clauses(doc, unit):
         inside = [(s, b) for s, _e, b in named if cs <= s < ce]
         ids = {b for _s, b in inside}
@@ -180,7 +207,7 @@ def _score_unit(
             if cs <= s and e <= ce:
                 text = text[: s - cs] + " " * (e - s) + text[e - cs :]
         pol = sentiment.polarity(sentiment.words(plain(text)), lang)
-        than = _THAN_RE.search(doc.text, cs, ce) if pol.comparison else None
+        than = _THAN_RE.search(doc.text, cs, ce) if pol.comparison or pol.than_at >= 0 else None
         # Brands after "than" are the object of a comparison, not the clause's subject.
         subjects = [(s, b) for s, b in inside if than is None or s < than.start()]
         if len(ids) >= 3 and not pol.comparison:
@@ -204,6 +231,9 @@ def _score_unit(
                 neg += 1
         elif 0 not in ids and inside and not back:
             continue  # names others only
+        label = labels.get(cs, 0)
+        if label and plain(doc.text[cs:ce]).strip(" -–—"):
+            pos, neg = (max(pos, 1), neg) if label > 0 else (pos, max(neg, 1))  # a "Pros" / "Cons" cell
         if pos or neg:
             out.append(_Clause(cs, ce, pos, neg))
     return out
@@ -232,7 +262,12 @@ def sentiment_of_mentions(
     """The answer's verdict toward the org and one :class:`MentionSentiment` per mention."""
     named = sorted(
         [(s, e, 0) for s, e in org.mentions]
-        + [(s, e, i + 1) for i, b in enumerate(others) for s, e in b.mentions]
+        + [
+            (s, e, i + 1)
+            for i, b in enumerate(others)
+            for s, e in b.mentions
+            if not sentiment.is_domain_noun(doc.text[s:e])  # "Ransomware" found as a brand attributes nothing
+        ]
     )
     scored: dict[tuple[int, int], list[_Clause]] = {}
 

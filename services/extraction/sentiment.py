@@ -81,7 +81,7 @@ harder higher-priced premium-priced capped throttled throttling delays delayed f
 bloated cluttered overkill pricier dearer laggy flaky painful annoying tedious awkward rigid slowly heavy
 heavier noisy messy unintuitive unhelpful unresponsive hidden skip overloaded criticism weakness weaknesses
 unclear faulty crashed crashing damaged complaint raising rising crept hikes hike thinner upsells upsell upselling
-hit-or-miss trade-off trade-offs tradeoff tradeoffs priciest costliest cons
+hit-or-miss trade-off trade-offs tradeoff tradeoffs priciest costliest cons repetitive
 """
 _ES_POS = """
 mejor mejores excelente excelentes fiable fiables confiable confiables recomendable recomendables recomendado
@@ -195,7 +195,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "más conocido", "más conocida", "más usado", "más usada",
                                          "más utilizado", "más utilizada", "mayor cobertura")]
         + [(tuple(p.split()), -1) for p in ("curva de aprendizaje", "comisiones ocultas", "deja que desear",
-                                            "se queda corto", "se queda corta", "falsos positivos")]
+                                            "se queda corto", "se queda corta", "falsos positivos",
+                                            "tarda en", "tardan en", "tarda días", "tardan días")]
     ),
     "de": tuple(
         [(tuple(p.split()), 1) for p in ("die beste wahl", "beste wahl", "einfach zu bedienen", "erste wahl",
@@ -203,7 +204,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "starten sie mit", "meine empfehlung", "weit verbreitet",
                                          "am bekanntesten", "de-facto-standard")]
         + [(tuple(p.split()), -1) for p in ("lässt zu wünschen übrig", "versteckte kosten", "steile lernkurve",
-                                            "falsch-positive", "fehlalarme")]
+                                            "falsch-positive", "fehlalarme", "dauert lange",
+                                            "lässt auf sich warten")]
     ),
     "fr": tuple(
         [(tuple(p.split()), 1) for p in ("le meilleur choix", "meilleur choix", "facile à utiliser",
@@ -212,7 +214,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "le plus connu", "la plus connue", "référence du marché",
                                          "la référence", "le choix le plus sûr", "vaut le coup")]
         + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer",
-                                            "faux positifs")]
+                                            "faux positifs", "met du temps", "met plusieurs jours",
+                                            "met des jours")]
     ),
 }
 _NEGATORS: dict[str, frozenset[str]] = {
@@ -464,11 +467,63 @@ _BACK_REFERENCES: frozenset[str] = frozenset(
 )
 
 
+#: Table header cells and row labels that make every cell under them an evaluation of the row's (or column's)
+#: brand: "Pros" / "Cons" columns, "Stärken" / "Schwächen", "Points forts" / "Points faibles" …
+_COLUMN_LABELS: dict[str, int] = {
+    **{k: 1 for k in (
+        "pros", "strengths", "strength", "advantages", "upsides", "what's good", "ventajas", "puntos fuertes",
+        "fortalezas", "pros principales", "vorteile", "stärken", "pluspunkte", "points forts", "avantages",
+        "atouts", "forces")},
+    **{k: -1 for k in (
+        "cons", "weaknesses", "weakness", "drawbacks", "downsides", "limitations", "watch out for",
+        "desventajas", "inconvenientes", "puntos débiles", "debilidades", "contras", "nachteile", "schwächen",
+        "minuspunkte", "einschränkungen", "points faibles", "inconvénients", "faiblesses", "limites")},
+}
+
+
+def column_label(text: str) -> int:
+    """+1 / −1 when ``text`` (a table header cell or row label, plain text) is a pros / cons label (so each
+    non-empty cell under it is favourable / unfavourable for its brand), else 0."""
+    key = " ".join(text.lower().replace("’", "'").strip(" :*_-–—").split())
+    return _COLUMN_LABELS.get(key, 0)
+
+
+def is_domain_noun(name: str) -> bool:
+    """Whether ``name`` (a brand's spelling in the answer) is a single domain noun ("Ransomware", "Bugs",
+    "Incidents", "Fehler"): such a "brand" is the thing a product handles, never the subject of an evaluation."""
+    key = name.strip().lower()
+    return " " not in key and key in _DOMAIN_NOUNS
+
+
 def refers_back(text: str) -> bool:
     """Whether ``text`` (a sentence or clause, plain text) starts with a pronoun or possessive that refers back to
     the subject of the text before it (:data:`_BACK_REFERENCES`; "Its per-user pricing gets expensive …")."""
     m = _WORD_RE.search(text[:40])
     return m is not None and m.group().lower().replace("’", "'") in _BACK_REFERENCES
+
+
+#: English words before a comparative in "-er" ("is stronger", "feels clunkier", "much smoother"): without one (or
+#: "than" after it) an "-er" word is more often an agent noun ("banner", "skipper") than a comparative.
+_EN_BEFORE_COMPARATIVE: frozenset[str] = frozenset(
+    """is are was were be been being it's feel feels felt look looks seem seems get gets getting got become
+    becomes much far even bit slightly noticeably considerably significantly somewhat way lot and or""".split()
+)
+
+
+def _en_degree(word: str, lex: _Lexicon, comparative_context: bool) -> int:
+    """The sign of an English comparative or superlative of a lexicon adjective ("stronger", "clunkier",
+    "smoothest", "simplest", "easiest", "steeper"); "-er" forms only in a comparative context."""
+    for end in ("est", "er"):
+        if not word.endswith(end) or len(word) <= len(end) + 3 or (end == "er" and not comparative_context):
+            continue
+        stem = word[: -len(end)]
+        for cand in (stem, stem + "e", stem[:-1] + "y" if stem.endswith("i") else "",
+                     stem[:-1] if stem[-1] == stem[-2] else ""):
+            if cand in lex.pos:
+                return 1
+            if cand in lex.neg:
+                return -1
+    return 0
 
 
 def _sign(word: str, lang: str, lex: _Lexicon) -> int:
@@ -489,7 +544,9 @@ def _sign(word: str, lang: str, lex: _Lexicon) -> int:
 @dataclass(frozen=True)
 class Polarity:
     """Hits in one clause: ``pos``/``neg`` counts of plain evaluations; ``comparison``: the sign of a comparative
-    followed by "than"/"que"/"als" (0 = no comparison) and ``than_at``: the index (in :func:`words`) of that word."""
+    followed by "than"/"que"/"als" (0 = no comparison) and ``than_at``: the index (in :func:`words`) of that word
+    (-1 = none; set for an English "than" even when its comparative is not an evaluation: what follows it is the
+    object of a comparison, not a subject)."""
 
     pos: int = 0
     neg: int = 0
@@ -628,7 +685,13 @@ def polarity(ws: list[str], lang: str) -> Polarity:
                 return -1
             if word in _PRICE_DOWN:
                 return 1
-        return _sign(word, lang, lex)
+        hit = _sign(word, lang, lex)
+        if not hit and lang == "en" and at >= 0 and word.endswith(("er", "est")):
+            context = (at + 1 < len(ws) and ws[at + 1] == "than") or (
+                at > 0 and ws[at - 1] in _EN_BEFORE_COMPARATIVE
+            )
+            hit = _en_degree(word, lex, context)
+        return hit
 
     negators = _NEGATORS.get(lang, _NEGATORS["en"])
     suffer = _SUFFER.get(lang, _SUFFER["en"])
@@ -645,7 +708,10 @@ def polarity(ws: list[str], lang: str) -> Polarity:
         w = ws[i]
         if w in than and comparison == 0 and i > 0:
             comparison = _comparative(ws, i, lang, sign)
-            than_at = i if comparison else -1
+            if comparison:
+                than_at = i
+            elif than_at < 0 and lang == "en" and ws[i - 1] not in _NOT_COMPARISON:
+                than_at = i  # "More serious than X": X is an object even when the comparative is unknown
             i += 1
             continue
         if comparison == 0 and w in compared_first:

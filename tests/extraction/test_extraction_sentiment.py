@@ -293,3 +293,46 @@ def test_rarely_is_a_negator() -> None:
         "de",
         "POSITIVE",
     )
+
+
+def test_english_comparatives_and_superlatives_of_lexicon_words() -> None:
+    lex = sentiment.lexicon("en")
+    assert sentiment._en_degree("stronger", lex, True) == 1 and sentiment._en_degree("clunkier", lex, True) == -1
+    assert sentiment._en_degree("smoothest", lex, False) == 1  # "-est" needs no context
+    assert sentiment._en_degree("skipper", lex, False) == 0  # an "-er" noun outside a comparative context
+    assert _eval("For automations, Kit is stronger than most newsletter tools.", Org("Kit", "kit.com"))[1] == (
+        "POSITIVE"
+    )
+
+
+def test_than_makes_an_object_even_without_a_known_comparative() -> None:
+    # "More serious than Duolingo": Duolingo is an object, so the next clause still talks about Babbel.
+    answer = "2. **Babbel** – More serious than Duolingo, though the app can feel repetitive after a few months.\n"
+    assert _eval(answer, Org("Babbel", "babbel.com")) == ("en", "NEGATIVE")
+
+
+def test_a_domain_noun_found_as_a_brand_attributes_nothing() -> None:
+    assert sentiment.is_domain_noun("Ransomware") and not sentiment.is_domain_noun("Bitdefender")
+    answer = "**1. Sophos Intercept X**\nErkennt Ransomware zuverlässig, aber die Konsole ist nicht gerade intuitiv.\n"
+    assert _eval(answer, Org("Sophos", "sophos.com", products=("Sophos Intercept X",))) == ("de", "MIXED")
+
+
+def test_slow_responses_in_spanish() -> None:
+    answer = "Para una pyme, ESET es fácil de usar, aunque el soporte tarda en responder."
+    assert _eval(answer, Org("ESET", "eset.com")) == ("es", "MIXED")
+
+
+def test_pros_and_cons_columns_and_row_labels() -> None:
+    assert sentiment.column_label("**Cons**") == -1 and sentiment.column_label("Stärken") == 1
+    assert sentiment.column_label("Pricing") == 0
+    rows = (
+        "| Anbieter | Preis | Stärken | Schwächen |\n|---|---|---|---|\n"
+        "| Pipedrive | ab 14 € | Pipeline-Ansicht | wenig Marketingfunktionen |\n"
+        "| HubSpot | ab 20 € | Marketing | Preise in höheren Stufen |\n"
+    )
+    assert _eval(rows, Org("Pipedrive", "pipedrive.com")) == ("de", "MIXED")
+    columns = (
+        "| | Plausible | Fathom |\n|---|---|---|\n| Pros | EU hosting | simple dashboard |\n"
+        "| Cons | no funnels on the base plan | no self-hosting |\n"
+    )
+    assert _eval(columns, Org("Fathom", "usefathom.com"))[1] == "MIXED"

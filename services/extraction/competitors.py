@@ -545,6 +545,17 @@ def _stack_compound(doc: Doc, name: str) -> bool:
     return False
 
 
+def _rare_lower_name(text: str, lang: str, generic: frozenset[str]) -> bool:
+    """One lower-case word of four letters or more, shaped like a name, that is no word of English or of the
+    answer's language ("italki", "weclapp", "lexoffice"; not "free", "simple", "kubernetes-native")."""
+    if not (len(text) >= 4 and text[:1].islower() and _RARE_LOWER_RE.fullmatch(text)) or text in generic:
+        return False
+    return max(zipf(text), _zipf_in(text, lang)) < _CASUAL_ZIPF_MAX
+
+
+_RARE_LOWER_RE = re.compile(r"[a-z][a-z0-9]*(?:\.[a-z]{2,})?")
+
+
 def _links_to_itself(doc: Doc, c: Candidate, keys: Iterable[str]) -> bool:
     """Does a link (a citation chip included) in the candidate's unit point to a domain whose stem is its name?"""
     unit = doc.unit_at(c.span[0])
@@ -751,7 +762,7 @@ def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
         return True
     if len(words) == 1 and SUFFIXES.get(low[:-1] if low.endswith("s") and len(low) > 3 else low) == LEGAL:
         return True  # a legal form alone: "kleine GmbHs", "an LLC"
-    if lang == "de" and len(words) == 1 and (
+    if lang == "de" and len(words) == 1 and not _INNER_CAPITAL_RE.search(name) and (
         _DE_NOUN_END_RE.search(low)
         or len(low) >= 15
         or (len(low) >= (7 if prose else 10) and low.isalpha() and _de_compound(low))
@@ -762,6 +773,10 @@ def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
     ):
         return True  # "Shopify-focused", "Kubernetes-native"; German "B2B-Bereich", "US-Tool"
     return False
+
+
+#: A capital after the first letter: CamelCase names ("CentralStationCRM") are no German compound nouns.
+_INNER_CAPITAL_RE = re.compile(r"(?<=[a-zäöüß])[A-ZÄÖÜ]")
 
 
 @memo
@@ -1144,6 +1159,11 @@ def accept(
         c.declared = bool(keys & (known_keys | org_keys))
         if c.cls == GENERIC and c.source == "lead" and c.text[:1].islower() and _links_to_itself(doc, c, keys):
             c.cls = STRONG  # "**2. folk** — … ([folk.app](…))": a lead in lower case that its own link names
+            c.anchor = True
+        elif c.cls == GENERIC and c.source in ("lead", "column") and _rare_lower_name(c.text, lang, generic):
+            # "**italki**", "| weclapp |": a word in lower case that no dictionary knows, leading an item or row,
+            # is a name written in lower case; its list or table votes on it as on any other medium name.
+            c.cls = MEDIUM
             c.anchor = True
         if c.declared and c.source != "prose":
             c.cls = STRONG  # the org or a known competitor in a list ("Best Buy") votes for its siblings

@@ -230,3 +230,13 @@ def test_a_common_word_org_name_that_opens_a_sentence_as_its_subject_is_a_mentio
     assert evaluation.mentioned and evaluation.mention_count == 1
     # A sentence-initial common word with no verb after it is no mention ("Target budget: …").
     assert not analyze("Target budget: under $500. Plan for it.", Org("Target")).org_eval.mentioned
+
+
+def test_lower_case_and_camel_case_names_lead_rows_and_items() -> None:
+    de = (
+        "| Anbieter | Preis | Stärken |\n|---|---|---|\n| Acmeflow | 14 € | einfach |\n"
+        "| QuillStationCRM | 19 € | deutscher Support |\n| zentrivo | 30 € | ERP inklusive |\n"
+    )
+    assert _names(de) == ["QuillStationCRM", "zentrivo"]
+    en = "1. **Acmeflow** – structured.\n2. **brakko** – tutors.\n3. **Pexora** – audio.\n4. **free** – no cost.\n"
+    assert _names(en) == ["brakko", "Pexora"]

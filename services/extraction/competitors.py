@@ -762,7 +762,8 @@ def _rule_out(name: str, lang: str, prose: bool = True) -> bool:
         return True
     if len(words) == 1 and SUFFIXES.get(low[:-1] if low.endswith("s") and len(low) > 3 else low) == LEGAL:
         return True  # a legal form alone: "kleine GmbHs", "an LLC"
-    if lang == "de" and len(words) == 1 and not _INNER_CAPITAL_RE.search(name) and (
+    # German nouns are capitalised and never CamelCase: "lexoffice", "CentralStationCRM" are no compounds.
+    if lang == "de" and len(words) == 1 and name[:1].isupper() and not _INNER_CAPITAL_RE.search(name) and (
         _DE_NOUN_END_RE.search(low)
         or len(low) >= 15
         or (len(low) >= (7 if prose else 10) and low.isalpha() and _de_compound(low))
@@ -884,7 +885,7 @@ _POSSESSIVE_DETS = frozenset(
 )
 #: Last words of :data:`_HISTORY_CUE_RE` (a cheap test before the pattern).
 _HISTORY_LAST_WORDS = frozenset(
-    "formerly previously of by the antes de früher ehemals zu anciennement ex- à par a".split()
+    "formerly previously of by the antes de früher ehemals zu von anciennement ex- à par a".split()
 )
 #: "its", "their" … right before a name: the name is a product or feature of the subject.
 _POSSESSIVE_DET_RE = re.compile(
@@ -909,7 +910,7 @@ _ATTRIBUTIVE_RE = re.compile(
 _HISTORY_CUE_RE = re.compile(
     r"(?:\b(?:formerly|previously|now part of|part of|owned by|acquired by|bought by|a subsidiary of|"
     r"a division of|from the makers of|made by|built by|by|antes|ahora parte de|propiedad de|"
-    r"früher|ehemals|gehört zu|anciennement|ex-|filiale de|appartient à|racheté par|pertenece a|forma parte de|"
+    r"früher|ehemals|gehört zu|teil von|anciennement|ex-|filiale de|appartient à|racheté par|pertenece a|forma parte de|"
     r"filial de)"
     r"|[–—][ \t]*by)[ \t]+(?:the[ \t]+)?[*_]*$",
     re.IGNORECASE,
@@ -996,7 +997,27 @@ def candidates(
     out.extend(_prose_names(doc, leads, threshold, lang))
     if is_lower_case_answer(doc):
         out.extend(_casual_names(doc, leads, threshold, generic, lang))
+    else:
+        out.extend(_lower_sentence_starts(doc, generic, lang))
     out.sort(key=lambda c: c.span)
+    return out
+
+
+_LOWER_START_RE = re.compile(r"[*_\[(]*([a-z][a-z0-9]*(?:\.[a-z]{2,})?)(?![\w'’-])")
+
+
+def _lower_sentence_starts(doc: Doc, generic: frozenset[str], lang: str) -> list[Candidate]:
+    """In an answer written with capitals, a sentence that opens with a word in lower case that no dictionary
+    knows opens with a name written in lower case ("lexoffice (inzwischen Teil von Lexware) ist …")."""
+    out = []
+    for unit in doc.units:
+        if unit.kind != "sentence":
+            continue
+        m = _LOWER_START_RE.match(doc.masked, unit.body, unit.end)
+        if m and _rare_lower_name(m.group(1), lang, generic):
+            c = Candidate(m.group(1), m.span(1), "casual", "")
+            c.casual = True
+            out.append(c)
     return out
 
 

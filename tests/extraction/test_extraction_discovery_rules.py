@@ -240,3 +240,11 @@ def test_lower_case_and_camel_case_names_lead_rows_and_items() -> None:
     assert _names(de) == ["QuillStationCRM", "zentrivo"]
     en = "1. **Acmeflow** – structured.\n2. **brakko** – tutors.\n3. **Pexora** – audio.\n4. **free** – no cost.\n"
     assert _names(en) == ["brakko", "Pexora"]
+
+
+def test_a_sentence_that_opens_in_lower_case_opens_with_a_name() -> None:
+    de = (
+        "Für Freiberufler kommen zwei Programme in Frage: zentrivo und Acmeflow.\n\n"
+        "zentrivo (inzwischen Teil von Pexora) ist am weitesten verbreitet. Acmeflow ist günstiger."
+    )
+    assert _names(de) == ["zentrivo"]

@@ -238,6 +238,8 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
             # The search replicas' records of the run's keyed calls, by outcome, and the repeated attempts' rows.
             records = dict(conn.execute("SELECT state, count(*) FROM search_call_records WHERE idempotency_key LIKE "
                                         "%s GROUP BY state", (run_id + ":%",)).fetchall())
+            retaken = conn.execute("SELECT count(*) FROM run_items WHERE run_id = %s AND attempts > 1",
+                                   (run_id,)).fetchone()
             repeats = conn.execute(
                 "SELECT count(*), coalesce(sum(l.units), 0) FROM cost_ledger l JOIN run_items i ON i.id = l.item_id "
                 "WHERE l.run_id = %s AND l.kind = 'search' AND l.attempt < i.attempts", (run_id,)).fetchone()
@@ -256,8 +258,9 @@ def test_replicas_and_workers_killed_mid_run_lose_and_repeat_nothing(pg_url: str
               f"LLM {calls.get('openai.chat_completions')}; Tavily credits: ledger {ledger_credits}, sandbox billed "
               f"{billed} ({unread} unread, {cut} searches cut before billing); ledger rows of unknown outcome "
               f"{unknown_rows} ({unpriced_rows} unpriced), completed credits {ledger_completed}; search records {records}; "
-              f"search rows of superseded attempts {repeats[0] if repeats else 0} ({repeats[1] if repeats else 0} "
-              f"credits); evaluation ({Q} questions, chatgpt via Bright Data, {SNAPSHOT_S} s per snapshot): at the "
+              f"items claimed again {retaken[0] if retaken else 0}, search rows of their superseded attempts kept "
+              f"{repeats[0] if repeats else 0} ({repeats[1] if repeats else 0} credits; the others never reached "
+              f"Tavily: dropped); evaluation ({Q} questions, chatgpt via Bright Data, {SNAPSHOT_S} s per snapshot): at the "
               f"kill {at_kill[0]} answered, {at_kill[1]} snapshots in flight; {eval_status}, {answered} answered "
               f"({once[0]} rows, {once[1]} questions) from {snapshots} snapshots, {batches[0] if batches else 0} "
               f"batches recorded, {triggers} snapshots paid; Bright Data records: ledger {bd_led[2]} "

@@ -471,6 +471,32 @@ _LOWER_NAME_RE = re.compile(
     rf"(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
 )
 _LOWER_HINT_RE = re.compile(rf"[a-z][{_UPPER}]|\.(?:io|ai|com|app|co|dev|so)\b")
+_LOWER_RUN = frozenset("abcdefghijklmnopqrstuvwxyz")
+_LOWER_DOMAIN_RUN = _LOWER_RUN | frozenset("0123456789-")
+
+
+def _lower_name_matches(masked: str) -> list[re.Match[str]]:
+    """``list(_LOWER_NAME_RE.finditer(masked))``, tried only where a match can start: every match holds a
+    :data:`_LOWER_HINT_RE` match in its first word ("eB" of "eBay", ".io" of "incident.io") and starts where the
+    run of small letters (of ``[a-z0-9-]`` before a dot) that leads to it starts, so one cheap hint scan replaces
+    a full scan whose lookbehind runs at every character (perf only; tests/extraction/test_extraction_fast_paths.py)."""
+    starts: set[int] = set()
+    for h in _LOWER_HINT_RE.finditer(masked):
+        j = h.start()
+        run = _LOWER_DOMAIN_RUN if masked[j] == "." else _LOWER_RUN
+        while j > 0 and masked[j - 1] in run:
+            j -= 1
+        starts.add(j)
+    out: list[re.Match[str]] = []
+    end = 0
+    for start in sorted(starts):
+        if start < end:
+            continue  # inside the previous match: finditer resumes after it
+        m = _LOWER_NAME_RE.match(masked, start)
+        if m:
+            out.append(m)
+            end = m.end()
+    return out
 
 
 _ACRONYM_RE = re.compile(r"[A-Z]{2,5}")
@@ -806,7 +832,7 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
     masked = doc.masked
     matches = list(_CAP_SPAN_RE.finditer(masked))
     if _LOWER_HINT_RE.search(masked):
-        matches = sorted([*matches, *_LOWER_NAME_RE.finditer(masked)], key=lambda m: m.start())
+        matches = sorted([*matches, *_lower_name_matches(masked)], key=lambda m: m.start())
     for m in matches:
         s, e = m.span()
         unit = doc.unit_at(s)
@@ -1326,6 +1352,15 @@ _COMPARED_BEFORE_RE = re.compile(
 _COMPARED_AFTER_RE = re.compile(r"[^.,;:!?\n]{0,40}?\b(?:than|que|als)\b")
 
 
+#: Sources of names found in running text (not by structure, enumeration or cue).
+_RUNNING_TEXT = frozenset({"prose", "suffixed"})
+
+
+def _in_running_text(c: Candidate) -> bool:
+    """Found in running text, or in an enumeration that is not a list of brands ("TPUs or Vertex AI")."""
+    return c.source in _RUNNING_TEXT or (c.source == "enum" and not c.anchor)
+
+
 def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Candidate]:
     """Names that only live inside the entry of another brand are parts of it, not options of the answer.
 
@@ -1335,10 +1370,10 @@ def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Ca
     which is inside one such entry, and which is neither bold nor written as a comparison point ("cheaper than
     X", "over X", "X is more punctual than Y"), is that brand's product, plan, feature, integration or stack ("Sales
     Hub", "Watchtower", "Simple Start", "LinkedIn prospecting"): dropped."""
-    if not any(c.source == "prose" for c in accepted):
+    if not any(c.source in _RUNNING_TEXT for c in accepted):
         return accepted
     spans = {c.span for c in accepted}
-    other = {c.span for c in accepted if c.source != "prose"}
+    other = {c.span for c in accepted if not _in_running_text(c)}
     lead_of: dict[int, tuple[int, int] | None] = {}
 
     def entry(unit: Unit) -> int | None:
@@ -1362,7 +1397,7 @@ def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Ca
     out = []
     for c in accepted:
         unit = doc.unit_at(c.span[0])
-        if c.source != "prose" or c.declared or c.span in other or unit is None or doc.in_bold(*c.span):
+        if not _in_running_text(c) or c.declared or c.span in other or unit is None or doc.in_bold(*c.span):
             out.append(c)
             continue
         home = entry(unit)
@@ -1374,10 +1409,12 @@ def _drop_entry_parts(doc: Doc, accepted: list[Candidate], lang: str) -> list[Ca
             out.append(c)
             continue
         own = True
+        ls = lead_of.get(home)
+        # A word of the entry's own lead is a short form of that brand ("Azure" under "**Microsoft Azure**").
+        short_form = ls is not None and len(c.text.split()) == 1 and c.text in doc.text[ls[0] : ls[1]].split()
         for s, _e in doc.find_phrase(words_of(c.text)):
             u = doc.unit_at(s)
-            ls = lead_of.get(home)
-            if u is None or entry(u) != home or (ls is not None and ls[0] <= s < ls[1]):
+            if u is None or entry(u) != home or (ls is not None and ls[0] <= s < ls[1] and not short_form):
                 own = False
                 break
         if not own:

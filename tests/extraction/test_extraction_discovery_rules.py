@@ -248,3 +248,12 @@ def test_a_sentence_that_opens_in_lower_case_opens_with_a_name() -> None:
         "zentrivo (inzwischen Teil von Pexora) ist am weitesten verbreitet. Acmeflow ist günstiger."
     )
     assert _names(de) == ["zentrivo"]
+
+
+def test_inside_an_entry_a_non_brand_enumeration_and_a_short_form_of_the_lead_are_the_entry_brand() -> None:
+    answer = (
+        "- **Quillbase Cloud** offers A3 instances; a good fit if you already use TPUs or Vertex Studio AI.\n"
+        "- **Pexora Azul** VMs are scarce; Azul is where big labs train.\n"
+        "- **Acmeflow** usually beats both on price.\n"
+    )
+    assert _names(answer) == ["Quillbase Cloud", "Pexora Azul"]

@@ -55,7 +55,10 @@ REFDEF_RE = re.compile(
 )
 AUTOLINK_RE = re.compile(r"<(?P<url>https?://[^<>\s]+)>", re.IGNORECASE)
 #: A bare URL: an http(s) scheme or ``www.``; trailing sentence punctuation is trimmed afterwards.
-BARE_URL_RE = re.compile(r"(?<![\w@/.])(?:https?://|www\.)[^\s<>\"'`\[\]{}|\\^]+", re.IGNORECASE)
+#: The leading lookahead is the first letter every match has (h/H or w/W; IGNORECASE adds no other character for
+#: them), which re tests before the costlier lookbehind: the same matches in about half the time
+#: (tests/extraction/test_extraction_fast_paths.py checks it against the pattern without it).
+BARE_URL_RE = re.compile(r"(?=[hw])(?<![\w@/.])(?:https?://|www\.)[^\s<>\"'`\[\]{}|\\^]+", re.IGNORECASE)
 _EMPH_RE = re.compile(r"(\*{1,3}|_{1,3})(?=\S)(.{1,300}?)(?<=\S)\1")
 _CODE_RE = re.compile(r"`+([^`\n]*)`+")
 _TAG_RE = re.compile(r"</?[A-Za-z][^<>\n]{0,200}>")
@@ -70,7 +73,8 @@ ABBREVIATIONS: frozenset[str] = frozenset(
 _TITLE_WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 _LAST_WORD_RE = re.compile(r"([\w.]+)$")
 _NOT_NEWLINE_RE = re.compile(r"[^\r\n]")
-_SENT_END_RE = re.compile(r"[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_¿¡]*[A-Z0-9ÁÉÍÓÚÑÄÖÜÀÂÇÈÊÎÔ])")
+#: (The leading lookahead repeats the first character class: a redundant test that re rejects positions with faster.)
+_SENT_END_RE = re.compile(r"(?=[.!?])[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_¿¡]*[A-Z0-9ÁÉÍÓÚÑÄÖÜÀÂÇÈÊÎÔ])")
 
 #: The parser: CommonMark + GFM tables and strikethrough (what assistants emit).
 _MD = MarkdownIt("commonmark").enable_many(["table", "strikethrough"])

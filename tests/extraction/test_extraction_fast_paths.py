@@ -246,3 +246,51 @@ def test_the_response_built_in_place_serialises_like_the_one_built_apart(answer:
     want = _response_as_before(a)
     assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
     assert server._org_eval_pb(a.org_eval) == want.org_eval
+
+
+# Patterns with a redundant leading lookahead (the first character every match has), against the patterns without it.
+_BARE_URL_PLAIN = re.compile(r"(?<![\w@/.])(?:https?://|www\.)[^\s<>\"'`\[\]{}|\\^]+", re.IGNORECASE)
+_SENT_END_PLAIN = re.compile(r"[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_¿¡]*[A-Z0-9ÁÉÍÓÚÑÄÖÜÀÂÇÈÊÎÔ])")
+_CLAUSE_PLAIN = re.compile(
+    r";|(?<=[.!?])\s+|\s[–—-]\s|,?\s+(?=(?:but|however|although|though|while|whereas|yet|except|pero|aunque|"
+    r"mientras|sin embargo|aber|jedoch|doch|während|obwohl|mais|cependant|toutefois|tandis|alors qu|bien que|"
+    r"sauf)\b)",
+    re.IGNORECASE,
+)
+_url_pieces = st.sampled_from(
+    ["http://", "https://", "HTTPS://", "HtTp://", "httpſ://", "www.", "WWW.", "wWw.", "h", "w", "x.io", "/", "@",
+     ".", " ", "\n", "a", "é", "K", "(", ")", "]", "<", "but", "However", "SIN EMBARGO", ";", ",", "–", "-", "!",
+     "?", "e.g.", "Inc.", "A", "1", "¿", "*", "\u00a0", "\u2028"]
+)
+_url_texts = st.one_of(st.text(max_size=120), st.lists(_url_pieces, max_size=40).map("".join))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_url_texts)
+def test_patterns_with_a_first_character_lookahead_match_as_without(text: str) -> None:
+    from services.extraction import org_eval
+
+    for fast, plain in (
+        (tx.BARE_URL_RE, _BARE_URL_PLAIN),
+        (tx._SENT_END_RE, _SENT_END_PLAIN),
+        (org_eval._CLAUSE_RE, _CLAUSE_PLAIN),
+    ):
+        assert [m.span() for m in fast.finditer(text)] == [m.span() for m in plain.finditer(text)]
+        for pos in range(0, len(text), 7):  # finditer/search/match from inside the text (lookbehinds before pos)
+            got, want = fast.search(text, pos), plain.search(text, pos)
+            assert (got and got.span()) == (want and want.span())
+
+
+_lower_pieces = st.sampled_from(
+    ["eBay", "iPhone", "incident.io", "monday.com", "x-1.ai", "-a.io", "9a.co", "a.coM", ".io", ".com", "b.dev",
+     "Labs", "&", " ", "\t", "\n", "aB", "aÉ", "é", "ſ", "@", "/", "#", "'", "’", "+", "-", ".", "x", "Q", "1",
+     "mySQL", "a.so.b", "a.app", "a.co.uk", "getX", "zZ"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(_lower_pieces, max_size=30).map("".join),
+                 st.lists(_lower_pieces, max_size=30).map(" ".join)))
+def test_lower_case_names_found_from_their_hints_equal_the_full_scan(text: str) -> None:
+    got = [(m.span(), m.group(0)) for m in comp._lower_name_matches(text)]
+    assert got == [(m.span(), m.group(0)) for m in comp._LOWER_NAME_RE.finditer(text)]

@@ -446,8 +446,9 @@ def words(text: str) -> list[str]:
     for k, w in enumerate(found):
         if (
             k > 0
-            and _capitalised(w)
-            and ((_capitalised(found[k - 1]) and k > 1) or (k + 1 < len(found) and _capitalised(found[k + 1])))
+            and w[0].isupper()
+            and not w.isupper()
+            and ((k > 1 and _capitalised(found[k - 1])) or (k + 1 < len(found) and _capitalised(found[k + 1])))
         ):
             continue
         w = w.lower()
@@ -527,6 +528,18 @@ def _en_degree(word: str, lex: _Lexicon, comparative_context: bool) -> int:
 
 
 def _sign(word: str, lang: str, lex: _Lexicon) -> int:
+    """+1 / −1 / 0 for ``word`` in the lexicon ``lex`` of ``lang``, also after dropping a usual ending; memoised
+    per language (:func:`_stem_sign`) — most words of an answer are in no lexicon and recur."""
+    if word in lex.pos:
+        return 1
+    if word in lex.neg:
+        return -1
+    return _stem_sign(word, lang)
+
+
+@lru_cache(maxsize=1 << 15)
+def _stem_sign(word: str, lang: str) -> int:
+    lex = lexicon(lang)
     if word in lex.pos:
         return 1
     if word in lex.neg:
@@ -596,6 +609,8 @@ def _priced_segments(ws: list[str], lang: str) -> list[bool]:
     """Per word: whether the stretch of ``ws`` between boundary tokens that holds it names a price — so "higher"
     and "lower" are judged as prices only there ("Higher volume, lower effective fees": only "lower" is)."""
     out = [False] * len(ws)
+    if _PRICE_WORDS.isdisjoint(ws) and (lang != "de" or not any(_DE_PRICE_TAIL_RE.search(w) for w in ws)):
+        return out
     start = 0
     for k in range(len(ws) + 1):
         if k == len(ws) or ws[k] in _BOUNDARY:

@@ -317,6 +317,29 @@ def plain(markdown: str) -> str:
     return _WS_RE.sub(" ", text).strip()
 
 
+def blank_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with every ``[start, end)`` of ``spans`` blanked except line breaks (spans may overlap, be empty or
+    reversed: what :func:`_blank` on the list of characters gives, built from slices of ``text`` instead of a
+    list of its characters; checked against it in tests/extraction/test_extraction_fast_paths.py)."""
+    pieces: list[str] = []
+    pos = 0
+    for s, e in sorted(spans):
+        if e > len(text):
+            e = len(text)
+        if e <= pos or s >= e:
+            continue
+        if s < pos:
+            s = pos
+        pieces.append(text[pos:s])
+        seg = text[s:e]
+        pieces.append(_NOT_NEWLINE_RE.sub(" ", seg) if "\n" in seg or "\r" in seg else " " * (e - s))
+        pos = e
+    if not pieces:
+        return text
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
 def _blank(chars: list[str], text: str, start: int, end: int) -> None:
     """Blank ``chars[start:end]`` (the list form of ``text``) except line breaks."""
     seg = text[start:end]  # line breaks are never blanked, so the original text tells where they are
@@ -636,13 +659,8 @@ def parse(text: str) -> Doc:
         # `Notion` in backticks is still a name; `pip install notion-client` is code.
         if not _CODE_NAME_RE.fullmatch(text[s:e].strip("` ")):
             spans.append((s, e))
-    chars = list(text)
-    for s, e in spans:
-        _blank(chars, text, s, e)
-    for link in links:
-        if is_citation_chip(link):
-            _blank(chars, text, *link.span)
-    masked = "".join(chars)
+    spans.extend(link.span for link in links if is_citation_chip(link))
+    masked = blank_spans(text, spans)
     bold = [b for b in reader.bold if masked[b[0] : b[1]].strip()]
     return Doc(text=text, masked=masked, units=reader.units, links=links, bold=bold, _url_matches=found)
 

@@ -294,3 +294,19 @@ _lower_pieces = st.sampled_from(
 def test_lower_case_names_found_from_their_hints_equal_the_full_scan(text: str) -> None:
     got = [(m.span(), m.group(0)) for m in comp._lower_name_matches(text)]
     assert got == [(m.span(), m.group(0)) for m in comp._LOWER_NAME_RE.finditer(text)]
+
+
+def _blank_reference(text: str, spans: list[tuple[int, int]]) -> str:
+    chars = list(text)
+    for s, e in spans:
+        tx._blank(chars, text, s, e)
+    return "".join(chars)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab \n\r\té", max_size=40).flatmap(
+    lambda t: st.tuples(st.just(t), st.lists(st.tuples(st.integers(0, len(t)), st.integers(0, len(t))), max_size=6))
+))
+def test_blanking_spans_from_slices_equals_blanking_the_character_list(case) -> None:
+    text, spans = case
+    assert tx.blank_spans(text, spans) == _blank_reference(text, spans)

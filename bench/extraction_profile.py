@@ -1,8 +1,11 @@
 """Micro-benchmark of the extraction service's pure work on part a's typical answer (no gRPC, no threads).
 
 ``python -m bench.extraction_profile [--calls N] [--profile]`` prints µs per call of :func:`core.analyze` and of
-the whole ``Extract`` servicer path (request → response protobuf) on :func:`bench.ceiling.typical_answer`, best of
-five rounds of N calls; ``--profile`` adds a cProfile listing (top 30 by cumulative time) of N analyze calls.
+the whole ``Extract`` servicer path (serialized request → decoded request → servicer → serialized response, as the
+server does it, minus the gRPC transport) on :func:`bench.ceiling.typical_answer`, best of five rounds of N calls;
+``--profile`` adds cProfile listings of N calls of the servicer path: the top 30 functions by own time and by
+cumulative time (cProfile inflates small functions; ``py-spy record -p <pid>`` on the running service is the
+sampling view, see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -53,10 +56,11 @@ def main() -> None:
     print(f"core.analyze: {_best_us(lambda: core.analyze(answer, org, known, cites, cfg), ns.calls):.1f} µs/call")
 
     servicer = ExtractionServicer(Settings())
-    request = json_format.ParseDict(req, pb.ExtractRequest())
+    data = json_format.ParseDict(req, pb.ExtractRequest()).SerializeToString()
 
     async def servicer_loop(n: int) -> None:
         for _ in range(n):
+            request = pb.ExtractRequest.FromString(data)  # a fresh message per call, as the server decodes it
             (await servicer.Extract(request, None)).SerializeToString()
 
     loop = asyncio.new_event_loop()
@@ -67,12 +71,17 @@ def main() -> None:
     print(f"servicer Extract (request → serialized response, no gRPC transport): {us:.1f} µs/call")
 
     if ns.profile:
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(ns.calls):
-            core.analyze(answer, org, known, cites, cfg)
-        prof.disable()
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+        loop = asyncio.new_event_loop()
+        try:
+            prof = cProfile.Profile()
+            prof.enable()
+            loop.run_until_complete(servicer_loop(ns.calls))
+            prof.disable()
+        finally:
+            loop.close()
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(30)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ polyvalent polyvalente pratique pratiques bon bonne bons bonnes excellent excell
 généreux généreuse transparent transparente agréable confortable fluide réactif réactive incontournable
 séduisant séduit apprécié appréciée ponctuel ponctuelle atout atouts compétitif compétitive compétitifs
 compétitives avancé avancée avancés avancées évident évidents évidente évite réputé réputée performant
-performante ergonomique citée convainc convaincant convaincante
+performante ergonomique citée convainc convaincant convaincante joignable joignables
 """
 _FR_NEG = """
 cher chère chers chères coûteux coûteuse onéreux onéreuse lent lente lents lentes limité limitée limités
@@ -186,7 +186,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                             "poor support", "slow support", "add up", "adds up", "push the bill up",
                                             "pushes the bill up", "prices rise", "price increase", "price increases",
                                             "sold out", "hit or miss", "fallen behind", "false positives",
-                                            "false positive")]
+                                            "false positive", "the catch", "take time to learn",
+                                            "takes time to learn", "takes a while to learn")]
     ),
     "es": tuple(
         [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena",
@@ -225,6 +226,7 @@ _NEGATORS: dict[str, frozenset[str]] = {
     "de": frozenset("nicht kein keine keinen keiner keinem nie niemals ohne kaum weniger selten".split()),
     "fr": frozenset("pas jamais sans aucun aucune guère moins rien rarement".split()),
 }
+_ALL_NEGATORS: frozenset[str] = frozenset().union(*_NEGATORS.values())
 #: Negation scope: a negator flips the evaluations up to this many words after it (Spanish, German and French
 #: put more words between the negator and the adjective: "no es la opción más barata", "n'est pas la moins chère").
 _NEG_SCOPE: dict[str, int] = {"en": 4, "es": 5, "de": 5, "fr": 5}
@@ -319,6 +321,12 @@ _COMPARED: dict[str, tuple[tuple[str, ...], ...]] = {
     "fr": (("par", "rapport", "à"), ("par", "rapport", "au"), ("comparé", "à"), ("comparée", "à"),
            ("comparé", "au")),
 }
+#: Verbs that, right after a clause-opening "compared to X" (X masked out), start the main clause — German puts the
+#: verb second: "Im Vergleich zu Personio ist HRworks günstiger".
+_COPULAS: frozenset[str] = frozenset(
+    """is are was were seems looks feels ist sind war waren wirkt wirken scheint bleibt es son está resulta parece
+    est sont semble reste paraît""".split()
+)
 #: Words before "than" that make it no comparison of two options ("rather than", "other than").
 _NOT_COMPARISON: frozenset[str] = frozenset({"rather", "other"})
 #: Words that are good or bad only when said of a price ("higher fees", "lower than Stripe's pricing").
@@ -439,11 +447,15 @@ def words(text: str) -> list[str]:
     """Lower-case words of ``text`` (apostrophes unified; French elisions split: "n'est" → "n'", "est"), with
     ``,`` ``:`` ``;`` ``(`` ``)`` kept as tokens of their own (they bound a negation's scope). Runs of two or more
     capitalised words after the first word are names and left out ("de Buenos Aires", "at Best Western"), so
-    their words are no evaluations; the first word of the text is kept (a sentence or cell starts "Buena …")."""
+    their words are no evaluations; the first word of the text is kept (a sentence or cell starts "Buena …").
+    Acronyms (two or more capitals: "AML", "KYC", "SSO") are category words and left out too — VADER reads "aml"
+    as chat slang — except negators written in capitals ("do NOT use")."""
     text = unicodedata.normalize("NFC", text).replace("’", "'")
     found = _WORD_RE.findall(text)
     out: list[str] = []
     for k, w in enumerate(found):
+        if len(w) > 1 and w.isupper() and w.isalpha() and w.lower() not in _ALL_NEGATORS:
+            continue
         if (
             k > 0
             and w[0].isupper()
@@ -654,8 +666,8 @@ def _compared(ws: list[str], i: int, length: int, lang: str, sign: Any) -> int:
     end = i + length
     opens = i == 0 or (i == 1 and ws[0] in _CONJUNCTIONS)
     comma_after = end < len(ws) and ws[end] in _BOUNDARY
-    if opens and (comma_after or end >= len(ws)):
-        return 0
+    if opens and (comma_after or end >= len(ws) or ws[end] in _COPULAS):
+        return 0  # "Compared to X, Org is …", "Im Vergleich zu X ist Org …": the marker introduces the subject
     less = _LESS.get(lang, frozenset())
     spans = [] if opens else [range(i - 1, max(-1, i - 7), -1)]
     if not comma_after:

@@ -336,3 +336,27 @@ def test_pros_and_cons_columns_and_row_labels() -> None:
         "| Cons | no funnels on the base plan | no self-hosting |\n"
     )
     assert _eval(columns, Org("Fathom", "usefathom.com"))[1] == "MIXED"
+
+
+def test_acronyms_are_no_evaluations_but_capitalised_negators_are() -> None:
+    assert "aml" not in sentiment.words("runs AML transaction monitoring")  # VADER: "aml" = chat slang
+    assert "not" in sentiment.words("Do NOT pick it for payroll")
+    answer = "For fintechs, Sardine runs AML transaction monitoring with case management."
+    assert _eval(answer, Org("Sardine", "sardine.ai"))[1] == "NEUTRAL"
+
+
+def test_clause_opening_comparison_with_the_verb_second() -> None:
+    # German puts the verb right after "Im Vergleich zu X": the marker introduces the subject (HRworks).
+    assert _comparison("im vergleich zu ist deutlich günstiger", "de") == 0
+    answer = "Für 60 Leute passt HRworks gut. Im Vergleich zu Personio ist HRworks deutlich günstiger."
+    assert _eval(answer, Org("HRworks", "hrworks.de")) == ("de", "POSITIVE")
+
+
+def test_the_catch_and_not_always_reachable() -> None:
+    answer = (
+        "1. **Grafana Cloud** — the free tier is generous. The catch is that you assemble the pieces yourself.\n"
+        "2. **Datadog** — one agent for everything.\n"
+    )
+    assert _eval(answer, Org("Grafana Labs", "grafana.com", products=("Grafana Cloud",)))[1] == "MIXED"
+    answer = "Pour le quotidien, Boursobank est rapide, mais le service client n'est pas toujours joignable."
+    assert _eval(answer, Org("Boursobank", "boursobank.com")) == ("fr", "MIXED")

@@ -68,16 +68,18 @@ def _pair(cert: str, key: str, cert_setting: str, key_setting: str) -> tuple[byt
 
 def register_settings_secrets(settings: BaseServiceSettings) -> None:
     """Register every ``SecretStr`` value of ``settings`` (provider keys, auth token) and the database password
-    for log redaction."""
+    for log redaction; so are the passwords of the database URLs (``database_url``, the search service's
+    ``search_database_url``)."""
     for name in type(settings).model_fields:
         value = getattr(settings, name, None)
         if isinstance(value, SecretStr):
             register_secret(value.get_secret_value())
-    try:
-        password = urlsplit(getattr(settings, "database_url", "")).password  # only models with a database
-    except ValueError:  # an unparsable URL has no password we could find either
-        password = None
-    register_secret(unquote(password) if password else None)
+    for name in ("database_url", "search_database_url"):  # only models with a database read these
+        try:
+            password = urlsplit(getattr(settings, name, "")).password
+        except ValueError:  # an unparsable URL has no password we could find either
+            password = None
+        register_secret(unquote(password) if password else None)
 
 
 def auth_token(settings: BaseServiceSettings) -> str | None:

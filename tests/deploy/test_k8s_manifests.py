@@ -229,6 +229,8 @@ def test_each_workload_gets_only_its_own_secret_keys(rendered):
             continue
         model = SERVICE_SETTINGS[WORKLOAD_MODELS[name]]
         wanted = {"DATABASE_URL"} if "database_url" in model.model_fields else set()
+        if "search_database_url" in model.model_fields:  # a URL with a password: a Secret key, never the ConfigMap
+            wanted.add(env_names(model, "search_database_url")[0])
         for field, info in model.model_fields.items():
             if "SecretStr" in repr(info.annotation):
                 wanted.add(env_names(model, field)[0])  # the vendor's own name: the Secret's key

@@ -24,7 +24,7 @@ CHAIN = MigrationChain(
     version_table=VERSION_TABLE,
     lock_key=0x56534348,  # "VSCH": its own advisory lock
     owned_tables=lambda: list(metadata.tables),
-    upgrade_hint="set VANTAGE_DATABASE_URL for the search service and restart it (it migrates its own tables)",
+    upgrade_hint="set VANTAGE_SEARCH_DATABASE_URL for the search service and restart it (it migrates its own tables)",
     upgrade_behind=True,
 )
 

@@ -170,6 +170,7 @@ class Brand:
         return self.mentions[0][0] if self.mentions else -1
 
 
+@memo  # pure; every spelling of every brand, once per answer
 def _form_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 

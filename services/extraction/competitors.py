@@ -174,7 +174,11 @@ class Candidate:
 
 
 def _is_code(word: str) -> bool:
-    return bool(_CODE_RE.match(word))
+    return bool(_CODE_RE.match(word)) and not _DIGIT_NAME_RE.fullmatch(word)
+
+
+#: A name that starts with digits and goes on in CamelCase: "1Password", "7Shifts" (not "H100", "80GB", "4K").
+_DIGIT_NAME_RE = re.compile(r"(?<![\w.@/#&'’+-])\d{1,3}[A-Z][a-z]{3,}[A-Za-z]*")
 
 
 @memo
@@ -184,6 +188,8 @@ def classify(name: str, threshold: float, generic: frozenset[str]) -> str:
     words = tokens(name)
     if not words or len(words) > 5 or len(name) > 50:
         return GENERIC
+    if _DIGIT_NAME_RE.fullmatch(name):
+        return STRONG  # "1Password": digits, then CamelCase (not a model code or a quantity)
     low = [w.lower() for w in words]
     domain_like = looks_like_domain(name)
     camel_lower = bool(re.match(r"[a-z]{1,5}[A-Z][a-z]", words[0]))  # "eBay", "iCloud", "easyJet"
@@ -471,6 +477,7 @@ _LOWER_NAME_RE = re.compile(
     rf"(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
 )
 _LOWER_HINT_RE = re.compile(rf"[a-z][{_UPPER}]|\.(?:io|ai|com|app|co|dev|so)\b")
+_DIGIT_HINT_RE = re.compile(r"\d[A-Z][a-z]")
 _LOWER_RUN = frozenset("abcdefghijklmnopqrstuvwxyz")
 _LOWER_DOMAIN_RUN = _LOWER_RUN | frozenset("0123456789-")
 
@@ -833,6 +840,8 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
     matches = list(_CAP_SPAN_RE.finditer(masked))
     if _LOWER_HINT_RE.search(masked):
         matches = sorted([*matches, *_lower_name_matches(masked)], key=lambda m: m.start())
+    if _DIGIT_HINT_RE.search(masked):
+        matches = sorted([*matches, *_DIGIT_NAME_RE.finditer(masked)], key=lambda m: m.start())
     for m in matches:
         s, e = m.span()
         unit = doc.unit_at(s)
@@ -926,7 +935,12 @@ _QUANTITY_BEFORE_RE = re.compile(r"\d[\d.,]*[ \t]*[%€$£]?[ \t]+$")
 _INNER_POSSESSIVE_RE = re.compile(r"['’]s[ \t]+(?=[A-Z])")
 #: Lower-case nouns after a name that make it a modifier: the platform, ecosystem or account it refers to.
 _ATTRIBUTIVE_RE = re.compile(
-    r"[*_]*[ \t]+(?:store|stores|shop|shops|brands|products|users|customers|accounts?|wallets?|integrations?|"
+    # "a Django or Rails app": a name joined to another before the noun modifies it as well
+    r"[*_]*(?:[ \t]+(?:or|and|/)[ \t]+[A-Z][\w.+#-]*)?"
+    r"[ \t]+(?:store|stores|shop|shops|brands|products|users|customers|accounts?|wallets?|integrations?|"
+    # technology a thing is written in or runs ("TypeScript functions", "MySQL workloads", "Markdown files")
+    r"functions|files|code|codebases?|workloads?|projects|repos|repositories|servers|databases|queries|scripts|"
+    r"libraries|packages|devices|laptops|phones|alerts|syntax|"
     r"ecosystem|suite|stack|apps?|plugins?|extensions?|members|membership|subscription|subscribers|merchants|"
     r"sellers|instances?|environments?|estates?|setups?|templates?|points|rewards|ads|campaigns|shops|"
     r"workflows?|pipelines?|data|dashboards|certifications?|partners?|marketplace|listings?|fans?|features?|"

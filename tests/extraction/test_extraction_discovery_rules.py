@@ -257,3 +257,13 @@ def test_inside_an_entry_a_non_brand_enumeration_and_a_short_form_of_the_lead_ar
         "- **Acmeflow** usually beats both on price.\n"
     )
     assert _names(answer) == ["Quillbase Cloud", "Pexora Azul"]
+
+
+def test_digit_camel_case_names_and_technology_modifiers() -> None:
+    answer = (
+        "The usual picks are Zentrivo, 2Vaultly and Acmeflow. 2Vaultly's family plan is praised. "
+        "Teams writing Quarkscript functions for a Brelvo or Tessil app like Pexora too."
+    )
+    assert _names(answer) == ["Zentrivo", "2Vaultly", "Pexora"]
+    # Model codes and quantities stay codes.
+    assert _names("Acmeflow rents H100 and 80GB cards; Zentrivo is cheaper.") == ["Zentrivo"]

@@ -938,8 +938,9 @@ _ATTRIBUTIVE_RE = re.compile(
     # "a Django or Rails app": a name joined to another before the noun modifies it as well
     r"[*_]*(?:[ \t]+(?:or|and|/)[ \t]+[A-Z][\w.+#-]*)?"
     r"[ \t]+(?:store|stores|shop|shops|brands|products|users|customers|accounts?|wallets?|integrations?|"
-    # technology a thing is written in or runs ("TypeScript functions", "MySQL workloads", "Markdown files")
-    r"functions|files|code|codebases?|workloads?|projects|repos|repositories|servers|databases|queries|scripts|"
+    # technology a thing is written in or runs ("MySQL workloads", "Markdown files"; not "functions": "AWS Lambda
+    # functions" names the product's own unit)
+    r"files|code|codebases?|workloads?|projects|repos|repositories|servers|databases|queries|scripts|"
     r"libraries|packages|devices|laptops|phones|alerts|syntax|"
     r"ecosystem|suite|stack|apps?|plugins?|extensions?|members|membership|subscription|subscribers|merchants|"
     r"sellers|instances?|environments?|estates?|setups?|templates?|points|rewards|ads|campaigns|shops|"

@@ -262,7 +262,7 @@ def test_inside_an_entry_a_non_brand_enumeration_and_a_short_form_of_the_lead_ar
 def test_digit_camel_case_names_and_technology_modifiers() -> None:
     answer = (
         "The usual picks are Zentrivo, 2Vaultly and Acmeflow. 2Vaultly's family plan is praised. "
-        "Teams writing Quarkscript functions for a Brelvo or Tessil app like Pexora too."
+        "Teams writing Quarkscript files for a Brelvo or Tessil app like Pexora too."
     )
     assert _names(answer) == ["Zentrivo", "2Vaultly", "Pexora"]
     # Model codes and quantities stay codes.

@@ -960,6 +960,40 @@ _HISTORY_CUE_RE = re.compile(
 _AFTER_BOLD_NAME_RE = re.compile(r"[A-Za-z0-9)](?:\*\*|__)[ \t]+$")
 
 
+#: Words before a German noun that a brand does not take: indefinite, negative and demonstrative determiners,
+#: quantifiers, and inflected adjectives ("kostenloser Visa Debitkarte").
+_DE_NOUN_DETERMINERS = frozenset(
+    """ein eine einen einem einer eines kein keine keinen keinem keiner diese dieser diesen diesem dieses jede
+    jeder jedes jeden alle viele mehrere einige manche solche welche""".split()
+)
+_DE_WORD_BEFORE_RE = re.compile(r"(?:^|[\s(])([a-zäöüß]+)[ \t]+$")
+_DE_JOINED_RE = re.compile(r"(?:,|[ \t]+(?:und|oder|sowie))[ \t]+([A-ZÄÖÜ][a-zäöüß]+)\b")
+_DE_JOINED_BEFORE_RE = re.compile(r"\b([A-ZÄÖÜ][a-zäöüß]+)(?:,|[ \t]+(?:und|oder|sowie))[ \t]+$")
+
+
+def _german_noun_context(doc: Doc, c: Candidate) -> bool:
+    """Is a name of a German answer used as a noun: after a determiner or an inflected adjective ("keine
+    Heatmaps", "eine Neobank", "kostenloser Visa Debitkarte"), or enumerated with German dictionary nouns
+    ("Fehler, Abstürze und langsame Transaktionen", "Zeitleisten, Workloads und Regeln")?"""
+    masked = doc.masked
+    m = _DE_WORD_BEFORE_RE.search(masked, max(0, c.span[0] - 25), c.span[0])
+    if m:
+        w = m.group(1)
+        if w in _DE_NOUN_DETERMINERS or (
+            len(w) >= 5 and w.endswith(("e", "en", "er", "es", "em")) and _zipf_in(w, "de") >= 3.0 > zipf(w)
+        ):
+            return True
+    end = c.span[0] + len(c.text)
+    for rx, at in ((_DE_JOINED_RE, end), (_DE_JOINED_BEFORE_RE, -1)):
+        if at >= 0:
+            n = rx.match(masked, at)
+        else:
+            n = rx.search(masked, max(0, c.span[0] - 30), c.span[0])
+        if n and _german_word(n.group(1)) and not _is_common(n.group(1), 3.0, "en"):
+            return True
+    return False
+
+
 @memo
 def _german_word(word: str) -> bool:
     """A capitalised German dictionary word or compound (``Verwaltungskonsole``, ``Stunde``, ``DACH-Raum``)."""
@@ -1260,6 +1294,8 @@ def accept(
                 c.cls = STRONG
             elif lang in _ARTICLES and _always_after_article(doc, c.text, lang):
                 c.cls = GENERIC  # "Die BaFin hat …", "la CNIL a estimé …": institutions take an article, brands not
+            elif lang == "de" and c.cls != STRONG and _german_noun_context(doc, c):
+                c.cls = GENERIC  # "keine Heatmaps", "eine Neobank", "Fehler, Abstürze und …": German nouns
             elif _after_place_preposition(doc, c.span[0], lang) or (
                 (at := _enumeration_start(doc, c.span[0], c.span[0] + len(c.text))) != c.span[0]
                 and _after_place_preposition(doc, at, lang, _ENUM_PLACE_PREPOSITIONS)

@@ -267,3 +267,11 @@ def test_digit_camel_case_names_and_technology_modifiers() -> None:
     assert _names(answer) == ["Zentrivo", "2Vaultly", "Pexora"]
     # Model codes and quantities stay codes.
     assert _names("Acmeflow rents H100 and 80GB cards; Zentrivo is cheaper.") == ["Zentrivo"]
+
+
+def test_german_nouns_after_a_determiner_or_among_dictionary_nouns_are_not_names() -> None:
+    answer = (
+        "Für Händler kommen vor allem diese Shopvarianten in Frage. Zentrivo ist eine Neobankette mit kostenloser "
+        "Pexkarte. Acmeflow erfasst Fehler, Absturzmeldungen und langsame Seiten. Vergleichbar ist Quillbase."
+    )
+    assert _names(answer) == ["Zentrivo", "Quillbase"]

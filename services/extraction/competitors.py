@@ -1549,8 +1549,13 @@ def discover(
         raw.append(Brand(display=k, forms=name_forms(k), keys=set(merge_keys(k)), known=True))
     for c in accepted:
         forms = name_forms(c.text)
+        keys = set(merge_keys(c.text))
+        alias = _lead_alias(doc, c, generic)
+        if alias:  # "### Deutsche Bahn (ICE)": the short name in parentheses is the same brand
+            forms |= name_forms(alias)
+            keys |= merge_keys(alias)
         anchors = {(c.span[0], c.span[0] + len(c.text))} if c.anchor else set()
-        raw.append(Brand(display=c.text, forms=forms, keys=set(merge_keys(c.text)), anchors=anchors))
+        raw.append(Brand(display=c.text, forms=forms, keys=keys, anchors=anchors))
     uf = _UnionFind(len(raw))
     base = 1 + len(known)
     for j, c in enumerate(accepted):
@@ -1604,6 +1609,28 @@ def discover(
             b.display = maker  # "Google Analytics 4" + "Google BigQuery" → Google
     others.sort(key=lambda b: b.first_offset)
     return org_brand, others
+
+
+_LEAD_ALIAS_RE = re.compile(r"[*_ \t]*\(([A-Z][A-Za-z0-9&+-]{1,15})\)")
+
+
+def _lead_alias(doc: Doc, c: Candidate, generic: frozenset[str]) -> str:
+    """The one capitalised word in parentheses right after a lead's name ("Deutsche Bahn (ICE)", "Amazon Web
+    Services (AWS)"): an alias or the flagship product of that brand, or ""."""
+    if c.source not in ("lead", "column"):
+        return ""
+    at = doc.text.find(c.text, c.span[0], c.span[1])
+    if at < 0:
+        return ""
+    unit = doc.unit_at(c.span[0])
+    m = _LEAD_ALIAS_RE.match(doc.text, at + len(c.text), unit.end if unit is not None else c.span[1])
+    if not m:
+        return ""
+    alias = m.group(1)
+    low = alias.lower()
+    if low in generic or low in PLAN_NAMES or low in GENERIC_ACRONYMS or _is_code(alias) or is_place(alias):
+        return ""
+    return alias
 
 
 def _initials(name: str) -> str:

@@ -275,3 +275,12 @@ def test_german_nouns_after_a_determiner_or_among_dictionary_nouns_are_not_names
         "Pexkarte. Acmeflow erfasst Fehler, Absturzmeldungen und langsame Seiten. Vergleichbar ist Quillbase."
     )
     assert _names(answer) == ["Zentrivo", "Quillbase"]
+
+
+def test_a_short_name_in_parentheses_after_a_lead_is_that_brand() -> None:
+    answer = (
+        "### Zentrivo Bahn (ZTE)\nThe fastest link; the ZTE is often late.\n\n"
+        "### Acmeflow\nCheap.\n\n### Pexora (Free)\nFree, and Pexora is slow.\n"
+    )
+    # One brand (its display is the spelling used most often, here the short one); "(Free)" is a plan, no alias.
+    assert _names(answer) == ["ZTE", "Pexora"]

@@ -279,8 +279,15 @@ class Doc:
         starts, ends, tok_words, tok_folded = self._tok  # type: ignore[misc]
         n = len(words)
         folded = [w.casefold() for w in words]
-        have, want = (tok_words, words) if case_sensitive else (tok_folded, folded)
         masked = self.masked
+        if n == 1 and not case_sensitive:
+            # One word, any case: every token indexed under it matches (the index is keyed by the folded token).
+            for i in self._by_word.get(folded[0], ()):
+                s0 = starts[i]
+                if s0 == 0 or masked[s0 - 1] not in "@/#":
+                    yield s0, ends[i]
+            return
+        have, want = (tok_words, words) if case_sensitive else (tok_folded, folded)
         total = len(starts)
         for i in self._by_word.get(folded[0], ()):
             if i + n > total:

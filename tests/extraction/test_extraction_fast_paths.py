@@ -6,6 +6,7 @@ dataclass ``__init__``, the per-org identity cache, the response message built i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 
 import pytest
@@ -310,3 +311,27 @@ def _blank_reference(text: str, spans: list[tuple[int, int]]) -> str:
 def test_blanking_spans_from_slices_equals_blanking_the_character_list(case) -> None:
     text, spans = case
     assert tx.blank_spans(text, spans) == _blank_reference(text, spans)
+
+
+def _phrase_reference(doc: tx.Doc, words: list[str], case_sensitive: bool) -> list[tuple[int, int]]:
+    """:meth:`Doc.find_phrase` by its definition: consecutive tokens equal to ``words`` (folded unless
+    case-sensitive), separated by whitespace only, the first not right after ``@``, ``/`` or ``#``."""
+    toks = doc.tokens
+    out = []
+    for i in range(len(toks) - len(words) + 1):
+        run = toks[i : i + len(words)]
+        same = all(
+            (t.text == w) if case_sensitive else (t.text.casefold() == w.casefold()) for t, w in zip(run, words, strict=True)
+        )
+        spaced = all(doc.masked[a.end : b.start].isspace() for a, b in itertools.pairwise(run))
+        if same and spaced and not (run[0].start > 0 and doc.masked[run[0].start - 1] in "@/#"):
+            out.append((run[0].start, run[-1].end))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts, st.lists(st.sampled_from(["together", "Together", "AI", "ai", "lambda", "CoreWeave", "x_y", "Groq",
+                                         "é", "Straße", "strasse"]), min_size=1, max_size=2), st.booleans())
+def test_find_phrase_equals_its_definition(text: str, words: list[str], case_sensitive: bool) -> None:
+    doc = tx.parse(text + " " + " ".join(words))
+    assert list(doc.find_phrase(words, case_sensitive=case_sensitive)) == _phrase_reference(doc, words, case_sensitive)

@@ -271,7 +271,14 @@ def is_lower_case_answer(doc: Doc) -> bool:
 def _lower_case(doc: Doc) -> bool:
     starts = [doc.masked[u.body : u.body + 1] for u in doc.units if u.kind in ("sentence", "item")]
     letters = [c for c in starts if c.isalpha()]
+    if len(letters) < 2:
+        # One paragraph written in lower case is one "sentence" to the splitter (it needs a capital after the
+        # full stop): count the words after its full stops as sentence starts too.
+        letters += [m.group(1) for m in _AFTER_STOP_RE.finditer(doc.masked)]
     return len(letters) >= 2 and sum(c.islower() for c in letters) * 2 > len(letters)
+
+
+_AFTER_STOP_RE = re.compile(r"[.!?][ \t]+([^\W\d_])")
 
 
 def _regex_hits(doc: Doc, rx: re.Pattern[str], key: str, words: Sequence[str]) -> Iterator[tuple[int, int]]:

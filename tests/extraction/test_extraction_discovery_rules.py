@@ -284,3 +284,12 @@ def test_a_short_name_in_parentheses_after_a_lead_is_that_brand() -> None:
     )
     # One brand (its display is the spelling used most often, here the short one); "(Free)" is a plan, no alias.
     assert _names(answer) == ["ZTE", "Pexora"]
+
+
+def test_one_paragraph_in_lower_case_is_a_lower_case_answer() -> None:
+    # The sentence splitter needs a capital after a full stop, so this paragraph is one "sentence".
+    answer = (
+        "honestly acmeflow is the easiest option, you push and it's live. the free tier is fine. "
+        "zentrivo is similar, and the bill is lower."
+    )
+    assert [n.casefold() for n in _names(answer)] == ["zentrivo"]

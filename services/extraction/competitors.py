@@ -515,6 +515,8 @@ _NO_UNIT = Unit("sentence", 0, 0, 0, index=-1)
 _INTEGRATION_RE = re.compile(
     r"(?:integrates? (?:well )?with|integrations? with|syncs? with|connects? (?:to|with)|plugs? into|"
     r"(?:you're|you are|if you use|already use|already on|built) on|on top of|works with|apps? for|"
+    # a device or platform the user has: "iCloud+ on an iPhone", "apps for your Mac", "con algunos Mac"
+    r"(?:on|for|with) (?:an?|your|their)|con (?:algunos|algunas|un|una)|"
     r"runs? on|running on|built on|based on|hosted on|(?:built|based) on open[- ]source|live in|lives in|"
     # the technology an option wraps, runs or manages: "Supabase wraps Postgres", "Turso runs SQLite", "managed Loki"
     r"wraps|wrapping|runs?|hosts|managed|self-hosted|plain|vanilla|"

@@ -293,3 +293,8 @@ def test_one_paragraph_in_lower_case_is_a_lower_case_answer() -> None:
         "zentrivo is similar, and the bill is lower."
     )
     assert [n.casefold() for n in _names(answer)] == ["zentrivo"]
+
+
+def test_a_device_or_platform_the_user_has_is_not_an_option() -> None:
+    answer = "Zentrivo is the better pick. Acmeflow is fine on an Orbphone or for your Mackle laptop."
+    assert _names(answer) == ["Zentrivo"]

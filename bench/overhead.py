@@ -14,6 +14,9 @@ Options:
 - ``--before REV``: also run the orchestrator of commit ``REV`` (``git archive`` into a temporary tree; or a
   directory holding such a tree), on the same stack, alternating before / after ``--rounds`` times (default 1), so that both are measured in one run on the
   same machine state;
+- ``--before-services NAMES`` (comma-separated, of search, inference, extraction): the "before" runs also use
+  these services of the ``--before`` tree (a second process each, started from that tree on the same sandbox,
+  whose CPU is reported under the same names), so that a service's CPU per item is compared side by side too;
 - ``--profile DIR``: after the measured runs, one more run per tree under ``py-spy record`` (sampling, on-CPU only,
   ``--rate 250``), writing the collapsed stacks to ``DIR/<tree>.txt`` and the top functions by own and by inclusive
   samples to ``DIR/<tree>-top.txt`` (profiled runs are not used for the figures: the sampler takes CPU too).
@@ -25,6 +28,7 @@ The last line on stdout is one JSON object: ``{"n": …, "runs": {"before": [...
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -36,7 +40,7 @@ from typing import Any
 
 from bench import pipeline
 from bench.common import ROOT, sandbox_config, say
-from shared.procs import start_stack
+from shared.procs import start_child, start_stack
 
 #: The figures of a run that part e reports (and the makespan, to see the run was comparable).
 FIELDS = ("orchestrator_cpu_ms_per_item", "db_statements_per_item", "db_write_statements_per_item",
@@ -92,11 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--before", default="", help="commit to measure side by side with the working tree")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--before-services", default="",
+                    help="services (search,inference,extraction) the before runs take from the --before tree")
     ap.add_argument("--profile", type=Path, default=None, help="directory for py-spy profiles")
     ap.add_argument("--profile-n", type=int, default=600)
     args = ap.parse_args(argv)
     if args.n < 1 or args.rounds < 1:
         print("bench.overhead: --n and --rounds must be ≥ 1", file=sys.stderr)
+        return 2
+    before_services = [s for s in args.before_services.split(",") if s]
+    if before_services and (not args.before or set(before_services) - {"search", "inference", "extraction"}):
+        print("bench.overhead: --before-services needs --before and names of search, inference, extraction",
+              file=sys.stderr)
         return 2
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if args.profile is not None and not Path(spy).exists():
@@ -122,18 +133,34 @@ def main(argv: list[str] | None = None) -> int:
     sandbox_url = f"http://{stack.children['sandbox'].address}"
     pids = {k: c.proc.pid for k, c in stack.children.items()}
     bench_env = {**stack.env(), "VANTAGE_TAVILY_RPM": stack_env["VANTAGE_TAVILY_RPM"]}  # T_LB reads the limit
+    envs = {name: bench_env for name in trees}
+    run_pids = {name: pids for name in trees}
     out: dict[str, Any] = {"n": args.n, "before": args.before or None, "runs": {k: [] for k in trees},
                            "profiles": {}}
     try:
+        for svc in before_services:
+            tree = trees["before"]
+            assert tree is not None
+            # ``python -m`` puts the working directory first on sys.path: the child runs the tree's code.
+            with contextlib.chdir(tree):
+                old = start_child(svc, env={**stack_env, "VANTAGE_SANDBOX_URL": sandbox_url,
+                                            # its own database: two services' caches on one SQLite file lock
+                                            "VANTAGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'before.db'}",
+                                            "PYTHONPATH": f"{tree}:{tree / 'gen'}"}, log_dir=tmp / "logs-before")
+            stack.children[f"{svc}-before"] = old
+            envs["before"] = {**envs["before"], f"VANTAGE_{svc.upper()}_ADDR": old.address}
+            run_pids["before"] = {**run_pids["before"], svc: old.proc.pid}
         sandbox_config(sandbox_url, pipeline.SCALED_100.sandbox_patch())
         # Warm-up (caches of the services, first connections), not measured.
-        pipeline.research(100, "w", stack_env=bench_env, pids=pids, tmp=tmp, db_prefer="auto")
+        for name in trees:
+            pipeline.research(100, f"w{name[0]}", stack_env=envs[name], pids=run_pids[name], tmp=tmp,
+                              db_prefer="auto")
         order = list(trees)
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else reversed(order):
                 say(f"{name}, round {r + 1}")
-                res = pipeline.research(args.n, f"{name[0]}{r}", stack_env=bench_env, pids=pids, tmp=tmp,
-                                        db_prefer="auto", tree=trees[name])
+                res = pipeline.research(args.n, f"{name[0]}{r}", stack_env=envs[name], pids=run_pids[name],
+                                        tmp=tmp, db_prefer="auto", tree=trees[name])
                 out["runs"][name].append({k: res.get(k) for k in FIELDS})
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
@@ -141,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 raw = args.profile / f"{name}.txt"
                 wrap = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(raw), "--"]
                 say(f"{name}, profiled (py-spy)")
-                pipeline.research(args.profile_n, f"p{name[0]}", stack_env=bench_env, pids=pids, tmp=tmp,
+                pipeline.research(args.profile_n, f"p{name[0]}", stack_env=envs[name], pids=run_pids[name], tmp=tmp,
                                   db_prefer="auto", tree=tree, wrap=wrap)
                 top = top_functions(raw)
                 lines = [f"py-spy, {name}: {int(top['samples'][0][1])} samples (on-CPU), N = {args.profile_n}",

@@ -281,6 +281,11 @@ _ENUM_RE = re.compile(
     rf"|{_NAME_REST}(?:,[ \t]+{_NAME}){{2,}}"
     rf"|{_NAME_REST}[ \t]+(?:and|or|&|y|o|et|ou|und|oder)[ \t]+{_NAME}))(?![\w-])"
 )
+#: A verb of a plural subject right after an enumeration ("Keeper and RoboForm remain …", "… y Ouigo son …").
+_PLURAL_VERB_RE = re.compile(
+    r"[*_]*[ \t]+(?:are|have|remain|offer|provide|work|run|charge|cost|support|let|give|make|both|all|each|"
+    r"son|tienen|ofrecen|siguen|sind|haben|bieten|bleiben|sont|ont|offrent|restent)\b"
+)
 _ENUM_SPLIT_RE = re.compile(r",?[ \t]+(?:and|or|&|y|o|et|ou|und|oder)[ \t]+|,[ \t]+")
 #: Imperatives that start a sentence before a name ("Use CoreWeave or Lambda", "Fine-tune Llama or Qwen").
 _LEADING_VERBS: frozenset[str] = frozenset(
@@ -403,6 +408,8 @@ def _prose_candidates(
                     and len(parts) < 3
                     and is_common_word(part, threshold)
                     and is_sentence_start(doc, base + at)
+                    # unless the pair is the sentence's subject: "Keeper and RoboForm remain solid choices"
+                    and not _PLURAL_VERB_RE.match(segment, m.end())
                 ):
                     continue  # "Full and LoRA fine-tuning": a capital at a sentence start says nothing
                 add(part, (base + at, base + at + len(part)), "enum", group)

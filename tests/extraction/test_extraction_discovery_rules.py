@@ -298,3 +298,8 @@ def test_one_paragraph_in_lower_case_is_a_lower_case_answer() -> None:
 def test_a_device_or_platform_the_user_has_is_not_an_option() -> None:
     answer = "Zentrivo is the better pick. Acmeflow is fine on an Orbphone or for your Mackle laptop."
     assert _names(answer) == ["Zentrivo"]
+
+
+def test_an_everyday_word_opening_a_sentence_in_a_pair_that_is_its_subject_is_a_name() -> None:
+    answer = "Acmeflow is the default. Keeper and QuillForm remain solid choices. Full and LoRA fine-tuning work."
+    assert _names(answer) == ["Keeper", "QuillForm"]  # "Full" opens a pair that modifies a noun

@@ -587,6 +587,20 @@ def _stack_compound(doc: Doc, name: str) -> bool:
     return False
 
 
+#: "add-ons such as", "features like", "modules including": what follows are features of a product.
+_FEATURE_CUE_RE = re.compile(
+    r"\b(?:add-ons?|addons?|features?|modules?|capabilities|extras|plugins?|functions|funciones|módulos|"
+    r"Funktionen|Module|fonctionnalités|modules)[ \t]+(?:such as|like|including|e\.g\.,?|como|wie|comme)[ \t]+[*_]*$",
+    re.IGNORECASE,
+)
+
+
+def _feature_example(doc: Doc, c: Candidate) -> bool:
+    """Is the name (or the enumeration it belongs to) introduced as an example of features?"""
+    at = _enumeration_start(doc, c.span[0])
+    return bool(_FEATURE_CUE_RE.search(doc.masked, max(0, at - 40), at))
+
+
 def _rare_lower_name(text: str, lang: str, generic: frozenset[str]) -> bool:
     """One lower-case word of four letters or more, shaped like a name, that is no word of English or of the
     answer's language ("italki", "weclapp", "lexoffice"; not "free", "simple", "kubernetes-native")."""
@@ -945,7 +959,7 @@ _INNER_POSSESSIVE_RE = re.compile(r"['’]s[ \t]+(?=[A-Z])")
 #: Lower-case nouns after a name that make it a modifier: the platform, ecosystem or account it refers to.
 _ATTRIBUTIVE_RE = re.compile(
     # "a Django or Rails app": a name joined to another before the noun modifies it as well
-    r"[*_]*(?:[ \t]+(?:or|and|/)[ \t]+[A-Z][\w.+#-]*)?"
+    r"[*_]*(?:[ \t]+(?:or|and|/)[ \t]+(?:[A-Z][\w.+#-]*|[a-z]+[ \t]+[a-z]+))?"
     r"[ \t]+(?:store|stores|shop|shops|brands|products|users|customers|accounts?|wallets?|integrations?|"
     # technology a thing is written in or runs ("MySQL workloads", "Markdown files"; not "functions": "AWS Lambda
     # functions" names the product's own unit)
@@ -1253,6 +1267,9 @@ def accept(
         keys = merge_keys(c.text)
         if sources and doc.unit_at(c.span[0]) in sources and not keys & (known_keys | org_keys):
             c.cls = GENERIC  # a source list names publishers and page titles, not options
+            continue
+        if c.source in ("prose", "cue", "enum") and not keys & known_keys and _feature_example(doc, c):
+            c.cls = GENERIC  # "add-ons such as AIOps and status pages": examples of features, not options
             continue
         if c.casual and c.source == "casual":
             declared = bool(keys & known_keys) or _INTEGRATION_RE.search(

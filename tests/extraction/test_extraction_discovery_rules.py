@@ -303,3 +303,11 @@ def test_a_device_or_platform_the_user_has_is_not_an_option() -> None:
 def test_an_everyday_word_opening_a_sentence_in_a_pair_that_is_its_subject_is_a_name() -> None:
     answer = "Acmeflow is the default. Keeper and QuillForm remain solid choices. Full and LoRA fine-tuning work."
     assert _names(answer) == ["Keeper", "QuillForm"]  # "Full" opens a pair that modifies a noun
+
+
+def test_examples_of_features_are_not_options() -> None:
+    answer = (
+        "Acmeflow's pricing climbs once you buy add-ons such as OpsPilot and status pages. Zentrivo is cheaper, "
+        "though adding the FlowOps and status page add-ons costs extra. Pexora is free."
+    )
+    assert _names(answer) == ["Zentrivo", "Pexora"]

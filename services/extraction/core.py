@@ -130,7 +130,7 @@ _ORG_IDENTITIES_LOCK = threading.Lock()
 
 
 def _org_identity(org: Org, generic: frozenset[str]) -> _OrgIdentity:
-    key = (org.name, org.domain, org.variations, org.products, generic)
+    key = (org.name, org.domain, tuple(org.variations), tuple(org.products), generic)  # tuple(): a list works too
     with _ORG_IDENTITIES_LOCK:
         hit = _ORG_IDENTITIES.get(key)
     if hit is not None:

@@ -202,6 +202,10 @@ def _score_unit(
     for cs, ce in _clauses(doc, unit):
         inside = [(s, b) for s, _e, b in named if cs <= s < ce]
         ids = {b for _s, b in inside}
+        if subject != 0 and 0 not in ids:
+            # Not about the org whatever its words say: the steps below could only move ``subject`` from one
+            # non-zero value to another (and only ``subject == 0`` is ever read), so polarity is not needed.
+            continue
         text = doc.text[cs:ce]
         for s, e, _b in reversed(named):  # names are not evaluations ("Best Buy", "Simple Analytics")
             if cs <= s and e <= ce:

@@ -360,7 +360,7 @@ def _prose_candidates(
     def add(text: str, span: tuple[int, int], source: str, group: str, cued: bool = False) -> None:
         if not cued and _within(leads, span[0], span[0] + 1):
             return  # a lead is a candidate already; a cue phrase still corroborates it
-        poss = _INNER_POSSESSIVE_RE.search(text)
+        poss = _INNER_POSSESSIVE_RE.search(text) if ("'" in text or "’" in text) else None
         if poss:  # "like Qorbix's Signal Board": the owner is the name
             text = text[: poss.start()]
             span = (span[0], span[0] + len(text))
@@ -595,10 +595,29 @@ _FEATURE_CUE_RE = re.compile(
 )
 
 
+#: The characters a :data:`_FEATURE_CUE_RE` cue can end with ("such as", "like", "including", "e.g.", "e.g.,",
+#: "como", "wie", "comme"), with their case-insensitive matches ("ſ" matches "s" under ``re.IGNORECASE``).
+_FEATURE_CUE_LAST = frozenset("sego.,SEGOſ")
+
+
+def _feature_cue_before(text: str, lo: int, at: int) -> bool:
+    """``bool(_FEATURE_CUE_RE.search(text, lo, at))``, the pattern tried only when the window can end the way
+    every match ends: a cue's last character, spaces or tabs, ``*``/``_`` (at ``at``, or before a newline there:
+    ``$`` matches both)."""
+    window = text[lo:at]
+    if window.endswith("\n"):
+        window = window[:-1]
+    marked = window.rstrip("*_")
+    word = marked.rstrip(" \t")
+    if len(word) == len(marked) or word[-1:] not in _FEATURE_CUE_LAST:
+        return False
+    return _FEATURE_CUE_RE.search(text, lo, at) is not None
+
+
 def _feature_example(doc: Doc, c: Candidate) -> bool:
     """Is the name (or the enumeration it belongs to) introduced as an example of features?"""
     at = _enumeration_start(doc, c.span[0])
-    return bool(_FEATURE_CUE_RE.search(doc.masked, max(0, at - 40), at))
+    return _feature_cue_before(doc.masked, max(0, at - 40), at)
 
 
 def _rare_lower_name(text: str, lang: str, generic: frozenset[str]) -> bool:
@@ -722,8 +741,22 @@ def _after_place_preposition(
     doc: Doc, start: int, lang: str, table: dict[str, frozenset[str]] | None = None
 ) -> bool:
     table = table or _PLACE_PREPOSITIONS
-    m = _PREV_WORD_RE.search(doc.masked, max(0, start - 20), start)
-    return m is not None and m.group(1).lower() in table.get(lang, table["en"])
+    word = _prev_word(doc.masked, max(0, start - 20), start)
+    return word is not None and word.lower() in table.get(lang, table["en"])
+
+
+_PREV_WORD_REVERSED_RE = re.compile(r"[ \t]+(\w+)")
+
+
+def _prev_word(text: str, lo: int, at: int) -> str | None:
+    """``group(1)`` of ``_PREV_WORD_RE.search(text, lo, at)`` (or None), matched backwards from ``at`` in one step
+    instead of trying every start in the window: the word right before the spaces or tabs that end the window
+    (``$`` also matches before a newline at its end)."""
+    window = text[lo:at]
+    if window.endswith("\n"):
+        window = window[:-1]
+    m = _PREV_WORD_REVERSED_RE.match(window[::-1])
+    return m.group(1)[::-1] if m else None
 
 
 #: The prepositions that make a whole enumeration after them places ("in Chamonix, Verbier and St. Anton").
@@ -881,7 +914,7 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
             words = words[1:]
         if not words:
             continue
-        poss = _INNER_POSSESSIVE_RE.search(text)
+        poss = _INNER_POSSESSIVE_RE.search(text) if ("'" in text or "’" in text) else None
         if poss:  # "Harbor Freight's Hercules line": the owner is the name, what follows is its product
             text = text[: poss.start()]
             words = text.split()
@@ -899,7 +932,12 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
             continue  # "the deepest ecosystem (AppExchange)": the subject's product or feature, named in passing
         if (last[-1:].isdigit() or last in ("%", "€", "$", "£")) and _QUANTITY_BEFORE_RE.search(before):
             continue  # "1 % Saveback", "2 Stunden": a quantity's unit or feature, not an organisation
-        if lang == "en" and _ATTRIBUTIVE_RE.match(masked, s + len(text)) and not is_sentence_start(doc, s):
+        if (
+            lang == "en"
+            and masked[s + len(text) : s + len(text) + 1] in _ATTRIBUTIVE_FIRST
+            and _ATTRIBUTIVE_RE.match(masked, s + len(text))
+            and not is_sentence_start(doc, s)
+        ):
             continue  # "a Shopify store", "other Atlassian products", "Venmo wallets": a reference, not an option
         if lang == "de":
             # German capitalises nouns: a leading dictionary noun is not part of the name
@@ -956,6 +994,8 @@ _OF_MAKER_RE = re.compile(r"(.+?)[ \t]+(?:de|del|du|des)[ \t]+([A-Z].*)")
 _NOUN_PAREN_RE = re.compile(r"\b[a-z]{3,}[ \t]+\($")
 _QUANTITY_BEFORE_RE = re.compile(r"\d[\d.,]*[ \t]*[%€$£]?[ \t]+$")
 _INNER_POSSESSIVE_RE = re.compile(r"['’]s[ \t]+(?=[A-Z])")
+#: The characters an :data:`_ATTRIBUTIVE_RE` match can start with (a cheap test before the pattern).
+_ATTRIBUTIVE_FIRST = frozenset("*_ \t")
 #: Lower-case nouns after a name that make it a modifier: the platform, ecosystem or account it refers to.
 _ATTRIBUTIVE_RE = re.compile(
     # "a Django or Rails app": a name joined to another before the noun modifies it as well
@@ -1262,10 +1302,11 @@ def accept(
         return cache[name]
 
     sources = _source_entries(doc)
+    known_or_org = known_keys | org_keys  # neither set changes below
     for c in cands:
         c.cls = classify(c.text[:1].upper() + c.text[1:] if c.casual else c.text, threshold, generic)
         keys = merge_keys(c.text)
-        if sources and doc.unit_at(c.span[0]) in sources and not keys & (known_keys | org_keys):
+        if sources and doc.unit_at(c.span[0]) in sources and not keys & known_or_org:
             c.cls = GENERIC  # a source list names publishers and page titles, not options
             continue
         if c.source in ("prose", "cue", "enum") and not keys & known_keys and _feature_example(doc, c):
@@ -1278,7 +1319,7 @@ def accept(
             c.cls = STRONG if c.cls != GENERIC and declared and not _rule_out(c.text, lang) else GENERIC
             c.anchor = c.cls == STRONG
             continue
-        c.declared = bool(keys & (known_keys | org_keys))
+        c.declared = bool(keys & known_or_org)
         if c.cls == GENERIC and c.source == "lead" and c.text[:1].islower() and _links_to_itself(doc, c, keys):
             c.cls = STRONG  # "**2. folk** — … ([folk.app](…))": a lead in lower case that its own link names
             c.anchor = True

@@ -699,6 +699,22 @@ def _post_negated(ws: list[str], i: int, lang: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=8)
+def _polarity_tables(lang: str) -> tuple[Any, ...]:
+    """The per-language tables :func:`polarity` reads, looked up once per language: negators, "suffer" words,
+    phrases (:func:`_multi`), "than" words, rank adjectives (or None), comparison markers and their first words."""
+    compared = _COMPARED.get(lang, ())
+    return (
+        _NEGATORS.get(lang, _NEGATORS["en"]),
+        _SUFFER.get(lang, _SUFFER["en"]),
+        _multi(lang),
+        _THAN.get(lang, frozenset()),
+        _RANK_ADJ.get(lang),
+        compared,
+        frozenset(m[0] for m in compared),
+    )
+
+
 def polarity(ws: list[str], lang: str) -> Polarity:
     """Evaluations in the words ``ws`` of one clause (see the module docstring)."""
     lex = lexicon(lang)
@@ -720,13 +736,7 @@ def polarity(ws: list[str], lang: str) -> Polarity:
             hit = _en_degree(word, lex, context)
         return hit
 
-    negators = _NEGATORS.get(lang, _NEGATORS["en"])
-    suffer = _SUFFER.get(lang, _SUFFER["en"])
-    multi = _multi(lang)
-    than = _THAN.get(lang, frozenset())
-    rank_adj = _RANK_ADJ.get(lang)
-    compared = _COMPARED.get(lang, ())
-    compared_first = {m[0] for m in compared}
+    negators, suffer, multi, than, rank_adj, compared, compared_first = _polarity_tables(lang)
     pos = neg = 0
     comparison, than_at = 0, -1
     n = len(ws)

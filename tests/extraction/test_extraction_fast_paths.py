@@ -335,3 +335,41 @@ def _phrase_reference(doc: tx.Doc, words: list[str], case_sensitive: bool) -> li
 def test_find_phrase_equals_its_definition(text: str, words: list[str], case_sensitive: bool) -> None:
     doc = tx.parse(text + " " + " ".join(words))
     assert list(doc.find_phrase(words, case_sensitive=case_sensitive)) == _phrase_reference(doc, words, case_sensitive)
+
+
+# Issue 16 item 5, round 2: the discovery rules' hint tests before their patterns, and the backwards word match.
+_tails = st.lists(
+    st.sampled_from(
+        ["such as", "SUCH AS", "ſuch aſ", "like", "LIKE", "including", "e.g.", "e.g.,", "E.G.,", "como", "wie",
+         "comme", "features", "Add-ons", "modules", "plugins", "in", "near", "nach", "à", "x_y", "é", "日本", "1",
+         " ", "  ", "\t", "\n", "*", "**", "_", "__", "(", ",", ".", "Lambda", " apps", " store", " or", "’s", "'s"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_texts, _tails), st.integers(0, 60), st.integers(0, 60))
+def test_cue_and_word_before_fast_paths_equal_their_patterns(text: str, a: int, b: int) -> None:
+    at = min(len(text), max(a, b))
+    for lo in (max(0, at - 40), max(0, at - 20), min(a, b, at)):
+        assert comp._feature_cue_before(text, lo, at) == bool(comp._FEATURE_CUE_RE.search(text, lo, at))
+        m = comp._PREV_WORD_RE.search(text, lo, at)
+        assert comp._prev_word(text, lo, at) == (m.group(1) if m else None)
+
+
+def test_feature_cue_last_characters_are_every_case_insensitive_match() -> None:
+    import sys
+
+    last = re.compile("[sego.,]", re.IGNORECASE)
+    assert {chr(i) for i in range(sys.maxunicode + 1) if last.fullmatch(chr(i))} == comp._FEATURE_CUE_LAST
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_texts, _tails))
+def test_possessive_and_attributive_hints_are_necessary(text: str) -> None:
+    if comp._INNER_POSSESSIVE_RE.search(text):
+        assert "'" in text or "’" in text
+    for pos in range(len(text) + 1):
+        if comp._ATTRIBUTIVE_RE.match(text, pos):
+            assert text[pos : pos + 1] in comp._ATTRIBUTIVE_FIRST

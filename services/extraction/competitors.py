@@ -334,6 +334,20 @@ _CUE_BEFORE_WORDS: tuple[str, ...] = (
     "como", "ejemplo", "wie", "etwa", "beispielsweise", "B.", "comme", "notamment",
 )
 _SUFFIXED_HINT_RE = re.compile(r"[ \t](?:AI|Labs|Inc|Technologies)")
+
+
+def _suffixed_hint(text: str) -> bool:
+    """``bool(_SUFFIXED_HINT_RE.search(text))``: substring tests for the space-led forms (far cheaper than the
+    pattern's scan), the pattern only when ``text`` has a tab."""
+    return (
+        " AI" in text
+        or " Labs" in text
+        or " Inc" in text
+        or " Technologies" in text
+        or ("\t" in text and _SUFFIXED_HINT_RE.search(text) is not None)
+    )
+
+
 _AFTER_FOR_RE = re.compile(r"\bfor[ \t]+$")
 _CAPITAL_BEFORE_FOR_RE = re.compile(r"[A-Z][\w.+-]*[ \t]+for[ \t]+$")
 
@@ -422,7 +436,7 @@ def _prose_candidates(
             for m in rx.finditer(segment):
                 if not _in_parentheses(segment, m.start("name")):
                     add(m.group("name"), (base + m.start("name"), base + m.end("name")), "cue", "", cued=True)
-        for m in _SUFFIXED_RE.finditer(segment) if _SUFFIXED_HINT_RE.search(segment) else ():
+        for m in _SUFFIXED_RE.finditer(segment) if _suffixed_hint(segment) else ():
             if any(
                 not is_common_word(w, threshold) and w.lower() not in generic for w in m.group(0).split()[:-1]
             ):

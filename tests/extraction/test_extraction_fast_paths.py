@@ -373,3 +373,10 @@ def test_possessive_and_attributive_hints_are_necessary(text: str) -> None:
     for pos in range(len(text) + 1):
         if comp._ATTRIBUTIVE_RE.match(text, pos):
             assert text[pos : pos + 1] in comp._ATTRIBUTIVE_FIRST
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_texts, _tails, st.lists(st.sampled_from(["AI", "Labs", "Inc", "Technologies", " ", "\t", "x", "\n"]),
+                                          max_size=8).map("".join)))
+def test_suffixed_hint_equals_its_pattern(text: str) -> None:
+    assert comp._suffixed_hint(text) == bool(comp._SUFFIXED_HINT_RE.search(text))

@@ -1,11 +1,21 @@
 """Small text helpers shared by services that must not import each other: name lists, text safe for a terminal
-(:func:`printable`) and CSV cells safe for a spreadsheet (:func:`csv_safe`)."""
+(:func:`printable`), CSV cells safe for a spreadsheet (:func:`csv_safe`) and the rule for idempotency keys
+(:func:`idempotency_key_ok`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 from typing import Any
+
+#: Idempotency keys travel as an HTTP header (``Idempotency-Key``): visible ASCII only (RFC 9110 §5.5 field-vchar).
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def idempotency_key_ok(key: str) -> bool:
+    """True for "" (no key) and for a key of at most :data:`MAX_IDEMPOTENCY_KEY_CHARS` visible ASCII characters."""
+    return not key or (len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and _IDEMPOTENCY_KEY.fullmatch(key) is not None)
 
 
 def merge_variations(*lists: Iterable[str]) -> list[str]:

@@ -28,6 +28,7 @@ from services.inference.router import ProviderSpec, Route, Router
 from shared.config import InferenceSettings
 from shared.errors import InvalidArgument, Unimplemented, bounded
 from shared.grpc_client import Deadline
+from shared.text import MAX_IDEMPOTENCY_KEY_CHARS, idempotency_key_ok
 
 # --- request limits (README "Request limits"; the same bounds are in inference.proto's comments) ----------------
 
@@ -46,9 +47,6 @@ MAX_JSON_DEPTH = 32
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Largest max_output_tokens accepted (no listed model produces more: Claude 3.7 Sonnet's 128k beta is the top).
 MAX_OUTPUT_TOKENS_LIMIT = 128_000
-#: Idempotency keys travel as an HTTP header (``Idempotency-Key``): visible ASCII only (RFC 9110 §5.5 field-vchar).
-MAX_IDEMPOTENCY_KEY_CHARS = 255
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")
 #: Longest response-cache scope (an evaluation sends "<run id>:<sample>", 40 characters).
 MAX_CACHE_SCOPE_CHARS = 255
 #: Caller ids of stream / batch items and resume members.
@@ -164,7 +162,7 @@ def build_request(
     system|user|assistant), ``json_schema`` (over :data:`MAX_JSON_CHARS`, nested deeper than
     :data:`MAX_JSON_DEPTH`, not a JSON object), ``schema_name`` (not 1-64 of ``A-Za-z0-9_-``), ``location`` (not an
     assigned ISO 3166-1 alpha-2 code, :func:`location_problem`), ``max_output_tokens`` (outside
-    0..:data:`MAX_OUTPUT_TOKENS_LIMIT`), ``idempotency_key`` (over :data:`MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII),
+    0..:data:`MAX_OUTPUT_TOKENS_LIMIT`), ``idempotency_key`` (over :data:`~shared.text.MAX_IDEMPOTENCY_KEY_CHARS`, not visible ASCII),
     ``cache_scope`` (over :data:`MAX_CACHE_SCOPE_CHARS`).
     """
     violations: list[tuple[str, str]] = []
@@ -210,9 +208,7 @@ def build_request(
     if not 0 <= max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT:
         violations.append(("max_output_tokens", f"max_output_tokens must be between 0 (the configured default) "
                                                 f"and {MAX_OUTPUT_TOKENS_LIMIT}, got {max_output_tokens}"))
-    if idempotency_key and (
-        len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS or not _IDEMPOTENCY_KEY.fullmatch(idempotency_key)
-    ):
+    if not idempotency_key_ok(idempotency_key):
         violations.append(("idempotency_key", f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} "
                                               "visible ASCII characters (it is sent as an HTTP header)"))
     if len(cache_scope) > MAX_CACHE_SCOPE_CHARS:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from shared.config import TAVILY_CREDITS_BY_DEPTH
 from shared.errors import InvalidArgument, bounded
+from shared.text import MAX_IDEMPOTENCY_KEY_CHARS, idempotency_key_ok
 
 #: Tavily search depths (providers.md §1.2).
 DEPTHS: tuple[str, ...] = ("basic", "advanced", "fast", "ultra-fast")
@@ -41,9 +42,6 @@ MAX_DOMAIN_CHARS = 253
 MAX_RAW_DOMAIN_CHARS = 2_000
 MAX_CONTEXT_CHAR_BUDGET = 1_000_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-#: Characters of an ``idempotency_key`` (visible ASCII, as the inference service's).
-MAX_IDEMPOTENCY_KEY_CHARS = 255
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]+")
 
 #: Appended to a source whose text was cut to fit the budget.
 TRUNCATION_MARKER = " …[truncated]"
@@ -353,8 +351,8 @@ def validate_company(
 
 def check_idempotency_key(key: str) -> None:
     """Raises :class:`InvalidArgument` (field ``idempotency_key``) for a key over
-    :data:`MAX_IDEMPOTENCY_KEY_CHARS` characters or with a character that is not visible ASCII; "" is no key."""
-    if key and (len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not _IDEMPOTENCY_KEY.fullmatch(key)):
+    :data:`~shared.text.MAX_IDEMPOTENCY_KEY_CHARS` characters or with a character that is not visible ASCII; "" is no key."""
+    if not idempotency_key_ok(key):
         raise InvalidArgument(f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII "
                               f"characters (got {len(key)} characters)", field="idempotency_key")
 

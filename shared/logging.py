@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -45,6 +46,23 @@ def register_secret(value: str | None) -> None:
     """Add a literal value (an API key, a token) that must never appear in a log line."""
     if value and len(value) >= 6:
         _extra_secrets.add(value)
+
+
+def register_url_password(url: str) -> None:
+    """Register the password of a database URL (``postgresql://user:password@host/db``, percent-decoded) with
+    :func:`register_secret`; a URL without one, or one that does not parse, registers nothing."""
+    try:
+        password = urlsplit(url or "").password
+    except ValueError:
+        return
+    register_secret(unquote(password) if password else None)
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """``"<ExceptionType>: <first line of its message>"``, at most ``limit`` characters, for a log field; a
+    SQLAlchemy error is described by the driver error it wraps (``.orig``)."""
+    text = str(getattr(e, "orig", None) or e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:limit]
 
 
 def redact(text: str) -> str:

@@ -28,13 +28,12 @@ import hmac
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import grpc
 from pydantic import SecretStr
 
 from shared.config import BaseServiceSettings
-from shared.logging import redact, register_secret
+from shared.logging import redact, register_secret, register_url_password
 
 #: Metadata key of the bearer token (gRPC metadata keys are lower case).
 AUTHORIZATION_KEY = "authorization"
@@ -75,11 +74,7 @@ def register_settings_secrets(settings: BaseServiceSettings) -> None:
         if isinstance(value, SecretStr):
             register_secret(value.get_secret_value())
     for name in ("database_url", "search_database_url"):  # only models with a database read these
-        try:
-            password = urlsplit(getattr(settings, name, "")).password
-        except ValueError:  # an unparsable URL has no password we could find either
-            password = None
-        register_secret(unquote(password) if password else None)
+        register_url_password(getattr(settings, name, ""))
 
 
 def auth_token(settings: BaseServiceSettings) -> str | None:

@@ -29,13 +29,9 @@ from services.inference.store.models import response_cache
 from shared.config import InferenceSettings, settings_of
 from shared.db import SchemaOutOfDate, create_engine, display_url
 from shared.exitcodes import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from shared.logging import first_line
 
 COMMANDS = ("prune-cache", "db-upgrade")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(getattr(e, "orig", None) or e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 async def prune_cache(settings: InferenceSettings, *, older_than: float | None = None) -> int:
@@ -103,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(prune_cache(settings, older_than=older))
         return asyncio.run(db_upgrade(settings))
     except (DBAPIError, OSError, SchemaOutOfDate) as e:
-        msg = e.message if isinstance(e, SchemaOutOfDate) else _first_line(e)
+        msg = e.message if isinstance(e, SchemaOutOfDate) else first_line(e)
         print(f"error: database {display_url(settings.database_url)}: {msg}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except ValueError as e:  # an unparsable VANTAGE_DATABASE_URL

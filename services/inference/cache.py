@@ -55,6 +55,7 @@ from shared.concurrency import SingleFlight
 from shared.config import InferenceSettings
 from shared.db import create_engine, display_url
 from shared.grpc_client import Deadline
+from shared.logging import first_line
 
 log = structlog.get_logger("vantage.inference.cache")
 
@@ -227,7 +228,7 @@ class ResponseCache:
             log.error(
                 "response_cache_disabled",
                 database=display_url(settings.database_url),
-                error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                error=first_line(e),
             )
             await engine.dispose()
             return None

@@ -26,7 +26,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import structlog
 from sqlalchemy import delete, insert, update
@@ -41,7 +40,7 @@ from shared.call_records import (
     search_replicas,
 )
 from shared.db import create_engine, display_url, write_transaction
-from shared.logging import register_secret
+from shared.logging import first_line, register_url_password
 
 log = structlog.get_logger("vantage.search.records")
 
@@ -94,9 +93,7 @@ class CallRecorder:
         :data:`OPEN_TIMEOUT_S` — the service then serves without records (the reaper counts upper bounds)."""
         if not database_url:
             return None
-        with contextlib.suppress(ValueError):  # its password never reaches a log line
-            password = urlsplit(database_url).password
-            register_secret(unquote(password) if password else None)
+        register_url_password(database_url)  # its password never reaches a log line
         engine = create_engine(database_url, pool_size=2)
         rec = cls(engine, owns_engine=True)
         try:
@@ -105,7 +102,7 @@ class CallRecorder:
                 await rec._register()
         except Exception as e:
             log.error("search_records_disabled", database=display_url(database_url),
-                      error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                      error=first_line(e))
             await engine.dispose()
             return None
         rec.start()
@@ -194,7 +191,7 @@ class CallRecorder:
             self._done[:0] = rows
             self.failed_flushes += 1
             log.warning("search_records_flush_failed", records=len(rows),
-                        error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+                        error=first_line(e))
             return False
         self.flushes += 1
         return True

@@ -7,17 +7,14 @@ over the same parse, so ``Extract`` and the three partial RPCs always agree.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-from cachetools import LRUCache
+from typing import TYPE_CHECKING, NamedTuple
 
 from services.extraction import citations as cit
 from services.extraction import limits, sentiment
 from services.extraction.competitors import GENERIC_TERMS, Competitor, discover, known_brands, rank_all
-from services.extraction.memo import ENTRY_OVERHEAD, approx_size
+from services.extraction.memo import memo
 from services.extraction.names import Brand, clean_name, merge_keys, org_forms, zipf
 from services.extraction.org_eval import OrgEval, evaluate, language_of
 from services.extraction.text import parse
@@ -26,10 +23,6 @@ from shared.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from shared.config import ExtractionSettings
-
-
-#: Byte budget of the per-org identity cache (:func:`org_brand`): ~1 KB per typical org, so thousands of orgs.
-ORG_CACHE_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -115,48 +108,29 @@ class _OrgIdentity(NamedTuple):
     forms: frozenset[str]
     keys: frozenset[str]
     domains: frozenset[str]
-    nbytes: int  # estimated size of the cache entry (key + value), for the cache's byte bound
 
 
-def _identity_size(identity: _OrgIdentity) -> int:
-    return identity.nbytes
-
-
-#: Org identities by the request's org fields: a user evaluates one org over hundreds of questions, so the
-#: spellings, keys and domains are derived once per org rather than once per answer. Bounded by estimated bytes
-#: (a hostile request may carry 100 variations and 200 products of 200 characters each).
-_ORG_IDENTITIES: LRUCache[Any, _OrgIdentity] = LRUCache(maxsize=ORG_CACHE_MAX_BYTES, getsizeof=_identity_size)
-_ORG_IDENTITIES_LOCK = threading.Lock()
-
-
-def _org_identity(org: Org, generic: frozenset[str]) -> _OrgIdentity:
-    key = (org.name, org.domain, tuple(org.variations), tuple(org.products), generic)  # tuple(): a list works too
-    with _ORG_IDENTITIES_LOCK:
-        hit = _ORG_IDENTITIES.get(key)
-    if hit is not None:
-        return hit
-    name = clean_name(org.name)
-    forms = org_forms(name, org.domain, (*org.variations, *org.products), generic)
+@memo
+def _org_identity(
+    name: str, domain: str, variations: tuple[str, ...], products: tuple[str, ...], generic: frozenset[str]
+) -> _OrgIdentity:
+    """The org's identity, memoised (byte-bounded, :mod:`services.extraction.memo`): a user evaluates one org over
+    hundreds of questions, so its spellings, keys and domains are derived once per org rather than once per answer."""
+    name = clean_name(name)
+    forms = org_forms(name, domain, (*variations, *products), generic)
     keys: set[str] = set()
     for f in forms:
         keys |= merge_keys(f)
-    domains = {registrable_domain(org.domain)} if org.domain.strip() else set()
-    domains |= {registrable_domain(v) for v in (name, *org.variations) if looks_like_domain(v)}
-    value = (name, frozenset(forms), frozenset(keys), frozenset(d for d in domains if "." in d))
-    # The generic-term set is shared configuration: the key holds a reference to it, not a copy.
-    nbytes = approx_size(key[:4]) + approx_size(value) + ENTRY_OVERHEAD
-    identity = _OrgIdentity(*value, nbytes)
-    if nbytes <= _ORG_IDENTITIES.maxsize:
-        with _ORG_IDENTITIES_LOCK:
-            _ORG_IDENTITIES[key] = identity
-    return identity
+    domains = {registrable_domain(domain)} if domain.strip() else set()
+    domains |= {registrable_domain(v) for v in (name, *variations) if looks_like_domain(v)}
+    return _OrgIdentity(name, frozenset(forms), frozenset(keys), frozenset(d for d in domains if "." in d))
 
 
 def org_brand(org: Org, cfg: ExtractionConfig) -> tuple[Brand, set[str]]:
     """The org as a :class:`Brand` (spellings and keys) and its registrable domains (for ``owned``). The derived
-    identity is cached per org (:data:`_ORG_IDENTITIES`); the returned Brand and set are fresh, the caller's to
+    identity is memoised per org (:func:`_org_identity`); the returned Brand and set are fresh, the caller's to
     mutate."""
-    ident = _org_identity(org, cfg.generic_terms)
+    ident = _org_identity(org.name, org.domain, tuple(org.variations), tuple(org.products), cfg.generic_terms)
     brand = Brand(display=ident.display, forms=set(ident.forms), keys=set(ident.keys), is_org=True)
     return brand, set(ident.domains)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, child_env, machine_cpu_s, ncpu, proc_cpu_s, ratio, say
+from shared.config import InferenceSettings, SearchSettings
 
 #: Scaled provider latencies (s) and budgets of the pipeline benchmark (the issue's figures).
 SEARCH_LATENCY_S, LLM_LATENCY_S, LLM_CV = 0.020, 0.150, 0.5
@@ -281,8 +282,9 @@ def new_database(tmp: Path, prefer: str) -> Database:
 
 def _rpms(env: dict[str, str]) -> tuple[float, float]:
     """Requests/min the stack holds the search and the LLM stage to (``VANTAGE_TAVILY_RPM``, ``VANTAGE_OPENAI_RPM``;
-    0 = none), for :func:`t_lb`. Unset = the settings' defaults (shared/config.py: Tavily 1,000, OpenAI 0)."""
-    return (float(env.get("VANTAGE_TAVILY_RPM", 1000)), float(env.get("VANTAGE_OPENAI_RPM", 0)))
+    0 = none), for :func:`t_lb`. Unset = the settings' defaults (shared/config.py)."""
+    return (float(env.get("VANTAGE_TAVILY_RPM", SearchSettings.model_fields["tavily_rpm"].default)),
+            float(env.get("VANTAGE_OPENAI_RPM", InferenceSettings.model_fields["openai_rpm"].default)))
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float]:

@@ -169,6 +169,27 @@ _LABELS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("fr", (("avantages", "et", "inconvénients"),)),
     )
 }
+#: Phrase families (generated, so one rule covers its variants). A standing adverb before a reception word is
+#: popularity ("widely recognised", "widely adopted"). "basic" alone is a plan name or plain description ("basic
+#: reporting"); after a perception verb or a degree word it is a judgement ("feels basic", "rather basic"). A
+#: delay verb is a judgement with or without a degree word between it and its object ("tarda bastante en").
+_EN_DEGREE_CUES: tuple[str, ...] = ("feels", "feel", "seems", "seem", "looks", "look", "rather", "quite",
+                                    "fairly", "pretty", "too", "very", "somewhat", "a bit", "still")
+_ES_SLOW_DEGREES: tuple[str, ...] = ("mucho", "bastante", "demasiado", "un poco", "siempre", "a veces")
+
+
+def _widely(words: str) -> tuple[str, ...]:
+    return tuple(f"{adv} {w}" for adv in ("widely", "broadly") for w in words.split())
+
+
+def _degree_before(cues: tuple[str, ...], word: str) -> tuple[str, ...]:
+    return tuple(f"{c} {word}" for c in cues)
+
+
+def _degree_after(verbs: tuple[str, ...], degrees: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{v} {d} en" for v in verbs for d in degrees)
+
+
 #: Multi-word evaluations, matched before single words.
 _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
     "en": tuple(
@@ -179,7 +200,7 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "i recommend", "i'd recommend", "you can't go wrong",
                                          "de facto standard", "industry standard", "most widely used",
                                          "widely used", "rate highest", "rated highest", "best known",
-                                         "most trusted")]
+                                         "most trusted", *_widely("recognised recognized known adopted trusted"))]
         + [(tuple(p.split()), -1) for p in ("hidden fees", "steep learning curve", "vendor lock-in",
                                             "not recommended", "hard to get", "difficult to obtain", "long wait",
                                             "less mature", "falls short", "learning curve", "price hikes",
@@ -187,7 +208,9 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                             "pushes the bill up", "prices rise", "price increase", "price increases",
                                             "sold out", "hit or miss", "fallen behind", "false positives",
                                             "false positive", "the catch", "take time to learn",
-                                            "takes time to learn", "takes a while to learn")]
+                                            "takes time to learn", "takes a while to learn",
+                                            "frozen balances", "frozen accounts", "frozen funds", "account freezes",
+                                            *_degree_before(_EN_DEGREE_CUES, "basic"))]
     ),
     "es": tuple(
         [(tuple(p.split()), 1) for p in ("la mejor opción", "mejor opción", "fácil de usar", "muy buena",
@@ -197,7 +220,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "más utilizado", "más utilizada", "mayor cobertura")]
         + [(tuple(p.split()), -1) for p in ("curva de aprendizaje", "comisiones ocultas", "deja que desear",
                                             "se queda corto", "se queda corta", "falsos positivos",
-                                            "tarda en", "tardan en", "tarda días", "tardan días")]
+                                            "tarda en", "tardan en", "tarda días", "tardan días",
+                                            *_degree_after(("tarda", "tardan"), _ES_SLOW_DEGREES))]
     ),
     "de": tuple(
         [(tuple(p.split()), 1) for p in ("die beste wahl", "beste wahl", "einfach zu bedienen", "erste wahl",
@@ -206,7 +230,9 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "am bekanntesten", "de-facto-standard")]
         + [(tuple(p.split()), -1) for p in ("lässt zu wünschen übrig", "versteckte kosten", "steile lernkurve",
                                             "falsch-positive", "fehlalarme", "dauert lange",
-                                            "lässt auf sich warten")]
+                                            "lässt auf sich warten",
+                                            *(f"dauert {d} lange" for d in ("sehr", "ziemlich", "oft", "meist",
+                                                                            "recht", "zu")))]
     ),
     "fr": tuple(
         [(tuple(p.split()), 1) for p in ("le meilleur choix", "meilleur choix", "facile à utiliser",
@@ -216,7 +242,8 @@ _PHRASES: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
                                          "la référence", "le choix le plus sûr", "vaut le coup")]
         + [(tuple(p.split()), -1) for p in ("courbe d'apprentissage", "frais cachés", "laisse à désirer",
                                             "faux positifs", "met du temps", "met plusieurs jours",
-                                            "met des jours")]
+                                            "met des jours", "met beaucoup de temps", "met trop de temps",
+                                            "prend du temps", "prend beaucoup de temps", "prend trop de temps")]
     ),
 }
 _NEGATORS: dict[str, frozenset[str]] = {

@@ -360,3 +360,27 @@ def test_the_catch_and_not_always_reachable() -> None:
     assert _eval(answer, Org("Grafana Labs", "grafana.com", products=("Grafana Cloud",)))[1] == "MIXED"
     answer = "Pour le quotidien, Boursobank est rapide, mais le service client n'est pas toujours joignable."
     assert _eval(answer, Org("Boursobank", "boursobank.com")) == ("fr", "MIXED")
+
+
+# Third sentiment round (f_ cases): phrase families generated from one rule each.
+@pytest.mark.parametrize(
+    ("answer", "org", "expected"),
+    [
+        # standing adverb + reception word is popularity
+        ("PayPal is widely recognised by shoppers.", Org("PayPal", "paypal.com"), "POSITIVE"),
+        ("Attio is broadly adopted by agencies.", ATTIO, "POSITIVE"),
+        # frozen balances / accounts are something the org's users suffer
+        ("Merchants report frozen balances with Attio.", ATTIO, "NEGATIVE"),
+        # "basic" is a judgement only after a perception verb or a degree word ...
+        ("Attio has a visual pipeline, though reporting feels basic next to HubSpot.", ATTIO, "NEGATIVE"),
+        ("Attio's dashboards are rather basic.", ATTIO, "NEGATIVE"),
+        # ... not as a description or a plan name
+        ("Attio offers basic reporting on the Basic plan.", ATTIO, "NEUTRAL"),
+        # delay verbs with a degree word before their object, es / de / fr
+        ("Attio es fácil de usar, aunque el soporte tarda bastante en responder.", ATTIO, "MIXED"),
+        ("Die Freischaltung bei Attio dauert oft lange.", ATTIO, "NEGATIVE"),
+        ("Attio prend du temps à configurer.", ATTIO, "NEGATIVE"),
+    ],
+)
+def test_third_round_phrase_families(answer: str, org: Org, expected: str) -> None:
+    assert _verdict(answer, org) == expected

@@ -96,6 +96,11 @@ class Knobs(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     seed: int = Field(1234, description="seed of the fault/latency RNGs (re-seeded on reset)")
+    fault_draws: Literal["stream", "request"] = Field(
+        "stream", description="how a fault is drawn: 'stream' = the next draw of the endpoint's seeded sequence "
+        "(which request gets it depends on arrival order); 'request' = from the seed, the request body and how many "
+        "times that body was seen (a run replays the same faults on the same calls whatever the interleaving)",
+    )
     require_auth: bool = Field(True, description="reject requests without an API key")
     suppress_sdk_retries: bool = Field(
         True, description="send x-should-retry: false on injected errors so SDKs do not retry"

@@ -9,7 +9,9 @@ Every provider request passes through :class:`SandboxMiddleware`, which
    (not after the sleep) and recorded as ``cancelled`` with a timestamp;
 4. decides a fault: the ``X-Sandbox-Fault`` request header forces one
    (``429 | 500 | 503 | hang | reset | malformed | truncated | oversize``), otherwise the
-   seeded RNG draws one from the endpoint's rates (``rate_429`` … ``rate_oversize``, all 0 by default);
+   seeded RNG draws one from the endpoint's rates (``rate_429`` … ``rate_oversize``, all 0 by default) — the
+   next draw of the endpoint's sequence, or with ``fault_draws: "request"`` a draw keyed by the request (path,
+   query, body) and its attempt number (:meth:`SandboxState.draw_fault`);
 5. sleeps the endpoint's latency (fixed or lognormal), then answers with the fault or hands
    the request to the route handler.
 
@@ -71,6 +73,12 @@ def endpoint_name(method: str, path: str) -> str | None:
         if m == method and pattern.match(path):
             return name
     return None
+
+
+def request_key(scope: Scope, body: bytes) -> bytes:
+    """What identifies a request for a keyed fault draw: its path, query string and body (not its headers, which
+    carry per-attempt values such as the SDKs' retry counts and idempotency keys)."""
+    return b"%s?%s\n%s" % (str(scope.get("path", "")).encode(), bytes(scope.get("query_string", b"")), body)
 
 
 async def wait_or_disconnect(receive: Receive, seconds: float) -> bool:
@@ -175,7 +183,7 @@ class SandboxMiddleware:
         forced = _header(scope, FAULT_HEADER)
         fault = forced.lower() if forced and forced.lower() in FAULT_KINDS else None
         if fault is None:
-            fault = state.draw_fault(name, ep)
+            fault = state.draw_fault(name, ep, request_key(scope, body))
         if fault is not None:
             state.stats.fault(name, fault)
             log.info("fault_injected", endpoint=name, fault=fault, forced=bool(forced))

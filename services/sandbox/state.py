@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+from collections import Counter
 from typing import Any
 
 from .config import EndpointKnobs, Knobs, SandboxSettings
@@ -20,6 +22,7 @@ class SandboxState:
         self.stats = Stats()
         self.corpus: Corpus = load_corpus()
         self._rngs: dict[str, random.Random] = {}
+        self._bodies_seen: Counter[tuple[str, bytes]] = Counter()
         # Imported here to avoid a cycle (brightdata imports state for type hints only).
         from .brightdata import SnapshotStore
 
@@ -31,6 +34,7 @@ class SandboxState:
         new = self.knobs.merged(patch)
         if new.seed != self.knobs.seed:
             self._rngs.clear()
+            self._bodies_seen.clear()
         self.knobs = new
         return new
 
@@ -38,6 +42,7 @@ class SandboxState:
         """Zero counters, forget snapshots, and re-seed RNGs (knobs are kept)."""
         self.stats.reset()
         self._rngs.clear()
+        self._bodies_seen.clear()
         self.snapshots.clear()
 
     # -- randomness ------------------------------------------------------------------------------
@@ -62,8 +67,14 @@ class SandboxState:
         mu = math.log(k.latency_s) - sigma2 / 2.0
         return self.rng(endpoint + ":latency").lognormvariate(mu, math.sqrt(sigma2))
 
-    def draw_fault(self, endpoint: str, k: EndpointKnobs) -> str | None:
-        """One uniform draw split across the configured fault rates (None = no fault)."""
+    def draw_fault(self, endpoint: str, k: EndpointKnobs, request: bytes | None = None) -> str | None:
+        """One uniform draw split across the configured fault rates (None = no fault).
+
+        With ``knobs.fault_draws == "request"`` and a ``request`` key (path, query and body:
+        :func:`services.sandbox.faults.request_key`), the draw comes from the seed, the endpoint, a digest of the key
+        and how many times this endpoint has seen it (0 for the first attempt, 1 for its first retry…): the same calls get the same faults in every run of a test, whatever order concurrent requests
+        arrive in, so a chaos failure replays exactly. Each attempt is still an independent draw at the same rates.
+        """
         kinds = (
             ("429", k.rate_429),
             ("500", k.rate_500),
@@ -76,7 +87,13 @@ class SandboxState:
         )
         if sum(rate for _, rate in kinds) <= 0:
             return None
-        u = self.rng(endpoint + ":fault").random()
+        if self.knobs.fault_draws == "request" and request is not None:
+            digest = hashlib.blake2b(request, digest_size=16).digest()
+            seen = self._bodies_seen[(endpoint, digest)]
+            self._bodies_seen[(endpoint, digest)] = seen + 1
+            u = random.Random(f"{self.knobs.seed}:{endpoint}:fault:{digest.hex()}:{seen}").random()
+        else:
+            u = self.rng(endpoint + ":fault").random()
         for kind, rate in kinds:
             if u < rate:
                 return kind

@@ -18,7 +18,7 @@ from shared.procs import Child
 
 FULL = os.environ.get("VANTAGE_CHAOS_FULL") == "1"
 MIN_SUCCESS = 0.995
-SEED = 20260501
+SEED = int(os.environ.get("VANTAGE_CHAOS_SEED", "20260501"))  # a failing run replays with its seed
 
 #: The fault mix of the issue, as sandbox rates.
 FAULTS = {"rate_429": 0.10, "rate_500": 0.05, "rate_hang": 0.02, "rate_malformed": 0.01}

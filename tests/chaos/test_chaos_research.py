@@ -16,7 +16,9 @@ twice, marking the item truncated). Hangs last until the client gives up: each a
 
 Sizes: CI (default) — 200 companies, ~5 ms provider latency, 5 s attempt timeout: well under 2 minutes.
 ``make chaos`` (``VANTAGE_CHAOS_FULL=1``) — the same 200 companies with provider-like lognormal latencies (Tavily
-0.4 s, LLM 1.2 s, CV 0.7), a 10 s attempt timeout and 1 s Retry-After. ``VANTAGE_CHAOS_COMPANIES`` overrides N.
+0.4 s, LLM 1.2 s, CV 0.7), a 10 s attempt timeout and 1 s Retry-After. ``VANTAGE_CHAOS_COMPANIES`` overrides N,
+``VANTAGE_CHAOS_SEED`` the seed. Faults are drawn per request (``fault_draws: "request"``), so a seed fixes which
+attempts of which calls fail: a failing run replays with its seed.
 
 The AI-visibility half of the issue's chaos run (200 question runs) is ``test_chaos_evaluate.py``.
 """
@@ -61,6 +63,9 @@ N = int(os.environ.get("VANTAGE_CHAOS_COMPANIES", "200"))
 def sandbox_knobs() -> dict[str, Any]:
     return {
         "seed": SEED,
+        # Faults keyed by request body and attempt: the same calls fail the same way in every run, whatever order
+        # 200 concurrent items reach the sandbox in (a sequence draw made the outcome, not only the timing, vary).
+        "fault_draws": "request",
         "hang_max_s": 120.0,
         "endpoints": {
             "tavily": {**FAULTS, **latency("search")},

@@ -133,3 +133,35 @@ def test_seeded_draws_are_reproducible() -> None:
     assert kinds.count("429") > 5 and None in kinds
     lat = [x for _, x in a]
     assert min(lat) < 0.05 < max(lat)  # lognormal spread around the mean
+
+
+def test_request_keyed_draws_do_not_depend_on_arrival_order() -> None:
+    """``fault_draws: "request"``: a body's n-th attempt gets the same fault whatever came in between, each attempt
+    is a fresh draw (a retry is not doomed to repeat its fault), and the rates hold."""
+
+    def faults(order: list[bytes], seed: int = 7) -> dict[tuple[bytes, int], str | None]:
+        state = SandboxState(SandboxSettings(seed=seed))
+        state.update_knobs({"fault_draws": "request", "default": {"rate_429": 0.2, "rate_500": 0.1}})
+        ep = state.knobs.endpoint("tavily.search")
+        seen: dict[bytes, int] = {}
+        out = {}
+        for body in order:
+            n = seen[body] = seen.get(body, -1) + 1
+            out[(body, n)] = state.draw_fault("tavily.search", ep, body)
+        return out
+
+    bodies = [f'{{"query": "company {i}"}}'.encode() for i in range(400)]
+    forward = faults([b for b in bodies for _ in range(3)])
+    backward = faults([b for _ in range(3) for b in reversed(bodies)])
+    assert forward == backward
+    assert forward != faults([b for b in bodies for _ in range(3)], seed=8)
+    firsts = [forward[(b, 0)] for b in bodies]
+    assert 0.2 < sum(f is not None for f in firsts) / len(firsts) < 0.4
+    assert any(forward[(b, 0)] is not None and forward[(b, 1)] is None for b in bodies)
+    # After a reset the same bodies start again at attempt 0.
+    state = SandboxState(SandboxSettings(seed=7))
+    state.update_knobs({"fault_draws": "request", "default": {"rate_429": 0.2, "rate_500": 0.1}})
+    ep = state.knobs.endpoint("tavily.search")
+    first = [state.draw_fault("tavily.search", ep, b) for b in bodies[:50]]
+    state.reset()
+    assert [state.draw_fault("tavily.search", ep, b) for b in bodies[:50]] == first

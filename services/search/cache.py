@@ -58,8 +58,9 @@ class TTLCache(Generic[K, V]):
     """A bounded mapping whose entries expire ``ttl_seconds`` after they were stored.
 
     Bounded by count (``max_entries``) and, when ``weigh`` is given, by total weight (``max_weight``; the search
-    engine weighs pages in bytes with :func:`deep_sizeof`): least recently used entries go first; a single value
-    heavier than ``max_weight`` is not stored.
+    engine weighs pages in bytes with :func:`services.search.engine.page_bytes`, a page's :func:`deep_sizeof`
+    summed without the generic walk): least recently used entries go first; a single value heavier than
+    ``max_weight`` is not stored.
     ``max_entries <= 0`` or ``ttl_seconds <= 0`` disables storage (every lookup misses). ``clock`` returns seconds
     (monotonic by default; tests pass a fake).
     """

@@ -1,4 +1,11 @@
-"""Tavily backend: one long-lived ``AsyncTavilyClient`` (tavily-python 0.8.5) behind one concurrency limiter.
+"""Tavily backend: a few long-lived ``AsyncTavilyClient`` (tavily-python 0.8.5) behind one concurrency limiter.
+
+The ``tavily_concurrency`` connections are split over ``ceil(concurrency / POOL_SIZE)`` SDK clients, each on its own
+``httpx.AsyncClient`` of at most :data:`POOL_SIZE` connections (together: ``concurrency``), and each call takes the
+client with the most free connections. httpcore scans every connection of its pool, twice per request and more
+than linearly in the pool size (``AsyncConnectionPool._assign_requests_to_connections``): with one pool of 50
+keep-alive connections that scan was ~30 % of the search service's CPU; with pools of ≤ 8 it is small, while the
+number of kept-alive connections (and so of TLS handshakes against the real Tavily) stays what it was.
 
 ``TavilyBackend.search`` sends ``POST {base}/search`` with ``include_usage=true`` and turns the answer into a
 :class:`~services.search.core.TavilyPage`; SDK and transport errors become :mod:`shared.errors` (providers.md §1.4):
@@ -64,6 +71,8 @@ log = structlog.get_logger("vantage.search.tavily")
 PROVIDER = "tavily"
 #: The SDK clamps its timeout to this many seconds (providers.md §1.6).
 SDK_MAX_TIMEOUT = 120.0
+#: Most connections one HTTP client (one httpcore pool) holds; ``tavily_concurrency`` is split over enough clients.
+POOL_SIZE = 8
 
 #: Status and headers of the last HTTP response of the current call (set by an httpx hook, read after the SDK
 #: raised, since the SDK's exceptions carry neither).
@@ -180,13 +189,39 @@ def map_error(exc: BaseException, *, status: int | None, retry_after: float | No
     return None
 
 
+def pool_sizes(concurrency: int, per_pool: int = POOL_SIZE) -> list[int]:
+    """Connections of each HTTP client for ``concurrency`` connections in all: ``ceil(concurrency / per_pool)``
+    clients, sizes as equal as can be (50 → 8, 7, 7, 7, 7, 7, 7), none over ``per_pool``, summing to ``concurrency``."""
+    concurrency, per_pool = max(1, concurrency), max(1, per_pool)
+    n = -(-concurrency // per_pool)
+    base, extra = divmod(concurrency, n)
+    return [base + (1 if i < extra else 0) for i in range(n)]
+
+
+class Lane:
+    """One SDK client over its own ``httpx.AsyncClient`` of ``size`` connections; ``in_flight``: its calls running
+    now, ``peak``: the most at once, ``calls``: calls it took since start."""
+
+    __slots__ = ("calls", "http", "in_flight", "peak", "sdk", "size")
+
+    def __init__(self, http: httpx.AsyncClient, sdk: AsyncTavilyClient, size: int) -> None:
+        self.http = http
+        self.sdk = sdk
+        self.size = size
+        self.in_flight = 0
+        self.peak = 0
+        self.calls = 0
+
+
 class TavilyBackend:
     """:class:`~services.search.core.SearchBackend` over Tavily. Create once per process; close with :meth:`aclose`.
 
     ``guard`` (:class:`~shared.resilience.ProviderGuard`) holds the adaptive budget of concurrent Tavily calls
     (≤ ``settings.tavily_concurrency``; ``limiter`` is its live capacity limiter, whose ``statistics()`` show the
     calls in flight and waiting), the requests/min limit (``settings.tavily_rpm``, 1,000 for a production key),
-    the circuit breaker and the retry policy.
+    the circuit breaker and the retry policy. ``lanes``: the SDK clients (:class:`Lane`, :func:`pool_sizes`) the
+    calls are spread over — each call takes the lane with the most free connections, so no lane has more calls in
+    flight than its pool holds while the guard keeps the total ≤ ``concurrency``.
     """
 
     def __init__(self, settings: SearchSettings) -> None:
@@ -204,20 +239,43 @@ class TavilyBackend:
             await _record_response(response)
             guard.note_headers(response.headers)
 
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=dict(settings.tavily_extra_headers),
-            timeout=self.attempt_timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            event_hooks={"response": [on_response]},
-        )
-        # Should the SDK's constructor raise, the httpx client above has sent nothing and holds no connection:
-        # there is nothing to close yet. From here on build() owns closing it (aclose).
-        self.client = AsyncTavilyClient(api_key=self._api_key, api_base_url=self.base_url, client=self._http)
+        # Should an SDK constructor raise, the httpx clients made so far have sent nothing and hold no connection:
+        # there is nothing to close yet. From here on build() owns closing them (aclose).
+        self.lanes: list[Lane] = []
+        for size in pool_sizes(concurrency):
+            http = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=dict(settings.tavily_extra_headers),
+                timeout=self.attempt_timeout,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                event_hooks={"response": [on_response]},
+            )
+            sdk = AsyncTavilyClient(api_key=self._api_key, api_base_url=self.base_url, client=http)
+            self.lanes.append(Lane(http, sdk, size))
 
     async def aclose(self) -> None:
-        await self.client.close()
-        await self._http.aclose()
+        """Close every SDK client and its HTTP client — all of them even when one fails (the first error is raised
+        after)."""
+        first: Exception | None = None
+        for lane in self.lanes:
+            for close in (lane.sdk.close, lane.http.aclose):
+                try:
+                    await close()
+                except Exception as exc:  # close the others all the same
+                    first = first or exc
+        if first is not None:
+            raise first
+
+    def _lane(self) -> Lane:
+        """The lane with the most free connections (the first of them on a tie: at low load, one warm pool)."""
+        lanes = self.lanes
+        best = lanes[0]
+        free = best.size - best.in_flight
+        for lane in lanes[1:]:
+            f = lane.size - lane.in_flight
+            if f > free:
+                best, free = lane, f
+        return best
 
     async def search(self, params: SearchParams, *, timeout_s: float) -> TavilyPage:
         """One Tavily search within ``timeout_s`` seconds — the caller's deadline, covering the waits for the
@@ -254,17 +312,25 @@ class TavilyBackend:
                     call.sent += 1
                 sent = True
                 try:
-                    async with asyncio.timeout(timeout):
-                        body = await self.client.search(
-                            params.query,
-                            search_depth=params.search_depth,
-                            max_results=params.max_results,
-                            include_raw_content=params.include_raw_content,
-                            include_domains=list(params.include_domains) or None,
-                            exclude_domains=list(params.exclude_domains) or None,
-                            include_usage=True,
-                            timeout=timeout,
-                        )
+                    lane = self._lane()
+                    lane.in_flight += 1
+                    lane.calls += 1
+                    if lane.in_flight > lane.peak:
+                        lane.peak = lane.in_flight
+                    try:
+                        async with asyncio.timeout(timeout):
+                            body = await lane.sdk.search(
+                                params.query,
+                                search_depth=params.search_depth,
+                                max_results=params.max_results,
+                                include_raw_content=params.include_raw_content,
+                                include_domains=list(params.include_domains) or None,
+                                exclude_domains=list(params.exclude_domains) or None,
+                                include_usage=True,
+                                timeout=timeout,
+                            )
+                    finally:
+                        lane.in_flight -= 1
                     page = parse_response(body, params)
                 except VantageError:
                     raise

@@ -8,6 +8,10 @@ retry-after and honours the RPC deadline) and ``timeout=settings.provider_timeou
 - Without web search — Chat Completions (providers.md §3.2): ``POST {base}/chat/completions``; a JSON Schema
   becomes ``response_format={"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}`` and the
   answer's ``message.content`` is parsed as JSON. This is the path any OpenAI-compatible server supports.
+  CPU fast path (issue 16 item 1, :func:`chat_completion`): the request goes through the SDK's generic
+  ``client.post`` (its auth, base URL, headers, timeout, status-error mapping), not ``chat.completions.create``,
+  whose ``async_transform`` of the (already plain JSON) arguments was about half of the CPU of a call; the body
+  is read with orjson into :class:`ChatAnswer` (only the fields used here) instead of a ``ChatCompletion`` model.
 - With ``web_search`` — the Responses API (providers.md §3.1): ``POST {base}/responses`` with the ``web_search``
   tool and ``user_location {type: "approximate", country}``; ``url_citation`` annotations become citations,
   ``web_search_call`` actions become ``search_queries``, and each search is billed at
@@ -32,11 +36,15 @@ Errors (SDK exception classes, providers.md §3.3) → :mod:`shared.errors`, see
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import openai
+import orjson
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseFunctionWebSearch, ResponseOutputMessage, ResponseOutputText
 from openai.types.responses.response_function_web_search import ActionSearch
@@ -62,6 +70,9 @@ from shared.errors import (
     VantageError,
 )
 from shared.grpc_client import Deadline
+
+if TYPE_CHECKING:
+    from openai._types import RequestOptions, SecurityOptions
 
 
 def map_openai_error(exc: openai.APIError, *, provider: str = "openai", key_env: str = "OPENAI_API_KEY") -> VantageError:
@@ -141,6 +152,110 @@ async def with_headroom(create: Any, kwargs: dict[str, Any], key: str, timeout_s
     if is_incomplete(responses[0]):
         responses.append(await create(**{**kwargs, key: retry_budget(int(kwargs[key]))}, timeout=timeout_s))
     return responses
+
+
+@dataclass(slots=True)
+class AnswerMessage:
+    """``choices[0].message`` of a chat completion: the fields read here, as sent (no type coercion, as the SDK's
+    non-validating ``ChatCompletion`` construction keeps them)."""
+
+    content: Any = None
+    refusal: Any = None
+
+
+@dataclass(slots=True)
+class AnswerChoice:
+    message: AnswerMessage
+    finish_reason: Any = None
+
+
+@dataclass(slots=True)
+class AnswerUsage:
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+    total_tokens: Any = None
+
+
+@dataclass(slots=True)
+class ChatAnswer:
+    """The parts of a ``chat.completion`` body this provider reads (providers.md §3.2): what
+    :meth:`OpenAIProvider._chat_result`, :func:`is_incomplete` and ``_final`` need, attribute for attribute as on the
+    SDK's ``ChatCompletion``. ``choices`` holds the first choice only (we never ask for ``n`` > 1)."""
+
+    id: Any = None
+    model: Any = None
+    choices: list[AnswerChoice] = field(default_factory=list)
+    usage: AnswerUsage | None = None
+
+
+def _not_the_shape(provider: str, label: str) -> Unavailable:
+    return Unavailable(f"{label} sent a response that is not the expected shape", provider=provider,
+                       reason="malformed_response")
+
+
+def parse_chat_body(content: bytes, content_type: str, *, provider: str = "openai", label: str = "OpenAI") -> ChatAnswer:
+    """A chat completion body → :class:`ChatAnswer`, failing as ``chat.completions.create`` + ``_chat_result`` did:
+
+    - not JSON with a JSON content type: ``ValueError`` (the SDK's ``response.json()`` raised ``JSONDecodeError``;
+      :func:`~.errors.map_call_error` makes it ``Unavailable(reason="malformed_response")``);
+    - not JSON with another content type, or JSON that is not an object with a non-empty ``choices`` list: no choices
+      (the SDK returned the text or a model without choices; ``_chat_result`` raises "answered without choices");
+    - a first choice or message that is not an object: ``Unavailable(reason="malformed_response")`` (the SDK's model
+      let these through and reading them raised AttributeError / KeyError, an INTERNAL error: now the documented
+      malformed-body row of :mod:`.errors`).
+
+    orjson reads the body; what it refuses (NaN, integers beyond 64 bits, …) is read again with ``json.loads`` as
+    the SDK did, so both accept exactly the same bodies.
+    """
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        if not content_type.split(";", 1)[0].endswith("json"):  # the SDK's test (_response.py)
+            try:
+                data = json.loads(content)
+            except ValueError:
+                return ChatAnswer()
+        else:
+            data = json.loads(content)  # raises ValueError for a body that is not JSON
+    if not isinstance(data, dict):
+        return ChatAnswer()
+    choices = data.get("choices")
+    if not choices:
+        return ChatAnswer(id=data.get("id"), model=data.get("model"))
+    if not isinstance(choices, list):
+        raise _not_the_shape(provider, label)
+    first = choices[0]
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict):
+        raise _not_the_shape(provider, label)
+    usage = data.get("usage")
+    return ChatAnswer(
+        id=data.get("id"),
+        model=data.get("model"),
+        choices=[AnswerChoice(AnswerMessage(message.get("content"), message.get("refusal")), first.get("finish_reason"))],
+        usage=AnswerUsage(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
+        if isinstance(usage, dict) else None,
+    )
+
+
+#: ``chat.completions.create``'s ``security`` request option: the bearer key only (not an admin key).
+CHAT_SECURITY: SecurityOptions = {"bearer_auth": True}
+
+
+async def chat_completion(
+    client: AsyncOpenAI, *, timeout: float, extra_headers: Mapping[str, str] | None = None, **body: Any  # noqa: ASYNC109
+) -> ChatAnswer:
+    """``POST /chat/completions`` with ``body`` (plain JSON values, as :meth:`OpenAIProvider.complete` builds them)
+    through the SDK's generic ``client.post``: the same request ``client.chat.completions.create(**body)`` sends
+    (auth, base URL, default and ``extra_headers``, ``timeout``, retries setting, idempotency key) and the same
+    ``openai.APIStatusError`` / ``APIConnectionError`` / ``APITimeoutError`` — without ``create``'s
+    ``async_transform`` of the arguments (a no-op on plain dicts, half the CPU of a call) or the ``ChatCompletion``
+    model of the answer (:func:`parse_chat_body`)."""
+    options: RequestOptions = {"timeout": timeout, "security": CHAT_SECURITY}
+    if extra_headers:
+        options["headers"] = extra_headers
+    response = await client.post("/chat/completions", body=body, cast_to=httpx.Response, options=options)
+    return parse_chat_body(response.content, response.headers.get("content-type", "*"))
 
 
 def web_search_count(resp: Any) -> int:
@@ -294,7 +409,7 @@ class OpenAIProvider(SdkProvider):
             tokens=request_tokens((m.content for m in req.messages), max_tokens),
             deadline=deadline,
             max_timeout=self._settings.provider_timeout_seconds,
-            call=lambda t: with_headroom(client.chat.completions.create, kwargs, "max_completion_tokens", t),
+            call=lambda t: with_headroom(partial(chat_completion, client), kwargs, "max_completion_tokens", t),
             to_result=lambda resps: self._final(req, resps, self._chat_result, max_tokens),
         )
 

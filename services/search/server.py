@@ -294,7 +294,7 @@ def call_gone(rec: CallRecorder, call: KeyedCall, task: asyncio.Task[search_pb2.
 
 @contextlib.asynccontextmanager
 async def build(settings: SearchSettings) -> AsyncIterator[list[Mount]]:
-    """Create the Tavily backend (one client, one limiter) and the cache; yield the servicer; close the client.
+    """Create the Tavily backend (its SDK clients, one limiter) and the cache; yield the servicer; close the clients.
 
     Everything opened is registered on one ``AsyncExitStack`` as soon as it exists, so a failure part-way (a bad
     setting refused by the engine or the servicer) closes what was already opened, in reverse order."""

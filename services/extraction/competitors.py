@@ -364,6 +364,7 @@ def _in_parentheses(text: str, pos: int) -> bool:
     return text.count("(", 0, pos) > text.count(")", 0, pos)
 
 
+
 def _prose_candidates(
     doc: Doc, leads: list[tuple[int, int]], threshold: float, generic: frozenset[str], doc_lang: str = "en"
 ) -> list[Candidate]:
@@ -402,7 +403,7 @@ def _prose_candidates(
                 parts = parts[1:]
                 if len(parts) < 2:
                     continue
-            elif _INTEGRATION_RE.search(segment, max(0, pos - 40), pos):
+            elif _integration_before(segment, max(0, pos - 40), pos):
                 continue  # "built on Loki, Tempo and Mimir", "runs on WordPress and …"
             if doc_lang == "en" and _ATTRIBUTIVE_RE.match(segment, m.end()):
                 continue  # "if PayPal and Venmo wallets matter": the names modify a noun
@@ -545,6 +546,42 @@ _INTEGRATION_RE = re.compile(
     r"se integra con|integra con|integriert (?:sich )?(?:mit|in)|s'intègre (?:à|avec))[ \t]+(?:the[ \t]+)?$",
     re.IGNORECASE,
 )
+#: A suffix (lower case) of the last word of every :data:`_INTEGRATION_RE` alternative that can match ASCII text
+#: ("plugs into" → "to", "self-hosted" → "hosted"): a cheap test of the window's last word before the pattern.
+_INTEGRATION_LAST: tuple[str, ...] = (
+    "with", "to", "on", "of", "for", "a", "an", "your", "their", "algunos", "algunas", "un", "in", "wraps",
+    "wrapping", "run", "runs", "hosts", "managed", "hosted", "plain", "vanilla", "con", "sobre", "en", "auf", "sur",
+    "mit", "avec", "source",
+)
+
+
+def _integration_before(text: str, start: int, end: int) -> bool:
+    """``_INTEGRATION_RE.search(text, start, end) is not None``, without the pattern's scan (an IGNORECASE
+    alternation tried at every position of the window) where it cannot match: every match ends the window
+    (``$``: at ``end`` or before a newline there) with an alternative's last word, spaces or tabs, and an
+    optional "the" and spaces or tabs; so on ASCII text the last whitespace-separated word (or the one before a
+    last "the") ends with a word of :data:`_INTEGRATION_LAST`. Text with other characters (IGNORECASE folds "ſ"
+    to "s", "K" to "k") goes to the pattern. Perf only; tests/extraction/test_extraction_speed_prefilters.py
+    checks it against the pattern."""
+    window = text[start:end]
+    if not window.isascii():
+        return _INTEGRATION_RE.search(text, start, end) is not None
+    if window.endswith("\n"):
+        window = window[:-1]
+    if not window.endswith((" ", "\t")):
+        return False
+    words = window.rsplit(None, 2)
+    if not words:
+        return False
+    last = words[-1].lower()
+    if not (
+        last.endswith(_INTEGRATION_LAST)
+        or (last == "the" and len(words) > 1 and words[-2].lower().endswith(_INTEGRATION_LAST))
+    ):
+        return False
+    return _INTEGRATION_RE.search(text, start, end) is not None
+
+
 #: Verbs after a sentence-initial name that make it the subject ("Deel and Remote are", "Fathom is …").
 _SUBJECT_VERB_RE = re.compile(
     r"(?:['’]s)?[ \t]+(?:and[ \t]+[A-Z][\w.+-]*[ \t]+)?(?:is|are|was|has|have|offers|provides|takes|lets|gives|"
@@ -1327,9 +1364,9 @@ def accept(
             c.cls = GENERIC  # "add-ons such as AIOps and status pages": examples of features, not options
             continue
         if c.casual and c.source == "casual":
-            declared = bool(keys & known_keys) or _INTEGRATION_RE.search(
+            declared = bool(keys & known_keys) or not _integration_before(
                 doc.masked, max(0, c.span[0] - 40), c.span[0]
-            ) is None
+            )
             c.cls = STRONG if c.cls != GENERIC and declared and not _rule_out(c.text, lang) else GENERIC
             c.anchor = c.cls == STRONG
             continue
@@ -1389,9 +1426,9 @@ def accept(
             elif _ACRONYM_RE.fullmatch(c.text):
                 # An acronym in running text is a brand when it recurs (category acronyms are ruled out above).
                 c.cls = STRONG if len(list(doc.find_phrase([c.text], case_sensitive=True))) >= 2 else GENERIC
-            elif _INTEGRATION_RE.search(doc.masked, max(0, c.span[0] - 40), c.span[0]) or (
+            elif _integration_before(doc.masked, max(0, c.span[0] - 40), c.span[0]) or (
                 (at := _enumeration_start(doc, c.span[0], c.span[0] + len(c.text))) != c.span[0]
-                and _INTEGRATION_RE.search(doc.masked, max(0, at - 40), at)
+                and _integration_before(doc.masked, max(0, at - 40), at)
             ):
                 c.cls = GENERIC  # a platform or integration target: "if you're on Shopify", "syncs with Slack"
             elif c.cls in (STRONG, MEDIUM) and (

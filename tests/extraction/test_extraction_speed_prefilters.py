@@ -1,0 +1,50 @@
+"""The extraction throughput work's fast paths (issue 16 item 5 / issue 13 item 6) agree with the patterns they
+stand in front of (hypothesis): each prefilter decides exactly what the pattern's own search would, on random text
+and on text built from the pieces the patterns look for. No timing is asserted here."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.extraction import competitors as comp
+
+#: Every alternative of ``_INTEGRATION_RE`` spelled out (with its optional parts), plus near misses.
+_INTEGRATION_PHRASES = [
+    "integrate with", "integrates with", "integrates well with", "integration with", "integrations with",
+    "sync with", "syncs with", "connect to", "connects with", "plug into", "plugs into", "you're on", "you are on",
+    "if you use on", "already use on", "already on on", "built on", "on top of", "works with", "app for",
+    "apps for", "on a", "on an", "for your", "with their", "con algunos", "con algunas", "con un", "con una",
+    "run on", "runs on", "running on", "based on", "hosted on", "built on open-source", "based on open source",
+    "live in", "lives in", "wraps", "wrapping", "run", "runs", "hosts", "managed", "self-hosted", "plain",
+    "vanilla", "integración con", "integración nativa con", "funciona con", "funciona sobre", "basado en",
+    "basiert auf", "läuft auf", "basé sur", "se integra con", "integra con", "integriert mit", "integriert sich in",
+    "s'intègre à", "s'intègre avec", "the", "THE", "With", "RUNS", "xwraps", "unmanaged", "ſelf-hoſted", "runſ",
+    "integrateſ with", "K", "stands out", "Shopify", "and", "(", "**",
+]
+_pieces = st.sampled_from([*_INTEGRATION_PHRASES, " ", "  ", "\t", "\n", " \n", "\r", "\x0b", "é", "x"])
+_texts = st.one_of(
+    st.text(max_size=80),
+    st.lists(_pieces, max_size=12).map("".join),
+    st.lists(_pieces, max_size=12).map(" ".join),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_texts, st.integers(0, 90), st.integers(0, 90))
+def test_integration_before_matches_the_pattern(text: str, a: int, b: int) -> None:
+    start, end = min(a, b, len(text)), min(max(a, b), len(text))
+    want = comp._INTEGRATION_RE.search(text, start, end) is not None
+    assert comp._integration_before(text, start, end) == want
+    # the whole text, as the callers' windows end where a candidate starts
+    assert comp._integration_before(text, 0, len(text)) == (comp._INTEGRATION_RE.search(text) is not None)
+
+
+def test_integration_before_on_every_alternative() -> None:
+    for phrase in _INTEGRATION_PHRASES:
+        for tail in (" ", "\t", " the ", "  the\t", " \n", " the \n", "", "\n", " x "):
+            text = "Teams " + phrase + tail
+            assert comp._integration_before(text, 0, len(text)) == (
+                comp._INTEGRATION_RE.search(text) is not None
+            ), text
+

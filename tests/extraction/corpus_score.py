@@ -2,13 +2,16 @@
 
 Run it from the repository root::
 
-    .venv/bin/python -m tests.extraction.corpus_score [--split dev|holdout|all] [--check] [--json]
+    .venv/bin/python -m tests.extraction.corpus_score [--split dev|holdout|all|peers] [--check] [--json]
 
 Each case (one YAML file, format in ``corpus/README.md``) is sent to ``ExtractionService/Extract`` of an in-process
 grpc.aio server built with the service's own builder (:func:`services.extraction.server.build`) on a free loopback
 port, exactly as a client would call it. ``Org.known_products`` is sent only when the request's ``Org`` message has
 a field of that name (read from the protobuf descriptor), so the scorer runs against the extractor before and after
 that field exists.
+
+``peers`` holds answers taken verbatim from peer projects' own test fixtures (each file names its source), labelled by
+the corpus rules; it is scored apart and is not part of ``all`` (the issue's hand-written corpus).
 
 Fields scored, per split (dev, holdout, all) and broken down by language, style and tag:
 
@@ -214,7 +217,8 @@ def _case(path: Path, split: str) -> Case:
 
 
 def load_cases(split: str = "all", root: Path = CORPUS_DIR) -> list[Case]:
-    """Cases of ``split`` (``dev``, ``holdout`` or ``all``), sorted by id. Raises :class:`CaseError`."""
+    """Cases of ``split`` (``dev``, ``holdout``, ``all`` = dev + holdout, or ``peers``), sorted by id. Raises
+    :class:`CaseError`."""
     splits = SPLITS if split == "all" else (split,)
     cases = [_case(p, s) for s in splits for p in sorted((root / s).glob("*.yaml"))]
     ids = [c.id for c in cases]
@@ -528,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tests.extraction.corpus_score", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--split", choices=("dev", "holdout", "all"), default="all")
+    ap.add_argument("--split", choices=("dev", "holdout", "all", "peers"), default="all")
     ap.add_argument("--check", action="store_true", help="also print label warnings (helper for labelling)")
     ap.add_argument(
         "--json", action="store_true", help="print the figures as JSON instead of the text report"

@@ -500,6 +500,8 @@ _LOWER_NAME_RE = re.compile(
 )
 _LOWER_HINT_RE = re.compile(rf"[a-z][{_UPPER}]|\.(?:io|ai|com|app|co|dev|so)\b")
 _DIGIT_HINT_RE = re.compile(r"\d[A-Z][a-z]")
+#: :data:`_DIGIT_HINT_RE` on ASCII text (``\d`` is ``[0-9]`` there): the same matches, ~2x faster.
+_DIGIT_HINT_ASCII_RE = re.compile(r"[0-9][A-Z][a-z]")
 _LOWER_RUN = frozenset("abcdefghijklmnopqrstuvwxyz")
 _LOWER_DOMAIN_RUN = _LOWER_RUN | frozenset("0123456789-")
 
@@ -945,9 +947,10 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
     out: list[Candidate] = []
     masked = doc.masked
     matches = list(_CAP_SPAN_RE.finditer(masked))
-    if _LOWER_HINT_RE.search(masked):
-        matches = sorted([*matches, *_lower_name_matches(masked)], key=lambda m: m.start())
-    if _DIGIT_HINT_RE.search(masked):
+    lower = _lower_name_matches(masked)  # [] without a _LOWER_HINT_RE match: no separate search for one first
+    if lower:
+        matches = sorted([*matches, *lower], key=lambda m: m.start())
+    if (_DIGIT_HINT_ASCII_RE if masked.isascii() else _DIGIT_HINT_RE).search(masked):
         matches = sorted([*matches, *_DIGIT_NAME_RE.finditer(masked)], key=lambda m: m.start())
     for m in matches:
         s, e = m.span()

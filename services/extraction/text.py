@@ -73,8 +73,10 @@ ABBREVIATIONS: frozenset[str] = frozenset(
 _TITLE_WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 _LAST_WORD_RE = re.compile(r"([\w.]+)$")
 _NOT_NEWLINE_RE = re.compile(r"[^\r\n]")
-#: (The leading lookahead repeats the first character class: a redundant test that re rejects positions with faster.)
-_SENT_END_RE = re.compile(r"(?=[.!?])[.!?]+[\"')\]*_]*(?=\s+[\"'(\[*_¿¡]*[A-Z0-9ÁÉÍÓÚÑÄÖÜÀÂÇÈÊÎÔ])")
+#: (``[.!?][.!?]*`` rather than ``[.!?]+``: a pattern that opens with a character class, not a repeat, gets re's
+#: charset prefix, so a search skips the positions that cannot start a match without entering the pattern; ~2x
+#: faster than ``[.!?]+`` led by the lookahead ``(?=[.!?])``, the same matches.)
+_SENT_END_RE = re.compile(r"[.!?][.!?]*[\"')\]*_]*(?=\s+[\"'(\[*_¿¡]*[A-Z0-9ÁÉÍÓÚÑÄÖÜÀÂÇÈÊÎÔ])")
 
 #: The parser: CommonMark + GFM tables and strikethrough (what assistants emit).
 _MD = MarkdownIt("commonmark").enable_many(["table", "strikethrough"])

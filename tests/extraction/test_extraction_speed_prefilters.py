@@ -48,3 +48,28 @@ def test_integration_before_on_every_alternative() -> None:
                 comp._INTEGRATION_RE.search(text) is not None
             ), text
 
+
+
+_ascii_texts = st.one_of(
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=120),
+    st.lists(
+        st.sampled_from(["n't", "don't", "l'API", "well-known", "A", "b", "9", "42x", "x9", "_", "-", "'", ",", ":",
+                         ";", "(", ")", "Best", "Buy", "NOT", "AML", " ", "\t", "\n", "1G", "3Com", "Zoom"]),
+        max_size=30,
+    ).map(" ".join),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_ascii_texts)
+def test_ascii_twins_of_the_unicode_patterns_match_the_same(text: str) -> None:
+    import unicodedata
+
+    from services.extraction import sentiment
+
+    assert sentiment._WORD_ASCII_RE.findall(text) == sentiment._WORD_RE.findall(
+        unicodedata.normalize("NFC", text).replace("’", "'")
+    )
+    got = comp._DIGIT_HINT_ASCII_RE.search(text)
+    want = comp._DIGIT_HINT_RE.search(text)
+    assert (got and got.span()) == (want and want.span())

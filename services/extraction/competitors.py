@@ -323,9 +323,22 @@ _CUE_AFTER_RE = re.compile(
 # What every match of _ENUM_RE / _CUE_AFTER_RE / _SUFFIXED_RE must contain: a segment without it is skipped
 # (these cheap scans rule out most sentences; the full patterns backtrack at every capital letter).
 _ENUM_HINT_RE = re.compile(r",[ \t]+[A-Z]|[ \t](?:and|or|&|y|o|et|ou|und|oder)[ \t]+[A-Z]")
+#: The two alternatives of :data:`_ENUM_HINT_RE` as patterns of their own: the first then has a literal prefix and
+#: the second a charset prefix, which re's search skips to (the alternation has neither): ~30 % less time.
+_ENUM_HINT_COMMA_RE = re.compile(r",[ \t]+[A-Z]")
+_ENUM_HINT_WORD_RE = re.compile(r"[ \t](?:and|or|&|y|o|et|ou|und|oder)[ \t]+[A-Z]")
+
+
+def _enum_hint(segment: str) -> bool:
+    """``_ENUM_HINT_RE.search(segment) is not None``, as two cheaper scans."""
+    return _ENUM_HINT_COMMA_RE.search(segment) is not None or _ENUM_HINT_WORD_RE.search(segment) is not None
+
+
+# (The lookahead after the first character holds the first letters of the alternatives: at most spaces it fails
+# at once instead of trying each alternative; the same matches, ~35 % less time.)
 _CUE_AFTER_HINT_RE = re.compile(
-    r"[ \t](?:stands out|offers|provides|leads|excels|specializes|specialises|focuses on|is known for|"
-    r"is best known for|is popular|is favou?red|delivers|rents|operates|is worth|is (?:a|an|the|another)[ \t])"
+    r"[ \t](?=[solpefidr])(?:stands out|offers|provides|leads|excels|specializes|specialises|focuses on|"
+    r"is known for|is best known for|is popular|is favou?red|delivers|rents|operates|is worth|is (?:a|an|the|another)[ \t])"
 )
 #: A substring of every cue word of _CUE_BEFORE_RE (substring tests cost far less than that pattern's scan).
 _CUE_BEFORE_WORDS: tuple[str, ...] = (
@@ -382,12 +395,14 @@ def _prose_candidates(
         for name in _clean_candidate(text):
             out.append(Candidate(name, span, source, group, cued=cued))
 
+    # Only the cue words the answer holds at all can be in one of its segments (substrings of the masked text).
+    cue_words = [w for w in _CUE_BEFORE_WORDS if w in doc.masked]
     for unit in doc.units:
         if unit.kind not in ("sentence", "item"):
             continue
         segment = doc.masked[unit.body : unit.end]
         base = unit.body
-        for m in _ENUM_RE.finditer(segment) if _ENUM_HINT_RE.search(segment) else ():
+        for m in _ENUM_RE.finditer(segment) if _enum_hint(segment) else ():
             if _in_parentheses(segment, m.start()):
                 continue  # "Cohere (Command, Embed and Rerank …)": products of the name before, not peers
             # "inference for Llama, DeepSeek and Qwen": the objects of "for" are often products; no vote there.
@@ -429,7 +444,7 @@ def _prose_candidates(
                     continue  # "Full and LoRA fine-tuning": a capital at a sentence start says nothing
                 add(part, (base + at, base + at + len(part)), "enum", group)
         cues = []
-        if any(w in segment for w in _CUE_BEFORE_WORDS):
+        if any(w in segment for w in cue_words):
             cues.append(_CUE_BEFORE_RE)
         if _CUE_AFTER_HINT_RE.search(segment):
             cues.append(_CUE_AFTER_RE)

@@ -4,6 +4,8 @@ and on text built from the pieces the patterns look for. No timing is asserted h
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,3 +75,32 @@ def test_ascii_twins_of_the_unicode_patterns_match_the_same(text: str) -> None:
     got = comp._DIGIT_HINT_ASCII_RE.search(text)
     want = comp._DIGIT_HINT_RE.search(text)
     assert (got and got.span()) == (want and want.span())
+
+
+#: ``_CUE_AFTER_HINT_RE`` as first written (without the first-letter lookahead).
+_CUE_AFTER_HINT_PLAIN = re.compile(
+    r"[ \t](?:stands out|offers|provides|leads|excels|specializes|specialises|focuses on|is known for|"
+    r"is best known for|is popular|is favou?red|delivers|rents|operates|is worth|is (?:a|an|the|another)[ \t])"
+)
+_hint_pieces = st.sampled_from(
+    [
+        "CoreWeave", "Lambda", "and", "or", "&", "y", "o", "et", "ou", "und", "oder", ",", ", ", "stands out",
+        "offers", "provides", "leads", "excels", "specializes", "specialises", "focuses on", "is known for",
+        "is best known for", "is popular", "is favored", "is favoured", "delivers", "rents", "operates", "is worth",
+        "is a", "is an", "is the", "is another", "is", "X", " ", "\t", "\n", "é", "Ä", "S", "O",
+    ]
+)
+_hint_texts = st.one_of(
+    st.text(max_size=120),
+    st.lists(_hint_pieces, max_size=30).map("".join),
+    st.lists(_hint_pieces, max_size=30).map(" ".join),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_hint_texts)
+def test_prose_hints_match_their_plain_forms(text: str) -> None:
+    assert comp._enum_hint(text) == (comp._ENUM_HINT_RE.search(text) is not None)
+    assert [m.span() for m in comp._CUE_AFTER_HINT_RE.finditer(text)] == [
+        m.span() for m in _CUE_AFTER_HINT_PLAIN.finditer(text)
+    ]

@@ -514,6 +514,8 @@ _LOWER_NAME_RE = re.compile(
     rf"(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
 )
 _LOWER_HINT_RE = re.compile(rf"[a-z][{_UPPER}]|\.(?:io|ai|com|app|co|dev|so)\b")
+_LOWER_CAMEL_HINT_RE = re.compile(rf"[a-z][{_UPPER}]")
+_LOWER_DOMAIN_HINT_RE = re.compile(r"\.(?:io|ai|com|app|co|dev|so)\b")
 _DIGIT_HINT_RE = re.compile(r"\d[A-Z][a-z]")
 #: :data:`_DIGIT_HINT_RE` on ASCII text (``\d`` is ``[0-9]`` there): the same matches, ~2x faster.
 _DIGIT_HINT_ASCII_RE = re.compile(r"[0-9][A-Z][a-z]")
@@ -527,7 +529,10 @@ def _lower_name_matches(masked: str) -> list[re.Match[str]]:
     run of small letters (of ``[a-z0-9-]`` before a dot) that leads to it starts, so one cheap hint scan replaces
     a full scan whose lookbehind runs at every character (perf only; tests/extraction/test_extraction_fast_paths.py)."""
     starts: set[int] = set()
-    for h in _LOWER_HINT_RE.finditer(masked):
+    # The hint's two alternatives scanned apart (a charset and a literal prefix re skips to; the alternation has
+    # neither): their matches cannot overlap (a small letter before a capital never lies inside ".io" followed by a
+    # non-word character, nor a dot inside "eB"), so together they start where the hint's matches start.
+    for h in (*_LOWER_CAMEL_HINT_RE.finditer(masked), *_LOWER_DOMAIN_HINT_RE.finditer(masked)):
         j = h.start()
         run = _LOWER_DOMAIN_RUN if masked[j] == "." else _LOWER_RUN
         while j > 0 and masked[j - 1] in run:

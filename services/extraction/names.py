@@ -243,10 +243,21 @@ _SUBJECT_RE = re.compile(
 _PREV_WORD_RE = re.compile(r"([^\W_][\w&'’-]*(?:\.[^\W_]+)*)[ \t]+$")
 
 
+def _prev_word_match(text: str, lo: int, at: int) -> re.Match[str] | None:
+    """``_PREV_WORD_RE.search(text, lo, at)``, started at the last whitespace-separated token of the window
+    instead of at ``lo``: a match is that token's tail (its word holds no whitespace and only whitespace follows
+    it), so no earlier start can match and re is spared trying each of them (the same match object spans)."""
+    window = text[lo:at].rstrip()
+    last = window.rsplit(None, 1)
+    if not last:
+        return None
+    return _PREV_WORD_RE.search(text, lo + len(window) - len(last[-1]), at)
+
+
 def _inside_compound(doc: Doc, start: int) -> bool:
     """Is the word at ``start`` the tail of a longer proper name ("AWS Lambda", "Google Gemini")? True when the
     word right before it (same line, one space) is capitalised and is not itself at a sentence start."""
-    m = _PREV_WORD_RE.search(doc.masked, max(0, start - 40), start)
+    m = _prev_word_match(doc.masked, max(0, start - 40), start)
     if not m:
         return False
     prev = m.group(1)

@@ -376,8 +376,33 @@ class UrlMatches:
             list(IMAGE_RE.finditer(text)) if "![" in text else [],
             list(REFDEF_RE.finditer(text)) if "]:" in text else [],
             list(AUTOLINK_RE.finditer(text)) if "<" in text else [],
-            list(BARE_URL_RE.finditer(text)) if "http" in low or "www." in low else [],
+            _bare_urls(text, low) if "http" in low or "www." in low else [],
         )
+
+
+def _bare_urls(text: str, low: str) -> list[re.Match[str]]:
+    """``list(BARE_URL_RE.finditer(text))`` (``low`` is ``text.lower()``). On ASCII text a match can only start
+    where ``low`` has "http" or "www.", so the pattern is matched there alone, in order, each start after the
+    previous match (as finditer resumes) instead of being tried at every position; other text (where IGNORECASE
+    folds "ſ" to "s" and lower() may change lengths) is scanned whole as before."""
+    if not text.isascii():
+        return list(BARE_URL_RE.finditer(text))
+    starts = []
+    for needle in ("http", "www."):
+        i = low.find(needle)
+        while i != -1:
+            starts.append(i)
+            i = low.find(needle, i + 1)
+    out: list[re.Match[str]] = []
+    end = 0
+    for i in sorted(starts):
+        if i < end:
+            continue
+        m = BARE_URL_RE.match(text, i)
+        if m:
+            out.append(m)
+            end = m.end()
+    return out
 
 
 def is_citation_chip(link: Link) -> bool:

@@ -104,3 +104,51 @@ def test_prose_hints_match_their_plain_forms(text: str) -> None:
     assert [m.span() for m in comp._CUE_AFTER_HINT_RE.finditer(text)] == [
         m.span() for m in _CUE_AFTER_HINT_PLAIN.finditer(text)
     ]
+
+
+_lower_pieces = st.sampled_from(
+    ["eBay", "iPhone", "incident.io", "monday.com", "a.coM", ".io", ".com", "b.dev", ".app", ".so", "aÉ", "zZ", "ſ",
+     "K", "é", ".", "a", "B", " ", "-", "_", "1", "x.ai.io", "..io", "a.iox"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(_lower_pieces, max_size=30).map("".join)))
+def test_lower_hint_alternatives_scanned_apart_start_where_the_hint_does(text: str) -> None:
+    apart = sorted(
+        [m.start() for m in comp._LOWER_CAMEL_HINT_RE.finditer(text)]
+        + [m.start() for m in comp._LOWER_DOMAIN_HINT_RE.finditer(text)]
+    )
+    assert apart == [m.start() for m in comp._LOWER_HINT_RE.finditer(text)]
+
+
+_prev_pieces = st.sampled_from(
+    ["AWS", "Lambda", "a.b", "x.", ".y", "-", "_", "'", "’", "&", " ", "  ", "\t", "\n", "\r", "\u00a0", "\u2028",
+     "é", "日本", "1", "Co.", "x_y", "ſ"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.lists(_prev_pieces, max_size=20).map("".join)), st.integers(0, 70),
+       st.integers(0, 70))
+def test_prev_word_match_equals_the_pattern_search(text: str, a: int, b: int) -> None:
+    from services.extraction import names
+
+    lo, at = min(a, b, len(text)), min(max(a, b), len(text))
+    got, want = names._prev_word_match(text, lo, at), names._PREV_WORD_RE.search(text, lo, at)
+    assert (got and (got.span(), got.span(1))) == (want and (want.span(), want.span(1)))
+
+
+_url_pieces = st.sampled_from(
+    ["http://", "https://", "HTTPS://", "HtTp://", "www.", "WWW.", "wWw.", "httpwww.", "hhttp://", "h", "w", "x.io",
+     "/", "@", ".", " ", "\n", "a", "(", ")", "]", "[", "<", ">", "'", "`", "|", "^", "{", "é", "ſ", "httpſ://"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(_url_pieces, max_size=30).map("".join)))
+def test_bare_urls_found_from_their_literals_equal_the_full_scan(text: str) -> None:
+    from services.extraction import text as tx
+
+    got = [m.span() for m in tx._bare_urls(text, text.lower())]
+    assert got == [m.span() for m in tx.BARE_URL_RE.finditer(text)]

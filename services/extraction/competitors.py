@@ -395,8 +395,6 @@ def _prose_candidates(
         for name in _clean_candidate(text):
             out.append(Candidate(name, span, source, group, cued=cued))
 
-    # Only the cue words the answer holds at all can be in one of its segments (substrings of the masked text).
-    cue_words = [w for w in _CUE_BEFORE_WORDS if w in doc.masked]
     for unit in doc.units:
         if unit.kind not in ("sentence", "item"):
             continue
@@ -444,7 +442,7 @@ def _prose_candidates(
                     continue  # "Full and LoRA fine-tuning": a capital at a sentence start says nothing
                 add(part, (base + at, base + at + len(part)), "enum", group)
         cues = []
-        if any(w in segment for w in cue_words):
+        if any(w in segment for w in _CUE_BEFORE_WORDS):
             cues.append(_CUE_BEFORE_RE)
         if _CUE_AFTER_HINT_RE.search(segment):
             cues.append(_CUE_AFTER_RE)
@@ -577,6 +575,11 @@ _INTEGRATION_LAST: tuple[str, ...] = (
 )
 
 
+#: The longest alternative of :data:`_INTEGRATION_RE` ("integración nativa con"), in characters
+#: (tests/extraction/test_extraction_speed_prefilters.py reads it from the parsed pattern).
+_INTEGRATION_ALT_CHARS = 22
+
+
 def _integration_before(text: str, start: int, end: int) -> bool:
     """``_INTEGRATION_RE.search(text, start, end) is not None``, without the pattern's scan (an IGNORECASE
     alternation tried at every position of the window) where it cannot match: every match ends the window
@@ -601,7 +604,13 @@ def _integration_before(text: str, start: int, end: int) -> bool:
         or (last == "the" and len(words) > 1 and words[-2].lower().endswith(_INTEGRATION_LAST))
     ):
         return False
-    return _INTEGRATION_RE.search(text, start, end) is not None
+    # An alternative (at most _INTEGRATION_ALT_CHARS long) ends where the window's trailing blanks, or a last
+    # "the" and the blanks before it, begin: no match can start earlier than that many characters before.
+    tail = window.rstrip(" \t")
+    if tail[-3:].lower() == "the":
+        tail = tail[:-3].rstrip(" \t")
+    lo = max(start, start + len(tail) - _INTEGRATION_ALT_CHARS)
+    return _INTEGRATION_RE.search(text, lo, end) is not None
 
 
 #: Verbs after a sentence-initial name that make it the subject ("Deel and Remote are", "Fathom is …").

@@ -152,3 +152,11 @@ def test_bare_urls_found_from_their_literals_equal_the_full_scan(text: str) -> N
 
     got = [m.span() for m in tx._bare_urls(text, text.lower())]
     assert got == [m.span() for m in tx.BARE_URL_RE.finditer(text)]
+
+
+def test_integration_alternatives_are_at_most_the_bound_long() -> None:
+    import re._parser as sre_parse  # type: ignore[import-not-found]
+
+    tree = sre_parse.parse(comp._INTEGRATION_RE.pattern, comp._INTEGRATION_RE.flags)
+    alternation = sre_parse.SubPattern(tree.state, [tree[0]])
+    assert alternation.getwidth()[1] == comp._INTEGRATION_ALT_CHARS

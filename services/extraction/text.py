@@ -459,6 +459,7 @@ class _Reader:
 
     def __init__(self, text: str, parsed: str) -> None:
         self.text = text
+        self._n = len(text)
         # srcmap counts UTF-8 bytes of what was parsed (``parsed``: ``text`` with NUL as U+FFFD, same length).
         if parsed.isascii():
             self._starts: list[int] | None = None
@@ -482,7 +483,9 @@ class _Reader:
             s, e = bisect.bisect_left(self._starts, s), bisect.bisect_left(self._starts, e)
         # markdown-it-pyrs' source map can end past the text on odd input (a 200k-character random answer gave a
         # list item ending beyond it: IndexError → INTERNAL); clamp so every span indexes the text.
-        n = len(self.text)
+        n = self._n
+        if s <= n and e <= n:
+            return s, e
         return min(s, n), min(e, n)
 
     def add(
@@ -498,27 +501,40 @@ class _Reader:
     def inline(self, nodes: Sequence[Any]) -> None:
         stack = list(reversed(nodes))
         text = self.text
+        span = self.span
         while stack:
             n = stack.pop()
             name = n.name
             if name == "text":
                 continue
-            sp = self.span(n)
-            if name == "strong" and sp and sp[1] - sp[0] > 4:
-                self.bold.append((sp[0] + 2, sp[1] - 2))
-            elif name == "link" and sp:
-                kids = [k for k in (self.span(c) for c in n.children) if k]
-                ts = (kids[0][0], kids[-1][1]) if kids else (sp[0] + 1, sp[0] + 1)
-                # Inline links only: a reference use ("[1]" with a "[1]: url" definition) is a citation marker.
-                if text.startswith("](", ts[1]) or (not kids and text.startswith("[](", sp[0])):
-                    self.links.append(Link(sp, ts, text[ts[0] : ts[1]], str(n.meta.get("url", ""))))
-            elif name == "code_inline" and sp:
-                self.inline_code.append(sp)
-                continue
+            # A node's span only where it is read (strong, link, inline code), and its children fetched once: both
+            # are attribute reads on the parser's Rust objects, and the children come back as a new list each time.
+            if name == "strong":
+                sp = span(n)
+                if sp and sp[1] - sp[0] > 4:
+                    self.bold.append((sp[0] + 2, sp[1] - 2))
+            elif name == "link":
+                sp = span(n)
+                if sp:
+                    children = n.children
+                    kids = [k for k in (span(c) for c in children) if k]
+                    ts = (kids[0][0], kids[-1][1]) if kids else (sp[0] + 1, sp[0] + 1)
+                    # Inline links only: a reference use ("[1]" with a "[1]: url" definition) is a citation marker.
+                    if text.startswith("](", ts[1]) or (not kids and text.startswith("[](", sp[0])):
+                        self.links.append(Link(sp, ts, text[ts[0] : ts[1]], str(n.meta.get("url", ""))))
+                    if children:
+                        stack.extend(reversed(children))
+                    continue
+            elif name == "code_inline":
+                sp = span(n)
+                if sp:
+                    self.inline_code.append(sp)
+                    continue
             elif name == "image":
                 continue
-            if n.children:
-                stack.extend(reversed(n.children))
+            children = n.children
+            if children:
+                stack.extend(reversed(children))
 
     def _content_span(self, nodes: Sequence[Any]) -> tuple[int, int] | None:
         spans = [s for s in (self.span(c) for c in nodes) if s]
@@ -562,8 +578,9 @@ class _Reader:
         sp = self.span(node)
         if not sp:
             return
-        self.inline(node.children)
-        content = self._content_span(node.children)
+        children = node.children  # a new list on each read
+        self.inline(children)
+        content = self._content_span(children)
         body, end = content if content else (sp[1], sp[1])
         level = int(node.meta.get("level", 1))
         self.section = len(self.units)  # a heading is the head of its own section

@@ -4,12 +4,16 @@ and on text built from the pieces the patterns look for. No timing is asserted h
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.extraction import competitors as comp
+from services.extraction import text as tx
 
 #: Every alternative of ``_INTEGRATION_RE`` spelled out (with its optional parts), plus near misses.
 _INTEGRATION_PHRASES = [
@@ -148,7 +152,6 @@ _url_pieces = st.sampled_from(
 @settings(max_examples=1500, deadline=None)
 @given(st.one_of(st.text(max_size=80), st.lists(_url_pieces, max_size=30).map("".join)))
 def test_bare_urls_found_from_their_literals_equal_the_full_scan(text: str) -> None:
-    from services.extraction import text as tx
 
     got = [m.span() for m in tx._bare_urls(text, text.lower())]
     assert got == [m.span() for m in tx.BARE_URL_RE.finditer(text)]
@@ -160,3 +163,62 @@ def test_integration_alternatives_are_at_most_the_bound_long() -> None:
     tree = sre_parse.parse(comp._INTEGRATION_RE.pattern, comp._INTEGRATION_RE.flags)
     alternation = sre_parse.SubPattern(tree.state, [tree[0]])
     assert alternation.getwidth()[1] == comp._INTEGRATION_ALT_CHARS
+
+
+
+class _PlainReader(tx._Reader):
+    """``text._Reader`` with its span and inline walk as first written (a span for every node, children read
+    twice)."""
+
+    def span(self, node: Any) -> tuple[int, int] | None:
+        sm = node.srcmap
+        if sm is None:
+            return None
+        s, e = sm
+        if self._starts is not None:
+            s, e = bisect.bisect_left(self._starts, s), bisect.bisect_left(self._starts, e)
+        n = len(self.text)
+        return min(s, n), min(e, n)
+
+    def inline(self, nodes: Sequence[Any]) -> None:
+        stack = list(reversed(nodes))
+        text = self.text
+        while stack:
+            n = stack.pop()
+            name = n.name
+            if name == "text":
+                continue
+            sp = self.span(n)
+            if name == "strong" and sp and sp[1] - sp[0] > 4:
+                self.bold.append((sp[0] + 2, sp[1] - 2))
+            elif name == "link" and sp:
+                kids = [k for k in (self.span(c) for c in n.children) if k]
+                ts = (kids[0][0], kids[-1][1]) if kids else (sp[0] + 1, sp[0] + 1)
+                if text.startswith("](", ts[1]) or (not kids and text.startswith("[](", sp[0])):
+                    self.links.append(tx.Link(sp, ts, text[ts[0] : ts[1]], str(n.meta.get("url", ""))))
+            elif name == "code_inline" and sp:
+                self.inline_code.append(sp)
+                continue
+            elif name == "image":
+                continue
+            if n.children:
+                stack.extend(reversed(n.children))
+
+
+_md_pieces = st.sampled_from(
+    ["**Bold**", "__u__", "*em*", "`code`", "``a`b``", "[x](https://a.io)", "[](https://e.io)", "[1]", "[1]: https://b.io",
+     "![i](https://a.io/i.png)", "<https://c.io>", "# H", "### 2. Lambda: x", "- item", "1. one", "  - nested", "> q",
+     "| a | b |", "|---|---|", "| c | d |", "```", "~~s~~", "<b>x</b>", "é", "日本", "\x00", " ", "\n", "\n\n", "CoreWeave",
+     "Together AI", ".", ","]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.text(max_size=120), st.lists(_md_pieces, max_size=30).map("".join)))
+def test_reader_walk_equals_the_plain_walk(text: str) -> None:
+    parsed = text.replace("\x00", "\ufffd")
+    fast, plain = tx._Reader(text, parsed), _PlainReader(text, parsed)
+    fast.block(tx._tree(parsed))
+    plain.block(tx._tree(parsed))
+    for attr in ("units", "links", "bold", "code", "inline_code"):
+        assert getattr(fast, attr) == getattr(plain, attr), attr

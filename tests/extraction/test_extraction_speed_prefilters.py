@@ -152,7 +152,6 @@ _url_pieces = st.sampled_from(
 @settings(max_examples=1500, deadline=None)
 @given(st.one_of(st.text(max_size=80), st.lists(_url_pieces, max_size=30).map("".join)))
 def test_bare_urls_found_from_their_literals_equal_the_full_scan(text: str) -> None:
-
     got = [m.span() for m in tx._bare_urls(text, text.lower())]
     assert got == [m.span() for m in tx.BARE_URL_RE.finditer(text)]
 

@@ -26,6 +26,7 @@ table row as ``cell | cell``, or a heading followed by the first sentence of its
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -193,22 +194,32 @@ def _cell_labels(doc: Doc, unit: Unit) -> dict[int, int]:
 
 
 def _score_unit(
-    doc: Doc, unit: Unit, named: list[tuple[int, int, int]], about_org: bool, lang: str
+    doc: Doc,
+    unit: Unit,
+    named: list[tuple[int, int, int]],
+    about_org: bool,
+    lang: str,
+    starts: list[int] | None = None,
 ) -> list[_Clause]:
-    """The clauses of ``unit`` that count for the org (brand id 0 in ``named``), scored."""
+    """The clauses of ``unit`` that count for the org (brand id 0 in ``named``, sorted), scored. ``starts``: the
+    start offsets of ``named`` (computed when not given)."""
     out: list[_Clause] = []
     subject = 0 if about_org else -1
     labels = _cell_labels(doc, unit)
+    if starts is None:
+        starts = [s for s, _e, _b in named]
     for cs, ce in _clauses(doc, unit):
-        inside = [(s, b) for s, _e, b in named if cs <= s < ce]
+        # The names starting in the clause, found by bisection in the sorted list rather than by a scan of it.
+        here = named[bisect.bisect_left(starts, cs) : bisect.bisect_left(starts, ce)]
+        inside = [(s, b) for s, _e, b in here]
         ids = {b for _s, b in inside}
         if subject != 0 and 0 not in ids:
             # Not about the org whatever its words say: the steps below could only move ``subject`` from one
             # non-zero value to another (and only ``subject == 0`` is ever read), so polarity is not needed.
             continue
         text = doc.text[cs:ce]
-        for s, e, _b in reversed(named):  # names are not evaluations ("Best Buy", "Simple Analytics")
-            if cs <= s and e <= ce:
+        for s, e, _b in reversed(here):  # names are not evaluations ("Best Buy", "Simple Analytics")
+            if e <= ce:
                 text = text[: s - cs] + " " * (e - s) + text[e - cs :]
         pol = sentiment.polarity(sentiment.words(plain(text)), lang)
         than = _THAN_RE.search(doc.text, cs, ce) if pol.comparison or pol.than_at >= 0 else None
@@ -273,12 +284,13 @@ def sentiment_of_mentions(
             if not sentiment.is_domain_noun(doc.text[s:e])  # "Ransomware" found as a brand attributes nothing
         ]
     )
+    starts = [s for s, _e, _b in named]
     scored: dict[tuple[int, int], list[_Clause]] = {}
 
     def clauses_of(unit: Unit, about_org: bool) -> list[_Clause]:
         key = (unit.index, about_org) if unit.index >= 0 else (-1 - unit.start, about_org)
         if key not in scored:
-            scored[key] = _score_unit(doc, unit, named, about_org, lang)
+            scored[key] = _score_unit(doc, unit, named, about_org, lang, starts)
         return scored[key]
 
     columns = _column_cells(doc, org)

@@ -221,3 +221,29 @@ def test_reader_walk_equals_the_plain_walk(text: str) -> None:
     plain.block(tx._tree(parsed))
     for attr in ("units", "links", "bold", "code", "inline_code"):
         assert getattr(fast, attr) == getattr(plain, attr), attr
+
+
+#: ``org_eval._CLAUSE_RE`` as first written (a leading lookahead, then the alternatives).
+_CLAUSE_FIRST = re.compile(
+    r"(?=[;,\s])(?:;|(?<=[.!?])\s+|\s[–—-]\s|,?\s+(?=(?:but|however|although|though|while|whereas|yet|except|"
+    r"pero|aunque|mientras|sin embargo|aber|jedoch|doch|während|obwohl|mais|cependant|toutefois|tandis|alors qu|"
+    r"bien que|sauf)\b))",
+    re.IGNORECASE,
+)
+_clause_pieces = st.sampled_from(
+    ["but", "BUT", "However", "ſin embargo", "ſauf", "SAUF", "K", "İ", "ı", "while", "Whereas", "though", "alors qu",
+     "bien que", "während", "WÄHREND", "yet", "except", "doch", "obwohl", "butter", "a", "x", " ", "  ", ",", ", ",
+     ";", ".", "!", "?", "–", "—", "-", "\n", "\t", "\u00a0", "\u2028", "ß"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.text(max_size=60), st.lists(_clause_pieces, max_size=20).map("".join)), st.integers(0, 70),
+       st.integers(0, 70))
+def test_clause_pattern_matches_as_first_written(text: str, a: int, b: int) -> None:
+    from services.extraction import org_eval
+
+    lo, hi = min(a, b, len(text)), min(max(a, b), len(text))
+    for args in ((text,), (text, lo, hi)):
+        got = [m.span() for m in org_eval._CLAUSE_RE.finditer(*args)]
+        assert got == [m.span() for m in _CLAUSE_FIRST.finditer(*args)]

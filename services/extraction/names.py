@@ -316,7 +316,8 @@ def find_mentions(doc: Doc, brands: Sequence[Brand], threshold: float, generic: 
     casual = is_lower_case_answer(doc)
     for i, b in enumerate(brands):
         b.mentions, b.surfaces = [], []
-        for f in b.forms:
+        # Sorted: a set's order follows the hash seed, and the first form of a key decides its kind.
+        for f in sorted(b.forms):
             k = _form_key(f)
             if k and k not in owner:
                 kind = ambiguity(f, threshold, generic)

@@ -76,8 +76,9 @@ def endpoint_name(method: str, path: str) -> str | None:
 
 
 def request_key(scope: Scope, body: bytes) -> bytes:
-    """What identifies a request for a keyed fault draw: its path, query string and body (not its headers, which
-    carry per-attempt values such as the SDKs' retry counts and idempotency keys)."""
+    """What identifies a request for a keyed fault draw: its path, query string and body — what an SDK's retry
+    resends unchanged — not its headers, which carry per-attempt values (the OpenAI and Anthropic SDKs'
+    ``x-stainless-retry-count``, set per attempt by ``_build_headers`` in their ``_base_client.py``)."""
     return b"%s?%s\n%s" % (str(scope.get("path", "")).encode(), bytes(scope.get("query_string", b"")), body)
 
 

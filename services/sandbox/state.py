@@ -73,7 +73,12 @@ class SandboxState:
         With ``knobs.fault_draws == "request"`` and a ``request`` key (path, query and body:
         :func:`services.sandbox.faults.request_key`), the draw comes from the seed, the endpoint, a digest of the key
         and how many times this endpoint has seen it (0 for the first attempt, 1 for its first retry…): the same calls get the same faults in every run of a test, whatever order concurrent requests
-        arrive in, so a chaos failure replays exactly. Each attempt is still an independent draw at the same rates.
+        arrive in, so a chaos failure replays exactly. Each attempt is still an independent draw at the same rates:
+        the providers treat these errors as transient for the *same* request — the OpenAI and Anthropic SDKs resend
+        an identical request on 408/409/429/≥ 500 and connection errors (providers.md §3.3, §4.3), as Tavily's 429
+        and 5xx invite (§1.4) — so a retry must be able to succeed. How often a fault occurs is the test's knob, not
+        a provider fact; what each fault answers (status, body, headers) follows the providers' documented errors
+        (:mod:`services.sandbox.faults`, :mod:`services.sandbox.errors`).
         """
         kinds = (
             ("429", k.rate_429),

@@ -137,7 +137,9 @@ def test_seeded_draws_are_reproducible() -> None:
 
 def test_request_keyed_draws_do_not_depend_on_arrival_order() -> None:
     """``fault_draws: "request"``: a body's n-th attempt gets the same fault whatever came in between, each attempt
-    is a fresh draw (a retry is not doomed to repeat its fault), and the rates hold."""
+    is a fresh draw, and the rates hold. A retry is not doomed to repeat its fault because the providers' errors
+    injected here are transient for the same request: the OpenAI / Anthropic SDKs resend it unchanged on
+    408/409/429/≥ 500 (providers.md §3.3, §4.3)."""
 
     def faults(order: list[bytes], seed: int = 7) -> dict[tuple[bytes, int], str | None]:
         state = SandboxState(SandboxSettings(seed=seed))

@@ -322,15 +322,14 @@ _CUE_AFTER_RE = re.compile(
 
 # What every match of _ENUM_RE / _CUE_AFTER_RE / _SUFFIXED_RE must contain: a segment without it is skipped
 # (these cheap scans rule out most sentences; the full patterns backtrack at every capital letter).
-_ENUM_HINT_RE = re.compile(r",[ \t]+[A-Z]|[ \t](?:and|or|&|y|o|et|ou|und|oder)[ \t]+[A-Z]")
-#: The two alternatives of :data:`_ENUM_HINT_RE` as patterns of their own: the first then has a literal prefix and
-#: the second a charset prefix, which re's search skips to (the alternation has neither): ~30 % less time.
+#: The enumeration hint ``,[ \t]+[A-Z]|[ \t](?:and|or|…)[ \t]+[A-Z]`` as two patterns: the first then has a literal
+#: prefix and the second a charset prefix, which re's search skips to (the alternation has neither): ~30 % less time.
 _ENUM_HINT_COMMA_RE = re.compile(r",[ \t]+[A-Z]")
 _ENUM_HINT_WORD_RE = re.compile(r"[ \t](?:and|or|&|y|o|et|ou|und|oder)[ \t]+[A-Z]")
 
 
 def _enum_hint(segment: str) -> bool:
-    """``_ENUM_HINT_RE.search(segment) is not None``, as two cheaper scans."""
+    """Does ``segment`` hold a comma or a conjunction before a capital letter (an enumeration may start there)?"""
     return _ENUM_HINT_COMMA_RE.search(segment) is not None or _ENUM_HINT_WORD_RE.search(segment) is not None
 
 
@@ -375,7 +374,6 @@ def _within(spans: list[tuple[int, int]], start: int, end: int) -> tuple[int, in
 
 def _in_parentheses(text: str, pos: int) -> bool:
     return text.count("(", 0, pos) > text.count(")", 0, pos)
-
 
 
 def _prose_candidates(
@@ -506,12 +504,11 @@ _CAP_SPAN_RE = re.compile(
     rf"(?:[ \t]+(?:{_CAP_WORD}|&|(?:of|for|de|del|du|des)(?=[ \t]+[{_UPPER}])))*(?<![&\s])"
 )
 #: Names that start with a small letter: "eBay", "iPhone", "incident.io", "monday.com" (scanned only when
-#: :data:`_LOWER_HINT_RE` finds one).
+#: :data:`_LOWER_CAMEL_HINT_RE` or :data:`_LOWER_DOMAIN_HINT_RE` finds one).
 _LOWER_NAME_RE = re.compile(
     rf"(?<![\w.@/#&'’+-])(?:[a-z]+[{_UPPER}]\w*|[a-z][a-z0-9-]*\.(?:io|ai|com|app|co|dev|so)\b)"
     rf"(?:[ \t]+(?:{_CAP_WORD}|&))*(?<![&\s])"
 )
-_LOWER_HINT_RE = re.compile(rf"[a-z][{_UPPER}]|\.(?:io|ai|com|app|co|dev|so)\b")
 _LOWER_CAMEL_HINT_RE = re.compile(rf"[a-z][{_UPPER}]")
 _LOWER_DOMAIN_HINT_RE = re.compile(r"\.(?:io|ai|com|app|co|dev|so)\b")
 _DIGIT_HINT_RE = re.compile(r"\d[A-Z][a-z]")
@@ -523,13 +520,14 @@ _LOWER_DOMAIN_RUN = _LOWER_RUN | frozenset("0123456789-")
 
 def _lower_name_matches(masked: str) -> list[re.Match[str]]:
     """``list(_LOWER_NAME_RE.finditer(masked))``, tried only where a match can start: every match holds a
-    :data:`_LOWER_HINT_RE` match in its first word ("eB" of "eBay", ".io" of "incident.io") and starts where the
-    run of small letters (of ``[a-z0-9-]`` before a dot) that leads to it starts, so one cheap hint scan replaces
+    :data:`_LOWER_CAMEL_HINT_RE` or :data:`_LOWER_DOMAIN_HINT_RE` match in its first word ("eB" of "eBay", ".io" of
+    "incident.io") and starts where the run of small letters (of ``[a-z0-9-]`` before a dot) that leads to it
+    starts, so two cheap hint scans replace
     a full scan whose lookbehind runs at every character (perf only; tests/extraction/test_extraction_fast_paths.py)."""
     starts: set[int] = set()
-    # The hint's two alternatives scanned apart (a charset and a literal prefix re skips to; the alternation has
-    # neither): their matches cannot overlap (a small letter before a capital never lies inside ".io" followed by a
-    # non-word character, nor a dot inside "eB"), so together they start where the hint's matches start.
+    # Two hints (a charset and a literal prefix re skips to; one alternation of both would have neither): their
+    # matches cannot overlap (a small letter before a capital never lies inside ".io" followed by a
+    # non-word character, nor a dot inside "eB"), so no start is found twice.
     for h in (*_LOWER_CAMEL_HINT_RE.finditer(masked), *_LOWER_DOMAIN_HINT_RE.finditer(masked)):
         j = h.start()
         run = _LOWER_DOMAIN_RUN if masked[j] == "." else _LOWER_RUN
@@ -976,7 +974,7 @@ def _prose_names(doc: Doc, leads: list[tuple[int, int]], threshold: float, lang:
     out: list[Candidate] = []
     masked = doc.masked
     matches = list(_CAP_SPAN_RE.finditer(masked))
-    lower = _lower_name_matches(masked)  # [] without a _LOWER_HINT_RE match: no separate search for one first
+    lower = _lower_name_matches(masked)  # [] without a hint match: no separate search for one first
     if lower:
         matches = sorted([*matches, *lower], key=lambda m: m.start())
     if (_DIGIT_HINT_ASCII_RE if masked.isascii() else _DIGIT_HINT_RE).search(masked):

@@ -80,14 +80,14 @@ _CUE_AFTER_PLAIN = re.compile(rf"(?:^|(?<=[\s(*_\[]))(?P<name>{_N})" + _cue[_cue
 @given(_texts)
 def test_prose_patterns_and_hints(text: str) -> None:
     for fast, plain, hint in (
-        (comp._ENUM_RE, _ENUM_PLAIN, comp._ENUM_HINT_RE),
-        (comp._SUFFIXED_RE, _SUFFIXED_PLAIN, comp._SUFFIXED_HINT_RE),
-        (comp._CUE_AFTER_RE, _CUE_AFTER_PLAIN, comp._CUE_AFTER_HINT_RE),
+        (comp._ENUM_RE, _ENUM_PLAIN, comp._enum_hint),
+        (comp._SUFFIXED_RE, _SUFFIXED_PLAIN, comp._SUFFIXED_HINT_RE.search),
+        (comp._CUE_AFTER_RE, _CUE_AFTER_PLAIN, comp._CUE_AFTER_HINT_RE.search),
     ):
         got = [(m.span(), m.groupdict()) for m in fast.finditer(text)]
         assert got == [(m.span(), m.groupdict()) for m in plain.finditer(text)]
         if got:
-            assert hint.search(text)
+            assert hint(text)
     if comp._CUE_BEFORE_RE.search(text):
         assert any(w in text for w in comp._CUE_BEFORE_WORDS)
 
